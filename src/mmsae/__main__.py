@@ -1,0 +1,3 @@
+from mmsae.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The `mmsae` command line: parsing and printing only."""

@@ -1,0 +1,105 @@
+"""`mmsae train`: train one SAE from a store."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mmsae.train.config import TrainConfig
+
+# flag → (type, help); every TrainConfig field is settable, these have short, documented flags
+_FLAGS = {
+    "arch": (str, "relu, topk, batchtopk or matryoshka (default topk)"),
+    "dict_size": (int, "number of latents F (default 4096)"),
+    "k": (int, "active latents per row, TopK family (default 32)"),
+    "l1": (float, "L1 coefficient for --arch relu (default 5.0)"),
+    "matryoshka_ks": (str, "comma-separated nested k values for matryoshka (default k/8,k/4,k/2,k)"),
+    "steps": (int, "optimizer steps (default: --epochs passes over the training split)"),
+    "epochs": (float, "passes over the training split when --steps is not given (default 10)"),
+    "batch_size": (int, "rows per step (default 4096)"),
+    "lr": (float, "peak learning rate (default 1e-3)"),
+    "warmup_frac": (float, "share of steps for LR warm-up (default 0.05)"),
+    "decay": (str, "cosine, linear or constant (default cosine)"),
+    "grad_clip": (float, "global gradient-norm clip, 0 disables (default 1.0)"),
+    "normalize": (str, "center_scale, scale or none; folded into the saved weights (default center_scale)"),
+    "b_dec_init": (str, "geometric_median, mean or zeros (default geometric_median)"),
+    "aux_k": (int, "dead latents in the AuxK loss (default 256)"),
+    "aux_coef": (float, "AuxK weight (default 1/32)"),
+    "dead_after": (int, "rows without firing before a latent counts as dead (default: one epoch)"),
+    "seed": (int, "seed for initialisation and data order (default 0)"),
+    "val_fraction": (float, "share of pair ids held out for validation (default 0.1)"),
+    "modality": (str, "train on this modality only (default: all rows)"),
+    "checkpoint_every": (int, "steps between resumable checkpoints, 0 = never (default 500)"),
+    "log_every": (int, "steps between train_log.jsonl lines (default 10)"),
+    "shuffle_buffer": (int, "rows in the shuffle buffer (default 65536)"),
+    "device": (str, "cpu, cuda, cuda:N or auto (default auto)"),
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train an SAE from a store",
+        description="Train an SAE by streaming a store. Options come from --config (TOML/YAML/JSON, "
+                    "optionally under a [train] table) and are overridden by flags. The SAE folder gets "
+                    "config.json, model.safetensors, train_config.json, train_log.jsonl and metrics.json "
+                    "(held-out validation metrics).")
+    p.add_argument("store", help="store folder")
+    p.add_argument("--out", required=True, help="SAE folder to write")
+    for name, (typ, hlp) in _FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=typ, default=None, help=hlp)
+    p.add_argument("--config", help="TOML/YAML/JSON file of training options")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an SAE already in --out")
+    p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args) -> TrainConfig:
+    from mmsae.errors import MmsaeError
+    from mmsae.train.config import read_config_file
+
+    opts = read_config_file(args.config) if args.config else {}
+    for name in _FLAGS:
+        v = getattr(args, name)
+        if v is None:
+            continue
+        if name == "l1":
+            opts["l1_coef"] = v
+        elif name == "matryoshka_ks":
+            try:
+                opts[name] = tuple(int(s) for s in v.split(",") if s.strip())
+            except ValueError:
+                raise MmsaeError(f"--matryoshka-ks must be comma-separated integers, got {v!r}") from None
+        else:
+            opts[name] = v
+    if args.tensorboard:
+        opts["tensorboard"] = True
+    arch = opts.get("arch", "topk")
+    if arch == "relu" and args.k is not None:
+        raise MmsaeError("--k does not apply to --arch relu; use --l1 to set sparsity")
+    if arch != "relu" and args.l1 is not None:
+        raise MmsaeError(f"--l1 applies to --arch relu only; --arch {arch} uses --k")
+    try:
+        return TrainConfig.from_dict(opts)
+    except TypeError as exc:
+        raise MmsaeError(f"bad training options: {exc}") from None
+
+
+def run(args) -> int:
+    from mmsae.cli.main import _print_json
+    from mmsae.train.trainer import Trainer
+
+    cfg = options_from_args(args)
+    trainer = Trainer(args.store, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.json)
+    res = trainer.run()
+    if args.json:
+        _print_json(dataclasses.asdict(res))
+    else:
+        v = res.val_metrics
+        if v:
+            print(f"saved {cfg.arch} SAE (F={cfg.dict_size}) to {res.out_dir} after {res.steps} steps "
+                  f"({res.vectors_per_second:,.0f} vectors/s); held-out FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, "
+                  f"dead {v['dead_fraction']:.3f}")
+        else:
+            print(f"saved {cfg.arch} SAE to {res.out_dir} after {res.steps} steps")
+    return 0

@@ -1,0 +1,297 @@
+"""Bring the user's own embedding files into a store.
+
+Formats: `.npy`, `.npz`, `.safetensors`, `.pt`/`.pth` (tensors only, never arbitrary pickle) and
+parquet with an embedding column. Every problem with an input is an `MmsaeError` naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmsae.data.store import NO_PAIR, EmbeddingStore, StoreWriter
+from mmsae.errors import MmsaeError
+
+FORMATS = (".npy", ".npz", ".safetensors", ".pt", ".pth", ".parquet")
+
+
+def _pick(arrays: dict[str, np.ndarray], key: str | None, path: Path) -> np.ndarray:
+    if key is not None:
+        if key not in arrays:
+            raise MmsaeError(f"{path}: no array named {key!r} (has {sorted(arrays)})")
+        return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    for name in ("embeddings", "embedding", "emb", "x"):
+        if name in arrays:
+            return arrays[name]
+    raise MmsaeError(f"{path}: holds several arrays {sorted(arrays)}; say which with --key")
+
+
+def load_embeddings(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """Read an [N, D] float array from a user file (memory-mapped for `.npy`)."""
+    path = Path(path)
+    if not path.exists():
+        raise MmsaeError(f"{path}: no such file")
+    if path.is_dir():
+        raise MmsaeError(f"{path}: is a directory, expected an embedding file")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise MmsaeError(f"{path}: unsupported format {suffix!r}; use one of {', '.join(FORMATS)}")
+    if path.stat().st_size == 0:
+        raise MmsaeError(f"{path}: file is empty")
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                arr = _pick({k: z[k] for k in z.files}, key, path)
+        elif suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            arr = _pick(load_file(str(path)), key, path)
+        elif suffix in (".pt", ".pth"):
+            import torch
+
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, torch.Tensor):
+                arr = obj.float().numpy() if obj.dtype == torch.bfloat16 else obj.numpy()
+            elif isinstance(obj, dict):
+                tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+                t = _pick(tensors, key, path) if tensors else None
+                if t is None:
+                    raise MmsaeError(f"{path}: holds no tensor")
+                arr = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+            else:
+                raise MmsaeError(f"{path}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
+        else:
+            arr = _load_parquet(path, key)
+    except MmsaeError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MmsaeError(f"{path}: cannot read ({msg}); is the file truncated or of another format?") from None
+    except Exception as exc:  # e.g. pickle.UnpicklingError from a .pt holding non-tensor objects
+        if type(exc).__name__ in ("UnpicklingError", "SafetensorError", "ArrowInvalid"):
+            raise MmsaeError(f"{path}: cannot read safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise
+    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+        raise MmsaeError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise MmsaeError(f"{path}: expected a 2-D [N, D] array, got shape {tuple(arr.shape)}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise MmsaeError(f"{path}: empty input (shape {tuple(arr.shape)})")
+    return arr
+
+
+def _load_parquet(path: Path, column: str | None) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    list_cols = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type)]
+    if column is None:
+        column = "embedding" if "embedding" in list_cols else (list_cols[0] if len(list_cols) == 1 else None)
+        if column is None:
+            raise MmsaeError(f"{path}: cannot tell the embedding column among {list_cols or table.column_names}; say which with --key")
+    if column not in table.column_names:
+        raise MmsaeError(f"{path}: no column {column!r} (has {table.column_names})")
+    col = table.column(column).combine_chunks()
+    if col.null_count:
+        raise MmsaeError(f"{path}: column {column!r} has {col.null_count} null rows")
+    lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
+    if lengths is not None and len(lengths) and (lengths != lengths[0]).any():
+        raise MmsaeError(f"{path}: rows of {column!r} have different lengths")
+    flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
+    if len(col) == 0:
+        return np.empty((0, 0), dtype=np.float32)
+    return flat.reshape(len(col), -1)
+
+
+def invalid_rows(arr_ND: np.ndarray, block: int = 65536) -> np.ndarray:
+    """Indices of rows holding NaN or inf, found block by block so memmaps stay cheap."""
+    bad = [np.nonzero(~np.isfinite(arr_ND[i : i + block]).all(axis=1))[0] + i for i in range(0, len(arr_ND), block)]
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+
+
+def _check_finite(arr: np.ndarray, path: Path, drop_invalid: bool) -> np.ndarray:
+    """Row indices to keep."""
+    bad = invalid_rows(arr)
+    if len(bad) and not drop_invalid:
+        raise MmsaeError(
+            f"{path}: {len(bad)} of {len(arr)} rows contain NaN or inf; fix them or pass --drop-invalid to skip them"
+        )
+    keep = np.ones(len(arr), dtype=bool)
+    keep[bad] = False
+    if keep.sum() == 0:
+        raise MmsaeError(f"{path}: every row is NaN/inf; nothing to import")
+    return np.nonzero(keep)[0]
+
+
+def _read_captions(path: Path, n: int) -> list[str]:
+    if not path.exists():
+        raise MmsaeError(f"{path}: no such file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if lines and lines[-1] == "" and len(lines) == n + 1:
+        lines = lines[:-1]
+    if len(lines) != n:
+        raise MmsaeError(f"{path}: {len(lines)} captions for {n} text rows; need one caption a line")
+    return lines
+
+
+def _read_pairs(path: Path, n_img: int, n_txt: int) -> np.ndarray:
+    """pair id (its image row) of each text row; NO_PAIR where a text row is not listed."""
+    if not path.exists():
+        raise MmsaeError(f"{path}: no such file")
+    out = np.full(n_txt, NO_PAIR, dtype=np.int64)
+    with open(path, newline="") as f:
+        for lineno, rec in enumerate(csv.reader(f), start=1):
+            if not rec or (lineno == 1 and not rec[0].strip().lstrip("-").isdigit()):
+                continue  # blank line or header
+            try:
+                img, txt = int(rec[0]), int(rec[1])
+            except (ValueError, IndexError):
+                raise MmsaeError(f"{path}:{lineno}: expected 'image_row,text_row', got {','.join(rec)!r}") from None
+            if not (0 <= img < n_img and 0 <= txt < n_txt):
+                raise MmsaeError(f"{path}:{lineno}: row ({img}, {txt}) out of range ({n_img} images, {n_txt} texts)")
+            if out[txt] != NO_PAIR and out[txt] != img:
+                raise MmsaeError(f"{path}:{lineno}: text row {txt} is paired with two images")
+            out[txt] = img
+    return out
+
+
+def _fingerprint(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path) and p.exists():
+            st = p.stat()
+            h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        else:
+            h.update(json.dumps(p, default=str).encode())
+    return "import:" + h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did."""
+
+    store: str
+    rows_written: int
+    rows_skipped_resume: int
+    rows_dropped_invalid: int
+    counts: dict
+
+
+@dataclass
+class _Part:
+    arr: np.ndarray
+    keep: np.ndarray
+    modality: str
+    pair_ids: np.ndarray
+    path: Path
+    texts: list[str] | None
+
+
+def import_embeddings(
+    out: str | os.PathLike,
+    *,
+    embeddings: str | os.PathLike | None = None,
+    modality: str | None = None,
+    images: str | os.PathLike | None = None,
+    texts: str | os.PathLike | None = None,
+    pairs: str | os.PathLike | None = None,
+    captions: str | os.PathLike | None = None,
+    key: str | None = None,
+    model_id: str = "unknown",
+    dtype: str = "float32",
+    drop_invalid: bool = False,
+    shard_rows: int = 65536,
+    progress: bool = False,
+) -> ImportReport:
+    """Import one file of a single modality, or an image file and a text file that pair up.
+
+    Resumable: re-running the same import continues after the last committed shard and
+    never writes a row twice.
+    """
+    parts: list[_Part] = []
+    if embeddings is not None:
+        if images is not None or texts is not None:
+            raise MmsaeError("give either one embedding file with --modality, or --images/--texts, not both")
+        if not modality:
+            raise MmsaeError("say which modality the embeddings are with --modality (e.g. image or text)")
+        p = Path(embeddings)
+        arr = load_embeddings(p, key)
+        parts.append(_Part(arr, _check_finite(arr, p, drop_invalid), modality, np.full(len(arr), NO_PAIR, np.int64), p,
+                           _read_captions(Path(captions), len(arr)) if captions else None))
+    else:
+        if images is None and texts is None:
+            raise MmsaeError("nothing to import: give an embedding file, or --images and/or --texts")
+        img = load_embeddings(Path(images), key) if images is not None else None
+        txt = load_embeddings(Path(texts), key) if texts is not None else None
+        if img is not None and txt is not None and img.shape[1] != txt.shape[1]:
+            raise MmsaeError(f"dimension mismatch: images are {img.shape[1]}-d, texts are {txt.shape[1]}-d")
+        if img is not None:
+            parts.append(_Part(img, _check_finite(img, Path(images), drop_invalid), "image",
+                               np.arange(len(img), dtype=np.int64), Path(images), None))
+        if txt is not None:
+            if pairs is not None:
+                if img is None:
+                    raise MmsaeError("--pairs needs --images too")
+                tp = _read_pairs(Path(pairs), len(img), len(txt))
+            elif img is not None:
+                if len(img) != len(txt):
+                    raise MmsaeError(
+                        f"{len(img)} image rows but {len(txt)} text rows: row i of each must be a pair, or give --pairs"
+                    )
+                tp = np.arange(len(txt), dtype=np.int64)
+            else:
+                tp = np.full(len(txt), NO_PAIR, np.int64)
+            caps = _read_captions(Path(captions), len(txt)) if captions else None
+            parts.append(_Part(txt, _check_finite(txt, Path(texts), drop_invalid), "text", tp, Path(texts), caps))
+    dim = parts[0].arr.shape[1]
+    job = _fingerprint(*(p.path for p in parts), modality, key, drop_invalid, str(pairs), str(captions),
+                       *(Path(x) for x in (pairs, captions) if x))
+    writer = StoreWriter(out, dim=dim, dtype=dtype, model_id=model_id, shard_rows=shard_rows, job=job)
+    done = writer.rows_done
+    total = sum(len(p.keep) for p in parts)
+    dropped = sum(len(p.arr) - len(p.keep) for p in parts)
+    skip = done
+    written = 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=min(done, total), desc="import", unit="row", disable=not progress)
+    step = max(1, min(shard_rows, 65536))
+    for part in parts:
+        rows = part.keep
+        if skip >= len(rows):
+            skip -= len(rows)
+            continue
+        rows = rows[skip:]
+        skip = 0
+        for i in range(0, len(rows), step):
+            sel = rows[i : i + step]
+            writer.append(
+                np.asarray(part.arr[sel], dtype=np.float32),
+                part.modality,
+                pair_id=part.pair_ids[sel],
+                source=[f"{part.path}#{j}" for j in sel],
+                text=[part.texts[j] for j in sel] if part.texts is not None else None,
+            )
+            written += len(sel)
+            bar.update(len(sel))
+    store = writer.close()
+    bar.close()
+    return ImportReport(str(out), written, min(done, total), dropped, dict(store.manifest.counts))
+
+
+def store_summary(store: EmbeddingStore) -> dict:
+    m = store.manifest
+    return {"store": str(store.root), "rows": m.n_rows, "dim": m.dim, "dtype": m.dtype, "model_id": m.model_id,
+            "counts": m.counts, "shards": len(m.shards), "preprocessing": m.preprocessing}

@@ -1,0 +1,323 @@
+"""The embedding store: sharded, memory-mapped embeddings plus a parquet metadata table.
+
+Layout of a store folder:
+
+    manifest.json            dim, dtype, counts, shards (see `manifest.py`)
+    shards/shard-000000.npy      [n, D] float32 or float16, memory-mappable
+    shards/shard-000000.parquet  row_id, modality, pair_id, source, text, model_id
+
+Readers trust only shards listed in the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmsae.data.manifest import Manifest, ShardInfo, read_manifest, write_manifest
+from mmsae.errors import MmsaeError
+
+SHARD_DIR = "shards"
+NO_PAIR = -1
+"""pair_id of a row that belongs to no pair."""
+METADATA_SCHEMA = pa.schema(
+    [
+        ("row_id", pa.int64()),
+        ("modality", pa.string()),
+        ("pair_id", pa.int64()),
+        ("source", pa.string()),
+        ("text", pa.string()),
+        ("model_id", pa.string()),
+    ]
+)
+SUPPORTED_DTYPES = ("float32", "float16")
+
+
+class EmbeddingStore:
+    """Read access to a store: memmapped shards, metadata, filters."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise MmsaeError(f"store {self.root} does not exist")
+        self.manifest: Manifest = read_manifest(self.root)
+        self._starts_S = np.array([s.row_start for s in self.manifest.shards], dtype=np.int64)
+        self._mmaps: dict[int, np.ndarray] = {}
+        self._meta: pa.Table | None = None
+
+    # --- shape -------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def shards(self) -> list[ShardInfo]:
+        return self.manifest.shards
+
+    def __len__(self) -> int:
+        return self.manifest.n_rows
+
+    def __repr__(self) -> str:
+        return f"EmbeddingStore({str(self.root)!r}, rows={len(self)}, dim={self.dim}, counts={self.manifest.counts})"
+
+    # --- embeddings ----------------------------------------------------------------------------
+    def shard_embeddings(self, i: int) -> np.ndarray:
+        """The memmapped [n, D] array of shard i (no copy)."""
+        if i not in self._mmaps:
+            info = self.shards[i]
+            path = self.root / SHARD_DIR / f"{info.name}.npy"
+            try:
+                arr = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise MmsaeError(f"shard {path} is missing or damaged: {exc}") from None
+            if arr.shape != (info.n_rows, self.dim):
+                raise MmsaeError(f"shard {path} has shape {arr.shape}, manifest says {(info.n_rows, self.dim)}")
+            self._mmaps[i] = arr
+        return self._mmaps[i]
+
+    def get(self, rows: Sequence[int] | np.ndarray, dtype=np.float32) -> np.ndarray:
+        """Embeddings of the given global row ids, in the order given."""
+        rows_N = np.asarray(rows, dtype=np.int64)
+        out_ND = np.empty((len(rows_N), self.dim), dtype=dtype)
+        if len(rows_N) == 0:
+            return out_ND
+        if rows_N.min() < 0 or rows_N.max() >= len(self):
+            raise MmsaeError(f"row ids out of range [0, {len(self)})")
+        shard_N = np.searchsorted(self._starts_S, rows_N, side="right") - 1
+        for s in np.unique(shard_N):
+            sel = np.nonzero(shard_N == s)[0]
+            local = rows_N[sel] - self._starts_S[s]
+            order = np.argsort(local, kind="stable")  # sorted reads are kinder to the page cache
+            out_ND[sel[order]] = self.shard_embeddings(int(s))[local[order]]
+        return out_ND
+
+    def all_embeddings(self, dtype=np.float32) -> np.ndarray:
+        """Every row in one array; for small stores and tests only."""
+        parts = [np.asarray(self.shard_embeddings(i), dtype=dtype) for i in range(len(self.shards))]
+        return np.concatenate(parts) if parts else np.empty((0, self.dim), dtype=dtype)
+
+    # --- metadata ------------------------------------------------------------------------------
+    def shard_metadata(self, i: int, columns: Iterable[str] | None = None) -> pa.Table:
+        path = self.root / SHARD_DIR / f"{self.shards[i].name}.parquet"
+        try:
+            return pq.read_table(path, columns=list(columns) if columns is not None else None)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise MmsaeError(f"metadata {path} is missing or damaged: {exc}") from None
+
+    def metadata(self, columns: Iterable[str] | None = None) -> pa.Table:
+        """The metadata of every row, in row order."""
+        if columns is None:
+            if self._meta is None:
+                tables = [self.shard_metadata(i) for i in range(len(self.shards))]
+                self._meta = pa.concat_tables(tables) if tables else METADATA_SCHEMA.empty_table()
+            return self._meta
+        tables = [self.shard_metadata(i, columns) for i in range(len(self.shards))]
+        if not tables:
+            return METADATA_SCHEMA.empty_table().select(list(columns))
+        return pa.concat_tables(tables)
+
+    def modalities(self) -> np.ndarray:
+        """Modality name of every row (object array)."""
+        return self.metadata(["modality"]).column("modality").to_numpy(zero_copy_only=False)
+
+    def pair_ids(self) -> np.ndarray:
+        return self.metadata(["pair_id"]).column("pair_id").to_numpy()
+
+    def rows(self, modality: str | None = None, pair_ids: Iterable[int] | None = None) -> np.ndarray:
+        """Global row ids matching a modality and/or a set of pair ids."""
+        keep = np.ones(len(self), dtype=bool)
+        if modality is not None:
+            if modality not in self.manifest.counts:
+                raise MmsaeError(
+                    f"modality {modality!r} not in store (has {sorted(self.manifest.counts)})"
+                )
+            keep &= self.modalities() == modality
+        if pair_ids is not None:
+            keep &= np.isin(self.pair_ids(), np.fromiter(pair_ids, dtype=np.int64))
+        return np.nonzero(keep)[0]
+
+    def pairs(self, image: str = "image", text: str = "text") -> tuple[np.ndarray, np.ndarray]:
+        """(image_rows, text_rows): one entry per text row whose pair id has an image row.
+
+        Many captions of one image give many pairs that share the image row.
+        """
+        mods = self.modalities()
+        pids = self.pair_ids()
+        img_mask = (mods == image) & (pids != NO_PAIR)
+        txt_mask = (mods == text) & (pids != NO_PAIR)
+        img_rows = np.nonzero(img_mask)[0]
+        img_pids = pids[img_rows]
+        order = np.argsort(img_pids, kind="stable")
+        img_pids_sorted, img_rows_sorted = img_pids[order], img_rows[order]
+        # one image row per pair id: the first
+        uniq, first = np.unique(img_pids_sorted, return_index=True)
+        txt_rows = np.nonzero(txt_mask)[0]
+        pos = np.searchsorted(uniq, pids[txt_rows])
+        pos_clipped = np.minimum(pos, max(len(uniq) - 1, 0))
+        found = (len(uniq) > 0) & (uniq[pos_clipped] == pids[txt_rows]) if len(uniq) else np.zeros(len(txt_rows), bool)
+        return img_rows_sorted[first[pos_clipped[found]]], txt_rows[found]
+
+
+def open_store(root: str | os.PathLike) -> EmbeddingStore:
+    return EmbeddingStore(root)
+
+
+@dataclass
+class _Pending:
+    emb: list[np.ndarray]
+    meta: list[dict[str, list]]
+    n: int = 0
+
+
+class StoreWriter:
+    """Appends rows to a store in chunks; each full chunk becomes one atomically committed shard.
+
+    A `job` key makes writing resumable: the manifest records how many rows of that job are
+    committed, so a re-run of the same command skips them (`rows_done`) instead of duplicating.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        dim: int,
+        dtype: str = "float32",
+        model_id: str = "unknown",
+        preprocessing: dict | None = None,
+        shard_rows: int = 65536,
+        job: str | None = None,
+    ):
+        if dtype not in SUPPORTED_DTYPES:
+            raise MmsaeError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype!r}")
+        if dim <= 0:
+            raise MmsaeError(f"embedding dim must be positive, got {dim}")
+        self.root = Path(root)
+        self.shard_rows = int(shard_rows)
+        self.job = job
+        (self.root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        if (self.root / "manifest.json").exists():
+            self.manifest = read_manifest(self.root)
+            if self.manifest.dim != dim:
+                raise MmsaeError(
+                    f"dimension mismatch: store {self.root} holds {self.manifest.dim}-d embeddings, input is {dim}-d"
+                )
+            if self.manifest.n_rows and model_id != "unknown" and self.manifest.model_id not in ("unknown", model_id):
+                raise MmsaeError(
+                    f"model mismatch: store {self.root} holds {self.manifest.model_id!r} embeddings, input is {model_id!r}"
+                )
+            if self.manifest.model_id == "unknown":
+                self.manifest.model_id = model_id
+        else:
+            self.manifest = Manifest(dim=dim, dtype=dtype, model_id=model_id, preprocessing=dict(preprocessing or {}))
+            write_manifest(self.root, self.manifest)
+        self._clean_orphans()
+        self._pending = _Pending([], [])
+
+    @property
+    def rows_done(self) -> int:
+        """Rows of this writer's job already committed by earlier runs."""
+        return self.manifest.jobs.get(self.job, 0) if self.job else 0
+
+    def _clean_orphans(self) -> None:
+        listed = {s.name for s in self.manifest.shards}
+        for p in (self.root / SHARD_DIR).iterdir():
+            stem = p.name.split(".")[0]
+            if stem not in listed or ".tmp" in p.name:
+                p.unlink(missing_ok=True)
+
+    def append(
+        self,
+        emb_ND: np.ndarray,
+        modality: str | Sequence[str],
+        pair_id: Sequence[int] | np.ndarray | None = None,
+        source: Sequence[str | None] | str | None = None,
+        text: Sequence[str | None] | None = None,
+    ) -> None:
+        emb_ND = np.asarray(emb_ND)
+        if emb_ND.ndim != 2 or emb_ND.shape[1] != self.manifest.dim:
+            raise MmsaeError(f"expected an [N, {self.manifest.dim}] array, got shape {emb_ND.shape}")
+        n = emb_ND.shape[0]
+        if n == 0:
+            return
+        if not np.isfinite(emb_ND).all():
+            raise MmsaeError("refusing to store non-finite (NaN/inf) embeddings")
+        mods = [modality] * n if isinstance(modality, str) else list(modality)
+        pids = np.full(n, NO_PAIR, dtype=np.int64) if pair_id is None else np.asarray(pair_id, dtype=np.int64)
+        srcs = [source] * n if source is None or isinstance(source, str) else list(source)
+        texts = [None] * n if text is None else list(text)
+        if not (len(mods) == len(pids) == len(srcs) == len(texts) == n):
+            raise MmsaeError("metadata columns must have one entry per embedding row")
+        stored = emb_ND.astype(self.manifest.dtype, copy=False)
+        if not np.isfinite(stored).all():
+            raise MmsaeError(f"embeddings overflow {self.manifest.dtype}; use a float32 store")
+        start = 0
+        while start < n:
+            take = min(n - start, self.shard_rows - self._pending.n)
+            sl = slice(start, start + take)
+            self._pending.emb.append(np.ascontiguousarray(stored[sl]))
+            self._pending.meta.append(
+                {"modality": mods[sl], "pair_id": pids[sl].tolist(), "source": srcs[sl], "text": texts[sl]}
+            )
+            self._pending.n += take
+            start += take
+            if self._pending.n >= self.shard_rows:
+                self.flush()
+
+    def flush(self) -> None:
+        """Commit pending rows as one shard (atomic: files renamed into place, then the manifest)."""
+        if self._pending.n == 0:
+            return
+        emb = np.concatenate(self._pending.emb)
+        n = len(emb)
+        row_start = self.manifest.n_rows
+        name = f"shard-{len(self.manifest.shards):06d}"
+        cols: dict[str, list] = {"modality": [], "pair_id": [], "source": [], "text": []}
+        for m in self._pending.meta:
+            for k in cols:
+                cols[k].extend(m[k])
+        table = pa.table(
+            {
+                "row_id": pa.array(np.arange(row_start, row_start + n, dtype=np.int64)),
+                "modality": pa.array(cols["modality"], pa.string()),
+                "pair_id": pa.array(cols["pair_id"], pa.int64()),
+                "source": pa.array(cols["source"], pa.string()),
+                "text": pa.array(cols["text"], pa.string()),
+                "model_id": pa.array([self.manifest.model_id] * n, pa.string()),
+            },
+            schema=METADATA_SCHEMA,
+        )
+        shard_dir = self.root / SHARD_DIR
+        tmp_npy = shard_dir / f"{name}.tmp.npy"
+        tmp_pq = shard_dir / f"{name}.tmp.parquet"
+        with open(tmp_npy, "wb") as f:
+            np.save(f, emb)
+            f.flush()
+            os.fsync(f.fileno())
+        pq.write_table(table, tmp_pq)
+        os.replace(tmp_npy, shard_dir / f"{name}.npy")
+        os.replace(tmp_pq, shard_dir / f"{name}.parquet")
+        self.manifest.shards.append(ShardInfo(name=name, n_rows=n, row_start=row_start))
+        for m, c in Counter(cols["modality"]).items():
+            self.manifest.counts[m] = self.manifest.counts.get(m, 0) + c
+        if self.job:
+            self.manifest.jobs[self.job] = self.manifest.jobs.get(self.job, 0) + n
+        write_manifest(self.root, self.manifest)
+        self._pending = _Pending([], [])
+
+    def close(self) -> EmbeddingStore:
+        self.flush()
+        return EmbeddingStore(self.root)
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # On error, commit nothing more: what was flushed is whole, the rest is re-done on resume.
+        if exc_type is None:
+            self.flush()

@@ -1,0 +1,162 @@
+"""Streaming batches out of a store: shuffled single rows, and (image, text) pairs.
+
+The shuffled iterator reads shards in a seeded random order, chunk by chunk, through a bounded
+shuffle buffer, so its memory is set by `buffer_rows`, not by the store's size, and the same seed
+gives the same batches. The train/validation split is a hash of the pair id, so both sides of a
+pair always land on the same side of the split, and it needs no state on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import numpy as np
+
+from mmsae.data.store import NO_PAIR, EmbeddingStore
+from mmsae.errors import MmsaeError
+
+Split = Literal["train", "val", "all"]
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def split_mask(pair_id_N: np.ndarray, row_id_N: np.ndarray, split: Split, val_fraction: float) -> np.ndarray:
+    """Which rows belong to `split`. Rows without a pair are split by their own row id."""
+    if split == "all":
+        return np.ones(len(pair_id_N), dtype=bool)
+    if not 0.0 < val_fraction < 1.0:
+        raise MmsaeError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    key = np.where(pair_id_N != NO_PAIR, pair_id_N, -2 - row_id_N)
+    with np.errstate(over="ignore"):
+        u = (_splitmix64(key.astype(np.int64).view(np.uint64)) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    is_val = u < val_fraction
+    return is_val if split == "val" else ~is_val
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How rows are drawn from a store for training or evaluation."""
+
+    batch_size: int = 4096
+    """Rows per batch."""
+    seed: int = 0
+    """Seeds the shard order, chunk order and buffer shuffles."""
+    split: Split = "all"
+    """Which side of the pair-id split to read."""
+    val_fraction: float = 0.1
+    """Share of pair ids held out for validation."""
+    modality: str | None = None
+    """Read only rows of this modality (None: all)."""
+    buffer_rows: int = 65536
+    """Shuffle buffer size; bounds memory at about buffer_rows × D × 4 bytes."""
+    chunk_rows: int = 8192
+    """Contiguous rows read from a shard at a time."""
+
+
+def _chunk_rows(store: EmbeddingStore, shard: int, lo: int, hi: int, cfg: StreamConfig, meta_cache: dict) -> np.ndarray:
+    """Rows [lo, hi) of a shard that pass the split and modality filters, as float32."""
+    if shard not in meta_cache:
+        meta_cache.clear()  # one shard's metadata at a time keeps memory flat
+        t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
+        keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), cfg.split, cfg.val_fraction)
+        if cfg.modality is not None:
+            keep &= t.column("modality").to_numpy(zero_copy_only=False) == cfg.modality
+        meta_cache[shard] = keep
+    keep = meta_cache[shard][lo:hi]
+    block = np.asarray(store.shard_embeddings(shard)[lo:hi], dtype=np.float32)
+    return block[keep] if not keep.all() else block
+
+
+def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = None) -> Iterator[np.ndarray]:
+    """Shuffled [B, D] float32 batches; forever when `epochs` is None.
+
+    Rows left over at the end of an epoch stay in the buffer and open the next one, so over many
+    epochs every row is used equally and no partial batch is ever yielded.
+    """
+    if cfg.batch_size <= 0:
+        raise MmsaeError(f"batch size must be positive, got {cfg.batch_size}")
+    buffer_rows = max(cfg.buffer_rows, 2 * cfg.batch_size)
+    buf: list[np.ndarray] = []
+    n_buf = 0
+    epoch = 0
+    meta_cache: dict = {}
+    while epochs is None or epoch < epochs:
+        rng = np.random.default_rng([cfg.seed, epoch])
+        n_epoch_rows = 0
+        for shard in rng.permutation(len(store.shards)):
+            n = store.shards[shard].n_rows
+            starts = np.arange(0, n, cfg.chunk_rows)
+            for lo in rng.permutation(starts):
+                block = _chunk_rows(store, int(shard), int(lo), int(min(lo + cfg.chunk_rows, n)), cfg, meta_cache)
+                if len(block) == 0:
+                    continue
+                buf.append(block)
+                n_buf += len(block)
+                n_epoch_rows += len(block)
+                if n_buf >= buffer_rows:
+                    pool = np.concatenate(buf)
+                    pool = pool[rng.permutation(len(pool))]
+                    n_out = ((len(pool) - buffer_rows // 2) // cfg.batch_size) * cfg.batch_size
+                    for i in range(0, n_out, cfg.batch_size):
+                        yield pool[i : i + cfg.batch_size]
+                    buf, n_buf = [pool[n_out:]], len(pool) - n_out
+        if n_epoch_rows < cfg.batch_size:
+            raise MmsaeError(
+                f"only {n_epoch_rows} rows match the requested split/modality; fewer than one batch of {cfg.batch_size}"
+            )
+        if buf:
+            pool = np.concatenate(buf)
+            pool = pool[rng.permutation(len(pool))]
+            n_out = (len(pool) // cfg.batch_size) * cfg.batch_size
+            for i in range(0, n_out, cfg.batch_size):
+                yield pool[i : i + cfg.batch_size]
+            buf, n_buf = [pool[n_out:]], len(pool) - n_out
+        epoch += 1
+
+
+def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """In-order pass: (row_ids, modality names, [n, D] float32) per chunk, for evaluation."""
+    for shard in range(len(store.shards)):
+        t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
+        keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), cfg.split, cfg.val_fraction)
+        mods = t.column("modality").to_numpy(zero_copy_only=False)
+        if cfg.modality is not None:
+            keep &= mods == cfg.modality
+        rows = t.column("row_id").to_numpy()
+        emb = store.shard_embeddings(shard)
+        n = len(rows)
+        for lo in range(0, n, cfg.chunk_rows):
+            hi = min(lo + cfg.chunk_rows, n)
+            k = keep[lo:hi]
+            if not k.any():
+                continue
+            block = np.asarray(emb[lo:hi], dtype=np.float32)[k]
+            yield rows[lo:hi][k], mods[lo:hi][k], block
+
+
+def iter_pairs(
+    store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = None, image: str = "image", text: str = "text"
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled (image [B, D], text [B, D]) batches where row i of each is a matched pair.
+
+    Holds the pair index in memory (two int64 per pair); embeddings are gathered per batch.
+    """
+    img_rows, txt_rows = store.pairs(image, text)
+    pids = store.pair_ids()[txt_rows]
+    keep = split_mask(pids, txt_rows, cfg.split, cfg.val_fraction)
+    img_rows, txt_rows = img_rows[keep], txt_rows[keep]
+    if len(img_rows) < cfg.batch_size:
+        raise MmsaeError(f"{len(img_rows)} pairs in split {cfg.split!r}; fewer than one batch of {cfg.batch_size}")
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        perm = np.random.default_rng([cfg.seed, epoch, 1]).permutation(len(img_rows))
+        for i in range(0, len(perm) - cfg.batch_size + 1, cfg.batch_size):
+            sel = perm[i : i + cfg.batch_size]
+            yield store.get(img_rows[sel]), store.get(txt_rows[sel])
+        epoch += 1

@@ -1,0 +1,9 @@
+"""The one exception type for user mistakes.
+
+The CLI prints its message on one line and exits with code 2; anything else that escapes is a bug
+and keeps its traceback.
+"""
+
+
+class MmsaeError(Exception):
+    """A problem with the user's input or environment, explained in one line."""

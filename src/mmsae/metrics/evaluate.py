@@ -1,0 +1,52 @@
+"""Evaluate an SAE over a store in one streaming pass, overall and per modality."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmsae.metrics.accumulate import MetricAccumulator
+
+
+@torch.no_grad()
+def evaluate_batches(sae, batches, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """`batches` yields (modality names [B], x [B, D] numpy); returns overall metrics + `by_modality`."""
+    overall = MetricAccumulator(sae.cfg.dict_size)
+    per: dict[str, MetricAccumulator] = {}
+    for mods_B, x_BD in batches:
+        x = torch.as_tensor(np.ascontiguousarray(x_BD), dtype=torch.float32, device=device)
+        out = sae(x)
+        overall.update(x, out.x_hat_BD, out.codes_BF)
+        mods_B = np.asarray(mods_B)
+        for m in np.unique(mods_B):
+            sel = torch.as_tensor(np.nonzero(mods_B == m)[0], device=device)
+            acc = per.setdefault(str(m), MetricAccumulator(sae.cfg.dict_size))
+            acc.update(x[sel], out.x_hat_BD[sel], out.codes_BF[sel])
+    result = overall.result()
+    result["by_modality"] = {m: acc.result() for m, acc in sorted(per.items())}
+    result["_frequency"] = overall.frequency()
+    result["_energy"] = overall.energy()
+    return result
+
+
+def evaluate_store(sae, store, split: str = "all", val_fraction: float = 0.1, modality: str | None = None,
+                   chunk_rows: int = 8192, device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Metrics of `sae` on every row of `store` (or one split / modality), read once in order."""
+    from tqdm.auto import tqdm
+
+    from mmsae.data.stream import StreamConfig, iter_rows
+
+    cfg = StreamConfig(split=split, val_fraction=val_fraction, modality=modality, chunk_rows=chunk_rows)
+    bar = tqdm(total=len(store), desc="eval", unit="row", disable=not progress)
+
+    def gen():
+        for rows, mods, x in iter_rows(store, cfg):
+            bar.update(len(rows))
+            yield mods, x
+
+    result = evaluate_batches(sae, gen(), device=device)
+    bar.close()
+    result["split"] = split
+    return result

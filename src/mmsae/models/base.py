@@ -1,0 +1,183 @@
+"""What every SAE shares: parameters, encode/decode, the unit-norm decoder, folding.
+
+An SAE maps an embedding x [D] to a sparse code z [F] and back:
+
+    z = act((x - b_dec) @ W_enc + b_enc),    x̂ = z @ W_dec + b_dec
+
+Subclasses choose `act` (ReLU, TopK, BatchTopK threshold, Matryoshka TopK) and their training
+loss. Shape suffixes: B batch, D input dim, F dictionary size, K active latents per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Fields every architecture has."""
+
+    d_in: int
+    """Input (embedding) dimension D."""
+    dict_size: int
+    """Number of latents F."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class SAEOutput:
+    """Result of a forward pass."""
+
+    codes_BF: torch.Tensor
+    """Dense sparse codes z."""
+    x_hat_BD: torch.Tensor
+    """Reconstruction x̂."""
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """A training step's loss, with its parts for logging."""
+
+    loss: torch.Tensor
+    x_hat_BD: torch.Tensor
+    """Reconstruction (training-mode encoding)."""
+    fired_F: torch.Tensor
+    """Bool: which latents were active in this batch (for dead-latent tracking)."""
+    l0: torch.Tensor
+    """Mean active latents per row in this batch."""
+    parts: dict[str, float]
+
+
+class SparseAutoencoder(nn.Module):
+    """Base class; see module docstring."""
+
+    architecture: ClassVar[str] = ""
+    config_class: ClassVar[type[SAEConfig]] = SAEConfig
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        if cfg.d_in <= 0 or cfg.dict_size <= 0:
+            raise ValueError(f"d_in and dict_size must be positive, got {cfg.d_in}, {cfg.dict_size}")
+        self.cfg = cfg
+        D, F_ = cfg.d_in, cfg.dict_size
+        self.W_enc = nn.Parameter(torch.empty(D, F_))
+        self.b_enc = nn.Parameter(torch.zeros(F_))
+        self.W_dec = nn.Parameter(torch.empty(F_, D))
+        self.b_dec = nn.Parameter(torch.zeros(D))
+        self.reset_parameters()
+
+    # --- init ------------------------------------------------------------------------------------
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Unit-norm random decoder rows; the encoder starts as the decoder's transpose."""
+        with torch.no_grad():
+            W = torch.randn(self.cfg.dict_size, self.cfg.d_in, generator=generator)
+            self.W_dec.copy_(W / W.norm(dim=1, keepdim=True))
+            self.W_enc.copy_(self.W_dec.T)
+            self.b_enc.zero_()
+            self.b_dec.zero_()
+
+    # --- inference ---------------------------------------------------------------------------------
+    def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
+        return (x_BD - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
+        """Inference-time activation; subclasses override."""
+        return F.relu(pre_BF)
+
+    def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.pre_acts(x_BD))
+
+    def decode(self, codes_BF: torch.Tensor) -> torch.Tensor:
+        return codes_BF @ self.W_dec + self.b_dec
+
+    def forward(self, x_BD: torch.Tensor) -> SAEOutput:
+        codes_BF = self.encode(x_BD)
+        return SAEOutput(codes_BF, self.decode(codes_BF))
+
+    def decode_sparse(self, idx_BK: torch.Tensor, val_BK: torch.Tensor) -> torch.Tensor:
+        """x̂ from the K active latents of each row, in O(B·K·D) instead of O(B·F·D)."""
+        return F.embedding_bag(idx_BK, self.W_dec, per_sample_weights=val_BK, mode="sum") + self.b_dec
+
+    # --- training ----------------------------------------------------------------------------------
+    def training_loss(self, x_BD: torch.Tensor, dead_F: torch.Tensor | None = None, step: int = 0,
+                      total_steps: int = 1) -> LossOutput:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_grads_(self) -> None:
+        """Drop the part of each decoder row's gradient that would only change its norm."""
+        if self.W_dec.grad is None:
+            return
+        W = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        parallel_F = (self.W_dec.grad * W).sum(dim=1, keepdim=True)
+        self.W_dec.grad.sub_(parallel_F * W)
+
+    @torch.no_grad()
+    def fold_input_normalization_(self, mean_D: torch.Tensor, scale: float) -> None:
+        """Make weights trained on x' = (x - mean)·scale act on raw x.
+
+        Codes come out in raw units (divided by `scale`), so the decoder keeps unit-norm rows and
+        every activation (ReLU, TopK, thresholds) is unchanged up to that positive factor.
+        """
+        self.b_enc.div_(scale)
+        self.b_dec.copy_(mean_D.to(self.b_dec) + self.b_dec / scale)
+        if hasattr(self, "threshold"):
+            self.threshold.div_(scale)
+
+    def extra_state_tensors(self) -> dict[str, torch.Tensor]:
+        """Buffers saved beside the four weights (e.g. a threshold)."""
+        return {}
+
+
+def recon_loss(x_BD: torch.Tensor, x_hat_BD: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over dims, averaged over the batch."""
+    return (x_hat_BD - x_BD).pow(2).sum(dim=-1).mean()
+
+
+def topk_sparse(pre_BF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, values) of the k largest ReLU'd pre-activations per row, largest first."""
+    val_BK, idx_BK = torch.topk(pre_BF, k, dim=-1, sorted=True)
+    return idx_BK, F.relu(val_BK)
+
+
+def dense_from_sparse(idx_BK: torch.Tensor, val_BK: torch.Tensor, dict_size: int) -> torch.Tensor:
+    out = torch.zeros(idx_BK.shape[0], dict_size, dtype=val_BK.dtype, device=val_BK.device)
+    return out.scatter_(-1, idx_BK, val_BK)
+
+
+def auxk_loss(sae: SparseAutoencoder, pre_BF: torch.Tensor, residual_BD: torch.Tensor, dead_F: torch.Tensor | None,
+              aux_k: int) -> torch.Tensor:
+    """AuxK (Gao et al. 2024): dead latents learn to explain what the live ones miss.
+
+    The residual is a fixed target; the loss is its normalised MSE from the top `aux_k` dead latents.
+    """
+    if dead_F is None or aux_k <= 0:
+        return pre_BF.new_zeros(())
+    n_dead = int(dead_F.sum())
+    if n_dead == 0:
+        return pre_BF.new_zeros(())
+    k = min(aux_k, n_dead)
+    masked_BF = pre_BF.masked_fill(~dead_F, float("-inf"))
+    idx_BK, val_BK = topk_sparse(masked_BF, k)
+    target_BD = residual_BD.detach()
+    recon_BD = F.embedding_bag(idx_BK, sae.W_dec, per_sample_weights=val_BK, mode="sum")
+    denom = (target_BD - target_BD.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
+    return (recon_BD - target_BD).pow(2).sum(dim=-1).mean() / denom

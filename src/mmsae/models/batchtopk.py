@@ -1,0 +1,76 @@
+"""BatchTopK SAE (Bussmann et al., 2024): the B·k largest activations over the whole batch.
+
+Training keeps a running estimate of the smallest kept activation; inference uses it as a
+threshold (a JumpReLU), so a row's code no longer depends on its batch. The threshold is stored
+per latent ([F]) so SAELens JumpReLU folders load into the same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, recon_loss
+
+
+@dataclass(frozen=True)
+class BatchTopKConfig(SAEConfig):
+    """BatchTopK SAE."""
+
+    k: int = 32
+    """Mean active latents per row over a batch."""
+    aux_k: int = 256
+    """Dead latents used by the AuxK loss."""
+    aux_coef: float = 1 / 32
+    """Weight of the AuxK loss."""
+    threshold_momentum: float = 0.01
+    """Rate of the running average that sets the inference threshold."""
+
+
+class BatchTopKSAE(SparseAutoencoder):
+    architecture = "batchtopk"
+    config_class = BatchTopKConfig
+    cfg: BatchTopKConfig
+
+    def __init__(self, cfg: BatchTopKConfig):
+        if not 0 < cfg.k <= cfg.dict_size:
+            raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
+        super().__init__(cfg)
+        self.register_buffer("threshold", torch.zeros(cfg.dict_size))
+
+    def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
+        return pre_BF * (pre_BF > self.threshold) * (pre_BF > 0)
+
+    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        pre_BF = self.pre_acts(x_BD)
+        B, F_ = pre_BF.shape
+        flat_val, flat_idx = torch.topk(F.relu(pre_BF).flatten(), B * self.cfg.k, sorted=False)
+        keep = flat_val > 0
+        flat_val, flat_idx = flat_val[keep], flat_idx[keep]
+        rows, cols = flat_idx // F_, flat_idx % F_
+        order = torch.argsort(rows, stable=True)
+        rows, cols, vals = rows[order], cols[order], flat_val[order]
+        offsets = torch.zeros(B, dtype=torch.long, device=x_BD.device)
+        counts = torch.bincount(rows, minlength=B)
+        offsets[1:] = torch.cumsum(counts, 0)[:-1]
+        x_hat_BD = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals) + self.b_dec
+        mse = recon_loss(x_BD, x_hat_BD)
+        aux = auxk_loss(self, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        with torch.no_grad():
+            if len(vals):
+                m = self.cfg.threshold_momentum
+                smallest = vals.min()
+                if step == 0 and float(self.threshold[0]) == 0.0:
+                    self.threshold.fill_(smallest)
+                else:
+                    self.threshold.mul_(1 - m).add_(m * smallest)
+        fired_F = torch.zeros(F_, dtype=torch.bool, device=x_BD.device)
+        fired_F[cols] = True
+        l0 = torch.tensor(len(vals) / B)
+        return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0,
+                          {"mse": mse.item(), "auxk": aux.item(), "threshold": float(self.threshold.mean())})
+
+    def extra_state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"threshold": self.threshold}

@@ -1,0 +1,110 @@
+"""Saving and loading SAE folders: `config.json` + `model.safetensors`.
+
+The saved weights act on raw embeddings (training normalisation already folded in), so anyone
+can use them with four lines of numpy. SAELens folders (`cfg.json` + `sae_weights.safetensors`)
+load too, for the architectures both libraries have.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mmsae.models.base import SparseAutoencoder
+from mmsae.models.registry import ARCHITECTURES
+
+SAE_SCHEMA_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class SAELoadError(ValueError):
+    """A folder that is not a loadable SAE; the message says why."""
+
+
+def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+    """Write the SAE atomically: files go to a temporary folder that is renamed into place."""
+    from mmsae import __version__
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp.mkdir(exist_ok=True)
+    tensors = {name: getattr(sae, name).detach().cpu().contiguous() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in sae.extra_state_tensors().items()})
+    save_file(tensors, str(tmp / WEIGHTS_NAME))
+    config = {
+        "schema_version": SAE_SCHEMA_VERSION,
+        "architecture": sae.architecture,
+        **sae.cfg.to_dict(),
+        "mmsae_version": __version__,
+        "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance or {},
+    }
+    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        for p in old.iterdir():
+            p.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, folder)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_NAME
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SAELoadError(f"{folder} is not an SAE folder (no {CONFIG_NAME} or SAELens cfg.json)") from None
+    except json.JSONDecodeError as exc:
+        raise SAELoadError(f"{path} is damaged: {exc}") from None
+
+
+def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """Load an mmsae SAE folder, or a SAELens one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SAELoadError(f"{folder}: no such SAE folder")
+    if not (folder / CONFIG_NAME).exists() and (folder / "cfg.json").exists():
+        from mmsae.models.saelens import load_saelens
+
+        return load_saelens(folder).to(device)
+    config = read_config(folder)
+    if int(config.get("schema_version", 0)) > SAE_SCHEMA_VERSION:
+        raise SAELoadError(f"{folder} was saved by a newer mmsae (schema {config['schema_version']}); upgrade mmsae")
+    arch = config.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise SAELoadError(f"{folder}: unknown architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
+    cls = ARCHITECTURES[arch]
+    sae = cls(cls.config_class.from_dict(config))
+    try:
+        tensors = load_file(str(folder / WEIGHTS_NAME))
+    except FileNotFoundError:
+        raise SAELoadError(f"{folder}: missing {WEIGHTS_NAME}") from None
+    except Exception as exc:  # safetensors raises its own error type for truncated files
+        raise SAELoadError(f"{folder}/{WEIGHTS_NAME} is damaged: {exc}") from None
+    load_tensors_(sae, tensors, str(folder))
+    sae.provenance = config.get("provenance", {})
+    return sae.to(device).eval()
+
+
+def load_tensors_(sae: SparseAutoencoder, tensors: dict[str, torch.Tensor], where: str) -> None:
+    expected = {name: tuple(getattr(sae, name).shape) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    expected.update({k: tuple(v.shape) for k, v in sae.extra_state_tensors().items()})
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise SAELoadError(f"{where}: tensor {name!r} missing")
+        if tuple(tensors[name].shape) != shape:
+            raise SAELoadError(f"{where}: tensor {name!r} has shape {tuple(tensors[name].shape)}, config implies {shape}")
+        with torch.no_grad():
+            getattr(sae, name).copy_(tensors[name].float())

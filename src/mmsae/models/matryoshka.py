@@ -1,0 +1,81 @@
+"""Matryoshka SAE, MSAE style (Zaigrajew et al., ICML 2025): nested TopK masks on one encoder.
+
+The same pre-activations are cut at k_1 < k_2 < … and each cut must reconstruct the input, so
+the largest activations carry the coarse concepts and later ones refine them; at inference any
+k up to the largest trained one can be used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, dense_from_sparse, recon_loss,
+                               topk_sparse)
+
+
+def default_ks(k: int) -> tuple[int, ...]:
+    """k/8, k/4, k/2, k (deduplicated, at least 1)."""
+    return tuple(sorted({max(1, k // 8), max(1, k // 4), max(1, k // 2), k}))
+
+
+@dataclass(frozen=True)
+class MatryoshkaConfig(SAEConfig):
+    """Matryoshka (nested TopK) SAE."""
+
+    k: int = 32
+    """Active latents per row at inference; the largest trained k by default."""
+    ks: tuple[int, ...] = ()
+    """Nested k values trained together (ascending); empty means k/8, k/4, k/2, k."""
+    weights: tuple[float, ...] = ()
+    """Weight of each k's reconstruction loss; empty means equal weights."""
+    aux_k: int = 256
+    """Dead latents used by the AuxK loss."""
+    aux_coef: float = 1 / 32
+    """Weight of the AuxK loss."""
+
+    def nested_ks(self) -> tuple[int, ...]:
+        return tuple(self.ks) if self.ks else default_ks(self.k)
+
+
+class MatryoshkaSAE(SparseAutoencoder):
+    architecture = "matryoshka"
+    config_class = MatryoshkaConfig
+    cfg: MatryoshkaConfig
+
+    def __init__(self, cfg: MatryoshkaConfig):
+        ks = cfg.nested_ks()
+        if list(ks) != sorted(set(ks)) or ks[0] < 1 or ks[-1] > cfg.dict_size:
+            raise ValueError(f"ks must be strictly ascending within [1, {cfg.dict_size}], got {ks}")
+        if cfg.weights and len(cfg.weights) != len(ks):
+            raise ValueError(f"{len(cfg.weights)} weights for {len(ks)} ks")
+        if not 0 < cfg.k <= cfg.dict_size:
+            raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
+        super().__init__(cfg)
+
+    def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
+        idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
+        return dense_from_sparse(idx_BK, val_BK, self.cfg.dict_size)
+
+    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        ks = self.cfg.nested_ks()
+        weights = self.cfg.weights or (1.0,) * len(ks)
+        pre_BF = self.pre_acts(x_BD)
+        idx_BK, val_BK = topk_sparse(pre_BF, ks[-1])  # sorted: every prefix is a smaller TopK
+        total = pre_BF.new_zeros(())
+        parts: dict[str, float] = {}
+        x_hat_BD = None
+        for k, w in zip(ks, weights):
+            x_hat_BD = self.decode_sparse(idx_BK[:, :k], val_BK[:, :k])
+            mse = recon_loss(x_BD, x_hat_BD)
+            total = total + w * mse
+            parts[f"mse_k{k}"] = mse.item()
+        loss = total / sum(weights)
+        aux = auxk_loss(self, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
+        fired_F[idx_BK[val_BK > 0]] = True
+        l0 = (val_BK > 0).float().sum(dim=-1).mean()
+        parts["mse"] = parts[f"mse_k{ks[-1]}"]
+        parts["auxk"] = aux.item()
+        return LossOutput(loss + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0, parts)

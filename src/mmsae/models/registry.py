@@ -1,0 +1,26 @@
+"""Architectures by name."""
+
+from __future__ import annotations
+
+from mmsae.models.base import SAEConfig, SparseAutoencoder
+from mmsae.models.batchtopk import BatchTopKSAE
+from mmsae.models.matryoshka import MatryoshkaSAE
+from mmsae.models.relu import ReLUSAE
+from mmsae.models.topk import TopKSAE
+
+ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {
+    cls.architecture: cls for cls in (ReLUSAE, TopKSAE, BatchTopKSAE, MatryoshkaSAE)
+}
+
+
+def build_sae(architecture: str, **config) -> SparseAutoencoder:
+    """An untrained SAE of the named architecture; `config` fills its config dataclass."""
+    try:
+        cls = ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}") from None
+    return cls(cls.config_class.from_dict(config))
+
+
+def config_for(architecture: str) -> type[SAEConfig]:
+    return ARCHITECTURES[architecture].config_class

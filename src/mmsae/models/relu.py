@@ -1,0 +1,38 @@
+"""The classic ReLU SAE with an L1 penalty weighted by decoder norm (Anthropic, 2023-24)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, recon_loss
+
+
+@dataclass(frozen=True)
+class ReLUConfig(SAEConfig):
+    """ReLU SAE."""
+
+    l1_coef: float = 5.0
+    """λ of the L1 term λ Σ_i z_i ‖d_i‖ (on inputs scaled to mean norm √D)."""
+    l1_warmup_frac: float = 0.05
+    """Share of training over which λ ramps up linearly from 0."""
+
+
+class ReLUSAE(SparseAutoencoder):
+    architecture = "relu"
+    config_class = ReLUConfig
+    cfg: ReLUConfig
+
+    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        codes_BF = F.relu(self.pre_acts(x_BD))
+        x_hat_BD = self.decode(codes_BF)
+        mse = recon_loss(x_BD, x_hat_BD)
+        warm = max(1.0, self.cfg.l1_warmup_frac * total_steps)
+        lam = self.cfg.l1_coef * min(1.0, (step + 1) / warm)
+        l1 = (codes_BF * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
+        fired_F = (codes_BF > 0).any(dim=0)
+        l0 = (codes_BF > 0).float().sum(dim=-1).mean()
+        return LossOutput(mse + lam * l1, x_hat_BD, fired_F, l0,
+                          {"mse": mse.item(), "l1": l1.item(), "l1_coef": lam})

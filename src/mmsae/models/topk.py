@@ -1,0 +1,48 @@
+"""TopK SAE (Gao et al., 2024): keep the k largest activations per row, plus AuxK for dead latents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, dense_from_sparse, recon_loss,
+                               topk_sparse)
+
+
+@dataclass(frozen=True)
+class TopKConfig(SAEConfig):
+    """TopK SAE."""
+
+    k: int = 32
+    """Active latents per row."""
+    aux_k: int = 256
+    """Dead latents used by the AuxK loss (capped at the number of dead ones)."""
+    aux_coef: float = 1 / 32
+    """Weight of the AuxK loss."""
+
+
+class TopKSAE(SparseAutoencoder):
+    architecture = "topk"
+    config_class = TopKConfig
+    cfg: TopKConfig
+
+    def __init__(self, cfg: TopKConfig):
+        if not 0 < cfg.k <= cfg.dict_size:
+            raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
+        super().__init__(cfg)
+
+    def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
+        idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
+        return dense_from_sparse(idx_BK, val_BK, self.cfg.dict_size)
+
+    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        pre_BF = self.pre_acts(x_BD)
+        idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
+        x_hat_BD = self.decode_sparse(idx_BK, val_BK)
+        mse = recon_loss(x_BD, x_hat_BD)
+        aux = auxk_loss(self, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
+        fired_F[idx_BK[val_BK > 0]] = True
+        l0 = (val_BK > 0).float().sum(dim=-1).mean()
+        return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0, {"mse": mse.item(), "auxk": aux.item()})

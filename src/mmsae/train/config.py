@@ -1,0 +1,148 @@
+"""Training configuration: one frozen dataclass, loadable from TOML/YAML and overridable by flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmsae.errors import MmsaeError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; saved beside the SAE it produced."""
+
+    arch: str = "topk"
+    """Architecture: relu, topk, batchtopk or matryoshka."""
+    dict_size: int = 4096
+    """Number of latents F."""
+    k: int = 32
+    """Active latents per row (TopK family; the largest nested k for matryoshka)."""
+    l1_coef: float = 5.0
+    """L1 weight λ (relu only), on inputs scaled to mean norm √D."""
+    matryoshka_ks: tuple[int, ...] = ()
+    """Nested k values for matryoshka; empty means k/8, k/4, k/2, k."""
+    aux_k: int = 256
+    """Dead latents in the AuxK loss (TopK family)."""
+    aux_coef: float = 1 / 32
+    """Weight of the AuxK loss."""
+    steps: int | None = None
+    """Optimizer steps; None means `epochs` passes over the training split."""
+    epochs: float = 10.0
+    """Passes over the training split when `steps` is not given."""
+    batch_size: int = 4096
+    """Rows per step."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    warmup_frac: float = 0.05
+    """Share of steps for the linear LR warm-up."""
+    decay: str = "cosine"
+    """LR decay after warm-up: cosine, linear or constant."""
+    min_lr_frac: float = 0.0
+    """Final LR as a share of the peak."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+    normalize: str = "center_scale"
+    """Input normalisation during training, folded into the saved weights: center_scale, scale or none."""
+    b_dec_init: str = "geometric_median"
+    """Start b_dec at the (normalised) data's geometric_median, mean, or zeros."""
+    init_rows: int = 65536
+    """Rows sampled to estimate the normalisation and b_dec."""
+    dead_after: int | None = None
+    """A latent that has not fired for this many training rows is dead (AuxK); None: one epoch, at most 10M."""
+    seed: int = 0
+    """Seeds the initialisation and the data order."""
+    val_fraction: float = 0.1
+    """Share of pair ids held out for validation (both sides of a pair stay together)."""
+    modality: str | None = None
+    """Train on one modality only (None: all rows)."""
+    shuffle_buffer: int = 65536
+    """Rows in the streaming shuffle buffer."""
+    checkpoint_every: int = 500
+    """Write a resumable checkpoint every this many steps (0: never)."""
+    log_every: int = 10
+    """Append a line to train_log.jsonl every this many steps."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N or auto."""
+    tensorboard: bool = False
+    """Also log to TensorBoard (needs the `tensorboard` extra)."""
+
+    def __post_init__(self):
+        from mmsae.models.registry import ARCHITECTURES
+
+        if self.arch not in ARCHITECTURES:
+            raise MmsaeError(f"unknown --arch {self.arch!r}; choose from {', '.join(sorted(ARCHITECTURES))}")
+        checks = [
+            (self.dict_size > 0, f"dict size must be positive, got {self.dict_size}"),
+            (self.arch == "relu" or 0 < self.k <= self.dict_size, f"k must be in [1, dict size {self.dict_size}], got {self.k}"),
+            (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
+            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (self.steps is None or self.steps > 0, f"steps must be positive, got {self.steps}"),
+            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (self.decay in ("cosine", "linear", "constant"), f"decay must be cosine, linear or constant, got {self.decay!r}"),
+            (self.normalize in ("center_scale", "scale", "none"), f"normalize must be center_scale, scale or none, got {self.normalize!r}"),
+            (self.b_dec_init in ("geometric_median", "mean", "zeros"), f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}"),
+            (0 < self.val_fraction < 1, f"val fraction must be in (0, 1), got {self.val_fraction}"),
+            (self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise MmsaeError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise MmsaeError(f"unknown training option(s): {', '.join(unknown)}")
+        d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**d)
+
+    def model_config(self, d_in: int) -> dict[str, Any]:
+        """The architecture's own config fields."""
+        base: dict[str, Any] = {"d_in": d_in, "dict_size": self.dict_size}
+        if self.arch == "relu":
+            return {**base, "l1_coef": self.l1_coef, "l1_warmup_frac": 0.05}
+        base.update({"k": self.k, "aux_k": self.aux_k, "aux_coef": self.aux_coef})
+        if self.arch == "matryoshka":
+            base["ks"] = tuple(self.matryoshka_ks)
+        return base
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML, YAML or JSON file (a `[train]` table is used if present)."""
+    path = Path(path)
+    if not path.exists():
+        raise MmsaeError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise MmsaeError(f"{path}: config must be .toml, .yaml/.yml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise MmsaeError(f"{path}: cannot parse ({exc})") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("yaml"):
+            raise MmsaeError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
+        raise
+    if not isinstance(data, dict):
+        raise MmsaeError(f"{path}: expected a table of options")
+    if "train" in data and isinstance(data["train"], dict):
+        data = data["train"]
+    return {k.replace("-", "_"): v for k, v in data.items()}
