@@ -12,7 +12,7 @@ _FLAGS = {
     "dict_size": (int, "number of latents F (default 4096)"),
     "k": (int, "active latents per row, TopK family (default 32)"),
     "l1": (float, "L1 coefficient for --arch relu (default 5.0)"),
-    "matryoshka_ks": (str, "comma-separated nested k values for matryoshka (default k/8,k/4,k/2,k)"),
+    "matryoshka_ks": (str, "comma-separated nested k values for matryoshka (default k/4,k/2,k, none below 4)"),
     "steps": (int, "optimizer steps (default: --epochs passes over the training split)"),
     "epochs": (float, "passes over the training split when --steps is not given (default 10)"),
     "batch_size": (int, "rows per step (default 4096)"),

@@ -62,7 +62,8 @@ class StreamConfig:
 def _chunk_rows(store: EmbeddingStore, shard: int, lo: int, hi: int, cfg: StreamConfig, meta_cache: dict) -> np.ndarray:
     """Rows [lo, hi) of a shard that pass the split and modality filters, as float32."""
     if shard not in meta_cache:
-        meta_cache.clear()  # one shard's metadata at a time keeps memory flat
+        if len(meta_cache) >= 64:  # bounded: masks of at most 64 shards (1 byte a row)
+            meta_cache.pop(next(iter(meta_cache)))
         t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
         keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), cfg.split, cfg.val_fraction)
         if cfg.modality is not None:
@@ -89,23 +90,24 @@ def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = 
     while epochs is None or epoch < epochs:
         rng = np.random.default_rng([cfg.seed, epoch])
         n_epoch_rows = 0
-        for shard in rng.permutation(len(store.shards)):
+        # every (shard, chunk) of the store in one random order, so the buffer mixes shards
+        chunks = [(s, lo) for s in range(len(store.shards)) for lo in range(0, store.shards[s].n_rows, cfg.chunk_rows)]
+        for ci in rng.permutation(len(chunks)):
+            shard, lo = chunks[ci]
             n = store.shards[shard].n_rows
-            starts = np.arange(0, n, cfg.chunk_rows)
-            for lo in rng.permutation(starts):
-                block = _chunk_rows(store, int(shard), int(lo), int(min(lo + cfg.chunk_rows, n)), cfg, meta_cache)
-                if len(block) == 0:
-                    continue
-                buf.append(block)
-                n_buf += len(block)
-                n_epoch_rows += len(block)
-                if n_buf >= buffer_rows:
-                    pool = np.concatenate(buf)
-                    pool = pool[rng.permutation(len(pool))]
-                    n_out = ((len(pool) - buffer_rows // 2) // cfg.batch_size) * cfg.batch_size
-                    for i in range(0, n_out, cfg.batch_size):
-                        yield pool[i : i + cfg.batch_size]
-                    buf, n_buf = [pool[n_out:]], len(pool) - n_out
+            block = _chunk_rows(store, shard, lo, min(lo + cfg.chunk_rows, n), cfg, meta_cache)
+            if len(block) == 0:
+                continue
+            buf.append(block)
+            n_buf += len(block)
+            n_epoch_rows += len(block)
+            if n_buf >= buffer_rows:
+                pool = np.concatenate(buf)
+                pool = pool[rng.permutation(len(pool))]
+                n_out = ((len(pool) - buffer_rows // 2) // cfg.batch_size) * cfg.batch_size
+                for i in range(0, n_out, cfg.batch_size):
+                    yield pool[i : i + cfg.batch_size]
+                buf, n_buf = [pool[n_out:]], len(pool) - n_out
         if n_epoch_rows < cfg.batch_size:
             raise MmsaeError(
                 f"only {n_epoch_rows} rows match the requested split/modality; fewer than one batch of {cfg.batch_size}"

@@ -9,7 +9,7 @@ import torch
 
 
 def _f64(*ts: torch.Tensor) -> list[torch.Tensor]:
-    return [torch.as_tensor(t).double() for t in ts]
+    return [torch.as_tensor(t).detach().double() for t in ts]
 
 
 def fvu(x_ND: torch.Tensor, x_hat_ND: torch.Tensor) -> float:

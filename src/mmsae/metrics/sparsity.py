@@ -10,23 +10,23 @@ DENSE_FREQUENCY = 0.1
 
 def l0(codes_NF: torch.Tensor) -> float:
     """Mean number of non-zero latents per sample."""
-    return float((torch.as_tensor(codes_NF) != 0).sum(dim=1).double().mean())
+    return float((torch.as_tensor(codes_NF).detach() != 0).sum(dim=1).double().mean())
 
 
 def l0_fraction_zero(codes_NF: torch.Tensor) -> float:
     """Share of latents that are zero, averaged over samples (MSAE calls this 'L0')."""
-    z = torch.as_tensor(codes_NF)
+    z = torch.as_tensor(codes_NF).detach()
     return float((z == 0).double().mean())
 
 
 def frequency(codes_NF: torch.Tensor) -> torch.Tensor:
     """Per latent: share of samples with z_i > 0."""
-    return (torch.as_tensor(codes_NF) > 0).double().mean(dim=0)
+    return (torch.as_tensor(codes_NF).detach() > 0).double().mean(dim=0)
 
 
 def energy(codes_NF: torch.Tensor) -> torch.Tensor:
     """Per latent: E_i = mean_n z_{n,i}, zeros included."""
-    return torch.as_tensor(codes_NF).double().mean(dim=0)
+    return torch.as_tensor(codes_NF).detach().double().mean(dim=0)
 
 
 def dead_fraction(codes_NF: torch.Tensor) -> float:

@@ -29,16 +29,16 @@ class SAELoadError(ValueError):
 
 
 def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
-    """Write the SAE atomically: files go to a temporary folder that is renamed into place."""
+    """Write `model.safetensors` then `config.json`, each atomically; other files in the folder stay.
+
+    `config.json` goes last, so a folder that has one always has the matching weights.
+    """
     from mmsae import __version__
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    tmp.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     tensors = {name: getattr(sae, name).detach().cpu().contiguous() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in sae.extra_state_tensors().items()})
-    save_file(tensors, str(tmp / WEIGHTS_NAME))
     config = {
         "schema_version": SAE_SCHEMA_VERSION,
         "architecture": sae.architecture,
@@ -47,16 +47,13 @@ def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, provenance: dict
         "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "provenance": provenance or {},
     }
-    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        for p in old.iterdir():
-            p.unlink()
-        old.rmdir()
-    else:
-        os.replace(tmp, folder)
+    (folder / CONFIG_NAME).unlink(missing_ok=True)
+    tmp = folder / f".{WEIGHTS_NAME}.tmp-{os.getpid()}"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, folder / WEIGHTS_NAME)
+    tmp = folder / f".{CONFIG_NAME}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(config, indent=2, default=str))
+    os.replace(tmp, folder / CONFIG_NAME)
     return folder
 
 

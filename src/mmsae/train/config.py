@@ -25,7 +25,7 @@ class TrainConfig:
     l1_coef: float = 5.0
     """L1 weight λ (relu only), on inputs scaled to mean norm √D."""
     matryoshka_ks: tuple[int, ...] = ()
-    """Nested k values for matryoshka; empty means k/8, k/4, k/2, k."""
+    """Nested k values for matryoshka; empty means k/4, k/2, k, none below 4."""
     aux_k: int = 256
     """Dead latents in the AuxK loss (TopK family)."""
     aux_coef: float = 1 / 32

@@ -1,0 +1,116 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mmsae.data.store import NO_PAIR, EmbeddingStore, StoreWriter
+from mmsae.errors import MmsaeError
+
+
+def _write(root, n=1000, dim=8, shard_rows=128, dtype="float32", seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    mods = np.where(np.arange(n) % 2 == 0, "image", "text")
+    with StoreWriter(root, dim=dim, dtype=dtype, shard_rows=shard_rows, model_id="m") as w:
+        w.append(x, list(mods), pair_id=np.arange(n) // 2, text=[f"t{i}" for i in range(n)])
+    return x, mods
+
+
+def test_roundtrip_shards_and_metadata(tmp_path):
+    x, mods = _write(tmp_path / "s")
+    st = EmbeddingStore(tmp_path / "s")
+    assert len(st) == 1000 and st.dim == 8
+    assert len(st.shards) == 8  # ceil(1000 / 128)
+    np.testing.assert_array_equal(st.all_embeddings(), x)
+    assert st.manifest.counts == {"image": 500, "text": 500}
+    meta = st.metadata()
+    assert meta.column("row_id").to_pylist() == list(range(1000))
+    assert meta.column("text").to_pylist()[7] == "t7"
+    rows = np.array([999, 3, 500, 129, 128])
+    np.testing.assert_array_equal(st.get(rows), x[rows])
+
+
+def test_float16_store(tmp_path):
+    x, _ = _write(tmp_path / "s", dtype="float16")
+    st = EmbeddingStore(tmp_path / "s")
+    assert st.shard_embeddings(0).dtype == np.float16
+    np.testing.assert_allclose(st.all_embeddings(), x, atol=2e-3, rtol=2e-3)
+
+
+def test_filters_and_pairs(tmp_path):
+    _write(tmp_path / "s")
+    st = EmbeddingStore(tmp_path / "s")
+    assert len(st.rows(modality="image")) == 500
+    np.testing.assert_array_equal(st.rows(pair_ids=[3]), [6, 7])
+    img, txt = st.pairs()
+    assert len(img) == 500
+    np.testing.assert_array_equal(st.pair_ids()[img], st.pair_ids()[txt])
+    assert (st.modalities()[img] == "image").all() and (st.modalities()[txt] == "text").all()
+    with pytest.raises(MmsaeError, match="modality 'audio' not in store"):
+        st.rows(modality="audio")
+
+
+def test_many_captions_per_image_pairs(tmp_path):
+    with StoreWriter(tmp_path / "s", dim=4) as w:
+        w.append(np.eye(4)[:2], "image", pair_id=[10, 11])
+        w.append(np.ones((5, 4)), "text", pair_id=[10, 10, 11, 11, NO_PAIR])
+    img, txt = EmbeddingStore(tmp_path / "s").pairs()
+    np.testing.assert_array_equal(txt, [2, 3, 4, 5])
+    np.testing.assert_array_equal(img, [0, 0, 1, 1])
+
+
+def test_dim_mismatch_refused(tmp_path):
+    _write(tmp_path / "s")
+    with pytest.raises(MmsaeError, match="dimension mismatch"):
+        StoreWriter(tmp_path / "s", dim=9)
+
+
+def test_non_finite_refused(tmp_path):
+    w = StoreWriter(tmp_path / "s", dim=2)
+    with pytest.raises(MmsaeError, match="non-finite"):
+        w.append(np.array([[0.0, np.nan]]), "image")
+
+
+def test_interrupted_write_leaves_no_half_shard(tmp_path):
+    """An uncommitted shard file (crash between write and manifest) is invisible and cleaned up."""
+    root = tmp_path / "s"
+    _write(root, n=256, shard_rows=128)
+    # simulate a crash: a shard file written, manifest not updated
+    np.save(root / "shards" / "shard-000002.npy", np.zeros((5, 8), np.float32))
+    (root / "shards" / "shard-000003.tmp.npy").write_bytes(b"partial")
+    st = EmbeddingStore(root)
+    assert len(st) == 256 and len(st.shards) == 2
+    w = StoreWriter(root, dim=8)
+    assert not (root / "shards" / "shard-000002.npy").exists()
+    assert not (root / "shards" / "shard-000003.tmp.npy").exists()
+    w.append(np.ones((3, 8)), "image")
+    w.close()
+    assert len(EmbeddingStore(root)) == 259
+
+
+def test_job_resume_counts(tmp_path):
+    root = tmp_path / "s"
+    w = StoreWriter(root, dim=2, shard_rows=4, job="j1")
+    w.append(np.ones((10, 2)), "image")  # 8 committed in 2 shards, 2 pending
+    del w  # crash: pending rows lost
+    w2 = StoreWriter(root, dim=2, shard_rows=4, job="j1")
+    assert w2.rows_done == 8
+    assert json.loads((root / "manifest.json").read_text())["n_rows"] == 8
+
+
+def test_newer_schema_refused(tmp_path):
+    _write(tmp_path / "s", n=10)
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    m["schema_version"] = 99
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(MmsaeError, match="newer"):
+        EmbeddingStore(tmp_path / "s")
+
+
+def test_missing_store(tmp_path):
+    with pytest.raises(MmsaeError, match="does not exist"):
+        EmbeddingStore(tmp_path / "nope")
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(MmsaeError, match="not an mmsae store"):
+        EmbeddingStore(tmp_path / "empty")

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from mmsae.data.store import EmbeddingStore, StoreWriter
+from mmsae.data.stream import StreamConfig, iter_batches, iter_pairs, iter_rows, split_mask
+from mmsae.errors import MmsaeError
+
+
+@pytest.fixture
+def store(tmp_path):
+    n, dim = 3000, 4
+    x = np.zeros((n, dim), np.float32)
+    x[:, 0] = np.arange(n)  # row id in column 0 to trace rows
+    x[:, 1] = np.arange(n) // 2  # pair id
+    with StoreWriter(tmp_path / "s", dim=dim, shard_rows=500) as w:
+        w.append(x, ["image" if i % 2 == 0 else "text" for i in range(n)], pair_id=np.arange(n) // 2)
+    return EmbeddingStore(tmp_path / "s")
+
+
+def _take(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def test_deterministic_for_seed(store):
+    cfg = StreamConfig(batch_size=64, seed=5, buffer_rows=256, chunk_rows=100)
+    a = _take(iter_batches(store, cfg), 30)
+    b = _take(iter_batches(store, cfg), 30)
+    c = _take(iter_batches(store, StreamConfig(batch_size=64, seed=6, buffer_rows=256, chunk_rows=100)), 30)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_epoch_covers_every_row_once_and_is_shuffled(store):
+    cfg = StreamConfig(batch_size=100, seed=0, buffer_rows=400, chunk_rows=100)
+    rows = np.concatenate([b[:, 0] for b in iter_batches(store, cfg, epochs=1)]).astype(int)
+    assert len(rows) == 3000 and len(np.unique(rows)) == 3000
+    assert not np.array_equal(rows, np.sort(rows))
+    # the buffer mixes shards: the first batch draws from more than one shard
+    first = next(iter(iter_batches(store, cfg)))[:, 0] // 500
+    assert len(np.unique(first)) > 1
+
+
+def test_memory_bounded_by_buffer(store):
+    """The pool never exceeds buffer + one chunk, whatever the store size."""
+    import tracemalloc
+
+    cfg = StreamConfig(batch_size=50, seed=0, buffer_rows=200, chunk_rows=50)
+    tracemalloc.start()
+    for _ in iter_batches(store, cfg, epochs=2):
+        pass
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 200_000  # ~ (200 + 50) rows × 4 dims × 4 bytes × a few copies, far below the 48 kB × N store
+
+
+def test_split_keeps_pairs_together(store):
+    pid = store.pair_ids()
+    rows = np.arange(len(pid))
+    val = split_mask(pid, rows, "val", 0.2)
+    train = split_mask(pid, rows, "train", 0.2)
+    assert not (val & train).any() and (val | train).all()
+    assert 0.1 < val.mean() < 0.3
+    for p in np.unique(pid):
+        assert len(set(val[pid == p])) == 1  # both sides of every pair on one side
+
+
+def test_split_and_modality_filters_in_stream(store):
+    cfg = StreamConfig(batch_size=10, split="val", val_fraction=0.2, modality="text", buffer_rows=40, chunk_rows=100)
+    got = np.concatenate([b for b in iter_batches(store, cfg, epochs=1)])
+    pid = store.pair_ids()
+    expected = split_mask(pid, np.arange(len(pid)), "val", 0.2) & (store.modalities() == "text")
+    assert set(got[:, 0].astype(int)) <= set(np.nonzero(expected)[0])
+    assert (got[:, 0] % 2 == 1).all()
+
+
+def test_iter_rows_in_order(store):
+    got = np.concatenate([x for _, _, x in iter_rows(store, StreamConfig(chunk_rows=333))])
+    np.testing.assert_array_equal(got[:, 0], np.arange(3000))
+
+
+def test_paired_iterator(store):
+    img, txt = next(iter_pairs(store, StreamConfig(batch_size=32, seed=1)))
+    np.testing.assert_array_equal(img[:, 1], txt[:, 1])  # same pair id
+    assert (img[:, 0] % 2 == 0).all() and (txt[:, 0] % 2 == 1).all()
+
+
+def test_too_small_for_batch(store):
+    with pytest.raises(MmsaeError, match="fewer than one batch"):
+        next(iter_batches(store, StreamConfig(batch_size=100000)))

@@ -1,0 +1,152 @@
+"""Every architecture: shapes, the encode formula, sparsity, save/load, folding."""
+
+import numpy as np
+import pytest
+import torch
+
+from mmsae.models import ARCHITECTURES, build_sae, load_sae, save_sae
+from mmsae.models.io import SAELoadError
+
+ARCH_KW = {"relu": {}, "topk": {"k": 4}, "batchtopk": {"k": 4}, "matryoshka": {"k": 8}}
+
+
+def _sae(arch, D=12, F=40, seed=0):
+    torch.manual_seed(seed)
+    sae = build_sae(arch, d_in=D, dict_size=F, **ARCH_KW[arch])
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    if arch == "batchtopk":
+        sae.threshold.fill_(0.2)
+    return sae
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_forward_shapes_and_formula(arch):
+    sae = _sae(arch)
+    x = torch.randn(16, 12)
+    out = sae(x)
+    assert out.codes_BF.shape == (16, 40) and out.x_hat_BD.shape == (16, 12)
+    assert (out.codes_BF >= 0).all()
+    # x̂ = z W_dec + b_dec, transcribed in numpy
+    z = out.codes_BF.detach().numpy()
+    np.testing.assert_allclose(out.x_hat_BD.detach().numpy(),
+                               z @ sae.W_dec.detach().numpy() + sae.b_dec.detach().numpy(), rtol=1e-5, atol=1e-5)
+    pre = (x.numpy() - sae.b_dec.detach().numpy()) @ sae.W_enc.detach().numpy() + sae.b_enc.detach().numpy()
+    nz = z > 0
+    np.testing.assert_allclose(z[nz], pre[nz], rtol=1e-5, atol=1e-6)  # active codes equal their pre-activation
+
+
+def test_topk_keeps_k_largest():
+    sae = _sae("topk")
+    x = torch.randn(32, 12)
+    z = sae.encode(x).detach().numpy()
+    pre = np.maximum(sae.pre_acts(x).detach().numpy(), 0)
+    assert ((z > 0).sum(1) <= 4).all()
+    for row_z, row_p in zip(z, pre):
+        kth = np.sort(row_p)[-4]
+        assert (row_z[row_p > kth] > 0).all()
+
+
+def test_batchtopk_inference_threshold():
+    sae = _sae("batchtopk")
+    x = torch.randn(32, 12)
+    pre = sae.pre_acts(x).detach().numpy()
+    z = sae.encode(x).detach().numpy()
+    np.testing.assert_allclose(z, np.where(pre > 0.2, pre, 0.0), rtol=1e-6)
+
+
+def test_batchtopk_training_keeps_batch_k():
+    sae = _sae("batchtopk")
+    out = sae.training_loss(torch.randn(64, 12))
+    assert abs(float(out.l0) - 4.0) < 1e-6  # B·k activations over the batch, k on average
+    assert float(sae.threshold[0]) > 0
+
+
+def test_matryoshka_prefixes():
+    sae = _sae("matryoshka")
+    out = sae.training_loss(torch.randn(64, 12))
+    assert set(out.parts) >= {"mse_k4", "mse_k8"}
+    # each nested loss is the loss of a plain TopK at that k on the same weights
+    from mmsae.models.base import recon_loss
+    from mmsae.models.topk import TopKConfig, TopKSAE
+
+    torch.manual_seed(1)
+    x = torch.randn(64, 12)
+    out = sae.training_loss(x)
+    for k in (4, 8):
+        plain = TopKSAE(TopKConfig(d_in=12, dict_size=40, k=k))
+        plain.load_state_dict(sae.state_dict())
+        assert abs(out.parts[f"mse_k{k}"] - float(recon_loss(x, plain(x).x_hat_BD).detach())) < 1e-4
+    assert abs(float(out.loss.detach()) - (out.parts["mse_k4"] + out.parts["mse_k8"]) / 2) < 1e-3
+
+
+def test_sparse_decode_matches_dense():
+    sae = _sae("topk")
+    x = torch.randn(8, 12)
+    from mmsae.models.base import dense_from_sparse, topk_sparse
+
+    idx, val = topk_sparse(sae.pre_acts(x), 4)
+    torch.testing.assert_close(sae.decode_sparse(idx, val), sae.decode(dense_from_sparse(idx, val, 40)))
+
+
+def test_sparse_training_gradients_match_dense_autograd():
+    """The embedding_bag decoder path gives the same gradients as dense z @ W_dec."""
+    sae = _sae("topk")
+    x = torch.randn(16, 12)
+    sae.training_loss(x).loss.backward()
+    sparse_grads = [p.grad.clone() for p in sae.parameters()]
+    sae.zero_grad()
+    from mmsae.models.base import recon_loss
+
+    out = sae(x)
+    recon_loss(x, out.x_hat_BD).backward()
+    for g_s, p in zip(sparse_grads, sae.parameters()):
+        torch.testing.assert_close(g_s, p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_unit_norm_decoder_and_parallel_grad_removal():
+    sae = _sae("topk")
+    sae.training_loss(torch.randn(16, 12)).loss.backward()
+    sae.remove_parallel_grads_()
+    W = sae.W_dec.detach()
+    assert torch.allclose((sae.W_dec.grad * W).sum(1) / W.norm(dim=1), torch.zeros(40), atol=1e-5)
+    sae.normalize_decoder_()
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(40), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_fold_normalization(arch):
+    """Weights trained on (x − μ)·s, once folded, give codes/s and the same x̂ on raw x."""
+    sae = _sae(arch)
+    mean, scale = torch.randn(12), 3.7
+    x = torch.randn(20, 12)
+    out_norm = sae((x - mean) * scale)
+    sae.fold_input_normalization_(mean, scale)
+    out_raw = sae(x)
+    torch.testing.assert_close(out_raw.codes_BF, out_norm.codes_BF / scale, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out_raw.x_hat_BD, out_norm.x_hat_BD / scale + mean, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_save_load_roundtrip(tmp_path, arch):
+    sae = _sae(arch)
+    save_sae(sae, tmp_path / "sae", provenance={"seed": 1})
+    loaded = load_sae(tmp_path / "sae")
+    assert type(loaded) is type(sae) and loaded.cfg == sae.cfg and loaded.provenance == {"seed": 1}
+    x = torch.randn(5, 12)
+    torch.testing.assert_close(loaded(x).codes_BF, sae.eval()(x).codes_BF)
+    from safetensors.torch import load_file
+
+    t = load_file(str(tmp_path / "sae" / "model.safetensors"))
+    assert t["W_enc"].shape == (12, 40) and t["W_dec"].shape == (40, 12)
+    assert t["b_enc"].shape == (40,) and t["b_dec"].shape == (12,)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(SAELoadError, match="no such SAE folder"):
+        load_sae(tmp_path / "nope")
+    save_sae(_sae("topk"), tmp_path / "s")
+    (tmp_path / "s" / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(SAELoadError, match="damaged"):
+        load_sae(tmp_path / "s")
