@@ -1,0 +1,102 @@
+"""Every bad input to `mmsae import` (and friends) gives one line on stderr and exit code 2."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmsae.cli.main import main
+
+
+def _one_line_error(capsys, rc, *needles):
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    good = tmp_path / "good.npy"
+    np.save(good, rng.standard_normal((20, 8)).astype(np.float32))
+    nan = tmp_path / "nan.npy"
+    a = rng.standard_normal((20, 8))
+    a[[1, 2], 3] = np.nan
+    np.save(nan, a)
+    rank3 = tmp_path / "rank3.npy"
+    np.save(rank3, np.zeros((2, 3, 4)))
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 8)))
+    trunc = tmp_path / "trunc.npy"
+    trunc.write_bytes(good.read_bytes()[:200])
+    d9 = tmp_path / "d9.npy"
+    np.save(d9, rng.standard_normal((5, 9)))
+    return dict(good=good, nan=nan, rank3=rank3, empty=empty, trunc=trunc, d9=d9)
+
+
+def test_nan_rows(files, tmp_path, capsys):
+    rc = main(["import", str(files["nan"]), "--modality", "image", "--out", str(tmp_path / "s")])
+    _one_line_error(capsys, rc, "2 of 20 rows contain NaN or inf", "--drop-invalid")
+    assert main(["import", str(files["nan"]), "--modality", "image", "--out", str(tmp_path / "s"), "--drop-invalid",
+                 "--json"]) == 0
+
+
+def test_wrong_rank(files, tmp_path, capsys):
+    _one_line_error(capsys, main(["import", str(files["rank3"]), "--modality", "image", "--out", str(tmp_path / "s")]),
+                    "2-D [N, D]")
+
+
+def test_empty(files, tmp_path, capsys):
+    _one_line_error(capsys, main(["import", str(files["empty"]), "--modality", "image", "--out", str(tmp_path / "s")]),
+                    "empty")
+
+
+def test_truncated(files, tmp_path, capsys):
+    _one_line_error(capsys, main(["import", str(files["trunc"]), "--modality", "image", "--out", str(tmp_path / "s")]),
+                    "cannot read")
+
+
+def test_missing(tmp_path, capsys):
+    _one_line_error(capsys, main(["import", str(tmp_path / "x.npy"), "--modality", "image", "--out", str(tmp_path / "s")]),
+                    "no such file")
+
+
+def test_dim_mismatch_with_store(files, tmp_path, capsys):
+    assert main(["import", str(files["good"]), "--modality", "image", "--out", str(tmp_path / "s"), "--json"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, main(["import", str(files["d9"]), "--modality", "text", "--out", str(tmp_path / "s")]),
+                    "dimension mismatch", "8-d", "9-d")
+
+
+def test_paired_count_mismatch(files, tmp_path, capsys):
+    _one_line_error(capsys, main(["import", "--images", str(files["good"]), "--texts", str(files["d9"]),
+                                  "--out", str(tmp_path / "s")]), "dimension mismatch")
+
+
+def test_missing_modality(files, tmp_path, capsys):
+    _one_line_error(capsys, main(["import", str(files["good"]), "--out", str(tmp_path / "s")]), "--modality")
+
+
+def test_bad_train_and_eval_inputs(files, tmp_path, capsys):
+    _one_line_error(capsys, main(["train", str(tmp_path / "nostore"), "--out", str(tmp_path / "o")]), "does not exist")
+    assert main(["import", str(files["good"]), "--modality", "image", "--out", str(tmp_path / "s"), "--json"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "nope"]),
+                    "unknown --arch")
+    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--k", "0"]), "k must be")
+    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "relu",
+                                  "--k", "4"]), "--l1")
+    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o")]), "fewer than one batch")
+    _one_line_error(capsys, main(["eval", str(tmp_path / "nosae"), str(tmp_path / "s")]), "no such SAE folder")
+
+
+def test_subprocess_exit_code_and_no_traceback(files, tmp_path):
+    """The real entry point, as a user runs it."""
+    p = subprocess.run([sys.executable, "-m", "mmsae", "import", str(files["rank3"]), "--modality", "image",
+                        "--out", str(tmp_path / "s")], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("mmsae import: error:") and len(p.stderr.strip().splitlines()) == 1
