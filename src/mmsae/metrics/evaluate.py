@@ -42,9 +42,12 @@ def evaluate_store(sae, store, split: str = "all", val_fraction: float = 0.1, mo
     bar = tqdm(total=len(store), desc="eval", unit="row", disable=not progress)
 
     def gen():
+        done = 0
         for rows, mods, x in iter_rows(store, cfg):
-            bar.update(len(rows))
+            bar.update(int(rows[-1]) + 1 - done)  # rows read, filtered or not
+            done = int(rows[-1]) + 1
             yield mods, x
+        bar.update(len(store) - done)
 
     result = evaluate_batches(sae, gen(), device=device)
     bar.close()

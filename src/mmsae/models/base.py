@@ -62,6 +62,11 @@ class LossOutput:
     parts: dict[str, float]
 
 
+def check_k(cfg) -> None:
+    if not 0 < cfg.k <= cfg.dict_size:
+        raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
+
+
 class SparseAutoencoder(nn.Module):
     """Base class; see module docstring."""
 

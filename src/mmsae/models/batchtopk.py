@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, recon_loss
+from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, check_k, recon_loss
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,7 @@ class BatchTopKSAE(SparseAutoencoder):
     cfg: BatchTopKConfig
 
     def __init__(self, cfg: BatchTopKConfig):
-        if not 0 < cfg.k <= cfg.dict_size:
-            raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
+        check_k(cfg)
         super().__init__(cfg)
         self.register_buffer("threshold", torch.zeros(cfg.dict_size))
 

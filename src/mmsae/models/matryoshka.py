@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, dense_from_sparse, recon_loss,
-                               topk_sparse)
+from mmsae.models.base import LossOutput, auxk_loss, recon_loss, topk_sparse
+from mmsae.models.topk import TopKConfig, TopKSAE
 
 
 def default_ks(k: int) -> tuple[int, ...]:
@@ -25,25 +25,21 @@ def default_ks(k: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class MatryoshkaConfig(SAEConfig):
-    """Matryoshka (nested TopK) SAE."""
+class MatryoshkaConfig(TopKConfig):
+    """Matryoshka (nested TopK) SAE; `k` is the active latents per row at inference."""
 
-    k: int = 32
-    """Active latents per row at inference; the largest trained k by default."""
     ks: tuple[int, ...] = ()
     """Nested k values trained together (ascending); empty means k/4, k/2, k, none below 4."""
     weights: tuple[float, ...] = ()
     """Weight of each k's reconstruction loss; empty means equal weights."""
-    aux_k: int = 256
-    """Dead latents used by the AuxK loss."""
-    aux_coef: float = 1 / 32
-    """Weight of the AuxK loss."""
 
     def nested_ks(self) -> tuple[int, ...]:
         return tuple(self.ks) if self.ks else default_ks(self.k)
 
 
-class MatryoshkaSAE(SparseAutoencoder):
+class MatryoshkaSAE(TopKSAE):
+    """A TopK SAE at inference; only its training loss differs."""
+
     architecture = "matryoshka"
     config_class = MatryoshkaConfig
     cfg: MatryoshkaConfig
@@ -54,13 +50,7 @@ class MatryoshkaSAE(SparseAutoencoder):
             raise ValueError(f"ks must be strictly ascending within [1, {cfg.dict_size}], got {ks}")
         if cfg.weights and len(cfg.weights) != len(ks):
             raise ValueError(f"{len(cfg.weights)} weights for {len(ks)} ks")
-        if not 0 < cfg.k <= cfg.dict_size:
-            raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
         super().__init__(cfg)
-
-    def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
-        idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
-        return dense_from_sparse(idx_BK, val_BK, self.cfg.dict_size)
 
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
         ks = self.cfg.nested_ks()

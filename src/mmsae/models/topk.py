@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, dense_from_sparse, recon_loss,
-                               topk_sparse)
+from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, check_k, dense_from_sparse,
+                               recon_loss, topk_sparse)
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,7 @@ class TopKSAE(SparseAutoencoder):
     cfg: TopKConfig
 
     def __init__(self, cfg: TopKConfig):
-        if not 0 < cfg.k <= cfg.dict_size:
-            raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
+        check_k(cfg)
         super().__init__(cfg)
 
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
