@@ -41,3 +41,19 @@ def test_demo_small(tmp_path, capsys):
     rows = {r["arch"]: r for r in s["results"]}
     assert rows["topk"]["recovery"] >= 0.9
     assert (out / "report.md").exists() and (out / "store" / "ground_truth" / "dictionary.npy").exists()
+
+
+def test_synth_and_info(tmp_path, capsys):
+    store = tmp_path / "syn"
+    assert main(["synth", "--out", str(store), "--dim", "16", "--n-pairs", "300", "--n-shared", "8", "--n-image", "4",
+                 "--n-text", "4", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["rows"] == 600 and s["concepts"] == {"shared": 8, "image": 4, "text": 4}
+    assert main(["synth", "--out", str(store)]) == 2  # never overwrites a store
+    assert "already holds a store" in capsys.readouterr().err
+    assert main(["train", str(store), "--out", str(tmp_path / "sae"), "--dict-size", "32", "--k", "4",
+                 "--batch-size", "64", "--steps", "5", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "sae")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["architecture"] == "topk" and info["provenance"]["steps"] == 5

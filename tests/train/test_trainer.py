@@ -123,3 +123,21 @@ def test_trained_sae_works_on_raw_embeddings(small_synth, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["fvu"] == pytest.approx(fvu_np, rel=1e-3)
     np.testing.assert_allclose(np.linalg.norm(t["W_dec"], axis=1), 1, atol=1e-5)
+
+
+def test_resume_with_other_options_is_refused(small_synth, tmp_path, capsys):
+    out = tmp_path / "sae"
+    base = ["train", str(small_synth), "--out", str(out), "--dict-size", "32", "--k", "4", "--batch-size", "64",
+            "--checkpoint-every", "5", "--steps", "12", "--json"]
+    from mmsae.train.config import TrainConfig
+    from mmsae.train.trainer import Trainer
+
+    # leave a checkpoint behind, as a killed run would
+    t = Trainer(small_synth, out, TrainConfig(dict_size=32, k=4, batch_size=64, checkpoint_every=5, steps=12))
+    sae, mean, scale = t._init_state()
+    opt, sched = t._optimizer(sae)
+    t.out.mkdir(parents=True, exist_ok=True)
+    t._checkpoint(sae, opt, sched, 5, mean, scale, torch.zeros(32, dtype=torch.long))
+    assert main([*base[:-3], "--steps", "13", "--resume", "--json"]) == 2
+    assert "options differ" in capsys.readouterr().err
+    assert main([*base, "--resume"]) == 0
