@@ -39,6 +39,15 @@ def split_mask(pair_id_N: np.ndarray, row_id_N: np.ndarray, split: Split, val_fr
     return is_val if split == "val" else ~is_val
 
 
+def shard_mask(store: EmbeddingStore, shard: int, split: Split, val_fraction: float, modality: str | None) -> np.ndarray:
+    """Which rows of one shard pass the split and modality filters."""
+    t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
+    keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), split, val_fraction)
+    if modality is not None:
+        keep &= t.column("modality").to_numpy(zero_copy_only=False) == modality
+    return keep
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """How rows are drawn from a store for training or evaluation."""
@@ -64,11 +73,7 @@ def _chunk_rows(store: EmbeddingStore, shard: int, lo: int, hi: int, cfg: Stream
     if shard not in meta_cache:
         if len(meta_cache) >= 64:  # bounded: masks of at most 64 shards (1 byte a row)
             meta_cache.pop(next(iter(meta_cache)))
-        t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
-        keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), cfg.split, cfg.val_fraction)
-        if cfg.modality is not None:
-            keep &= t.column("modality").to_numpy(zero_copy_only=False) == cfg.modality
-        meta_cache[shard] = keep
+        meta_cache[shard] = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality)
     keep = meta_cache[shard][lo:hi]
     block = np.asarray(store.shard_embeddings(shard)[lo:hi], dtype=np.float32)
     return block[keep] if not keep.all() else block
@@ -125,11 +130,9 @@ def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = 
 def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """In-order pass: (row_ids, modality names, [n, D] float32) per chunk, for evaluation."""
     for shard in range(len(store.shards)):
-        t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
-        keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), cfg.split, cfg.val_fraction)
+        keep = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality)
+        t = store.shard_metadata(shard, ["row_id", "modality"])
         mods = t.column("modality").to_numpy(zero_copy_only=False)
-        if cfg.modality is not None:
-            keep &= mods == cfg.modality
         rows = t.column("row_id").to_numpy()
         emb = store.shard_embeddings(shard)
         n = len(rows)

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mmsae.data.store import EmbeddingStore
-from mmsae.data.stream import StreamConfig, iter_batches, split_mask
+from mmsae.data.stream import StreamConfig, iter_batches, shard_mask
 from mmsae.errors import MmsaeError
 from mmsae.models.base import SparseAutoencoder
 from mmsae.models.io import CONFIG_NAME, save_sae
@@ -52,14 +51,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def count_rows(store: EmbeddingStore, split: str, val_fraction: float, modality: str | None) -> int:
-    n = 0
-    for i in range(len(store.shards)):
-        t = store.shard_metadata(i, ["row_id", "pair_id", "modality"])
-        keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), split, val_fraction)
-        if modality is not None:
-            keep &= t.column("modality").to_numpy(zero_copy_only=False) == modality
-        n += int(keep.sum())
-    return n
+    return sum(int(shard_mask(store, i, split, val_fraction, modality).sum()) for i in range(len(store.shards)))
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
