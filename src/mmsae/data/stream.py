@@ -39,9 +39,10 @@ def split_mask(pair_id_N: np.ndarray, row_id_N: np.ndarray, split: Split, val_fr
     return is_val if split == "val" else ~is_val
 
 
-def shard_mask(store: EmbeddingStore, shard: int, split: Split, val_fraction: float, modality: str | None) -> np.ndarray:
-    """Which rows of one shard pass the split and modality filters."""
-    t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
+def shard_mask(store: EmbeddingStore, shard: int, split: Split, val_fraction: float, modality: str | None,
+               table=None) -> np.ndarray:
+    """Which rows of one shard pass the split and modality filters (`table`: its metadata, if already read)."""
+    t = table if table is not None else store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
     keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), split, val_fraction)
     if modality is not None:
         keep &= t.column("modality").to_numpy(zero_copy_only=False) == modality
@@ -130,8 +131,8 @@ def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = 
 def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """In-order pass: (row_ids, modality names, [n, D] float32) per chunk, for evaluation."""
     for shard in range(len(store.shards)):
-        keep = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality)
-        t = store.shard_metadata(shard, ["row_id", "modality"])
+        t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
+        keep = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality, table=t)
         mods = t.column("modality").to_numpy(zero_copy_only=False)
         rows = t.column("row_id").to_numpy()
         emb = store.shard_embeddings(shard)

@@ -232,11 +232,11 @@ class Trainer:
     def _validate(self, sae: SparseAutoencoder) -> dict[str, Any]:
         from mmsae.metrics.evaluate import evaluate_store
 
-        if count_rows(self.store, "val", self.cfg.val_fraction, self.cfg.modality) == 0:
-            return {}
         res = evaluate_store(sae.to(self.device), self.store, split="val", val_fraction=self.cfg.val_fraction,
                              modality=self.cfg.modality, device=self.device)
         sae.cpu()
+        if res.get("n_rows", 0) == 0:  # no held-out rows (tiny store)
+            return {}
         return {k: v for k, v in res.items() if not k.startswith("_")}
 
     def _tensorboard(self):
