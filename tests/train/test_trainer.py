@@ -134,10 +134,10 @@ def test_resume_with_other_options_is_refused(small_synth, tmp_path, capsys):
 
     # leave a checkpoint behind, as a killed run would
     t = Trainer(small_synth, out, TrainConfig(dict_size=32, k=4, batch_size=64, checkpoint_every=5, steps=12))
-    sae, mean, scale = t._init_state()
+    sae, stats = t._init_state()
     opt, sched = t._optimizer(sae)
     t.out.mkdir(parents=True, exist_ok=True)
-    t._checkpoint(sae, opt, sched, 5, mean, scale, torch.zeros(32, dtype=torch.long))
+    t._checkpoint(sae, opt, sched, 5, stats, torch.zeros(32, dtype=torch.long))
     assert main([*base[:-3], "--steps", "13", "--resume", "--json"]) == 2
     assert "options differ" in capsys.readouterr().err
     assert main([*base, "--resume"]) == 0

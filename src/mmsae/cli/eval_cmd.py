@@ -17,27 +17,36 @@ def register(sub) -> None:
                    help="held-out share defining the split (default: the SAE's training value, else 0.1)")
     p.add_argument("--modality", help="evaluate only this modality")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--crossmodal", choices=["auto", "yes", "no"], default="auto",
+                   help="cross-modal section (alignment, code-space retrieval, concept discovery, retrieval "
+                        "retention; on synthetic stores also shared-concept recovery and zero-shot retention); "
+                        "auto = when the store has image/text pairs")
+    p.add_argument("--max-pairs", type=int, default=5000, help="held-out pairs used by the cross-modal section")
+    p.add_argument("--image-sae", help="with SAE as the text SAE: evaluate two independent SAEs (this one "
+                                       "encodes images) as one cross-modal model")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from mmsae.cli.common import load_model, open_store_for, val_fraction_of
     from mmsae.cli.main import _print_json
-    from mmsae.data.store import EmbeddingStore
     from mmsae.errors import MmsaeError
     from mmsae.metrics.evaluate import evaluate_store
-    from mmsae.models.io import SAELoadError, load_sae
+    from mmsae.models.paired import ModalityRouter
 
-    try:
-        sae = load_sae(args.sae, device=args.device)
-    except SAELoadError as exc:
-        raise MmsaeError(str(exc)) from None
-    store = EmbeddingStore(args.store)
-    if store.dim != sae.cfg.d_in:
-        raise MmsaeError(f"dimension mismatch: SAE takes {sae.cfg.d_in}-d input, store holds {store.dim}-d")
-    vf = args.val_fraction
-    if vf is None:
-        vf = getattr(sae, "provenance", {}).get("train_config", {}).get("val_fraction", 0.1)
+    sae = load_model(args.sae, args.device)
+    store = open_store_for(sae, args.store)
+    vf = val_fraction_of(sae, args.val_fraction)
+    if args.image_sae:
+        if getattr(sae, "paired", False):
+            raise MmsaeError("--image-sae pairs two single-input SAEs; SAE is already a multimodal SAE")
+        image_sae = load_model(args.image_sae, args.device)
+        open_store_for(image_sae, args.store)
+        try:
+            sae = ModalityRouter({"image": image_sae, "text": sae}).to(args.device)
+        except ValueError as exc:
+            raise MmsaeError(str(exc)) from None
     res = evaluate_store(sae, store, split=args.split, val_fraction=vf, modality=args.modality, device=args.device,
                          progress=not args.json)
     if res.get("n_rows", 0) == 0:
@@ -45,11 +54,65 @@ def run(args) -> int:
     out = {k: res[k] for k in KEYS}
     out["split"] = args.split
     out["by_modality"] = {m: {k: r[k] for k in KEYS} for m, r in res["by_modality"].items()}
+    has_pairs = len(store.pairs()[0]) > 0
+    if args.crossmodal == "yes" and not has_pairs:
+        raise MmsaeError(f"--crossmodal yes needs image/text pairs; {args.store} has none")
+    if args.crossmodal == "yes" or (args.crossmodal == "auto" and has_pairs):
+        out["crossmodal"] = crossmodal_section(sae, store, args.split, vf, args.max_pairs, args.device)
     if args.json:
         _print_json(out)
     else:
         print(format_table(out, args.sae, args.store))
+        if "crossmodal" in out:
+            print()
+            print(format_crossmodal(out["crossmodal"]))
     return 0
+
+
+def crossmodal_section(sae, store, split: str, val_fraction: float, max_pairs: int, device) -> dict:
+    from pathlib import Path
+
+    from mmsae.data.synthetic import GROUND_TRUTH_DIR, load_ground_truth, synth_config_of
+    from mmsae.metrics.crossmodal import crossmodal_report
+
+    split = "val" if split == "all" else split  # alignment is judged on held-out pairs unless asked otherwise
+    cm = crossmodal_report(sae, store, split=split, val_fraction=val_fraction, max_pairs=max_pairs, device=device)
+    cm = {k: v for k, v in cm.items() if not k.startswith("_")}
+    if (Path(store.root) / GROUND_TRUTH_DIR / "config.json").exists():
+        from mmsae.analysis.crossmodal import shared_concept_recovery, synthetic_zero_shot
+
+        gt, cfg = load_ground_truth(store.root), synth_config_of(store.root)
+        rec = shared_concept_recovery(sae.cpu(), cfg, gt)
+        cm["planted"] = {"shared_recovery": {k: v for k, v in rec.items() if k != "per_concept"},
+                         "zero_shot_retention": synthetic_zero_shot(sae, cfg, gt)}
+    return cm
+
+
+def format_crossmodal(cm: dict) -> str:
+    if cm.get("n_pairs", 0) < 2:
+        return "cross-modal: fewer than two held-out pairs"
+    a, r = cm["alignment"], cm["code_retrieval"]
+    lines = [f"cross-modal, {cm['n_pairs']} held-out pairs ({cm['split']} split, one caption per image)",
+             f"  code space: alignment score {a['alignment_score']:.3f}, pair similarity mean {a['mean_pair_similarity']:.3f} "
+             f"min {a['min_pair_similarity']:.3f}, all-pairs mean {a['mean_similarity']:.3f}",
+             "  code-space retrieval     " + "  ".join(f"{k.replace('_recall', ' R')} {v:.3f}" for k, v in r.items())]
+    ret = cm["retrieval_retention"]
+    lines.append("  retrieval retention (recall with reconstructions / recall with originals):")
+    for name in ("recon_image", "recon_text", "recon_both"):
+        rel = ret[f"{name}_relative"]
+        lines.append(f"    {name:<12} i2t R@1 {rel['i2t_recall@1']:.3f}  R@10 {rel['i2t_recall@10']:.3f}   "
+                     f"t2i R@1 {rel['t2i_recall@1']:.3f}  R@10 {rel['t2i_recall@10']:.3f}")
+    d = cm["concept_discovery"]
+    top = ", ".join(f"{c['concept']} ({c['overlap']:.2f})" for c in d["ranked"][:8])
+    lines.append(f"  concept discovery: mean top-decile overlap {d['mean_overlap_live']:.3f} over "
+                 f"{d['n_live_both_modalities']} concepts live in both; top: {top}")
+    if "planted" in cm:
+        s, z = cm["planted"]["shared_recovery"], cm["planted"]["zero_shot_retention"]
+        lines.append(f"  planted truth: shared concepts recovered as one latent firing on both sides "
+                     f"{s['shared_recovery']:.3f} ({s['n_evaluable']} evaluable)")
+        lines.append(f"  zero-shot accuracy: original {z['original']:.3f}, recon image {z['recon_image']:.3f}, "
+                     f"recon prompts {z['recon_text']:.3f}, both {z['recon_both']:.3f}")
+    return "\n".join(lines)
 
 
 def format_table(res: dict, sae: str, store: str) -> str:

@@ -8,11 +8,14 @@ from mmsae.train.config import TrainConfig
 
 # flag → (type, help); every TrainConfig field is settable, these have short, documented flags
 _FLAGS = {
-    "arch": (str, "relu, topk, batchtopk or matryoshka (default topk)"),
+    "arch": (str, "relu, topk, batchtopk or matryoshka; on image/text pairs: vlsae or multimodal (default topk)"),
     "dict_size": (int, "number of latents F (default 4096)"),
     "k": (int, "active latents per row, TopK family (default 32)"),
     "l1": (float, "L1 coefficient for --arch relu (default 5.0)"),
     "matryoshka_ks": (str, "comma-separated nested k values for matryoshka (default k/4,k/2,k, none below 4)"),
+    "lambda_align": (float, "multimodal: weight of the pair alignment term ||z_txt - z_img||^2 (default 1.0)"),
+    "lambda_image": (float, "multimodal: weight of the image reconstruction loss; text has 1 (default 1.0)"),
+    "sparsity": (str, "multimodal: topk or l1 (default topk)"),
     "steps": (int, "optimizer steps (default: --epochs passes over the training split)"),
     "epochs": (float, "passes over the training split when --steps is not given (default 10)"),
     "batch_size": (int, "rows per step (default 4096)"),
@@ -20,7 +23,8 @@ _FLAGS = {
     "warmup_frac": (float, "share of steps for LR warm-up (default 0.05)"),
     "decay": (str, "cosine, linear or constant (default cosine)"),
     "grad_clip": (float, "global gradient-norm clip, 0 disables (default 1.0)"),
-    "normalize": (str, "center_scale, scale or none; folded into the saved weights (default center_scale)"),
+    "normalize": (str, "auto, center_scale, scale or none; folded into the saved weights (default auto: "
+                       "center_scale, per modality for multimodal, none for vlsae)"),
     "b_dec_init": (str, "geometric_median, mean or zeros (default geometric_median)"),
     "aux_k": (int, "dead latents in the AuxK loss (default 256)"),
     "aux_coef": (float, "AuxK weight (default 1/32)"),
@@ -50,6 +54,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an SAE already in --out")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
+    p.add_argument("--vlsae-center", action="store_true",
+                   help="vlsae: subtract each modality's mean before the cosine encoder (not in the official code)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     p.set_defaults(func=run)
 
@@ -74,11 +80,19 @@ def options_from_args(args) -> TrainConfig:
             opts[name] = v
     if args.tensorboard:
         opts["tensorboard"] = True
+    if args.vlsae_center:
+        opts["vlsae_center"] = True
     arch = opts.get("arch", "topk")
-    if arch == "relu" and args.k is not None:
-        raise MmsaeError("--k does not apply to --arch relu; use --l1 to set sparsity")
-    if arch != "relu" and args.l1 is not None:
-        raise MmsaeError(f"--l1 applies to --arch relu only; --arch {arch} uses --k")
+    l1_sparsity = arch == "relu" or (arch == "multimodal" and opts.get("sparsity") == "l1")
+    if l1_sparsity and args.k is not None:
+        raise MmsaeError("--k does not apply to L1 sparsity; use --l1 to set sparsity")
+    if not l1_sparsity and args.l1 is not None:
+        raise MmsaeError(f"--l1 applies to --arch relu and --arch multimodal --sparsity l1; --arch {arch} uses --k")
+    multimodal_only = [f for f in ("lambda_align", "lambda_image", "sparsity") if getattr(args, f) is not None]
+    if multimodal_only and arch != "multimodal":
+        raise MmsaeError(f"--{multimodal_only[0].replace('_', '-')} applies to --arch multimodal only")
+    if args.vlsae_center and arch != "vlsae":
+        raise MmsaeError("--vlsae-center applies to --arch vlsae only")
     try:
         return TrainConfig.from_dict(opts)
     except TypeError as exc:
@@ -100,6 +114,11 @@ def run(args) -> int:
             print(f"saved {cfg.arch} SAE (F={cfg.dict_size}) to {res.out_dir} after {res.steps} steps "
                   f"({res.vectors_per_second:,.0f} vectors/s); held-out FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, "
                   f"dead {v['dead_fraction']:.3f}")
+            if "crossmodal" in v and "alignment" in v["crossmodal"]:
+                bym = v["by_modality"]
+                print(f"  held-out FVU image {bym['image']['fvu']:.4f}, text {bym['text']['fvu']:.4f}; code-space "
+                      f"alignment score {v['crossmodal']['alignment']['alignment_score']:.3f}, image→text R@1 "
+                      f"{v['crossmodal']['code_retrieval']['i2t_recall@1']:.3f}")
         else:
             print(f"saved {cfg.arch} SAE to {res.out_dir} after {res.steps} steps")
     return 0

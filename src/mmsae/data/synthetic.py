@@ -114,14 +114,10 @@ def _signal_scale(cfg: SynthConfig) -> float:
     return float(np.sqrt((cfg.active_shared + cfg.active_specific) * e_a2))
 
 
-def generate_chunk(cfg: SynthConfig, gt: GroundTruth, chunk: int, n: int):
-    """Rows for pairs [chunk_start, chunk_start + n): (img_ND, txt_ND, codes_img, codes_txt)."""
-    rng = np.random.default_rng([cfg.seed, 2, chunk])
+def sample_codes(cfg: SynthConfig, gt: GroundTruth, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Raw concept coefficients [n, C] of n pairs: (image side, text side)."""
     kinds = np.array(gt.kinds)
     C = cfg.n_concepts
-    scale = _signal_scale(cfg)
-    off_img, off_txt = _offsets(cfg)
-
     fires_NC = rng.random((n, C)) < gt.frequency_C
     mag_NC = rng.lognormal(0.0, cfg.magnitude_sigma, (n, C))
     jitter_NC = rng.lognormal(0.0, cfg.pair_jitter, (n, C))
@@ -129,18 +125,29 @@ def generate_chunk(cfg: SynthConfig, gt: GroundTruth, chunk: int, n: int):
     code_img = np.where(fires_NC & (shared | img_only), mag_NC, 0.0)
     code_txt = np.where(fires_NC & shared, mag_NC * jitter_NC, 0.0)
     code_txt = np.where(fires_NC & txt_only, mag_NC, code_txt)
-    noise_sd = cfg.noise * scale / np.sqrt(cfg.dim)
-    D = gt.dictionary_CD.astype(np.float64)
-    raw_img = cfg.offset_norm * scale * off_img + code_img @ D + noise_sd * rng.standard_normal((n, cfg.dim))
-    raw_txt = cfg.offset_norm * scale * off_txt + code_txt @ D + noise_sd * rng.standard_normal((n, cfg.dim))
-    n_img = np.linalg.norm(raw_img, axis=1, keepdims=True)
-    n_txt = np.linalg.norm(raw_txt, axis=1, keepdims=True)
-    return (
-        (raw_img / n_img).astype(np.float32),
-        (raw_txt / n_txt).astype(np.float32),
-        sp.csr_matrix(code_img / n_img),
-        sp.csr_matrix(code_txt / n_txt),
-    )
+    return code_img, code_txt
+
+
+def embed_codes(cfg: SynthConfig, gt: GroundTruth, code_NC: np.ndarray, modality: str, rng: np.random.Generator,
+                noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Rows x = normalize(offset_modality + code @ D + noise) and their codes in the row's units."""
+    off_img, off_txt = _offsets(cfg)
+    offset = off_img if modality == "image" else off_txt
+    scale = _signal_scale(cfg)
+    raw = cfg.offset_norm * scale * offset + code_NC @ gt.dictionary_CD.astype(np.float64)
+    if noise:
+        raw = raw + cfg.noise * scale / np.sqrt(cfg.dim) * rng.standard_normal((len(code_NC), cfg.dim))
+    norm = np.linalg.norm(raw, axis=1, keepdims=True)
+    return (raw / norm).astype(np.float32), code_NC / norm
+
+
+def generate_chunk(cfg: SynthConfig, gt: GroundTruth, chunk: int, n: int):
+    """Rows for pairs [chunk_start, chunk_start + n): (img_ND, txt_ND, codes_img, codes_txt)."""
+    rng = np.random.default_rng([cfg.seed, 2, chunk])
+    code_img, code_txt = sample_codes(cfg, gt, n, rng)
+    img, c_img = embed_codes(cfg, gt, code_img, "image", rng)
+    txt, c_txt = embed_codes(cfg, gt, code_txt, "text", rng)
+    return img, txt, sp.csr_matrix(c_img), sp.csr_matrix(c_txt)
 
 
 def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), chunk_pairs: int = 16384,
@@ -208,3 +215,79 @@ def recovery(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float =
     gt = _unit(np.asarray(dictionary_CD, dtype=np.float64))
     best_C = (gt @ dec.T).max(axis=1)
     return float((best_C >= threshold).mean()), best_C
+
+
+def _shared_idx(gt: GroundTruth) -> np.ndarray:
+    return np.nonzero(np.array(gt.kinds) == "shared")[0]
+
+
+def hallucination_set(cfg: SynthConfig, gt: GroundTruth, n: int, seed: int = 0, corrupt_fraction: float = 0.5):
+    """Fresh labelled (image, caption) pairs, never in the store: matched ones, and corrupted ones
+    whose caption has one object concept swapped for a shared concept absent from the image.
+
+    Returns (img_ND, txt_ND, label_N (1 = corrupted), swapped_N2 (removed, added concept; -1 if none)).
+    Only pairs with at least one shared concept are drawn, so every corruption has something to swap.
+    """
+    rng = np.random.default_rng([cfg.seed, 7, seed])
+    shared = _shared_idx(gt)
+    if len(shared) < 2:
+        raise MmsaeError("planted hallucinations need at least two shared concepts")
+    imgs, txts = [], []
+    while sum(len(c) for c in imgs) < n:
+        ci, ct = sample_codes(cfg, gt, 2 * n, rng)
+        ok = (ct[:, shared] > 0).any(axis=1)
+        imgs.append(ci[ok])
+        txts.append(ct[ok])
+    code_img, code_txt = np.concatenate(imgs)[:n], np.concatenate(txts)[:n].copy()
+    label = (rng.random(n) < corrupt_fraction).astype(np.int64)
+    swapped = np.full((n, 2), -1, dtype=np.int64)
+    for i in np.nonzero(label)[0]:
+        present = shared[code_txt[i, shared] > 0]
+        absent = shared[(code_txt[i, shared] == 0) & (code_img[i, shared] == 0)]
+        old, new = rng.choice(present), rng.choice(absent)
+        code_txt[i, new], code_txt[i, old] = code_txt[i, old], 0.0
+        swapped[i] = (old, new)
+    img, _ = embed_codes(cfg, gt, code_img, "image", rng)
+    txt, _ = embed_codes(cfg, gt, code_txt, "text", rng)
+    return img, txt, label, swapped
+
+
+def zero_shot_set(cfg: SynthConfig, gt: GroundTruth, n: int, n_classes: int = 20, seed: int = 0):
+    """A synthetic zero-shot task: each image shows exactly one of the `n_classes` most frequent
+    shared concepts (plus its usual image-only concepts); each class prompt is the text-side
+    embedding of that concept alone, as "a photo of a {class}" would be.
+
+    Returns (images_ND, labels_N, prompts_CD, class concept ids).
+    """
+    rng = np.random.default_rng([cfg.seed, 8, seed])
+    shared = _shared_idx(gt)
+    classes = shared[np.argsort(-gt.frequency_C[shared], kind="stable")[:n_classes]]
+    code_img, _ = sample_codes(cfg, gt, n, rng)
+    code_img[:, shared] = 0.0
+    labels = rng.integers(0, len(classes), n)
+    code_img[np.arange(n), classes[labels]] = rng.lognormal(0.0, cfg.magnitude_sigma, n)
+    images, _ = embed_codes(cfg, gt, code_img, "image", rng)
+    onehot = np.zeros((len(classes), cfg.n_concepts))
+    onehot[np.arange(len(classes)), classes] = np.exp(cfg.magnitude_sigma**2 / 2)
+    prompts, _ = embed_codes(cfg, gt, onehot, "text", rng, noise=False)
+    return images, labels, prompts, classes
+
+
+def fresh_pairs(cfg: SynthConfig, gt: GroundTruth, n: int, seed: int = 0):
+    """New pairs from the same distribution as the store (held out by construction), with their raw
+    codes: (img_ND, txt_ND, code_img_NC, code_txt_NC)."""
+    rng = np.random.default_rng([cfg.seed, 9, seed])
+    code_img, code_txt = sample_codes(cfg, gt, n, rng)
+    img, _ = embed_codes(cfg, gt, code_img, "image", rng)
+    txt, _ = embed_codes(cfg, gt, code_txt, "text", rng)
+    return img, txt, code_img, code_txt
+
+
+def synth_config_of(root: str | os.PathLike) -> SynthConfig:
+    """The generator settings a synthetic store was written with."""
+    import json
+
+    path = Path(root) / GROUND_TRUTH_DIR / "config.json"
+    if not path.exists():
+        raise MmsaeError(f"{root} has no planted ground truth (only `mmsae synth` stores do)")
+    return SynthConfig(**json.loads(path.read_text()))

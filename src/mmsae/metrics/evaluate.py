@@ -7,7 +7,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmsae.errors import MmsaeError
 from mmsae.metrics.accumulate import MetricAccumulator
+from mmsae.models.base import SAEOutput
+from mmsae.models.paired import MODALITIES
+
+
+def routed_forward(sae, x_BD: torch.Tensor, mods_B: np.ndarray) -> SAEOutput:
+    """A single SAE encodes every row; a paired SAE encodes each row with its modality's encoder."""
+    if not getattr(sae, "paired", False):
+        return sae(x_BD)
+    codes = torch.zeros(len(x_BD), sae.cfg.dict_size, device=x_BD.device)
+    x_hat = torch.empty_like(x_BD)
+    for m in np.unique(mods_B):
+        if m not in MODALITIES:
+            raise MmsaeError(f"a paired SAE encodes only {MODALITIES} rows; this store also has {m!r} rows "
+                             "(pass --modality image or text)")
+        sel = torch.as_tensor(np.nonzero(mods_B == m)[0], device=x_BD.device)
+        out = sae(x_BD[sel], str(m))
+        codes[sel], x_hat[sel] = out.codes_BF, out.x_hat_BD
+    return SAEOutput(codes, x_hat)
 
 
 @torch.no_grad()
@@ -17,9 +36,9 @@ def evaluate_batches(sae, batches, device: str | torch.device = "cpu") -> dict[s
     per: dict[str, MetricAccumulator] = {}
     for mods_B, x_BD in batches:
         x = torch.as_tensor(np.ascontiguousarray(x_BD), dtype=torch.float32, device=device)
-        out = sae(x)
-        overall.update(x, out.x_hat_BD, out.codes_BF)
         mods_B = np.asarray(mods_B)
+        out = routed_forward(sae, x, mods_B)
+        overall.update(x, out.x_hat_BD, out.codes_BF)
         for m in np.unique(mods_B):
             sel = torch.as_tensor(np.nonzero(mods_B == m)[0], device=device)
             acc = per.setdefault(str(m), MetricAccumulator(sae.cfg.dict_size))

@@ -60,6 +60,8 @@ class LossOutput:
     l0: torch.Tensor
     """Mean active latents per row in this batch."""
     parts: dict[str, float]
+    recons: dict[str, torch.Tensor] | None = None
+    """Paired SAEs: the reconstruction of each modality (x_hat_BD is then the image one)."""
 
 
 def check_k(cfg) -> None:
@@ -72,6 +74,7 @@ class SparseAutoencoder(nn.Module):
 
     architecture: ClassVar[str] = ""
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
+    paired: ClassVar[bool] = False
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -151,6 +154,10 @@ class SparseAutoencoder(nn.Module):
         """Buffers saved beside the four weights (e.g. a threshold)."""
         return {}
 
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything `save_sae` writes, by name."""
+        return {n: getattr(self, n) for n in ("W_enc", "b_enc", "W_dec", "b_dec")} | self.extra_state_tensors()
+
 
 def recon_loss(x_BD: torch.Tensor, x_hat_BD: torch.Tensor) -> torch.Tensor:
     """Squared error summed over dims, averaged over the batch."""
@@ -168,7 +175,7 @@ def dense_from_sparse(idx_BK: torch.Tensor, val_BK: torch.Tensor, dict_size: int
     return out.scatter_(-1, idx_BK, val_BK)
 
 
-def auxk_loss(sae: SparseAutoencoder, pre_BF: torch.Tensor, residual_BD: torch.Tensor, dead_F: torch.Tensor | None,
+def auxk_loss(W_dec_FD: torch.Tensor, pre_BF: torch.Tensor, residual_BD: torch.Tensor, dead_F: torch.Tensor | None,
               aux_k: int) -> torch.Tensor:
     """AuxK (Gao et al. 2024): dead latents learn to explain what the live ones miss.
 
@@ -183,6 +190,6 @@ def auxk_loss(sae: SparseAutoencoder, pre_BF: torch.Tensor, residual_BD: torch.T
     masked_BF = pre_BF.masked_fill(~dead_F, float("-inf"))
     idx_BK, val_BK = topk_sparse(masked_BF, k)
     target_BD = residual_BD.detach()
-    recon_BD = F.embedding_bag(idx_BK, sae.W_dec, per_sample_weights=val_BK, mode="sum")
+    recon_BD = F.embedding_bag(idx_BK, W_dec_FD, per_sample_weights=val_BK, mode="sum")
     denom = (target_BD - target_BD.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
     return (recon_BD - target_BD).pow(2).sum(dim=-1).mean() / denom

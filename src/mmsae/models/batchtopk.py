@@ -56,7 +56,7 @@ class BatchTopKSAE(SparseAutoencoder):
         offsets[1:] = torch.cumsum(counts, 0)[:-1]
         x_hat_BD = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals) + self.b_dec
         mse = recon_loss(x_BD, x_hat_BD)
-        aux = auxk_loss(self, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
         with torch.no_grad():
             if len(vals):
                 m = self.cfg.threshold_momentum

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mmsae.models.base import SparseAutoencoder
+from mmsae.models.paired import PairedSAE
 from mmsae.models.registry import ARCHITECTURES
 
 SAE_SCHEMA_VERSION = 1
@@ -28,7 +29,7 @@ class SAELoadError(ValueError):
     """A folder that is not a loadable SAE; the message says why."""
 
 
-def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+def save_sae(sae: SparseAutoencoder | PairedSAE, folder: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
     """Write `model.safetensors` then `config.json`, each atomically; other files in the folder stay.
 
     `config.json` goes last, so a folder that has one always has the matching weights.
@@ -37,8 +38,7 @@ def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, provenance: dict
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {name: getattr(sae, name).detach().cpu().contiguous() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    tensors.update({k: v.detach().cpu().contiguous() for k, v in sae.extra_state_tensors().items()})
+    tensors = {name: t.detach().cpu().contiguous() for name, t in sae.named_tensors().items()}
     config = {
         "schema_version": SAE_SCHEMA_VERSION,
         "architecture": sae.architecture,
@@ -67,7 +67,7 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise SAELoadError(f"{path} is damaged: {exc}") from None
 
 
-def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:
+def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder | PairedSAE:
     """Load an mmsae SAE folder, or a SAELens one."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -95,13 +95,12 @@ def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> S
     return sae.to(device).eval()
 
 
-def load_tensors_(sae: SparseAutoencoder, tensors: dict[str, torch.Tensor], where: str) -> None:
-    expected = {name: tuple(getattr(sae, name).shape) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    expected.update({k: tuple(v.shape) for k, v in sae.extra_state_tensors().items()})
-    for name, shape in expected.items():
+def load_tensors_(sae: SparseAutoencoder | PairedSAE, tensors: dict[str, torch.Tensor], where: str) -> None:
+    for name, target in sae.named_tensors().items():
         if name not in tensors:
             raise SAELoadError(f"{where}: tensor {name!r} missing")
-        if tuple(tensors[name].shape) != shape:
-            raise SAELoadError(f"{where}: tensor {name!r} has shape {tuple(tensors[name].shape)}, config implies {shape}")
+        if tuple(tensors[name].shape) != tuple(target.shape):
+            raise SAELoadError(f"{where}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                               f"config implies {tuple(target.shape)}")
         with torch.no_grad():
-            getattr(sae, name).copy_(tensors[name].float())
+            target.copy_(tensors[name].float())

@@ -66,7 +66,7 @@ class MatryoshkaSAE(TopKSAE):
             total = total + w * mse
             parts[f"mse_k{k}"] = mse.item()
         loss = total / sum(weights)
-        aux = auxk_loss(self, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
         fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
         fired_F[idx_BK[val_BK > 0]] = True
         l0 = (val_BK > 0).float().sum(dim=-1).mean()

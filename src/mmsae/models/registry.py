@@ -6,14 +6,19 @@ from mmsae.models.base import SAEConfig, SparseAutoencoder
 from mmsae.models.batchtopk import BatchTopKSAE
 from mmsae.models.matryoshka import MatryoshkaSAE
 from mmsae.models.relu import ReLUSAE
+from mmsae.models.multimodal import MultiModalSAE
+from mmsae.models.paired import PairedSAE
 from mmsae.models.topk import TopKSAE
+from mmsae.models.vlsae import VLSAE
 
-ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {
-    cls.architecture: cls for cls in (ReLUSAE, TopKSAE, BatchTopKSAE, MatryoshkaSAE)
+ARCHITECTURES: dict[str, type[SparseAutoencoder] | type[PairedSAE]] = {
+    cls.architecture: cls for cls in (ReLUSAE, TopKSAE, BatchTopKSAE, MatryoshkaSAE, VLSAE, MultiModalSAE)
 }
+PAIRED_ARCHITECTURES = tuple(name for name, cls in ARCHITECTURES.items() if cls.paired)
+"""Architectures that train on (image, text) pairs."""
 
 
-def build_sae(architecture: str, **config) -> SparseAutoencoder:
+def build_sae(architecture: str, **config) -> SparseAutoencoder | PairedSAE:
     """An untrained SAE of the named architecture; `config` fills its config dataclass."""
     try:
         cls = ARCHITECTURES[architecture]

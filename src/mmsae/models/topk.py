@@ -40,7 +40,7 @@ class TopKSAE(SparseAutoencoder):
         idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
         x_hat_BD = self.decode_sparse(idx_BK, val_BK)
         mse = recon_loss(x_BD, x_hat_BD)
-        aux = auxk_loss(self, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
         fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
         fired_F[idx_BK[val_BK > 0]] = True
         l0 = (val_BK > 0).float().sum(dim=-1).mean()

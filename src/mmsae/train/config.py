@@ -17,13 +17,21 @@ class TrainConfig:
     """Everything that decides a training run; saved beside the SAE it produced."""
 
     arch: str = "topk"
-    """Architecture: relu, topk, batchtopk or matryoshka."""
+    """Architecture: relu, topk, batchtopk, matryoshka, or on pairs vlsae and multimodal."""
     dict_size: int = 4096
     """Number of latents F."""
     k: int = 32
     """Active latents per row (TopK family; the largest nested k for matryoshka)."""
     l1_coef: float = 5.0
-    """L1 weight λ (relu only), on inputs scaled to mean norm √D."""
+    """L1 weight λ (relu, and multimodal with sparsity l1), on inputs scaled to mean norm √D."""
+    sparsity: str = "topk"
+    """multimodal only: topk or l1."""
+    lambda_image: float = 1.0
+    """multimodal only: weight of the image reconstruction loss (text has weight 1)."""
+    lambda_align: float = 1.0
+    """multimodal only: weight of the pair alignment term ‖z_txt − z_img‖²."""
+    vlsae_center: bool = False
+    """vlsae only: subtract each modality's mean before the cosine encoder (not in the official code)."""
     matryoshka_ks: tuple[int, ...] = ()
     """Nested k values for matryoshka; empty means k/4, k/2, k, none below 4."""
     aux_k: int = 256
@@ -48,8 +56,9 @@ class TrainConfig:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 disables)."""
-    normalize: str = "center_scale"
-    """Input normalisation during training, folded into the saved weights: center_scale, scale or none."""
+    normalize: str = "auto"
+    """Input normalisation during training, folded into the saved weights: center_scale, scale, none, or
+    auto (center_scale; per modality for multimodal; none for vlsae, which normalises its input itself)."""
     b_dec_init: str = "geometric_median"
     """Start b_dec at the (normalised) data's geometric_median, mean, or zeros."""
     init_rows: int = 65536
@@ -80,13 +89,17 @@ class TrainConfig:
             raise MmsaeError(f"unknown --arch {self.arch!r}; choose from {', '.join(sorted(ARCHITECTURES))}")
         checks = [
             (self.dict_size > 0, f"dict size must be positive, got {self.dict_size}"),
-            (self.arch == "relu" or 0 < self.k <= self.dict_size, f"k must be in [1, dict size {self.dict_size}], got {self.k}"),
+            (self.arch == "relu" or (self.arch == "multimodal" and self.sparsity == "l1") or 0 < self.k <= self.dict_size, f"k must be in [1, dict size {self.dict_size}], got {self.k}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.steps is None or self.steps > 0, f"steps must be positive, got {self.steps}"),
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (self.decay in ("cosine", "linear", "constant"), f"decay must be cosine, linear or constant, got {self.decay!r}"),
-            (self.normalize in ("center_scale", "scale", "none"), f"normalize must be center_scale, scale or none, got {self.normalize!r}"),
+            (self.normalize in ("auto", "center_scale", "scale", "none"), f"normalize must be auto, center_scale, scale or none, got {self.normalize!r}"),
+            (self.arch != "vlsae" or self.normalize != "center_scale", "vlsae L2-normalises its input itself, so centring cannot be folded into it; use --normalize auto, scale or none"),
+            (self.sparsity in ("topk", "l1"), f"sparsity must be topk or l1, got {self.sparsity!r}"),
+            (self.lambda_align >= 0 and self.lambda_image >= 0, "lambda_align and lambda_image must be non-negative"),
+            (self.arch not in ("vlsae", "multimodal") or self.modality is None, f"--arch {self.arch} trains on image/text pairs; --modality does not apply"),
             (self.b_dec_init in ("geometric_median", "mean", "zeros"), f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}"),
             (0 < self.val_fraction < 1, f"val fraction must be in (0, 1), got {self.val_fraction}"),
             (self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
@@ -97,6 +110,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def paired(self) -> bool:
+        """Whether this architecture trains on (image, text) pairs."""
+        from mmsae.models.registry import PAIRED_ARCHITECTURES
+
+        return self.arch in PAIRED_ARCHITECTURES
+
+    def resolved_normalize(self) -> str:
+        if self.normalize != "auto":
+            return self.normalize
+        return "none" if self.arch == "vlsae" else "center_scale"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -110,6 +135,12 @@ class TrainConfig:
     def model_config(self, d_in: int) -> dict[str, Any]:
         """The architecture's own config fields."""
         base: dict[str, Any] = {"d_in": d_in, "dict_size": self.dict_size}
+        if self.arch == "vlsae":
+            return {**base, "k": self.k, "center": self.vlsae_center}
+        if self.arch == "multimodal":
+            return {**base, "d_image": d_in, "d_text": d_in, "sparsity": self.sparsity, "k": self.k,
+                    "l1_coef": self.l1_coef, "lambda_image": self.lambda_image, "lambda_align": self.lambda_align,
+                    "aux_k": self.aux_k, "aux_coef": self.aux_coef}
         if self.arch == "relu":
             return {**base, "l1_coef": self.l1_coef, "l1_warmup_frac": 0.05}
         base.update({"k": self.k, "aux_k": self.aux_k, "aux_coef": self.aux_coef})

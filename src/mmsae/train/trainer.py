@@ -2,6 +2,8 @@
 
 Resuming replays the seeded batch stream up to the checkpoint's step (reading, not training),
 so a killed run restarted with `resume=True` ends with the same weights as an uninterrupted one.
+Single-input SAEs stream shuffled rows; paired SAEs (vlsae, multimodal) stream shuffled
+(image, text) pairs and keep normalisation statistics per modality.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mmsae.data.store import EmbeddingStore
-from mmsae.data.stream import StreamConfig, iter_batches, shard_mask
+from mmsae.data.stream import StreamConfig, iter_batches, iter_pairs, shard_mask, split_mask
 from mmsae.errors import MmsaeError
 from mmsae.models.base import SparseAutoencoder
+from mmsae.models.paired import MODALITIES
 from mmsae.models.io import CONFIG_NAME, save_sae
 from mmsae.models.registry import build_sae
 from mmsae.train.config import TrainConfig
@@ -28,6 +32,7 @@ from mmsae.train.init import geometric_median, normalization_stats
 from mmsae.train.schedule import lr_factor
 
 CHECKPOINT_NAME = "checkpoint.pt"
+Stats = dict[str, tuple[torch.Tensor, float]]
 LOG_NAME = "train_log.jsonl"
 
 
@@ -52,6 +57,16 @@ def resolve_device(name: str) -> torch.device:
 
 def count_rows(store: EmbeddingStore, split: str, val_fraction: float, modality: str | None) -> int:
     return sum(int(shard_mask(store, i, split, val_fraction, modality).sum()) for i in range(len(store.shards)))
+
+
+def count_pairs(store: EmbeddingStore, split: str, val_fraction: float) -> int:
+    """(image, text) pairs in a split; one per text row that has an image with its pair id."""
+    img_rows, txt_rows = store.pairs()
+    if len(txt_rows) == 0:
+        mods = dict(store.manifest.counts)
+        raise MmsaeError(f"{store.root} holds no (image, text) pairs (rows by modality: {mods}); paired "
+                         "architectures need a store with both modalities sharing pair ids")
+    return int(split_mask(store.pair_ids()[txt_rows], txt_rows, split, val_fraction).sum())
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -89,31 +104,49 @@ class Trainer:
                 diff = sorted(k for k in saved["train_config"] if saved["train_config"][k] != json.loads(json.dumps(cfg.to_dict())).get(k))
                 raise MmsaeError(f"cannot resume {self.out}: options differ from the checkpoint's ({', '.join(diff)})")
 
-        self.n_train = count_rows(self.store, "train", cfg.val_fraction, cfg.modality)
+        self.paired = cfg.paired
+        if self.paired:
+            self.n_train = count_pairs(self.store, "train", cfg.val_fraction)
+        else:
+            self.n_train = count_rows(self.store, "train", cfg.val_fraction, cfg.modality)
+        unit = "pairs" if self.paired else "rows"
         if self.n_train < cfg.batch_size:
-            raise MmsaeError(f"the training split has {self.n_train} rows, fewer than one batch of {cfg.batch_size}")
+            raise MmsaeError(f"the training split has {self.n_train} {unit}, fewer than one batch of {cfg.batch_size}")
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.n_train / cfg.batch_size))
         self.dead_after = cfg.dead_after or min(self.n_train, 10_000_000)
         self.stream_cfg = StreamConfig(batch_size=cfg.batch_size, seed=cfg.seed, split="train", val_fraction=cfg.val_fraction,
                                        modality=cfg.modality, buffer_rows=cfg.shuffle_buffer)
 
+    def _batches(self, cfg: StreamConfig):
+        """Single SAEs: [B, D] arrays. Paired SAEs: (image [B, D], text [B, D]) of matched pairs."""
+        return iter_pairs(self.store, cfg) if self.paired else iter_batches(self.store, cfg)
+
     # --- set-up ------------------------------------------------------------------------------------
-    def _init_state(self) -> tuple[SparseAutoencoder, torch.Tensor, float]:
+    def _init_state(self) -> tuple[SparseAutoencoder, Stats]:
+        """A fresh model, plus the normalisation `stats`: {group: (mean_D, scale)}, where the group is
+        "*" (all rows) for single SAEs and each modality for paired ones."""
         cfg = self.cfg
         sample_cfg = StreamConfig(batch_size=min(cfg.init_rows, self.n_train), seed=cfg.seed + 10_007, split="train",
                                   val_fraction=cfg.val_fraction, modality=cfg.modality, buffer_rows=cfg.shuffle_buffer)
-        sample = torch.from_numpy(next(iter_batches(self.store, sample_cfg)))
-        mean_D, scale = normalization_stats(sample, cfg.normalize)
+        first = next(self._batches(sample_cfg))
+        samples = dict(zip(MODALITIES, first)) if self.paired else {"*": first}
         sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))
-        gen = torch.Generator().manual_seed(cfg.seed)
-        sae.reset_parameters(generator=gen)
-        x = (sample - mean_D) * scale
-        with torch.no_grad():
-            if cfg.b_dec_init == "geometric_median":
-                sae.b_dec.copy_(geometric_median(x[:16384]))
-            elif cfg.b_dec_init == "mean":
-                sae.b_dec.copy_(x.mean(0))
-        return sae, mean_D, scale
+        sae.reset_parameters(generator=torch.Generator().manual_seed(cfg.seed))
+        stats: Stats = {}
+        for group, arr in samples.items():
+            sample = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            mean_D, scale = normalization_stats(sample, cfg.resolved_normalize())
+            stats[group] = (mean_D, scale)
+            x = (sample - mean_D) * scale
+            b_dec = sae.b_dec if group == "*" else getattr(sae, f"b_dec_{group}")
+            if hasattr(sae, "set_input_means_"):
+                sae.set_input_means_({group: x.mean(0)})
+            with torch.no_grad():
+                if cfg.b_dec_init == "geometric_median":
+                    b_dec.copy_(geometric_median(x[:16384]))
+                elif cfg.b_dec_init == "mean":
+                    b_dec.copy_(x.mean(0))
+        return sae, stats
 
     def _optimizer(self, sae: SparseAutoencoder) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         cfg = self.cfg
@@ -134,10 +167,10 @@ class Trainer:
             saved = torch.load(self.out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
             sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))
             sae.load_state_dict(saved["model"])
-            mean_D, scale = saved["mean"], float(saved["scale"])
+            stats = {g: (v["mean"], float(v["scale"])) for g, v in saved["stats"].items()}
             start, since_fired_F = int(saved["step"]), saved["since_fired"]
         else:
-            sae, mean_D, scale = self._init_state()
+            sae, stats = self._init_state()
             start, since_fired_F = 0, torch.zeros(cfg.dict_size, dtype=torch.long)
             (self.out / LOG_NAME).unlink(missing_ok=True)
         sae.to(self.device).train()
@@ -145,11 +178,16 @@ class Trainer:
         if self.resume:
             opt.load_state_dict(saved["optimizer"])
             sched.load_state_dict(saved["scheduler"])
-        mean_dev = mean_D.to(self.device)
+        stats_dev = {g: (m.to(self.device), s) for g, (m, s) in stats.items()}
+
+        def prep(arr, group):
+            mean, scale = stats_dev[group]
+            return (torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True) - mean) * scale
+
         since_fired_F = since_fired_F.to(self.device)
         tb = self._tensorboard()
 
-        batches = iter_batches(self.store, self.stream_cfg)
+        batches = self._batches(self.stream_cfg)
         for _ in range(start):  # replay the stream to where the checkpoint stopped
             next(batches)
         log_f = open(self.out / LOG_NAME, "a")
@@ -157,9 +195,16 @@ class Trainer:
         t0, rows_done = time.perf_counter(), 0
         try:
             for step in range(start, self.total_steps):
-                x_BD = (torch.from_numpy(next(batches)).to(self.device, non_blocking=True) - mean_dev) * scale
                 dead_F = since_fired_F >= self.dead_after
-                out = sae.training_loss(x_BD, dead_F, step, self.total_steps)
+                if self.paired:
+                    img, txt = next(batches)
+                    xs = {"image": prep(img, "image"), "text": prep(txt, "text")}
+                    out = sae.training_loss(xs["image"], xs["text"], dead_F, step, self.total_steps)
+                    x_BD = xs["image"]
+                else:
+                    xs = {"*": prep(next(batches), "*")}
+                    x_BD = xs["*"]
+                    out = sae.training_loss(x_BD, dead_F, step, self.total_steps)
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
                 sae.remove_parallel_grads_()
@@ -170,13 +215,17 @@ class Trainer:
                 sae.normalize_decoder_()
                 since_fired_F += len(x_BD)
                 since_fired_F[out.fired_F] = 0
-                rows_done += len(x_BD)
+                rows_done += len(x_BD) * len(xs)
 
                 if step % cfg.log_every == 0 or step == self.total_steps - 1:
+                    recons = out.recons or {"*": out.x_hat_BD}
                     with torch.no_grad():
-                        fvu = float((out.x_hat_BD - x_BD).pow(2).sum() / (x_BD - x_BD.mean(0)).pow(2).sum())
+                        fvus = {g: float((recons[g] - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for g, x in xs.items()}
+                    fvu = sum(fvus.values()) / len(fvus)
                     rec = {"step": step + 1, "loss": float(out.loss.detach()), "fvu": fvu, "l0": float(out.l0),
                            "dead_fraction": float(dead_F.float().mean()), "lr": sched.get_last_lr()[0], **out.parts}
+                    if self.paired:
+                        rec.update({f"fvu_{g}": v for g, v in fvus.items()})
                     log_f.write(json.dumps(rec) + "\n")
                     bar.set_postfix(loss=f"{rec['loss']:.4g}", fvu=f"{fvu:.4f}", l0=f"{rec['l0']:.1f}",
                                     dead=f"{rec['dead_fraction']:.3f}")
@@ -187,14 +236,14 @@ class Trainer:
                 bar.update(1)
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.total_steps:
                     log_f.flush()
-                    self._checkpoint(sae, opt, sched, step + 1, mean_D, scale, since_fired_F)
+                    self._checkpoint(sae, opt, sched, step + 1, stats, since_fired_F)
         finally:
             bar.close()
             log_f.close()
             if tb is not None:
                 tb.close()
         seconds = time.perf_counter() - t0
-        final = self._fold(sae, mean_D, scale)
+        final = self._fold(sae, stats)
         val = self._validate(final)
         provenance = {
             "store": str(self.store.root.resolve()),
@@ -202,7 +251,8 @@ class Trainer:
             "n_train_rows": self.n_train,
             "seed": cfg.seed,
             "steps": self.total_steps,
-            "normalization": {"mode": cfg.normalize, "scale": scale, "folded": True},
+            "normalization": {"mode": cfg.resolved_normalize(), "scale": {g: s for g, (_, s) in stats.items()},
+                              "folded": True},
             "train_config": cfg.to_dict(),
             "val_metrics": val,
         }
@@ -212,21 +262,23 @@ class Trainer:
         vps = rows_done / seconds if seconds > 0 else float("nan")
         return TrainResult(str(self.out), self.total_steps, val, seconds, vps)
 
-    def _checkpoint(self, sae, opt, sched, step, mean_D, scale, since_fired_F) -> None:
+    def _checkpoint(self, sae, opt, sched, step, stats: Stats, since_fired_F) -> None:
         _atomic_torch_save({
             "step": step,
             "model": {k: v.detach().cpu() for k, v in sae.state_dict().items()},
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
-            "mean": mean_D.cpu(),
-            "scale": scale,
+            "stats": {g: {"mean": m.cpu(), "scale": s} for g, (m, s) in stats.items()},
             "since_fired": since_fired_F.cpu(),
             "train_config": json.loads(json.dumps(self.cfg.to_dict())),
         }, self.out / CHECKPOINT_NAME)
 
-    def _fold(self, sae: SparseAutoencoder, mean_D: torch.Tensor, scale: float) -> SparseAutoencoder:
+    def _fold(self, sae: SparseAutoencoder, stats: Stats) -> SparseAutoencoder:
         final = copy.deepcopy(sae).cpu().eval()
-        final.fold_input_normalization_(mean_D, scale)
+        if self.paired:
+            final.fold_input_normalization_(stats)
+        else:
+            final.fold_input_normalization_(*stats["*"])
         return final
 
     def _validate(self, sae: SparseAutoencoder) -> dict[str, Any]:
@@ -234,10 +286,17 @@ class Trainer:
 
         res = evaluate_store(sae.to(self.device), self.store, split="val", val_fraction=self.cfg.val_fraction,
                              modality=self.cfg.modality, device=self.device)
-        sae.cpu()
         if res.get("n_rows", 0) == 0:  # no held-out rows (tiny store)
+            sae.cpu()
             return {}
-        return {k: v for k, v in res.items() if not k.startswith("_")}
+        out = {k: v for k, v in res.items() if not k.startswith("_")}
+        if self.paired:
+            from mmsae.metrics.crossmodal import crossmodal_report
+
+            cm = crossmodal_report(sae, self.store, split="val", val_fraction=self.cfg.val_fraction, device=self.device)
+            out["crossmodal"] = {k: v for k, v in cm.items() if not k.startswith("_")}
+        sae.cpu()
+        return out
 
     def _tensorboard(self):
         if not self.cfg.tensorboard:

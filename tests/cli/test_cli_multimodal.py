@@ -1,0 +1,89 @@
+"""The multimodal commands end to end: train --arch vlsae|multimodal, eval's cross-modal section,
+hallucination, steer, compare, and their errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mmsae.cli.main import main
+
+TRAIN = ["--dict-size", "128", "--k", "8", "--batch-size", "256", "--epochs", "10", "--lr", "3e-3", "--json"]
+
+
+@pytest.fixture(scope="module")
+def trained(small_synth, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-mm")
+    for arch in ("multimodal", "vlsae"):
+        assert main(["train", str(small_synth), "--arch", arch, "--out", str(root / arch), *TRAIN]) == 0
+    return root
+
+
+def test_eval_reports_crossmodal_section(small_synth, trained, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(trained / "multimodal"), str(small_synth), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    cm = res["crossmodal"]
+    assert set(cm) >= {"alignment", "code_retrieval", "concept_discovery", "retrieval_retention", "planted"}
+    assert 0 <= cm["planted"]["shared_recovery"]["shared_recovery"] <= 1
+    assert set(res["by_modality"]) == {"image", "text"}
+    assert main(["eval", str(trained / "vlsae"), str(small_synth)]) == 0
+    text = capsys.readouterr().out
+    assert "alignment score" in text and "zero-shot accuracy" in text and "retrieval retention" in text
+
+
+def test_eval_independent_pair(small_synth, tmp_path, capsys):
+    for m in ("image", "text"):
+        assert main(["train", str(small_synth), "--modality", m, "--out", str(tmp_path / m), *TRAIN]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "text"), str(small_synth), "--image-sae", str(tmp_path / "image"),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["by_modality"]["image"]["fvu"] < 0.5 and "crossmodal" in res
+
+
+def test_hallucination_and_steer_commands(small_synth, trained, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["hallucination", str(trained / "multimodal"), str(small_synth), "--n", "1000", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["labelled_set"].startswith("planted") and {"sae", "clip_score", "mitigation"} <= set(res)
+    assert res["sae"]["auroc"] > res["clip_score"]["auroc"]
+
+    probe = tmp_path / "probe.npz"
+    np.savez(probe, weight=np.ones((1, 64)), bias=np.array([0.5]))
+    assert main(["steer", str(trained / "multimodal"), str(small_synth), "--concept", "3", "--strength", "0.5",
+                 "--rows", "0,1", "--probe", str(probe), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [r["row"] for r in res["results"]] == [0, 1]
+    assert res["results"][0]["before"][0]["row"] == 0  # unsteered, a row is its own nearest neighbour
+    assert "probe_after" in res["results"][0]
+    assert main(["steer", str(trained / "vlsae"), str(small_synth), "--concept", "3", "--strength", "2",
+                 "--target", "text", "--n", "1"]) == 0
+    assert "nearest text rows after" in capsys.readouterr().out
+
+
+def test_compare_command_small(small_synth, tmp_path, capsys):
+    assert main(["compare", str(small_synth), "--out", str(tmp_path / "cmp"), "--dict-size", "128", "--epochs", "5",
+                 "--batch-size", "256", "--models", "independent,multimodal", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in res["rows"]] == ["independent", "multimodal"]
+    assert (tmp_path / "cmp" / "comparison.md").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "{store}", "--arch", "topk", "--lambda-align", "1", "--out", "{tmp}/x"], "applies to --arch multimodal"),
+    (["train", "{store}", "--arch", "topk", "--vlsae-center", "--out", "{tmp}/x"], "--vlsae-center applies"),
+    (["train", "{store}", "--arch", "multimodal", "--modality", "image", "--out", "{tmp}/x"], "does not apply"),
+    (["train", "{store}", "--arch", "vlsae", "--normalize", "center_scale", "--out", "{tmp}/x"], "centring"),
+    (["steer", "{sae}", "{store}", "--concept", "999", "--strength", "1"], "--concept must be in"),
+    (["steer", "{sae}", "{store}", "--concept", "1", "--strength", "1", "--rows", "4000"], "not --source image"),
+    (["steer", "{sae}", "{store}", "--concept", "1", "--strength", "1", "--rows", "x"], "comma-separated"),
+    (["steer", "{sae}", "{store}", "--direction", "{tmp}/none.npy", "--strength", "1"], "cannot read"),
+    (["hallucination", "{sae}", "{store}", "--beta", "2"], "--beta"),
+    (["compare", "{store}", "--out", "{tmp}/c", "--models", "nope"], "unknown model"),
+])
+def test_errors_are_one_line(small_synth, trained, tmp_path, capsys, argv, message):
+    argv = [a.format(store=small_synth, tmp=tmp_path, sae=trained / "multimodal") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
