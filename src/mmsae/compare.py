@@ -38,7 +38,7 @@ class CompareConfig:
     """Rows (or pairs) per step."""
     lr: float = 3e-3
     """Peak learning rate."""
-    lambda_align: float = 1.0
+    lambda_align: float = 0.3
     """Alignment weight of the aligned MultiModalSAE."""
     vlsae_k: int | None = None
     """k of VL-SAE (None: k + 4; its cosine activations need a little slack, see the docs)."""

@@ -61,3 +61,11 @@ def test_own_image_retrieval():
     txt = np.array([[1, 0, 0], [0, 0.2, 1], [0, 0, 1]])
     r = own_image_retrieval(txt, img, [0, 1, 2])
     assert r["recall@1"] == pytest.approx(2 / 3) and r["mean_rank"] == pytest.approx(4 / 3)
+
+
+def test_zero_shot_retention_on_the_planted_task(small_synth, small_multimodal):
+    from mmsae.analysis.crossmodal import synthetic_zero_shot
+
+    res = synthetic_zero_shot(small_multimodal, synth_config_of(small_synth), load_ground_truth(small_synth), n=2000)
+    assert res["original"] > 0.3  # 20 classes: chance is 0.05
+    assert res["recon_both_relative"] > 0.7, res

@@ -87,3 +87,23 @@ def test_errors_are_one_line(small_synth, trained, tmp_path, capsys, argv, messa
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_hallucination_scores_user_pairs(small_synth, trained, tmp_path, capsys):
+    from mmsae.data.synthetic import hallucination_set, load_ground_truth, synth_config_of
+
+    img, txt, lab, _ = hallucination_set(synth_config_of(small_synth), load_ground_truth(small_synth), 300, seed=9)
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "txt.npy", txt)
+    capsys.readouterr()
+    assert main(["hallucination", str(trained / "multimodal"), str(small_synth), "--n", "1000", "--score",
+                 str(tmp_path / "img.npy"), str(tmp_path / "txt.npy"), "--scores-out", str(tmp_path / "s.csv"),
+                 "--json"]) == 0
+    sc = json.loads(capsys.readouterr().out)["scored"]
+    flagged = np.array(sc["flagged"])
+    assert sc["n"] == 300 and flagged[lab == 1].mean() > flagged[lab == 0].mean() + 0.15
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 301
+    np.save(tmp_path / "short.npy", txt[:5])
+    assert main(["hallucination", str(trained / "multimodal"), str(small_synth), "--n", "200", "--score",
+                 str(tmp_path / "img.npy"), str(tmp_path / "short.npy")]) == 2
+    assert "row i of each must be a pair" in capsys.readouterr().err

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=float, default=20.0, help="passes over the training pairs (default 20)")
     p.add_argument("--batch-size", type=int, default=1024, help="rows or pairs per step (default 1024)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--lambda-align", type=float, default=1.0, help="alignment weight of the aligned model (default 1)")
+    p.add_argument("--lambda-align", type=float, default=0.3, help="alignment weight of the aligned model (default 0.3)")
     p.add_argument("--models", default=",".join(("independent", "pooled", "multimodal-noalign", "multimodal", "vlsae")),
                    help="comma-separated rows of the table")
     p.add_argument("--seed", type=int, default=0)

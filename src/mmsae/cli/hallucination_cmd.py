@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--reference", type=int, default=20000, help="matched training pairs used to fit the detector")
     p.add_argument("--mitigate-concepts", type=int, default=4, help="concepts moved by mitigation (default 4)")
     p.add_argument("--beta", type=float, default=1.0, help="mitigation strength in [0, 1] (default 1)")
+    p.add_argument("--score", nargs=2, metavar=("IMAGES", "TEXTS"),
+                   help="also score your own pairs: two embedding files (.npy/.npz/.safetensors/.pt/.parquet) "
+                        "whose row i is a pair; each gets a score and a decision at the SAE threshold fitted above")
+    p.add_argument("--scores-out", help="with --score: write row, score, flagged as CSV here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -70,6 +74,10 @@ def run(args) -> int:
     res["labelled_set"] = kind
     res["n_reference_pairs"] = int(len(ref_img_rows))
     res["mitigation"] = mitigation_effect(model, img, txt, lab, args.mitigate_concepts, args.beta)
+    if args.score:
+        res["scored"] = score_user_pairs(det, model, store.dim, args.score, res["sae"]["threshold"], args.scores_out)
+    elif args.scores_out:
+        raise MmsaeError("--scores-out needs --score IMAGES TEXTS")
     if args.json:
         _print_json(res)
         return 0
@@ -83,4 +91,40 @@ def run(args) -> int:
     print(f"mitigation ({mt['n_concepts']} concepts, beta {mt['beta']}): corrupted captions retrieve their own image "
           f"at R@1 {mt['before']['recall@1']:.3f} → {mt['after']['recall@1']:.3f}, mean rank "
           f"{mt['before']['mean_rank']:.1f} → {mt['after']['mean_rank']:.1f} (of {len(img)} images)")
+    if args.score:
+        sc = res["scored"]
+        print(f"your pairs: {sc['n']} scored, {sc['n_flagged']} flagged (score ≥ {sc['threshold']:.3f})"
+              + (f"; written to {args.scores_out}" if args.scores_out else ""))
+        for i, (s_, f_) in enumerate(zip(sc["scores"][:20], sc["flagged"][:20])):
+            print(f"  pair {i}: score {s_:.3f}{'  FLAGGED' if f_ else ''}")
+        if sc["n"] > 20:
+            print(f"  … {sc['n'] - 20} more (use --scores-out or --json)")
     return 0
+
+
+def score_user_pairs(det, model, dim: int, paths, threshold: float, out_csv: str | None) -> dict:
+    import csv
+
+    import numpy as np
+
+    from mmsae.data.importers import invalid_rows, load_embeddings
+    from mmsae.errors import MmsaeError
+
+    img, txt = (load_embeddings(p) for p in paths)
+    for path, arr in zip(paths, (img, txt)):
+        if arr.ndim != 2 or arr.shape[1] != dim:
+            raise MmsaeError(f"{path}: expected [N, {dim}] embeddings, got shape {arr.shape}")
+        bad = invalid_rows(arr)
+        if len(bad):
+            raise MmsaeError(f"{path}: {len(bad)} row(s) hold NaN or inf (first: row {int(bad[0])})")
+    if len(img) != len(txt):
+        raise MmsaeError(f"--score: {len(img)} image rows but {len(txt)} text rows; row i of each must be a pair")
+    scores = det.score(model, np.asarray(img, dtype=np.float32), np.asarray(txt, dtype=np.float32))
+    flagged = scores >= threshold
+    if out_csv:
+        with open(out_csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "score", "flagged"])
+            w.writerows((i, f"{s:.6f}", int(fl)) for i, (s, fl) in enumerate(zip(scores, flagged)))
+    return {"n": int(len(scores)), "n_flagged": int(flagged.sum()), "threshold": float(threshold),
+            "scores": [float(s) for s in scores], "flagged": [bool(f) for f in flagged]}

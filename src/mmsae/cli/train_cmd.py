@@ -13,7 +13,7 @@ _FLAGS = {
     "k": (int, "active latents per row, TopK family (default 32)"),
     "l1": (float, "L1 coefficient for --arch relu (default 5.0)"),
     "matryoshka_ks": (str, "comma-separated nested k values for matryoshka (default k/4,k/2,k, none below 4)"),
-    "lambda_align": (float, "multimodal: weight of the pair alignment term ||z_txt - z_img||^2 (default 1.0)"),
+    "lambda_align": (float, "multimodal: weight of the pair alignment term ||z_txt - z_img||^2 (default 0.3)"),
     "lambda_image": (float, "multimodal: weight of the image reconstruction loss; text has 1 (default 1.0)"),
     "sparsity": (str, "multimodal: topk or l1 (default topk)"),
     "steps": (int, "optimizer steps (default: --epochs passes over the training split)"),

@@ -113,7 +113,7 @@ def zero_shot_accuracy(images_ND, labels_N, prompts_CD) -> float:
 def _encode_decode(model, x_ND: np.ndarray, modality: str, device, block: int = 4096):
     codes, recon = [], []
     for lo in range(0, len(x_ND), block):
-        x = torch.as_tensor(np.ascontiguousarray(x_ND[lo : lo + block]), dtype=torch.float32, device=device)
+        x = torch.as_tensor(np.array(x_ND[lo : lo + block], dtype=np.float32), device=device)  # a copy: input may be a read-only memmap
         out = model(x, modality)
         codes.append(out.codes_BF.cpu())
         recon.append(out.x_hat_BD.cpu())

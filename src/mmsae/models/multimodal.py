@@ -44,7 +44,7 @@ class MultiModalConfig(SAEConfig):
     """L1 weight λ_l1, sparsity="l1" (on inputs scaled to mean norm √D)."""
     lambda_image: float = 1.0
     """Weight of the image reconstruction loss λ_img (the text loss has weight 1)."""
-    lambda_align: float = 1.0
+    lambda_align: float = 0.3
     """Weight of the pair alignment term λ_align ‖z_txt − z_img‖²."""
     aux_k: int = 256
     """Dead latents in the AuxK loss (topk)."""

@@ -1,0 +1,171 @@
+"""Reconstruction against sparsity for SAEs and linear baselines, on the same held-out rows
+(Papadimitriou et al. 2025, formulas §3). The finding to check: SAEs give the best trade-off.
+
+Each method is fitted on rows of the training split (SAEs by the usual trainer) and scored on
+rows of the validation split with the same metric functions; L0 is measured from the codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmsae.analysis.baselines import Baseline, SAEMethod, score
+from mmsae.analysis.results import new_figure, save_figure, write_json, write_markdown
+from mmsae.data.store import EmbeddingStore
+from mmsae.data.stream import split_mask
+from mmsae.errors import MmsaeError
+
+SAE_ARCHS = ("topk", "batchtopk", "matryoshka", "relu")
+BASELINES = ("pca", "ica", "nmf", "kmeans", "dictionary")
+
+
+@dataclass(frozen=True)
+class ParetoConfig:
+    """Which methods, at which sparsity levels, with how much data."""
+
+    levels: tuple[int, ...] = (2, 4, 8, 16, 32)
+    """Target L0 values: components for PCA/ICA/NMF, k for TopK-family SAEs and OMP."""
+    saes: tuple[str, ...] = SAE_ARCHS
+    """SAE architectures to train at every level (relu sweeps `l1_coefs` instead)."""
+    baselines: tuple[str, ...] = BASELINES
+    """Linear baselines."""
+    dict_size: int | None = None
+    """Latents of SAEs and atoms of dictionary learning (None: 4 × D)."""
+    kmeans_sizes: tuple[int, ...] = ()
+    """Cluster counts for k-means (L0 = 1); empty means dict_size / 4 and dict_size."""
+    l1_coefs: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
+    """ReLU SAE sparsity sweep."""
+    epochs: float = 10.0
+    """SAE training passes."""
+    batch_size: int = 1024
+    """SAE batch size."""
+    lr: float = 3e-3
+    """SAE peak learning rate."""
+    fit_rows: int = 20000
+    """Training rows sampled to fit the baselines (dictionary learning uses at most 5,000)."""
+    eval_rows: int = 10000
+    """Held-out rows every method is scored on."""
+    modality: str | None = None
+    """Use rows of one modality only."""
+    val_fraction: float = 0.1
+    """Held-out share (pair-id split, as in training)."""
+    seed: int = 0
+
+
+def _rows(store: EmbeddingStore, split: str, cfg: ParetoConfig, n: int) -> np.ndarray:
+    keep = split_mask(store.pair_ids(), np.arange(len(store)), split, cfg.val_fraction)
+    if cfg.modality is not None:
+        keep &= store.modalities() == cfg.modality
+    rows = np.nonzero(keep)[0]
+    if len(rows) > n:
+        rows = np.sort(np.random.default_rng([cfg.seed, split == "val"]).choice(rows, n, replace=False))
+    return rows
+
+
+def run_pareto(store: EmbeddingStore | str, out: str | Path, cfg: ParetoConfig = ParetoConfig(),
+               progress: bool = True) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from mmsae.models.io import load_sae
+    from mmsae.train.config import TrainConfig
+    from mmsae.train.trainer import Trainer
+
+    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
+    out = Path(out)
+    D = store.dim
+    F = cfg.dict_size or 4 * D
+    bad = [m for m in cfg.saes if m not in SAE_ARCHS] + [m for m in cfg.baselines if m not in BASELINES]
+    if bad:
+        raise MmsaeError(f"unknown method(s) {bad}; SAEs: {', '.join(SAE_ARCHS)}; baselines: {', '.join(BASELINES)}")
+    levels = sorted({int(v) for v in cfg.levels})
+    if not levels or levels[0] < 1 or levels[-1] > min(D, F):
+        raise MmsaeError(f"levels must be in [1, {min(D, F)}], got {cfg.levels}")
+    X_fit = store.get(_rows(store, "train", cfg, cfg.fit_rows))
+    X_val = store.get(_rows(store, "val", cfg, cfg.eval_rows))
+    if len(X_val) < 10 or len(X_fit) < max(levels):
+        raise MmsaeError("too few rows for a Pareto comparison (need held-out rows and more training rows than levels)")
+
+    jobs: list[tuple[str, Any]] = []
+    for b in cfg.baselines:
+        if b == "kmeans":
+            for size in cfg.kmeans_sizes or (max(2, F // 4), F):
+                jobs.append((b, lambda size=size: Baseline("kmeans", size, seed=cfg.seed)))
+        elif b == "dictionary":
+            for k in levels:
+                jobs.append((b, lambda k=k: Baseline("dictionary", F, k=k, seed=cfg.seed)))
+        else:
+            for k in levels:
+                jobs.append((b, lambda k=k, b=b: Baseline(b, k, seed=cfg.seed)))
+    for arch in cfg.saes:
+        sweep = [("l1_coef", v) for v in cfg.l1_coefs] if arch == "relu" else [("k", k) for k in levels]
+        for key, v in sweep:
+            def make(arch=arch, key=key, v=v):
+                label = f"{arch}-{key.replace('_coef', '')}{v:g}"
+                tc = TrainConfig(arch=arch, dict_size=F, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                 seed=cfg.seed, modality=cfg.modality, val_fraction=cfg.val_fraction, device="cpu",
+                                 checkpoint_every=0, **{key: v})
+                Trainer(store, out / "saes" / label, tc, overwrite=True, progress=False).run()
+                return SAEMethod(load_sae(out / "saes" / label), label, cfg.modality)
+            jobs.append((arch, make))
+
+    points = []
+    bar = tqdm(jobs, desc="pareto", unit="fit", disable=not progress)
+    for family, make in bar:
+        t0 = time.perf_counter()
+        method = make()
+        bar.set_postfix_str(method.label)
+        fit_X = X_fit[:5000] if family == "dictionary" else X_fit
+        method.fit(fit_X)
+        s = score(method, X_val)
+        points.append({"method": family, "label": method.label, **s, "seconds": time.perf_counter() - t0})
+    bar.close()
+    result = {"store": str(store.root), "config": dataclasses.asdict(cfg), "dict_size": F, "n_fit": len(X_fit),
+              "n_eval": len(X_val), "points": points}
+    result["frontier"] = frontier(points)
+    write_json(out, "pareto", result)
+    plot_pareto(points, out)
+    write_markdown(out, "pareto", format_pareto(result))
+    return result
+
+
+def frontier(points: list[dict]) -> list[str]:
+    """Labels of points no other point beats on both L0 (lower) and R² (higher)."""
+    keep = []
+    for p in points:
+        if not any(q["l0"] <= p["l0"] and q["r2"] > p["r2"] and q is not p for q in points):
+            keep.append(p["label"])
+    return keep
+
+
+def plot_pareto(points: list[dict], out: Path) -> list[str]:
+    fig, ax = new_figure()
+    for m in dict.fromkeys(p["method"] for p in points):
+        pts = sorted((p for p in points if p["method"] == m), key=lambda p: p["l0"])
+        ax.plot([p["l0"] for p in pts], [p["r2"] for p in pts], marker="o", label=m)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("L0 (non-zeros per row, held-out)")
+    ax.set_ylabel("R² = 1 − FVU (held-out)")
+    ax.set_title("Reconstruction vs sparsity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, out, "pareto")
+
+
+def format_pareto(res: dict[str, Any]) -> str:
+    lines = [f"# Pareto: reconstruction vs sparsity", "",
+             f"Store `{res['store']}`; methods fitted on {res['n_fit']} training rows, scored on {res['n_eval']} "
+             f"held-out rows; SAEs and dictionary learning with {res['dict_size']} atoms. R² = 1 − FVU (dataset "
+             "level); R² global is overcomplete's (scalar mean). Points on the frontier are marked *.", "",
+             "| method | label | L0 | R² | R² global | FVU | seconds |", "|---|---|---|---|---|---|---|"]
+    front = set(res["frontier"])
+    for p in sorted(res["points"], key=lambda p: (p["method"], p["l0"])):
+        star = " *" if p["label"] in front else ""
+        lines.append(f"| {p['method']} | {p['label']}{star} | {p['l0']:.2f} | {p['r2']:.4f} | {p['r2_global']:.4f} | "
+                     f"{p['fvu']:.4f} | {p['seconds']:.1f} |")
+    return "\n".join(lines)
