@@ -68,3 +68,19 @@ def test_config_checks():
         TrainConfig(arch="vlsae", normalize="center_scale")
     assert TrainConfig(arch="vlsae").resolved_normalize() == "none"
     assert TrainConfig(arch="multimodal", sparsity="l1", k=0).paired
+
+
+def test_mix_sets_the_image_text_ratio(small_synth, tmp_path):
+    from mmsae.train.trainer import count_rows, mix_subsample
+
+    store = EmbeddingStore(small_synth)
+    sub = mix_subsample(store, (1.0, 3.0), 0.1)
+    n_img = count_rows(store, "train", 0.1, "image", sub)
+    n_txt = count_rows(store, "train", 0.1, "text", sub)
+    assert n_txt == count_rows(store, "train", 0.1, "text") and n_txt / n_img == pytest.approx(3.0, rel=0.1)
+    res = Trainer(store, tmp_path / "m", TrainConfig(arch="topk", mix="1:3", steps=5, **COMMON), progress=False).run()
+    assert res.steps == 5
+    with pytest.raises(MmsaeError, match="1:3"):
+        TrainConfig(mix="lots")
+    with pytest.raises(MmsaeError, match="exclude"):
+        TrainConfig(mix="1:1", modality="text")

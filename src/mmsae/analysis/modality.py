@@ -91,8 +91,11 @@ def _best_accuracy_columns(scores_NF: np.ndarray, y_N: np.ndarray) -> np.ndarray
     ones_below = np.vstack([np.zeros((1, ys.shape[1])), np.cumsum(ys, axis=0)])
     zeros_below = np.arange(n + 1)[:, None] - ones_below
     correct = (n1 - ones_below) + zeros_below
-    acc = correct.max(axis=0) / n
-    return np.maximum(acc, 1 - correct.min(axis=0) / n)
+    vals = np.take_along_axis(scores_NF, order, axis=0)
+    ones_row = np.ones((1, vals.shape[1]), bool)
+    valid = np.vstack([ones_row, vals[1:] != vals[:-1], ones_row])  # a threshold cannot split tied scores
+    acc = np.where(valid, correct, -np.inf).max(axis=0) / n
+    return np.maximum(acc, 1 - np.where(valid, correct, np.inf).min(axis=0) / n)
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,13 @@ def save_figure(fig, folder: Path, name: str) -> list[str]:
     return paths
 
 
-def new_figure(width: float = 6.0, height: float = 4.0):
+def new_figure(width: float = 6.0, height: float = 4.0, ncols: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(1, ncols, figsize=(width, height))
 
 
 def write_markdown(folder: Path, name: str, text: str) -> Path:

@@ -111,7 +111,6 @@ def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, en
     live = frequency_F > 0
     rho_f = spearmanr(frequency_F[live], per_concept[live]).statistic if live.sum() > 2 else float("nan")
     rho_e = spearmanr(energy_F[live], per_concept[live]).statistic if live.sum() > 2 else float("nan")
-    order = np.argsort(-frequency_F, kind="stable")
     res = {
         "reference": labels[0], "runs": per_run,
         "stability": float(np.mean([r["stability"] for r in per_run])),
@@ -123,18 +122,21 @@ def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, en
     if out is not None:
         out = Path(out)
         write_json(out, "stability", res)
-        fig, ax = new_figure()
-        ranks = np.arange(1, len(order) + 1)
-        ax.scatter(ranks, per_concept[order], s=4, alpha=0.5)
-        w = max(5, len(order) // 50)
-        smooth = np.convolve(per_concept[order], np.ones(w) / w, mode="valid")
-        ax.plot(ranks[w - 1:], smooth, color="C3", label=f"running mean ({w})")
-        ax.set_xscale("log")
-        ax.set_xlabel("concept frequency rank (1 = most frequent, reference run)")
-        ax.set_ylabel("matched cosine across runs")
-        ax.set_title(f"Stability {res['stability']:.3f}; Spearman vs frequency {rho_f:.2f}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        fig, axes = new_figure(width=10.0, ncols=2)
+        for ax, values, what, rho in ((axes[0], frequency_F, "frequency", rho_f), (axes[1], energy_F, "energy", rho_e)):
+            order = np.argsort(-values, kind="stable")
+            ranks = np.arange(1, len(order) + 1)
+            ax.scatter(ranks, per_concept[order], s=4, alpha=0.5)
+            w = max(5, len(order) // 50)
+            smooth = np.convolve(per_concept[order], np.ones(w) / w, mode="valid")
+            ax.plot(ranks[w - 1:], smooth, color="C3", label=f"running mean ({w})")
+            ax.set_xscale("log")
+            ax.set_xlabel(f"concept {what} rank (1 = highest, reference run)")
+            ax.set_ylabel("matched cosine across runs")
+            ax.set_title(f"Spearman vs {what}: {rho:.2f}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"Stability {res['stability']:.3f}")
         save_figure(fig, out, "stability")
         top = sorted(res["per_concept"], key=lambda c: -c["frequency"])[:10]
         lines = ["# Stability across retrains", "",

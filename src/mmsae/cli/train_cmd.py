@@ -32,6 +32,7 @@ _FLAGS = {
     "seed": (int, "seed for initialisation and data order (default 0)"),
     "val_fraction": (float, "share of pair ids held out for validation (default 0.1)"),
     "modality": (str, "train on this modality only (default: all rows)"),
+    "mix": (str, "image:text ratio of the training rows, e.g. 1:3 (default: the store's own mix)"),
     "checkpoint_every": (int, "steps between resumable checkpoints, 0 = never (default 500)"),
     "log_every": (int, "steps between train_log.jsonl lines (default 10)"),
     "shuffle_buffer": (int, "rows in the shuffle buffer (default 65536)"),

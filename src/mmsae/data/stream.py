@@ -40,12 +40,25 @@ def split_mask(pair_id_N: np.ndarray, row_id_N: np.ndarray, split: Split, val_fr
 
 
 def shard_mask(store: EmbeddingStore, shard: int, split: Split, val_fraction: float, modality: str | None,
-               table=None) -> np.ndarray:
-    """Which rows of one shard pass the split and modality filters (`table`: its metadata, if already read)."""
+               table=None, subsample: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
+    """Which rows of one shard pass the split and modality filters (`table`: its metadata, if already read).
+
+    `subsample`: (modality, p) pairs; a row of that modality stays with probability p, decided by a
+    hash of its row id, so the same rows are kept on every pass and every machine.
+    """
     t = table if table is not None else store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
-    keep = split_mask(t.column("pair_id").to_numpy(), t.column("row_id").to_numpy(), split, val_fraction)
-    if modality is not None:
-        keep &= t.column("modality").to_numpy(zero_copy_only=False) == modality
+    row_ids = t.column("row_id").to_numpy()
+    keep = split_mask(t.column("pair_id").to_numpy(), row_ids, split, val_fraction)
+    if modality is not None or subsample:
+        mods = t.column("modality").to_numpy(zero_copy_only=False)
+        if modality is not None:
+            keep &= mods == modality
+        for m, p in subsample:
+            if p < 1.0:
+                with np.errstate(over="ignore"):
+                    u = (_splitmix64(row_ids.astype(np.int64).view(np.uint64) ^ np.uint64(0x5EED)) >> np.uint64(11)
+                         ).astype(np.float64) / float(1 << 53)
+                keep &= (mods != m) | (u < p)
     return keep
 
 
@@ -67,6 +80,8 @@ class StreamConfig:
     """Shuffle buffer size; bounds memory at about buffer_rows × D × 4 bytes."""
     chunk_rows: int = 8192
     """Contiguous rows read from a shard at a time."""
+    subsample: tuple[tuple[str, float], ...] = ()
+    """(modality, keep probability) pairs, e.g. to set an image:text mix (see `shard_mask`)."""
 
 
 def _chunk_rows(store: EmbeddingStore, shard: int, lo: int, hi: int, cfg: StreamConfig, meta_cache: dict) -> np.ndarray:
@@ -74,7 +89,7 @@ def _chunk_rows(store: EmbeddingStore, shard: int, lo: int, hi: int, cfg: Stream
     if shard not in meta_cache:
         if len(meta_cache) >= 64:  # bounded: masks of at most 64 shards (1 byte a row)
             meta_cache.pop(next(iter(meta_cache)))
-        meta_cache[shard] = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality)
+        meta_cache[shard] = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality, subsample=cfg.subsample)
     keep = meta_cache[shard][lo:hi]
     block = np.asarray(store.shard_embeddings(shard)[lo:hi], dtype=np.float32)
     return block[keep] if not keep.all() else block
@@ -132,7 +147,7 @@ def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.nda
     """In-order pass: (row_ids, modality names, [n, D] float32) per chunk, for evaluation."""
     for shard in range(len(store.shards)):
         t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
-        keep = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality, table=t)
+        keep = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality, table=t, subsample=cfg.subsample)
         mods = t.column("modality").to_numpy(zero_copy_only=False)
         rows = t.column("row_id").to_numpy()
         emb = store.shard_embeddings(shard)

@@ -14,6 +14,7 @@ matched image-text cosine ≈ 0.3, unmatched ≈ 0.15 (see tests/data/test_synth
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,12 +61,22 @@ class SynthConfig:
     """Cosine between the image offset and the text offset (sets the modality gap)."""
     noise: float = 0.08
     """Per-dimension Gaussian noise, relative to the signal's per-dimension scale."""
+    n_bridges: int = 0
+    """Planted cross-modal bridges: image-only concept b is paired with text-only concept b (the first
+    `n_bridges` of each kind); the text concept fires on a caption exactly when the image concept
+    fires on its image, and their directions have cosine `bridge_cosine`."""
+    bridge_cosine: float = 0.6
+    """Cosine between the two directions of a planted bridge."""
     seed: int = 0
     """Seeds the dictionary and every row."""
 
     @property
     def n_concepts(self) -> int:
         return self.n_shared + self.n_image + self.n_text
+
+    def bridges(self) -> list[tuple[int, int]]:
+        """(image concept, text concept) of each planted bridge."""
+        return [(self.n_shared + b, self.n_shared + self.n_image + b) for b in range(self.n_bridges)]
 
 
 @dataclass
@@ -78,6 +89,8 @@ class GroundTruth:
     frequency_C: np.ndarray
     codes: sp.csr_matrix | None = None
     """[N_rows, C] concept coefficients of each row, in the units of the normalised row."""
+    bridges: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    """Planted (image concept, text concept) bridges."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -97,7 +110,16 @@ def planted_dictionary(cfg: SynthConfig) -> GroundTruth:
             continue
         w = (rng.permutation(n) + 8.0) ** -cfg.zipf_exponent
         freq[idx] = np.minimum(w / w.sum() * active, 0.9)
-    return GroundTruth(dictionary_CD, kinds, names, freq)
+    if cfg.n_bridges > min(cfg.n_image, cfg.n_text):
+        raise MmsaeError(f"n_bridges ({cfg.n_bridges}) cannot exceed the image-only or text-only concepts")
+    if not -1.0 < cfg.bridge_cosine < 1.0:
+        raise MmsaeError(f"bridge_cosine must be in (-1, 1), got {cfg.bridge_cosine}")
+    for i, t in cfg.bridges():
+        d_i = dictionary_CD[i].astype(np.float64)
+        u = dictionary_CD[t] - (dictionary_CD[t] @ d_i) * d_i
+        dictionary_CD[t] = cfg.bridge_cosine * d_i + np.sqrt(1 - cfg.bridge_cosine**2) * _unit(u)
+        freq[t] = freq[i]
+    return GroundTruth(dictionary_CD, kinds, names, freq, bridges=cfg.bridges())
 
 
 def _offsets(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +147,8 @@ def sample_codes(cfg: SynthConfig, gt: GroundTruth, n: int, rng: np.random.Gener
     code_img = np.where(fires_NC & (shared | img_only), mag_NC, 0.0)
     code_txt = np.where(fires_NC & shared, mag_NC * jitter_NC, 0.0)
     code_txt = np.where(fires_NC & txt_only, mag_NC, code_txt)
+    for i, t in cfg.bridges():
+        code_txt[:, t] = np.where(code_img[:, i] > 0, mag_NC[:, t], 0.0)
     return code_img, code_txt
 
 
@@ -189,8 +213,11 @@ def save_ground_truth(root: Path, gt: GroundTruth, cfg: SynthConfig) -> None:
     d = Path(root) / GROUND_TRUTH_DIR
     d.mkdir(parents=True, exist_ok=True)
     np.save(d / "dictionary.npy", gt.dictionary_CD)
+    partner = np.full(len(gt.kinds), -1)
+    for i, t in gt.bridges:
+        partner[i], partner[t] = t, i
     pq.write_table(pa.table({"concept": np.arange(len(gt.kinds)), "kind": gt.kinds, "name": gt.names,
-                             "frequency": gt.frequency_C}), d / "concepts.parquet")
+                             "frequency": gt.frequency_C, "bridge": partner}), d / "concepts.parquet")
     if gt.codes is not None:
         sp.save_npz(d / "codes.npz", gt.codes)
     write_json_atomic(d / "config.json", asdict(cfg))
@@ -202,8 +229,13 @@ def load_ground_truth(root: str | os.PathLike) -> GroundTruth:
         raise MmsaeError(f"{root} has no planted ground truth (only `mmsae synth` stores do)")
     t = pq.read_table(d / "concepts.parquet")
     codes = sp.load_npz(d / "codes.npz").tocsr() if (d / "codes.npz").exists() else None
+    bridges = []
+    if "bridge" in t.column_names:
+        partner = t.column("bridge").to_numpy()
+        kinds = t.column("kind").to_pylist()
+        bridges = [(int(i), int(partner[i])) for i in range(len(partner)) if partner[i] >= 0 and kinds[i] == "image"]
     return GroundTruth(np.load(d / "dictionary.npy"), t.column("kind").to_pylist(), t.column("name").to_pylist(),
-                       t.column("frequency").to_numpy(), codes)
+                       t.column("frequency").to_numpy(), codes, bridges)
 
 
 def recovery(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float = 0.9) -> tuple[float, np.ndarray]:

@@ -72,6 +72,9 @@ class TrainConfig:
     """Share of pair ids held out for validation (both sides of a pair stay together)."""
     modality: str | None = None
     """Train on one modality only (None: all rows)."""
+    mix: str | None = None
+    """Image:text ratio of the training rows, e.g. "1:3": every row of the scarcer side is kept and rows
+    of the other are dropped at random (fixed by row id) to reach it (None: the store's own mix)."""
     shuffle_buffer: int = 65536
     """Rows in the streaming shuffle buffer."""
     checkpoint_every: int = 500
@@ -101,6 +104,8 @@ class TrainConfig:
             (self.sparsity in ("topk", "l1"), f"sparsity must be topk or l1, got {self.sparsity!r}"),
             (self.lambda_align >= 0 and self.lambda_image >= 0, "lambda_align and lambda_image must be non-negative"),
             (self.arch not in ("vlsae", "multimodal") or self.modality is None, f"--arch {self.arch} trains on image/text pairs; --modality does not apply"),
+            (self.arch not in ("vlsae", "multimodal") or self.mix is None, f"--arch {self.arch} trains on image/text pairs; --mix does not apply"),
+            (self.mix is None or self.modality is None, "--mix and --modality exclude each other"),
             (self.b_dec_init in ("geometric_median", "mean", "zeros"), f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}"),
             (0 < self.val_fraction < 1, f"val fraction must be in (0, 1), got {self.val_fraction}"),
             (self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
@@ -108,6 +113,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise MmsaeError(msg)
+        self.mix_ratio()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,6 +124,17 @@ class TrainConfig:
         from mmsae.models.registry import PAIRED_ARCHITECTURES
 
         return self.arch in PAIRED_ARCHITECTURES
+
+    def mix_ratio(self) -> tuple[float, float] | None:
+        if self.mix is None:
+            return None
+        try:
+            a, b = (float(v) for v in self.mix.split(":"))
+        except ValueError:
+            raise MmsaeError(f"--mix must look like 1:3 (image:text), got {self.mix!r}") from None
+        if a <= 0 or b <= 0:
+            raise MmsaeError(f"--mix parts must be positive, got {self.mix!r}")
+        return a, b
 
     def resolved_normalize(self) -> str:
         if self.normalize != "auto":

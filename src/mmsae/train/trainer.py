@@ -55,8 +55,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def count_rows(store: EmbeddingStore, split: str, val_fraction: float, modality: str | None) -> int:
-    return sum(int(shard_mask(store, i, split, val_fraction, modality).sum()) for i in range(len(store.shards)))
+def count_rows(store: EmbeddingStore, split: str, val_fraction: float, modality: str | None,
+               subsample: tuple[tuple[str, float], ...] = ()) -> int:
+    return sum(int(shard_mask(store, i, split, val_fraction, modality, subsample=subsample).sum())
+               for i in range(len(store.shards)))
+
+
+def mix_subsample(store: EmbeddingStore, ratio: tuple[float, float] | None, val_fraction: float) -> tuple[tuple[str, float], ...]:
+    """Keep probabilities that turn the training split's image:text counts into `ratio`."""
+    if ratio is None:
+        return ()
+    n_img = count_rows(store, "train", val_fraction, "image")
+    n_txt = count_rows(store, "train", val_fraction, "text")
+    if n_img == 0 or n_txt == 0:
+        raise MmsaeError(f"--mix needs image and text rows; the training split has {n_img} image and {n_txt} text rows")
+    a, b = ratio
+    p_img = min(1.0, (a / b) * n_txt / n_img)
+    p_txt = min(1.0, (b / a) * n_img / n_txt)
+    return (("image", p_img), ("text", p_txt))
 
 
 def count_pairs(store: EmbeddingStore, split: str, val_fraction: float) -> int:
@@ -105,17 +121,19 @@ class Trainer:
                 raise MmsaeError(f"cannot resume {self.out}: options differ from the checkpoint's ({', '.join(diff)})")
 
         self.paired = cfg.paired
+        self.subsample: tuple[tuple[str, float], ...] = ()
         if self.paired:
             self.n_train = count_pairs(self.store, "train", cfg.val_fraction)
         else:
-            self.n_train = count_rows(self.store, "train", cfg.val_fraction, cfg.modality)
+            self.subsample = mix_subsample(self.store, cfg.mix_ratio(), cfg.val_fraction)
+            self.n_train = count_rows(self.store, "train", cfg.val_fraction, cfg.modality, self.subsample)
         unit = "pairs" if self.paired else "rows"
         if self.n_train < cfg.batch_size:
             raise MmsaeError(f"the training split has {self.n_train} {unit}, fewer than one batch of {cfg.batch_size}")
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.n_train / cfg.batch_size))
         self.dead_after = cfg.dead_after or min(self.n_train, 10_000_000)
         self.stream_cfg = StreamConfig(batch_size=cfg.batch_size, seed=cfg.seed, split="train", val_fraction=cfg.val_fraction,
-                                       modality=cfg.modality, buffer_rows=cfg.shuffle_buffer)
+                                       modality=cfg.modality, buffer_rows=cfg.shuffle_buffer, subsample=self.subsample)
 
     def _batches(self, cfg: StreamConfig):
         """Single SAEs: [B, D] arrays. Paired SAEs: (image [B, D], text [B, D]) of matched pairs."""
@@ -127,7 +145,8 @@ class Trainer:
         "*" (all rows) for single SAEs and each modality for paired ones."""
         cfg = self.cfg
         sample_cfg = StreamConfig(batch_size=min(cfg.init_rows, self.n_train), seed=cfg.seed + 10_007, split="train",
-                                  val_fraction=cfg.val_fraction, modality=cfg.modality, buffer_rows=cfg.shuffle_buffer)
+                                  val_fraction=cfg.val_fraction, modality=cfg.modality, buffer_rows=cfg.shuffle_buffer,
+                                  subsample=self.subsample)
         first = next(self._batches(sample_cfg))
         samples = dict(zip(MODALITIES, first)) if self.paired else {"*": first}
         sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))

@@ -1,0 +1,188 @@
+"""`mmsae analyze`: the linear-structure analyses (pareto, stability, modality, bridges).
+
+Each writes `<name>.json`, `<name>.png`, `<name>.svg` and `<name>.md` into --out.
+"""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("analyze", help="linear-structure analyses: pareto, stability, modality, bridges",
+                       description="Analyses of Papadimitriou et al. (2025). Each writes JSON, PNG/SVG plots and a "
+                                   "Markdown summary into --out.")
+    a = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+
+    q = a.add_parser("pareto", help="R² vs L0 of SAEs and PCA/ICA/NMF/k-means/dictionary learning",
+                     description="Fits PCA, ICA, NMF (on data shifted to be non-negative), k-means (L0 = 1) and "
+                                 "sparse dictionary learning (OMP), and trains TopK, BatchTopK, Matryoshka and ReLU "
+                                 "SAEs, over a sweep of sparsity levels; scores all on the same held-out rows.")
+    q.add_argument("store")
+    q.add_argument("--out", required=True)
+    q.add_argument("--levels", default="2,4,8,16,32", help="L0 targets (components, k) (default 2,4,8,16,32)")
+    q.add_argument("--saes", default="topk,batchtopk,matryoshka,relu", help="SAE architectures ('' for none)")
+    q.add_argument("--baselines", default="pca,ica,nmf,kmeans,dictionary", help="baselines ('' for none)")
+    q.add_argument("--l1", default="0.3,1,3,10", help="ReLU SAE L1 sweep (default 0.3,1,3,10)")
+    q.add_argument("--dict-size", type=int, default=None, help="SAE latents and dictionary atoms (default 4 × D)")
+    q.add_argument("--epochs", type=float, default=10.0, help="SAE training passes (default 10)")
+    q.add_argument("--batch-size", type=int, default=1024)
+    q.add_argument("--lr", type=float, default=3e-3)
+    q.add_argument("--fit-rows", type=int, default=20000, help="training rows for the baselines (default 20000)")
+    q.add_argument("--eval-rows", type=int, default=10000, help="held-out rows scored (default 10000)")
+    q.add_argument("--modality", help="use one modality only")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_pareto)
+
+    s = a.add_parser("stability", help="match dictionaries of retrained SAEs (Hungarian on cosine)",
+                     description="Trains --seeds SAEs that differ only by seed, or --mixes SAEs that differ only by "
+                                 "the image:text ratio of their training rows (or takes --saes), matches each "
+                                 "against the first one-to-one by cosine, and relates each concept's stability to "
+                                 "its frequency and energy.")
+    s.add_argument("store")
+    s.add_argument("--out", required=True)
+    s.add_argument("--saes", help="comma-separated SAE folders to compare instead of training (e.g. other data mixes)")
+    s.add_argument("--seeds", type=int, default=3, help="SAEs to train, seeds 0..N-1 (default 3)")
+    s.add_argument("--mixes", help="train one SAE per image:text mix instead of per seed, e.g. 1:1,1:3,3:1")
+    s.add_argument("--arch", default="topk")
+    s.add_argument("--dict-size", type=int, default=1024)
+    s.add_argument("--k", type=int, default=8)
+    s.add_argument("--epochs", type=float, default=20.0)
+    s.add_argument("--batch-size", type=int, default=1024)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--modality", help="train on one modality only")
+    s.add_argument("--absolute", action="store_true", help="match on |cosine| (a sign flip is the same concept)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_stability)
+
+    m = a.add_parser("modality", help="modality score per concept, buckets, probe and per-concept classifiers")
+    m.add_argument("sae")
+    m.add_argument("store")
+    m.add_argument("--out", required=True)
+    m.add_argument("--max-rows", type=int, default=20000, help="rows (both modalities) for the probe (default 20000)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=run_modality)
+
+    b = a.add_parser("bridges", help="Bridge Score: concepts that co-fire across pairs and point the same way")
+    b.add_argument("sae")
+    b.add_argument("store")
+    b.add_argument("--out", required=True)
+    b.add_argument("--top", type=int, default=50, help="bridges to report (default 50)")
+    b.add_argument("--split", choices=["all", "train", "val"], default="all")
+    b.add_argument("--max-pairs", type=int, default=None, help="use at most this many pairs (default all)")
+    b.add_argument("--shuffles", type=int, default=5, help="caption shuffles for the null model (default 5)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=run_bridges)
+
+
+def _list(s: str, typ=str) -> tuple:
+    from mmsae.errors import MmsaeError
+
+    try:
+        return tuple(typ(v.strip()) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise MmsaeError(f"expected a comma-separated list, got {s!r}") from None
+
+
+def _finish(args, res: dict, name: str) -> int:
+    from mmsae.cli.main import _print_json
+
+    if args.json:
+        _print_json({k: v for k, v in res.items() if k not in ("per_concept", "mass")})
+    else:
+        from pathlib import Path
+
+        print((Path(args.out) / f"{name}.md").read_text())
+        print(f"written: {args.out}/{name}.json, .png, .svg, .md")
+    return 0
+
+
+def run_pareto(args) -> int:
+    from mmsae.analysis.pareto import ParetoConfig, run_pareto as run
+
+    cfg = ParetoConfig(levels=_list(args.levels, int), saes=_list(args.saes), baselines=_list(args.baselines),
+                       l1_coefs=_list(args.l1, float), dict_size=args.dict_size, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, fit_rows=args.fit_rows, eval_rows=args.eval_rows,
+                       modality=args.modality, seed=args.seed)
+    return _finish(args, run(args.store, args.out, cfg, progress=not args.json), "pareto")
+
+
+def run_stability(args) -> int:
+    from tqdm.auto import tqdm
+
+    from mmsae.analysis.stability import stability_report
+    from mmsae.cli.common import load_model
+    from mmsae.data.store import EmbeddingStore
+    from mmsae.errors import MmsaeError
+    from mmsae.metrics.evaluate import evaluate_store
+    from mmsae.train.config import TrainConfig
+    from mmsae.train.trainer import Trainer
+    from pathlib import Path
+
+    store = EmbeddingStore(args.store)
+    if args.saes:
+        folders = list(_list(args.saes))
+    else:
+        if args.mixes:
+            runs = [(f"mix{m.replace(':', '-')}", {"mix": m, "seed": 0}) for m in _list(args.mixes)]
+        else:
+            if args.seeds < 2:
+                raise MmsaeError(f"--seeds must be at least 2, got {args.seeds}")
+            runs = [(f"seed{seed}", {"seed": seed}) for seed in range(args.seeds)]
+        folders = []
+        for name, extra in tqdm(runs, desc="stability: train", unit="sae", disable=args.json):
+            out = Path(args.out) / "saes" / name
+            cfg = TrainConfig(arch=args.arch, dict_size=args.dict_size, k=args.k, epochs=args.epochs,
+                              batch_size=args.batch_size, lr=args.lr, modality=args.modality, device="cpu",
+                              checkpoint_every=0, **extra)
+            Trainer(store, out, cfg, overwrite=True, progress=False).run()
+            folders.append(str(out))
+    if len(folders) < 2:
+        raise MmsaeError("stability needs at least two SAEs")
+    models = [load_model(f) for f in folders]
+    if getattr(models[0], "paired", False):
+        raise MmsaeError("stability compares single-dictionary SAEs; pass SAEs trained with --arch topk/batchtopk/...")
+    shapes = {tuple(m.W_dec.shape) for m in models}
+    if len(shapes) != 1:
+        raise MmsaeError(f"the SAEs must have the same shape, got {sorted(shapes)}")
+    ev = evaluate_store(models[0], store, modality=args.modality)
+    res = stability_report([m.W_dec.detach().numpy() for m in models], ev["_frequency"].numpy(),
+                           ev["_energy"].numpy(), folders, out=args.out, absolute=args.absolute)
+    return _finish(args, res, "stability")
+
+
+def _names_from_ground_truth(model, store) -> list[str] | None:
+    """On a synthetic store, each latent's planted concept (decoder cosine ≥ 0.9), else None."""
+    import numpy as np
+
+    from mmsae.data.synthetic import GROUND_TRUTH_DIR, load_ground_truth
+    from mmsae.models.paired import as_paired
+
+    if not (store.root / GROUND_TRUTH_DIR / "dictionary.npy").exists():
+        return None
+    gt = load_ground_truth(store.root)
+    W = as_paired(model).decoder_directions("image").detach().numpy().astype(np.float64)
+    W /= np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
+    cos = W @ gt.dictionary_CD.T
+    best = cos.argmax(axis=1)
+    return [gt.names[best[i]] if cos[i, best[i]] >= 0.9 else None for i in range(len(W))]
+
+
+def run_modality(args) -> int:
+    from mmsae.analysis.modality import analyze_modality
+    from mmsae.cli.common import load_model, open_store_for
+
+    model = load_model(args.sae)
+    store = open_store_for(model, args.store)
+    return _finish(args, analyze_modality(model, store, out=args.out, max_rows=args.max_rows), "modality")
+
+
+def run_bridges(args) -> int:
+    from mmsae.analysis.bridges import analyze_bridges
+    from mmsae.cli.common import load_model, open_store_for, require_pairs, val_fraction_of
+
+    model = load_model(args.sae)
+    store = open_store_for(model, args.store)
+    require_pairs(store, "the Bridge Score")
+    res = analyze_bridges(model, store, out=args.out, top=args.top, split=args.split, max_pairs=args.max_pairs,
+                          shuffles=args.shuffles, names=_names_from_ground_truth(model, store))
+    return _finish(args, res, "bridges")
