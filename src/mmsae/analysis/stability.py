@@ -114,6 +114,8 @@ def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, en
     res = {
         "reference": labels[0], "runs": per_run,
         "stability": float(np.mean([r["stability"] for r in per_run])),
+        "stability_live": float(per_concept[live].mean()) if live.any() else float("nan"),
+        "n_live": int(live.sum()),
         "spearman_stability_vs_frequency": float(rho_f), "spearman_stability_vs_energy": float(rho_e),
         "per_concept": [{"concept": int(i), "stability": float(per_concept[i]), "frequency": float(frequency_F[i]),
                          "energy": float(energy_F[i])} for i in range(len(per_concept))],
@@ -141,7 +143,8 @@ def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, en
         top = sorted(res["per_concept"], key=lambda c: -c["frequency"])[:10]
         lines = ["# Stability across retrains", "",
                  f"Reference `{labels[0]}` matched one-to-one (Hungarian assignment on {'|cosine|' if absolute else 'cosine'}) "
-                 f"against {len(per_run)} other run(s). Overall stability **{res['stability']:.4f}**; Spearman "
+                 f"against {len(per_run)} other run(s). Overall stability **{res['stability']:.4f}** "
+                 f"({res['stability_live']:.4f} over the {res['n_live']} concepts live in the reference); Spearman "
                  f"correlation of a concept's stability with its frequency {rho_f:.3f}, with its energy {rho_e:.3f}.", "",
                  "| run | stability |", "|---|---|", *[f"| {r['against']} | {r['stability']:.4f} |" for r in per_run], "",
                  "Most frequent concepts:", "", "| concept | frequency | stability |", "|---|---|---|",
