@@ -205,9 +205,10 @@ def run_search(args) -> int:
             E = embed_vocabulary(store, terms, templates=("a photo of a {}.",))
             rows_m = np.nonzero(mods == mods[args.row])[0]
             mean = store.get(rows_m[:: max(1, len(rows_m) // 20000)]).mean(0)
-            sp = splice_decompose(store.get([args.row]), E, mean, terms=terms)
-            sae_cos = float(np.dot(store.get([args.row])[0], _decode(model, z, str(mods[args.row]))[0]) /
-                            max(np.linalg.norm(store.get([args.row])[0]) * np.linalg.norm(_decode(model, z, str(mods[args.row]))[0]), 1e-12))
+            x = store.get([args.row])[0]
+            sp = splice_decompose(x[None], E, mean, terms=terms)
+            x_hat = _decode(model, z, str(mods[args.row]))[0]
+            sae_cos = float(x @ x_hat / max(np.linalg.norm(x) * np.linalg.norm(x_hat), 1e-12))
             res["splice"] = {"terms": sp["top_terms"][0], "l0": int(sp["l0"][0]), "cosine": float(sp["cosine"][0])}
             res["sae_reconstruction"] = {"l0": int((z[0] > 0).sum()), "cosine": sae_cos}
     if args.json:
