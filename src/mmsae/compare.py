@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from mmsae.data.store import EmbeddingStore
 from mmsae.errors import MmsaeError

@@ -15,7 +15,6 @@ from typing import Any
 
 from mmsae.data.synthetic import SynthConfig, load_ground_truth, recovery, write_synthetic
 from mmsae.errors import MmsaeError
-from mmsae.metrics.evaluate import evaluate_store
 from mmsae.models.io import load_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer

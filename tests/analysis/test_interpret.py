@@ -9,7 +9,7 @@ from mmsae.analysis.naming import (embed_vocabulary, name_concepts, name_in_text
                                    read_vocabulary)
 from mmsae.analysis.search import encode_rows, query_concepts, rows_for_concepts, similar_rows
 from mmsae.analysis.splice import splice_decompose
-from mmsae.analysis.top_examples import texts_of, to_table, top_examples
+from mmsae.analysis.top_examples import to_table, top_examples
 from mmsae.data.store import EmbeddingStore
 from mmsae.data.synthetic import load_ground_truth
 from tests.analysis.conftest import best_latents

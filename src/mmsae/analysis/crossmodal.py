@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mmsae.data.synthetic import GroundTruth, SynthConfig, fresh_pairs, zero_shot_set
-from mmsae.metrics.crossmodal import _encode_decode, zero_shot_retention
+from mmsae.metrics.crossmodal import encode_decode, zero_shot_retention
 from mmsae.models.paired import as_paired
 
 
@@ -37,8 +37,8 @@ def shared_concept_recovery(model, cfg: SynthConfig, gt: GroundTruth, threshold:
     best_cos_C = score_FC.max(axis=0)
 
     img, txt, code_img, code_txt = fresh_pairs(cfg, gt, n_pairs, seed)
-    z_img, _ = _encode_decode(m, img, "image", "cpu")
-    z_txt, _ = _encode_decode(m, txt, "text", "cpu")
+    z_img, _ = encode_decode(m, img, "image", "cpu")
+    z_txt, _ = encode_decode(m, txt, "text", "cpu")
     present_NC = (code_img[:, shared] > 0) & (code_txt[:, shared] > 0)
     support_C = present_NC.sum(axis=0)
     fires_NC = ((z_img[:, best_C] > 0) & (z_txt[:, best_C] > 0)).numpy()

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmsae.metrics.crossmodal import _encode_decode, cosine_matrix
+from mmsae.metrics.crossmodal import encode_decode, cosine_matrix
 from mmsae.models.paired import as_paired
 
 
@@ -42,8 +42,8 @@ class HallucinationDetector:
     @classmethod
     def fit(cls, model, img_ND: np.ndarray, txt_ND: np.ndarray, device="cpu") -> "HallucinationDetector":
         m = as_paired(model)
-        z_img, _ = _encode_decode(m, img_ND, "image", device)
-        z_txt, _ = _encode_decode(m, txt_ND, "text", device)
+        z_img, _ = encode_decode(m, img_ND, "image", device)
+        z_txt, _ = encode_decode(m, txt_ND, "text", device)
         on_t, on_i = (z_txt > 0), (z_img > 0)
         weight = ((on_t & on_i).sum(0).double() / on_t.sum(0).clamp_min(1).double()).numpy()
 
@@ -63,8 +63,8 @@ class HallucinationDetector:
     def score(self, model, img_ND, txt_ND, device="cpu") -> np.ndarray:
         """Per pair, in [0, 1]: higher = more of the caption is absent from the image."""
         m = as_paired(model)
-        z_img, _ = _encode_decode(m, np.asarray(img_ND), "image", device)
-        z_txt, _ = _encode_decode(m, np.asarray(txt_ND), "text", device)
+        z_img, _ = encode_decode(m, np.asarray(img_ND), "image", device)
+        z_txt, _ = encode_decode(m, np.asarray(txt_ND), "text", device)
         return self.score_codes(z_img.numpy(), z_txt.numpy())
 
 
@@ -118,8 +118,8 @@ def mitigate(model, img_ND, txt_ND, n_concepts: int = 4, beta: float = 1.0, devi
     """Corrected caption embeddings: on the `n_concepts` concepts where the caption's code differs
     most from the image's, z_txt' = (1 − β) z_txt + β z_img; then decode into the text space."""
     m = as_paired(model)
-    z_img, _ = _encode_decode(m, np.asarray(img_ND), "image", device)
-    z_txt, _ = _encode_decode(m, np.asarray(txt_ND), "text", device)
+    z_img, _ = encode_decode(m, np.asarray(img_ND), "image", device)
+    z_txt, _ = encode_decode(m, np.asarray(txt_ND), "text", device)
     idx = (z_txt - z_img).abs().topk(min(n_concepts, z_txt.shape[1]), dim=1).indices
     z_new = z_txt.clone()
     mixed = (1 - beta) * z_txt.gather(1, idx) + beta * z_img.gather(1, idx)

@@ -22,7 +22,7 @@ import torch
 
 from mmsae.analysis.results import new_figure, save_figure, write_json, write_markdown
 from mmsae.data.store import EmbeddingStore
-from mmsae.data.stream import StreamConfig, iter_rows, split_mask
+from mmsae.data.stream import StreamConfig, iter_rows
 from mmsae.errors import MmsaeError
 from mmsae.metrics.evaluate import routed_forward
 

@@ -158,7 +158,7 @@ def plot_pareto(points: list[dict], out: Path) -> list[str]:
 
 
 def format_pareto(res: dict[str, Any]) -> str:
-    lines = [f"# Pareto: reconstruction vs sparsity", "",
+    lines = ["# Pareto: reconstruction vs sparsity", "",
              f"Store `{res['store']}`; methods fitted on {res['n_fit']} training rows, scored on {res['n_eval']} "
              f"held-out rows; SAEs and dictionary learning with {res['dict_size']} atoms. R² = 1 − FVU (dataset "
              "level); R² global is overcomplete's (scalar mean). Points on the frontier are marked *.", "",

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from mmsae.analysis.naming import ConceptName
-from mmsae.analysis.top_examples import top_examples
 
 
 @torch.no_grad()

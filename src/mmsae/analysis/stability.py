@@ -12,8 +12,6 @@ measured effect on the stability is reported by `benchmarks/stability_matching.p
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

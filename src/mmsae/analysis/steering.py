@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmsae.metrics.crossmodal import _encode_decode, cosine_matrix
+from mmsae.metrics.crossmodal import encode_decode, cosine_matrix
 from mmsae.models.paired import as_paired
 
 
@@ -46,7 +46,7 @@ def edit_and_decode(model, x_ND, source: str, target: str, edits: dict[int, floa
     if mode not in ("add", "set"):
         raise ValueError(f"mode must be add or set, got {mode!r}")
     m = as_paired(model)
-    z, _ = _encode_decode(m, np.asarray(x_ND), source, device)
+    z, _ = encode_decode(m, np.asarray(x_ND), source, device)
     for j, v in edits.items():
         if not 0 <= j < z.shape[1]:
             raise ValueError(f"concept must be in [0, {z.shape[1]}), got {j}")

@@ -178,7 +178,7 @@ def run_modality(args) -> int:
 
 def run_bridges(args) -> int:
     from mmsae.analysis.bridges import analyze_bridges
-    from mmsae.cli.common import load_model, open_store_for, require_pairs, val_fraction_of
+    from mmsae.cli.common import load_model, open_store_for, require_pairs
 
     model = load_model(args.sae)
     store = open_store_for(model, args.store)

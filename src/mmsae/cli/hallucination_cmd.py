@@ -48,7 +48,6 @@ def labelled_set(store, n: int, val_fraction: float, seed: int):
 
 
 def run(args) -> int:
-    import numpy as np
 
     from mmsae.analysis.hallucination import (HallucinationDetector, clip_score, compare_with_clip_score,
                                               mitigation_effect)

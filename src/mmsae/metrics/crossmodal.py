@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 KS = (1, 5, 10)
 
@@ -110,7 +109,8 @@ def zero_shot_accuracy(images_ND, labels_N, prompts_CD) -> float:
 
 
 @torch.no_grad()
-def _encode_decode(model, x_ND: np.ndarray, modality: str, device, block: int = 4096):
+def encode_decode(model, x_ND: np.ndarray, modality: str, device, block: int = 4096):
+    """(codes [N, F], reconstructions [N, D]) of a paired model on rows of one modality, in blocks."""
     codes, recon = [], []
     for lo in range(0, len(x_ND), block):
         x = torch.as_tensor(np.array(x_ND[lo : lo + block], dtype=np.float32), device=device)  # a copy: input may be a read-only memmap
@@ -126,8 +126,8 @@ def zero_shot_retention(model, images_ND, labels_N, prompts_CD, device="cpu") ->
     from mmsae.models.paired import as_paired
 
     m = as_paired(model)
-    _, img_hat = _encode_decode(m, np.asarray(images_ND), "image", device)
-    _, txt_hat = _encode_decode(m, np.asarray(prompts_CD), "text", device)
+    _, img_hat = encode_decode(m, np.asarray(images_ND), "image", device)
+    _, txt_hat = encode_decode(m, np.asarray(prompts_CD), "text", device)
     orig = zero_shot_accuracy(images_ND, labels_N, prompts_CD)
     res = {"original": orig,
            "recon_image": zero_shot_accuracy(img_hat, labels_N, prompts_CD),
@@ -170,8 +170,8 @@ def crossmodal_report(model, store, split: str = "val", val_fraction: float = 0.
     if len(img_rows) < 2:
         return {"n_pairs": int(len(img_rows))}
     X_img, X_txt = store.get(img_rows), store.get(txt_rows)
-    z_img, img_hat = _encode_decode(m, X_img, "image", device)
-    z_txt, txt_hat = _encode_decode(m, X_txt, "text", device)
+    z_img, img_hat = encode_decode(m, X_img, "image", device)
+    z_txt, txt_hat = encode_decode(m, X_txt, "text", device)
     keys = np.arange(len(img_rows))
 
     def both_ways(a, b):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 
 from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, recon_loss
