@@ -102,8 +102,10 @@ def detection_metrics(scores_N, labels_N, threshold: float) -> dict[str, float]:
 def compare_with_clip_score(sae_scores_N, clip_scores_N, labels_N, seed: int = 0) -> dict[str, Any]:
     """Fit each method's threshold on a random half, report both on the other half."""
     labels_N = np.asarray(labels_N)
-    rng = np.random.default_rng(seed)
-    calib = rng.random(len(labels_N)) < 0.5
+    calib = np.random.default_rng([seed, 12]).random(len(labels_N)) < 0.5
+    for half, name in ((calib, "calibration"), (~calib, "test")):
+        if len(np.unique(labels_N[half])) < 2:
+            raise ValueError(f"the {name} half holds only one class; use more labelled pairs")
     out = {}
     for name, s in (("sae", np.asarray(sae_scores_N)), ("clip_score", -np.asarray(clip_scores_N))):
         t = best_f1_threshold(s[calib], labels_N[calib])

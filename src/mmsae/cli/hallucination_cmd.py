@@ -39,7 +39,7 @@ def labelled_set(store, n: int, val_fraction: float, seed: int):
         img, txt, lab, _ = hallucination_set(synth_config_of(store.root), load_ground_truth(store.root), n, seed=seed)
         return img, txt, lab, "planted concept swaps (synthetic ground truth)"
     img_rows, txt_rows = held_out_pairs(store, "val", val_fraction, n, seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 11])  # not the stream that splits calibration from test
     lab = (rng.random(len(img_rows)) < 0.5).astype(np.int64)
     txt_rows = txt_rows.copy()
     bad = np.nonzero(lab)[0]
