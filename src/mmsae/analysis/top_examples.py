@@ -10,7 +10,6 @@ has fewer examples (row id -1 fills the rest).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -77,13 +76,14 @@ def to_table(tops: dict[str, tuple[np.ndarray, np.ndarray]]) -> pa.Table:
                      "activation": pa.array(arrays["activation"][order], pa.float32())})
 
 
-def write_top_examples(model, store, out: str | Path, k: int = 10, progress: bool = False) -> dict[str, Any]:
+def write_top_examples(model, store, out: str | Path, k: int = 10, progress: bool = False):
+    """Compute the top examples and write OUT/top_examples.parquet; returns (summary, the examples)."""
     tops = top_examples(model, store, k=k, progress=progress)
     table = to_table(tops)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out / TABLE_NAME)
-    return {"path": str(out / TABLE_NAME), "rows": table.num_rows, "k": k, "modalities": sorted(tops)}
+    return {"written": str(out / TABLE_NAME), "rows": table.num_rows, "k": k, "modalities": sorted(tops)}, tops
 
 
 def texts_of(store, tops: dict[str, tuple[np.ndarray, np.ndarray]], modality: str = "text") -> dict[int, list[str]]:

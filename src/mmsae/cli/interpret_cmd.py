@@ -128,26 +128,18 @@ def run_name(args) -> int:
 
 
 def run_top(args) -> int:
-    from mmsae.analysis.top_examples import texts_of, top_examples, to_table
+    from mmsae.analysis.top_examples import texts_of, write_top_examples
     from mmsae.cli.main import _print_json
     from mmsae.errors import MmsaeError
-
-    import pyarrow.parquet as pq
 
     if args.k < 1:
         raise MmsaeError(f"-k must be at least 1, got {args.k}")
     model, store = _load(args)
-    tops = top_examples(model, store, k=args.k, progress=not args.json)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = to_table(tops)
-    pq.write_table(table, out / "top_examples.parquet")
-    summary = {"written": str(out / "top_examples.parquet"), "rows": table.num_rows, "k": args.k,
-               "modalities": sorted(tops)}
+    summary, tops = write_top_examples(model, store, args.out, k=args.k, progress=not args.json)
     if args.json:
         _print_json(summary)
         return 0
-    print(f"top {args.k} examples per concept and modality → {summary['written']} ({table.num_rows} rows)")
+    print(f"top {args.k} examples per concept and modality → {summary['written']} ({summary['rows']} rows)")
     for mod in sorted(tops):
         texts = texts_of(store, tops, mod)
         fired = [c for c in range(len(texts)) if texts[c]]
