@@ -73,3 +73,15 @@ def minilm_sae(minilm_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("minilm-sae") / "sae"
     Trainer(minilm_store, out, cfg, progress=False).run()
     return load_sae(out)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`mmsae demo --size small --no-serve`, run once: a full run folder (store with pictures, four
+    SAEs, names, top examples, modality, bridges, stability, multimodal comparison, explorer
+    index, report), about 20 s on 2 cores."""
+    from mmsae.cli.main import main
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--size", "small", "--out", str(out), "--no-serve"]) == 0
+    return out

@@ -34,13 +34,21 @@ def test_import_paired_then_train_then_eval(tmp_path, rng, capsys):
     assert main(["info", str(store)]) == 0 and '"dim": 16' in capsys.readouterr().out
 
 
-def test_demo_small(tmp_path, capsys):
+def test_demo_options(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--size", "small", "--out", str(out), "--archs", "topk,relu", "--json"]) == 0
+    assert main(["demo", "--size", "small", "--out", str(out), "--archs", "topk,relu", "--no-multimodal", "--no-pareto",
+                 "--no-stability", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     rows = {r["arch"]: r for r in s["results"]}
-    assert rows["topk"]["recovery"] >= 0.9
-    assert (out / "report.md").exists() and (out / "store" / "ground_truth" / "dictionary.npy").exists()
+    assert set(rows) == {"topk", "relu"} and rows["topk"]["recovery"] >= 0.9
+    assert not {"stability", "multimodal", "pareto"} & set(s["ground_truth_scores"])
+    assert not (out / "compare").exists() and (out / "report.html").exists()
+    assert main(["demo", "--size", "small", "--out", str(out), "--archs", "sparse"]) == 2
+    assert "--archs must name" in capsys.readouterr().err
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("do not delete")
+    assert main(["demo", "--size", "small", "--out", str(tmp_path / "precious"), "--no-serve"]) == 2
+    assert (tmp_path / "precious" / "thesis.tex").read_text() == "do not delete"
 
 
 def test_synth_and_info(tmp_path, capsys):

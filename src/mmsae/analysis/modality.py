@@ -24,7 +24,7 @@ from mmsae.analysis.results import new_figure, save_figure, write_json, write_ma
 from mmsae.data.store import EmbeddingStore
 from mmsae.data.stream import StreamConfig, iter_rows
 from mmsae.errors import MmsaeError
-from mmsae.metrics.evaluate import routed_forward
+from mmsae.metrics.evaluate import routed_encode
 
 IMAGE_ABOVE, TEXT_BELOW = 0.9, 0.1
 
@@ -58,7 +58,7 @@ def modality_energy(model, store: EmbeddingStore, split: str = "all", val_fracti
         if not keep.any():
             continue
         mods, x = mods[keep], x[keep]
-        z = routed_forward(model, torch.as_tensor(x, device=device), mods).codes_BF.double().cpu().numpy()
+        z = routed_encode(model, torch.as_tensor(x, device=device), mods).double().cpu().numpy()
         for m in ("image", "text"):
             sel = mods == m
             if sel.any():

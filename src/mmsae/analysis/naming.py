@@ -89,6 +89,22 @@ class ConceptName:
     """Score of the first term minus that of the second."""
 
 
+def write_names(names: list[ConceptName], out: str | Path, meta: dict[str, Any]) -> list[Path]:
+    """OUT/names.json (what the explorer and report read) and OUT/names.parquet (for dataframes)."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "names.json").write_text(json.dumps({**meta, "concepts": [dataclasses.asdict(n) for n in names]}))
+    pq.write_table(pa.table({"concept": [n.concept for n in names], "name": [n.name for n in names],
+                             "terms": [n.terms for n in names], "scores": [n.scores for n in names],
+                             "confidence": [n.confidence for n in names]}), out / "names.parquet")
+    return [out / "names.json", out / "names.parquet"]
+
+
 def _records(S_FT: np.ndarray, terms: Sequence[str], top: int, min_score: float | None = None) -> list[ConceptName]:
     k = min(top, S_FT.shape[1])
     idx = np.argpartition(-S_FT, k - 1, axis=1)[:, :k]

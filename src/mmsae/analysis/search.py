@@ -18,14 +18,14 @@ from mmsae.analysis.naming import ConceptName
 @torch.no_grad()
 def encode_rows(model, store, rows: np.ndarray, modality: str | None = None, block: int = 4096) -> np.ndarray:
     """Dense codes [n, F] of store rows, each with its own modality's encoder (or `modality`)."""
-    from mmsae.metrics.evaluate import routed_forward
+    from mmsae.metrics.evaluate import routed_encode
 
     mods = store.modalities()
     out = []
     for lo in range(0, len(rows), block):
         r = rows[lo : lo + block]
         m = np.full(len(r), modality, dtype=object) if modality else mods[r]
-        out.append(routed_forward(model, torch.as_tensor(store.get(r)), m.astype(str)).codes_BF.numpy())
+        out.append(routed_encode(model, torch.as_tensor(store.get(r)), m.astype(str)).numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.dict_size), np.float32)
 
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mmsae.data.stream import StreamConfig, iter_rows
-from mmsae.metrics.evaluate import routed_forward
+from mmsae.metrics.evaluate import routed_encode
 
 TABLE_NAME = "top_examples.parquet"
 
@@ -38,7 +38,7 @@ def top_examples(model, store, k: int = 10, modalities: tuple[str, ...] | None =
             if not keep.any():
                 continue
             r, m, xb = r[keep], m[keep], xb[keep]
-            z = routed_forward(model, torch.as_tensor(xb, device=device), m).codes_BF.float().cpu()
+            z = routed_encode(model, torch.as_tensor(xb, device=device), m).float().cpu()
             for mod in np.unique(m):
                 sel = np.nonzero(m == mod)[0]
                 vals, ids = state.get(str(mod), (torch.full((0, F), -np.inf), torch.zeros((0, F), dtype=torch.long)))

@@ -90,10 +90,8 @@ def run_name(args) -> int:
     import dataclasses
 
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from mmsae.analysis.naming import embed_vocabulary, name_concepts, read_vocabulary
+    from mmsae.analysis.naming import embed_vocabulary, name_concepts, read_vocabulary, write_names
     from mmsae.cli.main import _print_json
     from mmsae.errors import MmsaeError
 
@@ -108,13 +106,9 @@ def run_name(args) -> int:
         E = embed_vocabulary(store, terms, templates=tuple(args.template or ("a photo of a {}.",)), progress=not args.json)
     names = name_concepts(model, E, terms, method=args.method, modality=args.modality)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"vocab": str(args.vocab), "n_terms": len(terms), "method": args.method,
             "templates": args.template or ["a photo of a {}."], "modality": args.modality}
-    (out / "names.json").write_text(json.dumps({**meta, "concepts": [dataclasses.asdict(n) for n in names]}))
-    pq.write_table(pa.table({"concept": [n.concept for n in names], "name": [n.name for n in names],
-                             "terms": [n.terms for n in names], "scores": [n.scores for n in names],
-                             "confidence": [n.confidence for n in names]}), out / "names.parquet")
+    write_names(names, out, meta)
     if args.json:
         _print_json({**meta, "written": [str(out / "names.json"), str(out / "names.parquet")],
                      "concepts": [dataclasses.asdict(n) for n in names[:20]]})

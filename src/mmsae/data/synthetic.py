@@ -175,10 +175,11 @@ def generate_chunk(cfg: SynthConfig, gt: GroundTruth, chunk: int, n: int):
 
 
 def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), chunk_pairs: int = 16384,
-                    progress: bool = False, dtype: str = "float32") -> EmbeddingStore:
+                    progress: bool = False, dtype: str = "float32", images: bool = False) -> EmbeddingStore:
     """Write the data set as a store (images then texts per chunk) plus its ground truth.
 
-    Pair p has pair id p; its image and text rows carry it.
+    Pair p has pair id p; its image and text rows carry it. With `images`, each image row also
+    gets a picture of its planted concepts (`synthetic_images`) under STORE/images/.
     """
     out = Path(out)
     if (out / "manifest.json").exists():
@@ -186,8 +187,15 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
     if cfg.n_pairs <= 0 or cfg.dim <= 1 or cfg.n_concepts <= 0:
         raise MmsaeError("synthetic data needs n_pairs > 0, dim > 1 and at least one concept")
     gt = planted_dictionary(cfg)
-    writer = StoreWriter(out, dim=cfg.dim, dtype=dtype, model_id="synthetic",
-                         preprocessing={"l2_normalized": True, "synthetic": asdict(cfg)}, shard_rows=max(2 * chunk_pairs, 1024))
+    preprocessing = {"l2_normalized": True, "synthetic": asdict(cfg)}
+    if images:
+        from mmsae.data import synthetic_images as pics
+        from mmsae.data.images import IMAGE_ROOT_KEY
+
+        preprocessing[IMAGE_ROOT_KEY] = pics.IMAGE_DIR
+        ranks = pics.visible_ranks(gt.kinds)
+    writer = StoreWriter(out, dim=cfg.dim, dtype=dtype, model_id="synthetic", preprocessing=preprocessing,
+                         shard_rows=max(2 * chunk_pairs, 1024))
     from tqdm.auto import tqdm
 
     codes = []
@@ -198,7 +206,14 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
         pid = np.arange(start, start + n)
         img_names = [" ".join(gt.names[j] for j in c_img[i].indices) for i in range(n)]
         txt_names = [" ".join(gt.names[j] for j in c_txt[i].indices) for i in range(n)]
-        writer.append(img, "image", pair_id=pid, source=[f"synthetic://image/{p}" for p in pid], text=img_names)
+        if images:
+            sources = [pics.image_name(p) for p in pid]
+            for i, name in enumerate(sources):
+                row = c_img[i]
+                pics.render(row.indices, row.data, ranks, out / pics.IMAGE_DIR / name)
+        else:
+            sources = [f"synthetic://image/{p}" for p in pid]
+        writer.append(img, "image", pair_id=pid, source=sources, text=img_names)
         writer.append(txt, "text", pair_id=pid, source=[f"synthetic://text/{p}" for p in pid], text=txt_names)
         codes += [c_img, c_txt]
         bar.update(n)

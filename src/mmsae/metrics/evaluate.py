@@ -13,6 +13,20 @@ from mmsae.models.base import SAEOutput
 from mmsae.models.paired import MODALITIES
 
 
+def routed_encode(sae, x_BD: torch.Tensor, mods_B: np.ndarray) -> torch.Tensor:
+    """Codes only (no decode: half the FLOPs of `routed_forward`), each row by its modality's encoder."""
+    if not getattr(sae, "paired", False):
+        return sae.encode(x_BD)
+    codes = torch.zeros(len(x_BD), sae.cfg.dict_size, device=x_BD.device)
+    for m in np.unique(mods_B):
+        if m not in MODALITIES:
+            raise MmsaeError(f"a paired SAE encodes only {MODALITIES} rows; this store also has {m!r} rows "
+                             "(pass --modality image or text)")
+        sel = torch.as_tensor(np.nonzero(mods_B == m)[0], device=x_BD.device)
+        codes[sel] = sae.encode(x_BD[sel], str(m))
+    return codes
+
+
 def routed_forward(sae, x_BD: torch.Tensor, mods_B: np.ndarray) -> SAEOutput:
     """A single SAE encodes every row; a paired SAE encodes each row with its modality's encoder."""
     if not getattr(sae, "paired", False):

@@ -1,0 +1,360 @@
+"""The explorer's web app: a JSON API over `ExplorerData` plus a static single-page front end.
+
+Every parameter is validated (bad input is a 4xx with a message), every list is paginated, and
+files are served only from three places: the bundled front end, the analyses' plots found in the
+run folder (by name, never by path) and the store's image root (`mmsae.data.images.safe_file`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import torch
+
+from mmsae.data.images import IMAGE_SUFFIXES, OutsideRoot, image_root, safe_file
+from mmsae.errors import MmsaeError
+from mmsae.explorer.index import HIST_BINS, HIST_LOG10_RANGE, ExplorerData
+
+STATIC = Path(__file__).parent / "static"
+SORT_KEYS = ("concept", "name", "frequency", "energy", "modality_score", "stability", "bridge_mass")
+BUCKETS = ("image", "text", "bimodal", "dead")
+MAX_LIMIT = 500
+SCAN_BLOCK = 65536
+
+
+def _readonly_tensor(block: np.ndarray) -> torch.Tensor:
+    """A tensor view of a read-only memory-mapped block (never written to, so no copy is needed)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(block))
+
+
+def _num(v: Any) -> Any:
+    """JSON-safe scalar: NaN and inf become null."""
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+class Explorer:
+    """Queries behind the API; plain methods so they can be tested and benchmarked without HTTP."""
+
+    def __init__(self, data: ExplorerData):
+        self.data = data
+        self.store = data.store
+        self.root = image_root(data.store)
+        meta = data.rows_meta()
+        self.modality = np.asarray(meta.column("modality").to_pylist(), dtype=object)
+        self.pair_id = meta.column("pair_id").to_numpy()
+        self.source = meta.column("source")
+        self.text = meta.column("text")
+        self._encoder: Any = None
+        self._encoder_error: str | None = None
+        self._norms: dict[int, np.ndarray] = {}
+
+    # ---- concepts -------------------------------------------------------------------------
+    def concept_row(self, j: int) -> dict[str, Any]:
+        t = self.data.table
+        row = {k: _num(v[j]) for k, v in t.items()}
+        row["name"] = row["name"] or None
+        row["terms"] = self.data.terms[j][:5]
+        return row
+
+    def concepts(self, sort: str = "frequency", order: str = "desc", q: str = "", bucket: str = "",
+                 min_frequency: float = 0.0, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        if sort not in SORT_KEYS:
+            raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}")
+        if order not in ("asc", "desc"):
+            raise ValueError("order must be asc or desc")
+        if bucket and bucket not in BUCKETS:
+            raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
+        t = self.data.table
+        keep = t["frequency"] >= min_frequency
+        if bucket:
+            keep &= t["bucket"] == bucket
+        if q:
+            ql = q.lower()
+            hit = np.array([ql in (n or "").lower() or any(ql in s.lower() for s in terms) or ql == str(c)
+                            for c, n, terms in zip(t["concept"], t["name"], self.data.terms)])
+            keep &= hit
+        idx = np.nonzero(keep)[0]
+        if sort == "name":
+            key = np.array([(t["name"][i] or "\uffff").lower() for i in idx], dtype=object)
+            order_idx = np.argsort(key, kind="stable")
+            if order == "desc":
+                order_idx = order_idx[::-1]
+        else:
+            v = t[sort][idx].astype(float)
+            v = np.where(np.isnan(v), -np.inf if order == "desc" else np.inf, v)  # missing values go last
+            order_idx = np.argsort(-v if order == "desc" else v, kind="stable")
+        page = idx[order_idx][offset : offset + limit]
+        return {"total": int(len(idx)), "offset": offset, "limit": limit, "sort": sort, "order": order,
+                "items": [self.concept_row(int(j)) for j in page]}
+
+    def concept(self, j: int, examples: int = 12) -> dict[str, Any]:
+        self._check_concept(j)
+        out = self.concept_row(j)
+        out["top"] = {}
+        for m, (acts, ids) in self.data.tops.items():
+            out["top"][m] = [{**self.row_brief(int(r)), "activation": _num(a)}
+                             for a, r in zip(acts[:examples, j], ids[:examples, j]) if r >= 0]
+        lo, hi = HIST_LOG10_RANGE
+        edges = 10 ** np.linspace(lo, hi, HIST_BINS + 1)
+        counts = self.data.hist_FMB[j]
+        nz = np.nonzero(counts.sum(0))[0]
+        a, b = (int(nz.min()), int(nz.max()) + 1) if len(nz) else (0, 0)
+        out["histogram"] = {"edges": [float(e) for e in edges[a : b + 1]],
+                            "counts": {m: counts[i, a:b].tolist() for i, m in enumerate(self.data.modalities)}}
+        out["bridges"] = [
+            {"concept": b["text_concept"] if b["image_concept"] == j else b["image_concept"],
+             "side": "image" if b["image_concept"] == j else "text",
+             "score": b["score"], "significant": b["significant"]}
+            for b in self.data.bridges if j in (b["image_concept"], b["text_concept"])]
+        for b in out["bridges"]:
+            b["name"] = self.data.table["name"][b["concept"]] or None
+        out["neighbors"] = self.neighbors(j)
+        return out
+
+    def neighbors(self, j: int, n: int = 8) -> list[dict[str, Any]]:
+        D = self.data.directions_FD
+        cos = D @ D[j]
+        cos[j] = -np.inf
+        n = min(n, len(cos) - 1)
+        best = np.argpartition(-cos, n - 1)[:n] if n > 0 else np.array([], int)
+        best = best[np.argsort(-cos[best])]
+        return [{"concept": int(c), "cosine": float(cos[c]), "name": self.data.table["name"][c] or None} for c in best]
+
+    def _check_concept(self, j: int) -> None:
+        if not 0 <= j < self.data.dict_size:
+            raise KeyError(f"concept {j} does not exist (0 … {self.data.dict_size - 1})")
+
+    # ---- rows -----------------------------------------------------------------------------
+    def image_url(self, r: int) -> str | None:
+        """URL of an image row's picture, or None when it has none inside the image root."""
+        if self.root is None or self.modality[r] != "image":
+            return None
+        try:
+            path = safe_file(self.root, self.source[r].as_py() or "", IMAGE_SUFFIXES)
+        except OutsideRoot:
+            return None
+        return None if path is None else "/images/" + quote(path.relative_to(self.root).as_posix())
+
+    def row_brief(self, r: int) -> dict[str, Any]:
+        return {"row": r, "modality": str(self.modality[r]), "pair_id": int(self.pair_id[r]),
+                "text": self.text[r].as_py(), "image_url": self.image_url(r)}
+
+    def _check_row(self, r: int) -> None:
+        if not 0 <= r < len(self.store):
+            raise KeyError(f"row {r} does not exist (0 … {len(self.store) - 1})")
+
+    @torch.no_grad()
+    def row(self, r: int, n_concepts: int = 12, n_similar: int = 12) -> dict[str, Any]:
+        from mmsae.metrics.evaluate import routed_encode
+
+        self._check_row(r)
+        x = self.store.get([r])
+        z = routed_encode(self.data.model, torch.as_tensor(x), self.modality[r : r + 1])[0].float()
+        n = min(n_concepts, int((z > 0).sum()))
+        vals, idx = z.topk(n) if n else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+        out = self.row_brief(r)
+        out["source"] = self.source[r].as_py()
+        out["concepts"] = [{"concept": int(j), "activation": float(v), "name": self.data.table["name"][j] or None}
+                           for v, j in zip(vals.tolist(), idx.tolist())]
+        partners = np.nonzero(self.pair_id == self.pair_id[r])[0] if self.pair_id[r] >= 0 else np.array([], int)
+        out["pair"] = [self.row_brief(int(p)) for p in partners[:20] if p != r]
+        out["similar"] = [{**self.row_brief(i), "cosine": s}
+                          for i, s in self.nearest(x[0], str(self.modality[r]), n_similar, exclude=r)]
+        return out
+
+    def nearest(self, v_D: np.ndarray, modality: str | None, n: int, exclude: int = -1) -> list[tuple[int, float]]:
+        """Rows of `modality` with the highest cosine to v: a scan of the memory-mapped shards in the
+        store's own dtype (a float16 matrix-vector product is ~30× faster here than converting to
+        float32 first), then the best n + 64 candidates re-scored exactly in float32."""
+        if n <= 0:
+            return []
+        v = np.asarray(v_D, np.float32)
+        v = torch.as_tensor(v / max(float(np.linalg.norm(v)), 1e-12))
+        cand = n + 64
+        best_r, best_s = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        for i, shard in enumerate(self.store.shards):
+            emb = self.store.shard_embeddings(i)
+            norms = self._row_norms(i)
+            for lo in range(0, shard.n_rows, SCAN_BLOCK):
+                X = _readonly_tensor(emb[lo : lo + SCAN_BLOCK])
+                s = torch.mv(X, v.to(X.dtype)).float().numpy() / np.maximum(norms[lo : lo + len(X)], 1e-12)
+                rows = np.arange(shard.row_start + lo, shard.row_start + lo + len(X))
+                bad = rows == exclude
+                if modality is not None:
+                    bad |= self.modality[rows] != modality
+                s[bad] = -np.inf
+                if len(s) > cand:
+                    keep = np.argpartition(-s, cand - 1)[:cand]
+                    rows, s = rows[keep], s[keep]
+                best_r, best_s = np.concatenate([best_r, rows]), np.concatenate([best_s, s])
+                if len(best_s) > cand:
+                    keep = np.argpartition(-best_s, cand - 1)[:cand]
+                    best_r, best_s = best_r[keep], best_s[keep]
+        best_r = best_r[np.isfinite(best_s)]
+        if not len(best_r):
+            return []
+        X = self.store.get(np.sort(best_r))
+        exact = X @ v.numpy() / np.maximum(np.linalg.norm(X, axis=1), 1e-12)
+        order = np.argsort(-exact, kind="stable")[:n]
+        rows = np.sort(best_r)
+        return [(int(rows[o]), float(exact[o])) for o in order]
+
+    def _row_norms(self, shard: int) -> np.ndarray:
+        if shard not in self._norms:
+            emb = self.store.shard_embeddings(shard)
+            self._norms[shard] = np.concatenate(
+                [torch.linalg.vector_norm(_readonly_tensor(emb[lo : lo + SCAN_BLOCK]).float(), dim=1).numpy()
+                 for lo in range(0, len(emb), SCAN_BLOCK)] or [np.zeros(0, np.float32)])
+        return self._norms[shard]
+
+    # ---- text query -----------------------------------------------------------------------
+    def encoder(self):
+        if self._encoder is None and self._encoder_error is None:
+            from mmsae.backends.base import text_encoder_for
+
+            try:
+                self._encoder = text_encoder_for(self.store)
+            except (MmsaeError, ImportError) as exc:
+                self._encoder_error = str(exc)
+        return self._encoder
+
+    @torch.no_grad()
+    def search(self, q: str, n: int = 12) -> dict[str, Any]:
+        """Words → concepts (through the store's text encoder when there is one, and by name) → rows."""
+        q = q.strip()
+        if not q:
+            raise ValueError("q must not be empty")
+        t = self.data.table
+        ql = q.lower()
+        by_name = [int(j) for j in np.nonzero([ql in (nm or "").lower() or any(ql == s.lower() for s in terms)
+                                               for nm, terms in zip(t["name"], self.data.terms)])[0]]
+        by_name.sort(key=lambda j: -t["frequency"][j])
+        out: dict[str, Any] = {"query": q, "method": "names", "concepts": [], "rows": []}
+        emb = None
+        enc = self.encoder()
+        if enc is not None:
+            try:
+                emb = enc.embed_texts([q])[0]
+            except MmsaeError as exc:
+                out["note"] = str(exc)
+        else:
+            out["note"] = self._encoder_error
+        if emb is not None:
+            from mmsae.metrics.evaluate import routed_encode
+
+            z = routed_encode(self.data.model, torch.as_tensor(emb[None]), np.array(["text"]))[0].float()
+            k = min(n, int((z > 0).sum()))
+            vals, idx = z.topk(k) if k else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+            out["method"] = "encoder"
+            out["concepts"] = [{**self.concept_row(int(j)), "activation": float(v)} for v, j in zip(vals.tolist(), idx.tolist())]
+        seen = {c["concept"] for c in out["concepts"]}
+        out["concepts"] += [{**self.concept_row(j), "activation": None} for j in by_name[:n] if j not in seen]
+        out["rows"] = self.rows_for([(c["concept"], c["activation"] or 1.0) for c in out["concepts"][:3]], n)
+        return out
+
+    def rows_for(self, weighted: list[tuple[int, float]], n: int) -> list[dict[str, Any]]:
+        """Images (else texts) that the given concepts fire on most: each concept's top examples,
+        scored by Σ weight × activation; words → concepts → rows without touching the store."""
+        target = "image" if "image" in self.data.tops else next(iter(self.data.tops), None)
+        if target is None:
+            return []
+        acts, ids = self.data.tops[target]
+        score: dict[int, float] = {}
+        for j, w in weighted:
+            for a, r in zip(acts[:, j], ids[:, j]):
+                if r >= 0:
+                    score[int(r)] = score.get(int(r), 0.0) + w * float(a)
+        best = sorted(score, key=lambda r: -score[r])[:n]
+        return [{**self.row_brief(r), "score": score[r]} for r in best]
+
+
+def create_app(data: ExplorerData):
+    from fastapi import FastAPI, HTTPException, Query
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+
+    ex = Explorer(data)
+    app = FastAPI(title="mmsae explorer", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.explorer = ex
+
+    def call(fn, *a, **kw):
+        try:
+            return fn(*a, **kw)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0] if exc.args else exc)) from None
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.get("/", response_class=HTMLResponse)
+    def index():
+        return HTMLResponse((STATIC / "index.html").read_text())
+
+    app.mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static")
+
+    @app.get("/api/summary")
+    def summary():
+        return {**data.meta, "has_images": ex.root is not None, "modalities": data.modalities,
+                "n_bridges": len(data.bridges), "run": str(data.layout.root)}
+
+    @app.get("/api/concepts")
+    def concepts(sort: str = "frequency", order: str = "desc", q: str = Query("", max_length=200),
+                 bucket: str = "", min_frequency: float = Query(0.0, ge=0.0, le=1.0),
+                 offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_LIMIT)):
+        return call(ex.concepts, sort, order, q, bucket, min_frequency, offset, limit)
+
+    @app.get("/api/concepts/{j}")
+    def concept(j: int, examples: int = Query(12, ge=1, le=100)):
+        return call(ex.concept, j, examples)
+
+    @app.get("/api/rows/{r}")
+    def row(r: int, similar: int = Query(12, ge=0, le=100)):
+        return call(ex.row, r, n_similar=similar)
+
+    @app.get("/api/search")
+    def search(q: str = Query(..., min_length=1, max_length=200), limit: int = Query(12, ge=1, le=100)):
+        return call(ex.search, q, limit)
+
+    @app.get("/api/plots")
+    def plots():
+        return [{"name": n, "url": f"/plots/{n}.png"} for n in sorted(data.layout.plots)]
+
+    @app.get("/plots/{name}.png")
+    def plot(name: str):
+        path = data.layout.plots.get(name)
+        if path is None:
+            raise HTTPException(404, f"no plot named {name!r}; available: {', '.join(sorted(data.layout.plots)) or 'none'}")
+        return FileResponse(path, media_type="image/png")
+
+    @app.get("/images/{path:path}")
+    def image(path: str):
+        if ex.root is None:
+            raise HTTPException(404, "this store has no image files")
+        try:
+            target = safe_file(ex.root, path, IMAGE_SUFFIXES)
+        except OutsideRoot:
+            raise HTTPException(403, "outside the store's image folder") from None
+        if target is None:
+            raise HTTPException(404, f"no image {path!r}")
+        return FileResponse(target, headers={"Cache-Control": "max-age=3600"})
+
+    @app.exception_handler(404)
+    async def not_found(request, exc):
+        detail = getattr(exc, "detail", None) or "not found"
+        return JSONResponse({"detail": detail}, status_code=404)
+
+    return app

@@ -1,0 +1,271 @@
+"""What the explorer shows, gathered once from a run folder and cached beside it.
+
+A run folder holds an SAE, points at its store, and holds whatever analyses were run on them
+(`names.json`, `top_examples.parquet`, `modality.json`, `bridges.json`, `stability.json`,
+`pareto.json` and their plots, found at any depth up to three). The explorer adds one pass over
+the store for per-concept statistics and activation histograms, and the top examples when no
+analysis wrote them; both are cached in RUN/explorer/ and rebuilt only when the SAE or the store
+changes. After that every page is a lookup, so the app stays fast on large stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from mmsae.errors import MmsaeError
+
+RUN_FILE = "run.json"
+CACHE_DIR = "explorer"
+ANALYSES = ("names", "modality", "bridges", "stability", "pareto")
+HIST_BINS = 64
+HIST_LOG10_RANGE = (-4.0, 4.0)
+"""Histogram bins are log-spaced over activations 1e-4 … 1e4 (values beyond go to the end bins)."""
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a run's pieces are."""
+
+    root: Path
+    """The run folder."""
+    sae: Path
+    """The SAE folder (config.json + model.safetensors)."""
+    store: Path
+    """The store the SAE was trained on or is explored with."""
+    files: dict[str, Path] = field(default_factory=dict)
+    """Analysis outputs found in the run folder: `names`, `top_examples`, `modality`, `bridges`, ..."""
+    plots: dict[str, Path] = field(default_factory=dict)
+    """PNG plots of those analyses, by analysis name."""
+
+
+def _is_sae(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def _find(root: Path, name: str, depth: int = 3) -> Path | None:
+    """The shallowest `name` under root (sorted order among equals), skipping the explorer cache."""
+    for level in range(depth + 1):
+        hits = sorted(p for p in root.glob("/".join(["*"] * level + [name])) if CACHE_DIR not in p.relative_to(root).parts[:-1])
+        if hits:
+            return hits[0]
+    return None
+
+
+def find_run(run_dir: str | os.PathLike, sae: str | None = None, store: str | None = None) -> RunLayout:
+    """Locate the SAE (argument, RUN/run.json, or RUN itself), its store (argument, run.json or the
+    SAE's provenance) and the analyses in the run folder."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise MmsaeError(f"{root} is not a folder; pass a run folder (e.g. the one `mmsae demo` writes) or an SAE folder")
+    spec: dict[str, Any] = {}
+    if (root / RUN_FILE).is_file():
+        try:
+            spec = json.loads((root / RUN_FILE).read_text())
+        except ValueError as exc:
+            raise MmsaeError(f"{root / RUN_FILE} is damaged: {exc}") from None
+    sae_dir = Path(sae) if sae else (root / spec["sae"] if "sae" in spec else root)
+    if not _is_sae(sae_dir):
+        raise MmsaeError(f"no SAE in {sae_dir} (config.json + model.safetensors); pass --sae, or a folder with "
+                         f"{RUN_FILE} naming one")
+    if store:
+        store_dir = Path(store)
+    elif "store" in spec:
+        store_dir = root / spec["store"]
+    else:
+        prov = json.loads((sae_dir / "config.json").read_text()).get("provenance", {})
+        if not prov.get("store"):
+            raise MmsaeError(f"the SAE in {sae_dir} does not record its store; pass --store")
+        store_dir = Path(prov["store"])
+    files, plots = {}, {}
+    top = _find(root, "top_examples.parquet")
+    if top:
+        files["top_examples"] = top
+    for name in ANALYSES:
+        hit = _find(root, f"{name}.json")
+        if hit:
+            files[name] = hit
+            if hit.with_suffix(".png").is_file():
+                plots[name] = hit.with_suffix(".png")
+    return RunLayout(root, sae_dir, store_dir, files, plots)
+
+
+def _fingerprint(layout: RunLayout, store) -> str:
+    st = (layout.sae / "model.safetensors").stat()
+    man = (Path(store.root) / "manifest.json").stat()
+    key = [str(layout.sae.resolve()), st.st_size, st.st_mtime_ns, str(Path(store.root).resolve()), man.st_mtime_ns,
+           len(store), HIST_BINS, HIST_LOG10_RANGE]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def concept_stats(model, store, block: int = 2048, progress: bool = False) -> dict[str, np.ndarray]:
+    """Per concept and modality: firing frequency, mean activation (zeros included) and a
+    histogram of positive activations, in one pass. Arrays are [F, M] and [F, M, HIST_BINS] with
+    M indexing `modalities`."""
+    from tqdm.auto import tqdm
+
+    from mmsae.data.stream import StreamConfig, iter_rows
+    from mmsae.metrics.evaluate import routed_encode
+
+    F = model.cfg.dict_size
+    mods_all = sorted(set(store.manifest.counts)) or ["image", "text"]
+    sums, fires = np.zeros((F, len(mods_all))), np.zeros((F, len(mods_all)))
+    hist = np.zeros((F, len(mods_all), HIST_BINS), np.int64)
+    counts = np.zeros(len(mods_all), np.int64)
+    lo, hi = HIST_LOG10_RANGE
+    bar = tqdm(total=len(store), desc="explorer: concept statistics", unit="row", disable=not progress)
+    for _, mods, x in iter_rows(store, StreamConfig(chunk_rows=8192)):
+        for s in range(0, len(mods), block):
+            m_b, x_b = mods[s : s + block], x[s : s + block]
+            z = routed_encode(model, torch.as_tensor(x_b), m_b).float()
+            for mi, m in enumerate(mods_all):
+                sel = np.nonzero(m_b == m)[0]
+                if not len(sel):
+                    continue
+                zm = z[torch.as_tensor(sel)]
+                counts[mi] += len(sel)
+                sums[:, mi] += zm.sum(0).double().numpy()
+                r, c = torch.nonzero(zm > 0, as_tuple=True)
+                v = zm[r, c]
+                fires[:, mi] += torch.bincount(c, minlength=F).numpy()
+                b = ((v.log10() - lo) / (hi - lo) * HIST_BINS).floor().clamp(0, HIST_BINS - 1).long()
+                hist[:, mi, :] += torch.bincount(c * HIST_BINS + b, minlength=F * HIST_BINS).view(F, HIST_BINS).numpy()
+        bar.update(len(mods))
+    bar.close()
+    n = np.maximum(counts, 1)
+    return {"modalities": np.array(mods_all), "counts": counts, "frequency_FM": fires / n, "energy_FM": sums / n,
+            "hist_FMB": hist}
+
+
+@dataclass
+class ExplorerData:
+    """Everything the app serves, loaded once."""
+
+    layout: RunLayout
+    model: Any
+    store: Any
+    table: dict[str, np.ndarray]
+    """Per-concept columns (concept, name, frequency, energy, modality_score, bucket, stability, bridge_mass)."""
+    terms: list[list[str]]
+    hist_FMB: np.ndarray
+    modalities: list[str]
+    tops: dict[str, tuple[np.ndarray, np.ndarray]]
+    """{modality: (activations [k, F], row ids [k, F])}, best first, row -1 where none."""
+    bridges: list[dict[str, Any]]
+    directions_FD: np.ndarray
+    """Unit decoder directions (mean of both sides for paired SAEs), for nearest concepts."""
+    meta: dict[str, Any]
+    _rows: pa.Table | None = None
+
+    @property
+    def dict_size(self) -> int:
+        return len(self.table["concept"])
+
+    def rows_meta(self) -> pa.Table:
+        if self._rows is None:
+            self._rows = self.store.metadata(["modality", "pair_id", "source", "text"])
+        return self._rows
+
+
+def _load_tops(path: Path, F: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    t = pq.read_table(path)
+    c, r = t.column("concept").to_numpy(), t.column("rank").to_numpy()
+    if len(c) and c.max() >= F:
+        raise MmsaeError(f"{path} has concepts beyond the SAE's {F}; it belongs to another SAE")
+    k = int(r.max()) + 1 if len(r) else 1
+    out = {}
+    mods = np.asarray(t.column("modality").to_pylist(), dtype=object)
+    for m in np.unique(mods):
+        sel = mods == m
+        acts, ids = np.zeros((k, F), np.float32), np.full((k, F), -1, np.int64)
+        acts[r[sel], c[sel]] = t.column("activation").to_numpy()[sel]
+        ids[r[sel], c[sel]] = t.column("row_id").to_numpy()[sel]
+        out[str(m)] = (acts, ids)
+    return out
+
+
+def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = False) -> ExplorerData:
+    """Open the run's SAE and store, build or reuse the cache, and read the analyses."""
+    from mmsae.analysis.modality import buckets, modality_scores
+    from mmsae.analysis.top_examples import TABLE_NAME, write_top_examples
+    from mmsae.cli.common import load_model, open_store_for
+    from mmsae.models.paired import as_paired
+
+    model = load_model(str(layout.sae))
+    store = open_store_for(model, str(layout.store))
+    F = model.cfg.dict_size
+    cache = layout.root / CACHE_DIR
+    key = _fingerprint(layout, store)
+    stamp = cache / "index.json"
+    fresh = not rebuild and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key
+    if not fresh:
+        cache.mkdir(parents=True, exist_ok=True)
+        stats = concept_stats(model, store, progress=progress)
+        np.savez(cache / "stats.npz", **stats)
+        if "top_examples" not in layout.files:
+            write_top_examples(model, store, cache, k=12, progress=progress)
+        stamp.write_text(json.dumps({"key": key, "sae": str(layout.sae), "store": str(layout.store)}))
+    with np.load(cache / "stats.npz", allow_pickle=False) as z:
+        stats = {k: z[k] for k in z.files}
+    tops = _load_tops(layout.files.get("top_examples", cache / TABLE_NAME), F)
+
+    mods = [str(m) for m in stats["modalities"]]
+    counts = stats["counts"].astype(float)
+    freq = (stats["frequency_FM"] * counts).sum(1) / max(counts.sum(), 1)
+    energy = (stats["energy_FM"] * counts).sum(1) / max(counts.sum(), 1)
+    e = {m: stats["energy_FM"][:, i] for i, m in enumerate(mods)}
+    if "image" in e and "text" in e:
+        mu = modality_scores(e["image"], e["text"])
+        bucket = buckets(mu)
+    else:
+        mu, bucket = np.full(F, np.nan), np.where(freq > 0, mods[0] if mods else "dead", "dead").astype(object)
+    table: dict[str, np.ndarray] = {"concept": np.arange(F), "frequency": freq, "energy": energy,
+                                    "modality_score": mu, "bucket": bucket.astype(str)}
+    for i, m in enumerate(mods):
+        table[f"frequency_{m}"] = stats["frequency_FM"][:, i]
+    names: list[str | None] = [None] * F
+    terms: list[list[str]] = [[] for _ in range(F)]
+    meta: dict[str, Any] = {"analyses": sorted(layout.files)}
+    if "names" in layout.files:
+        data = json.loads(layout.files["names"].read_text())
+        for c in data.get("concepts", []):
+            if 0 <= c["concept"] < F:
+                names[c["concept"]], terms[c["concept"]] = c.get("name"), list(c.get("terms") or [])
+        meta["naming"] = {k: data.get(k) for k in ("vocab", "method", "n_terms")}
+    table["name"] = np.array([n or "" for n in names], dtype=object)
+    table["stability"] = np.full(F, np.nan)
+    if "stability" in layout.files:
+        for c in json.loads(layout.files["stability"].read_text()).get("per_concept", []):
+            if 0 <= c["concept"] < F:
+                table["stability"][c["concept"]] = c["stability"]
+    table["bridge_mass"] = np.full(F, np.nan)
+    bridges: list[dict[str, Any]] = []
+    if "bridges" in layout.files:
+        data = json.loads(layout.files["bridges"].read_text())
+        for c in data.get("mass", []):
+            if 0 <= c["concept"] < F:
+                table["bridge_mass"][c["concept"]] = c["mass_out"] + c["mass_in"]
+        bridges = [{"image_concept": int(b["image_concept"]), "text_concept": int(b["text_concept"]),
+                    "score": float(b["score"]), "significant": bool(b.get("significant", False))}
+                   for b in data.get("top", [])]
+    paired = as_paired(model)
+    dirs = [paired.decoder_directions(m).detach().float().cpu().numpy() for m in ("image", "text")]
+    dirs = [d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12) for d in dirs]
+    D = dirs[0] + dirs[1]
+    D /= np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
+    meta.update({"sae": str(layout.sae), "store": str(layout.store), "rows": len(store), "dim": store.dim,
+                 "model_id": store.manifest.model_id, "arch": getattr(model, "architecture", "") or type(model).__name__,
+                 "dict_size": F, "k": getattr(model.cfg, "k", None), "counts": dict(store.manifest.counts),
+                 "plots": sorted(layout.plots), "paired": bool(getattr(model, "paired", False))})
+    return ExplorerData(layout, model, store, table, terms, stats["hist_FMB"], mods, tops, bridges, D.astype(np.float32),
+                        meta)
