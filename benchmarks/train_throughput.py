@@ -8,7 +8,9 @@ directions, lognormal magnitudes, small noise, plus a constant offset of norm 5.
 written once; each repeat trains one pass with `Trainer` (streaming from the store, progress off)
 and reports vectors/s over the whole training loop, data streaming and the first steps included
 (initialisation and the final validation excluded). The floor is one fp32 forward GEMM
-[B, D] × [D, F] timed alone, interleaved with the runs.
+[B, D] × [D, F] timed alone, interleaved with the runs. `--compare-dense` also times, in the same
+run and interleaved, the TopK step with plain autograd through `topk` (what mmsae did before the
+sparse backward of `mmsae.models.sparse_encode`): same data, same seeds.
 """
 
 from __future__ import annotations
@@ -53,6 +55,37 @@ def gemm_floor(B: int, D: int, F: int, reps: int = 10) -> float:
     return B * reps / (time.perf_counter() - t)
 
 
+def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
+    """The TopK step with dense autograd through `topk` (the reference the sparse one replaced)."""
+    from mmsae.models.base import LossOutput, auxk_loss, recon_loss, topk_sparse
+
+    pre_BF = self.pre_acts(x_BD)
+    idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
+    x_hat_BD = self.decode_sparse(idx_BK, val_BK)
+    mse = recon_loss(x_BD, x_hat_BD)
+    aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+    fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool)
+    fired_F[idx_BK[val_BK > 0]] = True
+    l0 = (val_BK > 0).float().sum(dim=-1).mean()
+    return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0, {"mse": mse.item(), "auxk": aux.item()})
+
+
+def train_once(store: Path, out: Path, args, seed: int, dense: bool, select_dtype: str = "float32") -> dict:
+    from mmsae.models.topk import TopKSAE
+
+    cfg = TrainConfig(arch="topk", dict_size=args.dict_size, k=args.k, batch_size=args.batch_size, epochs=1,
+                      val_fraction=0.02, checkpoint_every=0, device="cpu", seed=seed, select_dtype=select_dtype)
+    sparse_loss = TopKSAE.training_loss
+    if dense:
+        TopKSAE.training_loss = dense_training_loss
+    try:
+        res = Trainer(store, out, cfg, progress=False).run()
+    finally:
+        TopKSAE.training_loss = sparse_loss
+    return {"vectors_per_s": res.vectors_per_second, "val_fvu": res.val_metrics["fvu"], "l0": res.val_metrics["l0"],
+            "dead": res.val_metrics["dead_fraction"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dim", type=int, default=512)
@@ -61,22 +94,32 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--compare-dense", action="store_true", help="also time the dense-autograd TopK step")
+    ap.add_argument("--bf16", action="store_true", help="also time --select-dtype bfloat16")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         make_store(store, args.rows, args.dim)
-        runs, floors = [], []
-        for r in range(args.repeats):  # interleave floor and trainer: this machine's speed drifts
+        runs, floors, dense_runs, bf16_runs = [], [], [], []
+        for r in range(args.repeats):  # interleave floor and trainers: this machine's speed drifts
             floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size))
-            cfg = TrainConfig(arch="topk", dict_size=args.dict_size, k=args.k, batch_size=args.batch_size, epochs=1,
-                              val_fraction=0.02, checkpoint_every=0, device="cpu", seed=r)
-            res = Trainer(store, Path(tmp) / f"sae{r}", cfg, progress=False).run()
-            runs.append({"vectors_per_s": res.vectors_per_second, "val_fvu": res.val_metrics["fvu"],
-                         "l0": res.val_metrics["l0"], "dead": res.val_metrics["dead_fraction"]})
+            runs.append(train_once(store, Path(tmp) / f"sae{r}", args, r, dense=False))
+            if args.compare_dense:
+                dense_runs.append(train_once(store, Path(tmp) / f"dense{r}", args, r, dense=True))
+            if args.bf16:
+                bf16_runs.append(train_once(store, Path(tmp) / f"bf16{r}", args, r, dense=False, select_dtype="bfloat16"))
     out = {"config": vars(args), "torch_threads": torch.get_num_threads(),
            "mmsae_topk_vectors_per_s": statistics.median(r["vectors_per_s"] for r in runs),
            "encoder_gemm_floor_vectors_per_s": statistics.median(floors), "runs": runs, "floors": floors}
+    if bf16_runs:
+        out["bf16_topk_vectors_per_s"] = statistics.median(r["vectors_per_s"] for r in bf16_runs)
+        out["bf16_runs"] = bf16_runs
+        out["bf16_ratio_to_floor"] = out["bf16_topk_vectors_per_s"] / out["encoder_gemm_floor_vectors_per_s"]
+    if dense_runs:
+        out["dense_topk_vectors_per_s"] = statistics.median(r["vectors_per_s"] for r in dense_runs)
+        out["dense_runs"] = dense_runs
+        out["speedup_over_dense"] = out["mmsae_topk_vectors_per_s"] / out["dense_topk_vectors_per_s"]
     out["ratio_to_floor"] = out["mmsae_topk_vectors_per_s"] / out["encoder_gemm_floor_vectors_per_s"]
     if args.json:
         print(json.dumps(out, indent=2))
@@ -87,7 +130,19 @@ def main() -> None:
     print(f"{'encoder fwd GEMM floor (fp32)':<32}{out['encoder_gemm_floor_vectors_per_s']:>12,.0f}")
     for i, r in enumerate(runs):
         print(f"{'mmsae topk, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}{r['dead']:>7.3f}")
+    for i, r in enumerate(bf16_runs):
+        print(f"{'mmsae topk bf16 select, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}"
+              f"{r['l0']:>7.1f}{r['dead']:>7.3f}")
+    for i, r in enumerate(dense_runs):
+        print(f"{'dense-autograd topk, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}"
+              f"{r['dead']:>7.3f}")
     print(f"{'mmsae topk (median)':<32}{out['mmsae_topk_vectors_per_s']:>12,.0f}   ratio to floor {out['ratio_to_floor']:.2f}")
+    if bf16_runs:
+        print(f"{'mmsae topk bf16 select (median)':<32}{out['bf16_topk_vectors_per_s']:>12,.0f}   ratio to fp32 floor "
+              f"{out['bf16_ratio_to_floor']:.2f}")
+    if dense_runs:
+        print(f"{'dense-autograd topk (median)':<32}{out['dense_topk_vectors_per_s']:>12,.0f}   sparse step is "
+              f"{out['speedup_over_dense']:.2f}x faster")
 
 
 if __name__ == "__main__":

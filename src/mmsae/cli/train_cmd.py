@@ -37,6 +37,8 @@ _FLAGS = {
     "log_every": (int, "steps between train_log.jsonl lines (default 10)"),
     "shuffle_buffer": (int, "rows in the shuffle buffer (default 65536)"),
     "device": (str, "cpu, cuda, cuda:N or auto (default auto)"),
+    "select_dtype": (str, "topk/matryoshka: float32 or bfloat16 for the GEMM that chooses the active latents; "
+                          "values and gradients stay float32 (default float32)"),
 }
 
 

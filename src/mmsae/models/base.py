@@ -75,6 +75,9 @@ class SparseAutoencoder(nn.Module):
     architecture: ClassVar[str] = ""
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
     paired: ClassVar[bool] = False
+    select_dtype: torch.dtype | None = None
+    """Training only: a low precision (torch.bfloat16) for the GEMM that chooses the TopK latents;
+    values and gradients stay in full precision. Set by the trainer (`TrainConfig.select_dtype`)."""
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -189,7 +192,15 @@ def auxk_loss(W_dec_FD: torch.Tensor, pre_BF: torch.Tensor, residual_BD: torch.T
     k = min(aux_k, n_dead)
     masked_BF = pre_BF.masked_fill(~dead_F, float("-inf"))
     idx_BK, val_BK = topk_sparse(masked_BF, k)
+    return auxk_from_selection(W_dec_FD, idx_BK, val_BK, residual_BD)
+
+
+def auxk_from_selection(W_dec_FD: torch.Tensor, idx_BA: torch.Tensor, val_BA: torch.Tensor,
+                        residual_BD: torch.Tensor) -> torch.Tensor:
+    """The AuxK loss once its dead latents are chosen (an empty selection gives 0)."""
+    if idx_BA.shape[1] == 0:
+        return residual_BD.new_zeros(())
     target_BD = residual_BD.detach()
-    recon_BD = F.embedding_bag(idx_BK, W_dec_FD, per_sample_weights=val_BK, mode="sum")
+    recon_BD = F.embedding_bag(idx_BA, W_dec_FD, per_sample_weights=val_BA, mode="sum")
     denom = (target_BD - target_BD.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
     return (recon_BD - target_BD).pow(2).sum(dim=-1).mean() / denom

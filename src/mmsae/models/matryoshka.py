@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmsae.models.base import LossOutput, auxk_loss, recon_loss, topk_sparse
+from mmsae.models.base import LossOutput, auxk_from_selection, recon_loss
+from mmsae.models.sparse_encode import topk_encode
 from mmsae.models.topk import TopKConfig, TopKSAE
 
 
@@ -55,9 +56,10 @@ class MatryoshkaSAE(TopKSAE):
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
         ks = self.cfg.nested_ks()
         weights = self.cfg.weights or (1.0,) * len(ks)
-        pre_BF = self.pre_acts(x_BD)
-        idx_BK, val_BK = topk_sparse(pre_BF, ks[-1])  # sorted: every prefix is a smaller TopK
-        total = pre_BF.new_zeros(())
+        # sorted, largest first: every prefix is a smaller TopK; sparse backward as in TopKSAE
+        idx_BK, val_BK, aux_idx, aux_val = topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, ks[-1], dead_F,
+                                                       self.cfg.aux_k, self.select_dtype)
+        total = x_BD.new_zeros(())
         parts: dict[str, float] = {}
         x_hat_BD = None
         for k, w in zip(ks, weights):
@@ -66,7 +68,7 @@ class MatryoshkaSAE(TopKSAE):
             total = total + w * mse
             parts[f"mse_k{k}"] = mse.item()
         loss = total / sum(weights)
-        aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD - x_hat_BD)
         fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
         fired_F[idx_BK[val_BK > 0]] = True
         l0 = (val_BK > 0).float().sum(dim=-1).mean()

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, check_k, dense_from_sparse,
-                               recon_loss, topk_sparse)
+from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k,
+                               dense_from_sparse, recon_loss, topk_sparse)
+from mmsae.models.sparse_encode import topk_encode
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,12 @@ class TopKSAE(SparseAutoencoder):
         return dense_from_sparse(idx_BK, val_BK, self.cfg.dict_size)
 
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
-        pre_BF = self.pre_acts(x_BD)
-        idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
+        # the encoder GEMM is the step's only O(B·F·D) work: sparse backward, sparse decode
+        idx_BK, val_BK, aux_idx, aux_val = topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, self.cfg.k,
+                                                       dead_F, self.cfg.aux_k, self.select_dtype)
         x_hat_BD = self.decode_sparse(idx_BK, val_BK)
         mse = recon_loss(x_BD, x_hat_BD)
-        aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD - x_hat_BD)
         fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
         fired_F[idx_BK[val_BK > 0]] = True
         l0 = (val_BK > 0).float().sum(dim=-1).mean()

@@ -83,6 +83,10 @@ class TrainConfig:
     """Append a line to train_log.jsonl every this many steps."""
     device: str = "auto"
     """cpu, cuda, cuda:N or auto."""
+    select_dtype: str = "float32"
+    """TopK and Matryoshka: precision of the encoder GEMM that chooses the active latents
+    (`bfloat16`: ~3.5× faster GEMM on CPUs with AVX512-BF16/AMX and on GPUs); the chosen values and
+    all gradients stay float32."""
     tensorboard: bool = False
     """Also log to TensorBoard (needs the `tensorboard` extra)."""
 
@@ -109,6 +113,7 @@ class TrainConfig:
             (self.b_dec_init in ("geometric_median", "mean", "zeros"), f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}"),
             (0 < self.val_fraction < 1, f"val fraction must be in (0, 1), got {self.val_fraction}"),
             (self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
+            (self.select_dtype in ("float32", "bfloat16", "float16"), f"select dtype must be float32, bfloat16 or float16, got {self.select_dtype!r}"),
         ]
         for ok, msg in checks:
             if not ok:

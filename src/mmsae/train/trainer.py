@@ -193,6 +193,8 @@ class Trainer:
             start, since_fired_F = 0, torch.zeros(cfg.dict_size, dtype=torch.long)
             (self.out / LOG_NAME).unlink(missing_ok=True)
         sae.to(self.device).train()
+        if cfg.select_dtype != "float32":
+            sae.select_dtype = getattr(torch, cfg.select_dtype)
         opt, sched = self._optimizer(sae)
         if self.resume:
             opt.load_state_dict(saved["optimizer"])

@@ -1,0 +1,97 @@
+"""The sparse TopK backward equals dense autograd through `topk` (a direct transcription)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmsae.models.sparse_encode import topk_encode
+
+
+def _dense_reference(x, W_enc, b_enc, b_dec, W_dec, k, dead, aux_k):
+    """Loss of a TopK SAE with AuxK, written with dense tensors and plain autograd."""
+    pre = (x - b_dec) @ W_enc + b_enc
+    val, idx = pre.topk(k, dim=1)
+    z = torch.zeros_like(pre).scatter(1, idx, F.relu(val))
+    x_hat = z @ W_dec + b_dec
+    loss = (x_hat - x).pow(2).sum(-1).mean()
+    if dead is not None and aux_k:
+        a = min(aux_k, int(dead.sum()))
+        aval, aidx = pre.masked_fill(~dead, float("-inf")).topk(a, dim=1)
+        za = torch.zeros_like(pre).scatter(1, aidx, F.relu(aval))
+        res = (x - x_hat).detach()
+        loss = loss + 0.1 * ((za @ W_dec - res).pow(2).sum(-1).mean() / (res - res.mean(0)).pow(2).sum(-1).mean())
+    return loss
+
+
+def _sparse(x, W_enc, b_enc, b_dec, W_dec, k, dead, aux_k):
+    idx, val, aidx, aval = topk_encode(x, W_enc, b_enc, b_dec, k, dead, aux_k)
+    x_hat = F.embedding_bag(idx, W_dec, per_sample_weights=val, mode="sum") + b_dec
+    loss = (x_hat - x).pow(2).sum(-1).mean()
+    if aidx.shape[1]:
+        res = (x - x_hat).detach()
+        rec = F.embedding_bag(aidx, W_dec, per_sample_weights=aval, mode="sum")
+        loss = loss + 0.1 * ((rec - res).pow(2).sum(-1).mean() / (res - res.mean(0)).pow(2).sum(-1).mean())
+    return loss
+
+
+@pytest.mark.parametrize("B, D, F_, k, n_dead, aux_k", [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16),
+                                                          (50, 8, 40, 3, 5, 16), (128, 32, 256, 16, 100, 64)])
+def test_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
+    g = torch.Generator().manual_seed(B)
+    x = torch.randn(B, D, generator=g, dtype=torch.float64) + 2.0  # an offset, like CLIP: some pre-acts negative
+    params = [torch.randn(D, F_, generator=g, dtype=torch.float64) / D**0.5, 0.1 * torch.randn(F_, generator=g, dtype=torch.float64),
+              torch.randn(D, generator=g, dtype=torch.float64), torch.randn(F_, D, generator=g, dtype=torch.float64) / D**0.5]
+    dead = None
+    if n_dead:
+        dead = torch.zeros(F_, dtype=torch.bool)
+        dead[torch.randperm(F_, generator=g)[:n_dead]] = True
+    grads = []
+    for fn in (_dense_reference, _sparse):
+        ps = [p.clone().requires_grad_(True) for p in params]
+        W_enc, b_enc, b_dec, W_dec = ps
+        loss = fn(x, W_enc, b_enc, b_dec, W_dec, k, dead, aux_k)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad for p in ps]))
+    (l0, g0), (l1, g1) = grads
+    torch.testing.assert_close(l1, l0)
+    for name, a, b in zip(("W_enc", "b_enc", "b_dec", "W_dec"), g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10, msg=name)
+    assert (g0[1] != 0).sum() > 0  # some latent got a gradient: the comparison is not vacuous
+
+
+def test_input_gradient_when_asked():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(10, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    W, be, bd = (torch.randn(6, 20, generator=g, dtype=torch.float64), torch.zeros(20, dtype=torch.float64),
+                 torch.zeros(6, dtype=torch.float64))
+    idx, val, _, _ = topk_encode(x, W, be, bd, 3)
+    (val ** 2).sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    v2, _ = ((x2 - bd) @ W + be).topk(3, dim=1)
+    (F.relu(v2) ** 2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_bfloat16_selection_keeps_exact_values_and_gradients():
+    """bf16 chooses the latents; the values equal the fp32 pre-activations of the chosen latents,
+    sorted; the choice matches fp32 except near-ties; the gradients are those of that choice."""
+    g = torch.Generator().manual_seed(7)
+    B, D, F_, k = 256, 64, 512, 16
+    x = torch.randn(B, D, generator=g) + 1.0
+    W = (torch.randn(D, F_, generator=g) / D**0.5).requires_grad_(True)
+    be, bd = torch.zeros(F_, requires_grad=True), torch.zeros(D, requires_grad=True)
+    idx, val, _, _ = topk_encode(x, W, be, bd, k, select_dtype=torch.bfloat16)
+    pre = (x - bd) @ W + be
+    torch.testing.assert_close(val, F.relu(pre.gather(1, idx)), rtol=1e-5, atol=1e-6)
+    assert (val[:, :-1] >= val[:, 1:]).all()
+    _, idx32 = pre.topk(k, dim=1)
+    same = (idx.sort(1).values == idx32.sort(1).values).all(1).float().mean()
+    assert same > 0.5  # most rows choose exactly the fp32 set
+    overlap = torch.tensor([len(set(a.tolist()) & set(b.tolist())) for a, b in zip(idx, idx32)]).float().mean() / k
+    assert overlap > 0.97
+    (val.pow(2).sum()).backward()
+    ref = [t.detach().clone().requires_grad_(True) for t in (W, be, bd)]
+    v2 = F.relu(((x - ref[2]) @ ref[0] + ref[1]).gather(1, idx))
+    v2.pow(2).sum().backward()
+    for a, b in zip((W, be, bd), ref):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
