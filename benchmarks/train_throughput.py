@@ -70,18 +70,47 @@ def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
     return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0, {"mse": mse.item(), "auxk": aux.item()})
 
 
+def dense_batchtopk_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
+    """BatchTopK with dense autograd through its batch-level `topk` (before the sparse backward)."""
+    import torch.nn.functional as F
+
+    from mmsae.models.base import LossOutput, auxk_loss, recon_loss
+
+    pre_BF = self.pre_acts(x_BD)
+    B, F_ = pre_BF.shape
+    flat_val, flat_idx = torch.topk(F.relu(pre_BF).flatten(), B * self.cfg.k, sorted=False)
+    keep = flat_val > 0
+    flat_val, flat_idx = flat_val[keep], flat_idx[keep]
+    order = torch.argsort(flat_idx // F_, stable=True)
+    rows, cols, vals = flat_idx[order] // F_, flat_idx[order] % F_, flat_val[order]
+    offsets = torch.zeros(B, dtype=torch.long)
+    offsets[1:] = torch.cumsum(torch.bincount(rows, minlength=B), 0)[:-1]
+    x_hat_BD = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals) + self.b_dec
+    mse = recon_loss(x_BD, x_hat_BD)
+    aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+    with torch.no_grad():
+        m = self.cfg.threshold_momentum
+        self.threshold.mul_(1 - m).add_(m * vals.min()) if step else self.threshold.fill_(vals.min())
+    fired_F = torch.zeros(F_, dtype=torch.bool)
+    fired_F[cols] = True
+    return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, torch.tensor(len(vals) / B),
+                      {"mse": mse.item(), "auxk": aux.item()})
+
+
 def train_once(store: Path, out: Path, args, seed: int, dense: bool, select_dtype: str = "float32") -> dict:
+    from mmsae.models.batchtopk import BatchTopKSAE
     from mmsae.models.topk import TopKSAE
 
-    cfg = TrainConfig(arch="topk", dict_size=args.dict_size, k=args.k, batch_size=args.batch_size, epochs=1,
+    cfg = TrainConfig(arch=args.arch, dict_size=args.dict_size, k=args.k, batch_size=args.batch_size, epochs=1,
                       val_fraction=0.02, checkpoint_every=0, device="cpu", seed=seed, select_dtype=select_dtype)
-    sparse_loss = TopKSAE.training_loss
+    cls, dense_loss = (BatchTopKSAE, dense_batchtopk_loss) if args.arch == "batchtopk" else (TopKSAE, dense_training_loss)
+    sparse_loss = cls.training_loss
     if dense:
-        TopKSAE.training_loss = dense_training_loss
+        cls.training_loss = dense_loss
     try:
         res = Trainer(store, out, cfg, progress=False).run()
     finally:
-        TopKSAE.training_loss = sparse_loss
+        cls.training_loss = sparse_loss
     return {"vectors_per_s": res.vectors_per_second, "val_fvu": res.val_metrics["fvu"], "l0": res.val_metrics["l0"],
             "dead": res.val_metrics["dead_fraction"]}
 
@@ -94,10 +123,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--compare-dense", action="store_true", help="also time the dense-autograd TopK step")
+    ap.add_argument("--arch", choices=["topk", "batchtopk"], default="topk")
+    ap.add_argument("--compare-dense", action="store_true", help="also time the dense-autograd step")
     ap.add_argument("--bf16", action="store_true", help="also time --select-dtype bfloat16")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.bf16 and args.arch != "topk":
+        ap.error("--bf16 applies to --arch topk")
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         make_store(store, args.rows, args.dim)
@@ -124,24 +156,24 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"D={args.dim} F={args.dict_size} k={args.k} batch={args.batch_size}, {args.rows} rows, one pass, "
+    print(f"{args.arch}: D={args.dim} F={args.dict_size} k={args.k} batch={args.batch_size}, {args.rows} rows, one pass, "
           f"median of {args.repeats}")
     print(f"{'':<32}{'vectors/s':>12}{'val FVU':>10}{'L0':>7}{'dead':>7}")
     print(f"{'encoder fwd GEMM floor (fp32)':<32}{out['encoder_gemm_floor_vectors_per_s']:>12,.0f}")
     for i, r in enumerate(runs):
-        print(f"{'mmsae topk, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}{r['dead']:>7.3f}")
+        print(f"{'mmsae ' + args.arch + ', run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}{r['dead']:>7.3f}")
     for i, r in enumerate(bf16_runs):
         print(f"{'mmsae topk bf16 select, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}"
               f"{r['l0']:>7.1f}{r['dead']:>7.3f}")
     for i, r in enumerate(dense_runs):
-        print(f"{'dense-autograd topk, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}"
+        print(f"{'dense-autograd ' + args.arch + ', run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}"
               f"{r['dead']:>7.3f}")
-    print(f"{'mmsae topk (median)':<32}{out['mmsae_topk_vectors_per_s']:>12,.0f}   ratio to floor {out['ratio_to_floor']:.2f}")
+    print(f"{'mmsae ' + args.arch + ' (median)':<32}{out['mmsae_topk_vectors_per_s']:>12,.0f}   ratio to floor {out['ratio_to_floor']:.2f}")
     if bf16_runs:
         print(f"{'mmsae topk bf16 select (median)':<32}{out['bf16_topk_vectors_per_s']:>12,.0f}   ratio to fp32 floor "
               f"{out['bf16_ratio_to_floor']:.2f}")
     if dense_runs:
-        print(f"{'dense-autograd topk (median)':<32}{out['dense_topk_vectors_per_s']:>12,.0f}   sparse step is "
+        print(f"{'dense-autograd ' + args.arch + ' (median)':<32}{out['dense_topk_vectors_per_s']:>12,.0f}   sparse step is "
               f"{out['speedup_over_dense']:.2f}x faster")
 
 

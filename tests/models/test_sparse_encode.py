@@ -95,3 +95,57 @@ def test_bfloat16_selection_keeps_exact_values_and_gradients():
     v2.pow(2).sum().backward()
     for a, b in zip((W, be, bd), ref):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+
+
+def _batch_dense_reference(x, W_enc, b_enc, b_dec, W_dec, n, dead, aux_k):
+    pre = (x - b_dec) @ W_enc + b_enc
+    flat = F.relu(pre).flatten()
+    val, idx = flat.topk(n)
+    z = torch.zeros_like(flat).scatter(0, idx, val).view_as(pre)
+    x_hat = z @ W_dec + b_dec
+    loss = (x_hat - x).pow(2).sum(-1).mean()
+    if dead is not None and aux_k:
+        a = min(aux_k, int(dead.sum()))
+        aval, aidx = pre.masked_fill(~dead, float("-inf")).topk(a, dim=1)
+        za = torch.zeros_like(pre).scatter(1, aidx, F.relu(aval))
+        res = (x - x_hat).detach()
+        loss = loss + 0.1 * ((za @ W_dec - res).pow(2).sum(-1).mean() / (res - res.mean(0)).pow(2).sum(-1).mean())
+    return loss
+
+
+def _batch_sparse(x, W_enc, b_enc, b_dec, W_dec, n, dead, aux_k):
+    from mmsae.models.sparse_encode import batch_topk_encode
+
+    rows, cols, vals, aidx, aval = batch_topk_encode(x, W_enc, b_enc, b_dec, n, dead, aux_k)
+    offsets = torch.zeros(len(x), dtype=torch.long)
+    offsets[1:] = torch.cumsum(torch.bincount(rows, minlength=len(x)), 0)[:-1]
+    x_hat = F.embedding_bag(cols, W_dec, offsets, mode="sum", per_sample_weights=vals) + b_dec
+    loss = (x_hat - x).pow(2).sum(-1).mean()
+    if aidx.shape[1]:
+        res = (x - x_hat).detach()
+        rec = F.embedding_bag(aidx, W_dec, per_sample_weights=aval, mode="sum")
+        loss = loss + 0.1 * ((rec - res).pow(2).sum(-1).mean() / (res - res.mean(0)).pow(2).sum(-1).mean())
+    return loss
+
+
+@pytest.mark.parametrize("B, D, F_, k, n_dead, aux_k", [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16),
+                                                          (128, 32, 256, 16, 100, 64)])
+def test_batch_topk_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
+    g = torch.Generator().manual_seed(B + 1)
+    x = torch.randn(B, D, generator=g, dtype=torch.float64) + 2.0
+    params = [torch.randn(D, F_, generator=g, dtype=torch.float64) / D**0.5, 0.1 * torch.randn(F_, generator=g, dtype=torch.float64),
+              torch.randn(D, generator=g, dtype=torch.float64), torch.randn(F_, D, generator=g, dtype=torch.float64) / D**0.5]
+    dead = None
+    if n_dead:
+        dead = torch.zeros(F_, dtype=torch.bool)
+        dead[torch.randperm(F_, generator=g)[:n_dead]] = True
+    out = []
+    for fn in (_batch_dense_reference, _batch_sparse):
+        ps = [p.clone().requires_grad_(True) for p in params]
+        loss = fn(x, *ps, B * k, dead, aux_k)
+        loss.backward()
+        out.append((loss.detach(), [p.grad for p in ps]))
+    (l0, g0), (l1, g1) = out
+    torch.testing.assert_close(l1, l0)
+    for name, a, b in zip(("W_enc", "b_enc", "b_dec", "W_dec"), g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10, msg=name)

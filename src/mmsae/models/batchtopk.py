@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, auxk_loss, check_k, recon_loss
+from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k, recon_loss
+from mmsae.models.sparse_encode import batch_topk_encode
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,16 @@ class BatchTopKSAE(SparseAutoencoder):
         return pre_BF * (pre_BF > self.threshold) * (pre_BF > 0)
 
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
-        pre_BF = self.pre_acts(x_BD)
-        B, F_ = pre_BF.shape
-        flat_val, flat_idx = torch.topk(F.relu(pre_BF).flatten(), B * self.cfg.k, sorted=False)
-        keep = flat_val > 0
-        flat_val, flat_idx = flat_val[keep], flat_idx[keep]
-        rows, cols = flat_idx // F_, flat_idx % F_
-        order = torch.argsort(rows, stable=True)
-        rows, cols, vals = rows[order], cols[order], flat_val[order]
+        B, F_ = len(x_BD), self.cfg.dict_size
+        # the encoder GEMM is the step's only O(B·F·D) work (see mmsae.models.sparse_encode)
+        rows, cols, vals, aux_idx, aux_val = batch_topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, B * self.cfg.k,
+                                                               dead_F, self.cfg.aux_k)
         offsets = torch.zeros(B, dtype=torch.long, device=x_BD.device)
         counts = torch.bincount(rows, minlength=B)
         offsets[1:] = torch.cumsum(counts, 0)[:-1]
         x_hat_BD = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals) + self.b_dec
         mse = recon_loss(x_BD, x_hat_BD)
-        aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD - x_hat_BD)
         with torch.no_grad():
             if len(vals):
                 m = self.cfg.threshold_momentum

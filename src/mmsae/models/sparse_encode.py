@@ -47,25 +47,63 @@ class _TopKEncode(torch.autograd.Function):
     def backward(ctx, _g_idx, g_val_BK, _g_aidx, g_aval_BA):
         xc_BD, W_enc_DF, idx_BJ, live_BJ = ctx.saved_tensors
         g_BJ = _joint_grad(g_val_BK, g_aval_BA, live_BJ, ctx.k)
-        D, F = W_enc_DF.shape
-        flat_idx = idx_BJ.reshape(-1)
-        grad_b_enc = torch.zeros(F, dtype=g_BJ.dtype, device=g_BJ.device).index_add_(0, flat_idx, g_BJ.reshape(-1))
-        grad_W_enc = None
-        if ctx.needs_input_grad[1]:
-            # group the (row, latent) pairs by latent: each latent's gradient is a weighted sum of
-            # the rows that selected it, i.e. one embedding_bag over the rows of xc
-            order = torch.argsort(flat_idx, stable=True)
-            counts_F = torch.bincount(flat_idx, minlength=F)
-            offsets_F = torch.zeros(F, dtype=torch.long, device=flat_idx.device)
-            offsets_F[1:] = torch.cumsum(counts_F, 0)[:-1]
-            gW_FD = torch.nn.functional.embedding_bag(order // idx_BJ.shape[1], xc_BD, offsets_F, mode="sum",
-                                                      per_sample_weights=g_BJ.reshape(-1)[order])
-            grad_W_enc = gW_FD.T
-        grad_b_dec = -(W_enc_DF @ grad_b_enc) if ctx.needs_input_grad[3] else None
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.einsum("bj,bjd->bd", g_BJ, W_enc_DF.T[idx_BJ])
-        return grad_x, grad_W_enc, grad_b_enc if ctx.needs_input_grad[2] else None, grad_b_dec, None, None, None, None
+        rows_N = torch.arange(len(idx_BJ), device=idx_BJ.device).repeat_interleave(idx_BJ.shape[1])
+        return (*encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, idx_BJ.reshape(-1), g_BJ.reshape(-1)),
+                None, None, None, None)
+
+
+class _BatchTopKEncode(torch.autograd.Function):
+    """BatchTopK: the n largest ReLU'd pre-activations of the whole batch (variable per row)."""
+
+    @staticmethod
+    def forward(ctx, x_BD, W_enc_DF, b_enc_F, b_dec_D, n: int, dead_F, aux_k: int):
+        xc_BD = x_BD - b_dec_D
+        pre_BF = torch.addmm(b_enc_F, xc_BD, W_enc_DF)
+        B, F = pre_BF.shape
+        flat_val, flat_idx = torch.topk(pre_BF.clamp_min(0).flatten(), n, sorted=False)
+        keep = flat_val > 0
+        flat_val, flat_idx = flat_val[keep], flat_idx[keep]
+        order = torch.argsort(flat_idx // F, stable=True)  # by row, as embedding_bag's bags need
+        rows_N, cols_N, vals_N = flat_idx[order] // F, flat_idx[order] % F, flat_val[order]
+        if dead_F is not None and aux_k > 0:
+            aval_BA, aidx_BA = pre_BF.masked_fill(~dead_F, float("-inf")).topk(aux_k, dim=1)
+            aval_BA = aval_BA.clamp_min(0)
+        else:
+            aidx_BA, aval_BA = cols_N.new_zeros((B, 0)), vals_N.new_zeros((B, 0))
+        arows = torch.arange(B, device=x_BD.device).repeat_interleave(aidx_BA.shape[1])
+        ctx.save_for_backward(xc_BD, W_enc_DF, torch.cat([rows_N, arows]), torch.cat([cols_N, aidx_BA.reshape(-1)]),
+                              aval_BA.reshape(-1) > 0)
+        ctx.mark_non_differentiable(rows_N, cols_N, aidx_BA)
+        return rows_N, cols_N, vals_N, aidx_BA, aval_BA
+
+    @staticmethod
+    def backward(ctx, _g_rows, _g_cols, g_vals_N, _g_aidx, g_aval_BA):
+        xc_BD, W_enc_DF, rows_N, cols_N, alive_M = ctx.saved_tensors
+        n = len(rows_N) - len(alive_M)
+        g_main = g_vals_N if g_vals_N is not None else xc_BD.new_zeros(n)
+        g_aux = g_aval_BA.reshape(-1) * alive_M if g_aval_BA is not None else xc_BD.new_zeros(len(alive_M))
+        return (*encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, cols_N, torch.cat([g_main, g_aux])),
+                None, None, None)
+
+
+def encoder_grads(needs: tuple[bool, ...], xc_BD, W_enc_DF, rows_N, cols_N, g_N):
+    """Gradients of (x, W_enc, b_enc, b_dec) given ∂L/∂pre at the N selected (row, latent) pairs."""
+    D, F = W_enc_DF.shape
+    grad_b_enc = torch.zeros(F, dtype=g_N.dtype, device=g_N.device).index_add_(0, cols_N, g_N)
+    grad_W_enc = None
+    if needs[1]:
+        # group the pairs by latent: each latent's gradient is a weighted sum of the rows that
+        # selected it, i.e. one embedding_bag over the rows of xc
+        order = torch.argsort(cols_N, stable=True)
+        offsets_F = torch.zeros(F, dtype=torch.long, device=cols_N.device)
+        offsets_F[1:] = torch.cumsum(torch.bincount(cols_N, minlength=F), 0)[:-1]
+        grad_W_enc = torch.nn.functional.embedding_bag(rows_N[order], xc_BD, offsets_F, mode="sum",
+                                                       per_sample_weights=g_N[order]).T
+    grad_b_dec = -(W_enc_DF @ grad_b_enc) if needs[3] else None
+    grad_x = None
+    if needs[0]:
+        grad_x = torch.zeros_like(xc_BD).index_add_(0, rows_N, g_N[:, None] * W_enc_DF.T[cols_N])
+    return grad_x, grad_W_enc, grad_b_enc if needs[2] else None, grad_b_dec
 
 
 def _exact_sorted(xc_BD, W_enc_DF, b_enc_F, idx_BK):
@@ -109,3 +147,14 @@ def topk_encode(x_BD: torch.Tensor, W_enc_DF: torch.Tensor, b_enc_F: torch.Tenso
     if dead_F is not None and aux_k > 0:
         A = min(aux_k, int(dead_F.sum()))
     return _TopKEncode.apply(x_BD, W_enc_DF, b_enc_F, b_dec_D, k, dead_F if A else None, A, select_dtype)
+
+
+def batch_topk_encode(x_BD: torch.Tensor, W_enc_DF: torch.Tensor, b_enc_F: torch.Tensor, b_dec_D: torch.Tensor,
+                      n: int, dead_F: torch.Tensor | None = None, aux_k: int = 0):
+    """(rows_N, cols_N, vals_N, aux_idx_BA, aux_val_BA): the n largest positive pre-activations of
+    the whole batch, ordered by row (BatchTopK, Bussmann et al. 2024), and the per-row AuxK
+    selection, with the same sparse backward as `topk_encode`."""
+    A = 0
+    if dead_F is not None and aux_k > 0:
+        A = min(aux_k, int(dead_F.sum()))
+    return _BatchTopKEncode.apply(x_BD, W_enc_DF, b_enc_F, b_dec_D, n, dead_F if A else None, A)

@@ -84,7 +84,7 @@ class TrainConfig:
     device: str = "auto"
     """cpu, cuda, cuda:N or auto."""
     select_dtype: str = "float32"
-    """TopK and Matryoshka: precision of the encoder GEMM that chooses the active latents
+    """TopK and Matryoshka (ignored by other architectures): precision of the encoder GEMM that chooses the active latents
     (`bfloat16`: ~3.5× faster GEMM on CPUs with AVX512-BF16/AMX and on GPUs); the chosen values and
     all gradients stay float32."""
     tensorboard: bool = False
