@@ -170,16 +170,23 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, log: Calla
                "planted_bridges": len(gt.bridges), "dict_size": cfg.dict_size, "k": cfg.k, "results": rows,
                "main_sae": str(out / f"sae-{main_arch}"), "ground_truth_scores": scores,
                "synth": dataclasses.asdict(cfg.synth), "out": str(out)}
+    return finish_run(out, summary, steps, t_start, format_report)
+
+
+def finish_run(out: Path, summary: dict[str, Any], steps: Steps, t_start: float,
+               fmt: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Last step of a demo: the HTML report (which reads demo_summary.json), then the final
+    summary with step times in demo_summary.json and, as text, report.md."""
+    from mmsae.report import write_report
+
     steps("writing the HTML report")
     summary["seconds"] = time.perf_counter() - t_start
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    from mmsae.report import write_report
-
     summary["report_html"] = str(write_report(out))
     steps.done()
     summary["step_seconds"] = steps.times
     summary["seconds"] = time.perf_counter() - t_start
-    summary["report"] = format_report(summary)
+    summary["report"] = fmt(summary)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=float))
     (out / "report.md").write_text(summary["report"] + "\n")
     return summary

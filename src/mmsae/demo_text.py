@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mmsae.data.synthetic import SynthConfig
-from mmsae.demo import DemoConfig, Steps, index_run, prepare_out, stability_runs, train_archs
+from mmsae.demo import DemoConfig, Steps, finish_run, index_run, prepare_out, stability_runs, train_archs
 from mmsae.errors import MmsaeError
 
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
@@ -137,18 +137,7 @@ def run_text_demo(out: str | Path, captions: str | None = None, vocab: str | Non
     summary = {"data": "coco-captions", "captions": str(path), "store": str(out / "store"), "rows": len(store),
                "dim": store.dim, "dict_size": cfg.dict_size, "k": cfg.k, "results": rows, "scores": scores,
                "main_sae": str(out / f"sae-{archs[0]}"), "out": str(out)}
-    steps("writing the HTML report")
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    from mmsae.report import write_report
-
-    summary["report_html"] = str(write_report(out))
-    steps.done()
-    summary["step_seconds"] = steps.times
-    summary["seconds"] = time.perf_counter() - t_start
-    summary["report"] = format_text_report(summary)
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    (out / "report.md").write_text(summary["report"] + "\n")
-    return summary
+    return finish_run(out, summary, steps, t_start, format_text_report)
 
 
 def format_text_report(s: dict[str, Any]) -> str:

@@ -7,6 +7,19 @@ import torch.nn.functional as F
 from mmsae.models.sparse_encode import topk_encode
 
 
+def _problem(B, D, F_, n_dead, seed):
+    """Random float64 inputs, SAE weights and a dead-latent mask of n_dead latents (None for 0)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, D, generator=g, dtype=torch.float64) + 2.0  # an offset, like CLIP: some pre-acts negative
+    params = [torch.randn(D, F_, generator=g, dtype=torch.float64) / D**0.5, 0.1 * torch.randn(F_, generator=g, dtype=torch.float64),
+              torch.randn(D, generator=g, dtype=torch.float64), torch.randn(F_, D, generator=g, dtype=torch.float64) / D**0.5]
+    dead = None
+    if n_dead:
+        dead = torch.zeros(F_, dtype=torch.bool)
+        dead[torch.randperm(F_, generator=g)[:n_dead]] = True
+    return x, params, dead
+
+
 def _dense_reference(x, W_enc, b_enc, b_dec, W_dec, k, dead, aux_k):
     """Loss of a TopK SAE with AuxK, written with dense tensors and plain autograd."""
     pre = (x - b_dec) @ W_enc + b_enc
@@ -37,14 +50,7 @@ def _sparse(x, W_enc, b_enc, b_dec, W_dec, k, dead, aux_k):
 @pytest.mark.parametrize("B, D, F_, k, n_dead, aux_k", [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16),
                                                           (50, 8, 40, 3, 5, 16), (128, 32, 256, 16, 100, 64)])
 def test_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
-    g = torch.Generator().manual_seed(B)
-    x = torch.randn(B, D, generator=g, dtype=torch.float64) + 2.0  # an offset, like CLIP: some pre-acts negative
-    params = [torch.randn(D, F_, generator=g, dtype=torch.float64) / D**0.5, 0.1 * torch.randn(F_, generator=g, dtype=torch.float64),
-              torch.randn(D, generator=g, dtype=torch.float64), torch.randn(F_, D, generator=g, dtype=torch.float64) / D**0.5]
-    dead = None
-    if n_dead:
-        dead = torch.zeros(F_, dtype=torch.bool)
-        dead[torch.randperm(F_, generator=g)[:n_dead]] = True
+    x, params, dead = _problem(B, D, F_, n_dead, seed=B)
     grads = []
     for fn in (_dense_reference, _sparse):
         ps = [p.clone().requires_grad_(True) for p in params]
@@ -131,14 +137,7 @@ def _batch_sparse(x, W_enc, b_enc, b_dec, W_dec, n, dead, aux_k):
 @pytest.mark.parametrize("B, D, F_, k, n_dead, aux_k", [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16),
                                                           (128, 32, 256, 16, 100, 64)])
 def test_batch_topk_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
-    g = torch.Generator().manual_seed(B + 1)
-    x = torch.randn(B, D, generator=g, dtype=torch.float64) + 2.0
-    params = [torch.randn(D, F_, generator=g, dtype=torch.float64) / D**0.5, 0.1 * torch.randn(F_, generator=g, dtype=torch.float64),
-              torch.randn(D, generator=g, dtype=torch.float64), torch.randn(F_, D, generator=g, dtype=torch.float64) / D**0.5]
-    dead = None
-    if n_dead:
-        dead = torch.zeros(F_, dtype=torch.bool)
-        dead[torch.randperm(F_, generator=g)[:n_dead]] = True
+    x, params, dead = _problem(B, D, F_, n_dead, seed=B + 1)
     out = []
     for fn in (_batch_dense_reference, _batch_sparse):
         ps = [p.clone().requires_grad_(True) for p in params]
