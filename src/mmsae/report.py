@@ -185,11 +185,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, gallery: in
                 if k in comp["rows"][0]]
         body.append("<h2 id='comparison'>Multimodal comparison</h2>" + _table(["model"] + cols, [[r["model"]] + [r[c] for c in cols]
                                                                                                   for r in comp["rows"]]))
-    from mmsae.explorer.index import ANALYSES, _find
+    from mmsae.explorer.index import ANALYSES, find_analysis
 
     heads = []
     for name in ANALYSES:
-        path = _find(run, f"{name}.json")
+        path = find_analysis(run, f"{name}.json")
         res = _json(path) if path else None
         if not res or name == "names":
             continue
@@ -211,7 +211,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, gallery: in
     if heads:
         body.append("<h2 id='analyses'>Analyses</h2><table>" + "".join(
             f"<tr><th>{escape(a)}</th><td>{b if a == 'pareto' else escape(b)}</td></tr>" for a, b in heads) + "</table>")
-    plots = [(name, _find(run, f"{name}.png")) for name in ANALYSES]
+    plots = [(name, find_analysis(run, f"{name}.png")) for name in ANALYSES]
     plots = [(n, p) for n, p in plots if p is not None]
     if plots:
         body.append("<h2 id='plots'>Plots</h2><div class='plots'>" + "".join(

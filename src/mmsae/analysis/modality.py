@@ -119,10 +119,21 @@ def modality_probe(X_img: np.ndarray, X_txt: np.ndarray, seed: int = 0) -> tuple
     return ProbeResult(w, float(clf.score(X[test], y[test])), float(roc_auc_score(y[test], p))), {"X": X[test], "y": y[test]}
 
 
+def concept_directions(model) -> np.ndarray:
+    """[F, D] unit direction of each concept: its decoder row (for paired SAEs, the normalised sum
+    of its two unit decoder directions)."""
+    from mmsae.models.paired import as_paired
+
+    paired = as_paired(model)
+    dirs = [paired.decoder_directions(m).detach().cpu().double().numpy() for m in ("image", "text")]
+    dirs = [d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12) for d in dirs]
+    D_FD = dirs[0] + dirs[1]
+    return D_FD / np.maximum(np.linalg.norm(D_FD, axis=1, keepdims=True), 1e-12)
+
+
 def analyze_modality(model, store: EmbeddingStore | str, out: str | Path | None = None, max_rows: int = 20000,
                      orthogonal_below: float = 0.1, seed: int = 0, device="cpu") -> dict[str, Any]:
     """Every modality analysis of `model` on `store`; writes modality.{json,png,svg,md} into `out`."""
-    from mmsae.models.paired import as_paired
 
     store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
     en = modality_energy(model, store, device=device)
@@ -137,12 +148,7 @@ def analyze_modality(model, store: EmbeddingStore | str, out: str | Path | None 
         r = store.rows(m)
         rows[m] = np.sort(rng.choice(r, min(len(r), max_rows // 2), replace=False))
     probe, held = modality_probe(store.get(rows["image"]), store.get(rows["text"]), seed)
-    paired = as_paired(model)
-    # a concept's direction: the decoder row (for paired SAEs, the mean of its two unit directions)
-    dirs = [paired.decoder_directions(m).detach().cpu().double().numpy() for m in ("image", "text")]
-    dirs = [d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12) for d in dirs]
-    D_FD = dirs[0] + dirs[1]
-    D_FD /= np.maximum(np.linalg.norm(D_FD, axis=1, keepdims=True), 1e-12)
+    D_FD = concept_directions(model)
     cos_w = np.abs(D_FD @ probe.weight_D)
     scores = held["X"] @ D_FD.T
     auroc = _auroc_columns(scores, held["y"])

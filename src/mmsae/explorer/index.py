@@ -52,7 +52,7 @@ def _is_sae(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
 
-def _find(root: Path, name: str, depth: int = 3) -> Path | None:
+def find_analysis(root: Path, name: str, depth: int = 3) -> Path | None:
     """The shallowest `name` under root (sorted order among equals), skipping the explorer cache."""
     for level in range(depth + 1):
         hits = sorted(p for p in root.glob("/".join(["*"] * level + [name])) if CACHE_DIR not in p.relative_to(root).parts[:-1])
@@ -87,11 +87,11 @@ def find_run(run_dir: str | os.PathLike, sae: str | None = None, store: str | No
             raise MmsaeError(f"the SAE in {sae_dir} does not record its store; pass --store")
         store_dir = Path(prov["store"])
     files, plots = {}, {}
-    top = _find(root, "top_examples.parquet")
+    top = find_analysis(root, "top_examples.parquet")
     if top:
         files["top_examples"] = top
     for name in ANALYSES:
-        hit = _find(root, f"{name}.json")
+        hit = find_analysis(root, f"{name}.json")
         if hit:
             files[name] = hit
             if hit.with_suffix(".png").is_file():
@@ -196,10 +196,9 @@ def _load_tops(path: Path, F: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = False) -> ExplorerData:
     """Open the run's SAE and store, build or reuse the cache, and read the analyses."""
-    from mmsae.analysis.modality import buckets, modality_scores
+    from mmsae.analysis.modality import buckets, concept_directions, modality_scores
     from mmsae.analysis.top_examples import TABLE_NAME, write_top_examples
     from mmsae.cli.common import load_model, open_store_for
-    from mmsae.models.paired import as_paired
 
     model = load_model(str(layout.sae))
     store = open_store_for(model, str(layout.store))
@@ -258,14 +257,10 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
         bridges = [{"image_concept": int(b["image_concept"]), "text_concept": int(b["text_concept"]),
                     "score": float(b["score"]), "significant": bool(b.get("significant", False))}
                    for b in data.get("top", [])]
-    paired = as_paired(model)
-    dirs = [paired.decoder_directions(m).detach().float().cpu().numpy() for m in ("image", "text")]
-    dirs = [d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12) for d in dirs]
-    D = dirs[0] + dirs[1]
-    D /= np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
     meta.update({"sae": str(layout.sae), "store": str(layout.store), "rows": len(store), "dim": store.dim,
                  "model_id": store.manifest.model_id, "arch": getattr(model, "architecture", "") or type(model).__name__,
                  "dict_size": F, "k": getattr(model.cfg, "k", None), "counts": dict(store.manifest.counts),
                  "plots": sorted(layout.plots), "paired": bool(getattr(model, "paired", False))})
-    return ExplorerData(layout, model, store, table, terms, stats["hist_FMB"], mods, tops, bridges, D.astype(np.float32),
+    return ExplorerData(layout, model, store, table, terms, stats["hist_FMB"], mods, tops, bridges,
+                        concept_directions(model).astype(np.float32),
                         meta)
