@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Creates .venv (once) and installs mmsae with the extras given as arguments, e.g. `setup.sh dev,saelens`.
-# The CPU build of PyTorch goes in first: a plain `torch` requirement would pull a multi-GB CUDA build.
+# Creates a venv (once; .venv, or $MMSAE_VENV) and installs mmsae with the extras given as arguments,
+# e.g. `setup.sh dev,saelens`. PyTorch goes in first ($MMSAE_TORCH, default the CPU build 2.13.0 that lies on
+# this machine's disk): a plain `torch` requirement would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+VENV="${MMSAE_VENV:-.venv}"
+TORCH_REQ="${MMSAE_TORCH:-torch==2.13.0}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
 fi
-. .venv/bin/activate
+. "$VENV/bin/activate"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 find_links=()
 [ -d /opt/wheels ] && find_links=(--find-links /opt/wheels)
 if ! python -c "import torch" >/dev/null 2>&1; then
-  echo "installing PyTorch 2.13.0 (CPU) ..." >&2
-  python -m pip install -q "${find_links[@]}" torch==2.13.0 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  echo "installing $TORCH_REQ into $VENV ..." >&2
+  # shellcheck disable=SC2086
+  python -m pip install -q "${find_links[@]}" $TORCH_REQ 2>&1 | grep -v "^WARNING: Location" >&2 || true
   python -c "import torch" || { echo "PyTorch install failed" >&2; exit 1; }
 fi
-stamp=".venv/.mmsae-installed-${extras:-core}"
+stamp="$VENV/.mmsae-installed-${extras:-core}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "installing mmsae${extras:+[$extras]} ..." >&2
   spec="."

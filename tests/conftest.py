@@ -85,3 +85,12 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     assert main(["demo", "--size", "small", "--out", str(out), "--no-serve"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A real transformers CLIP architecture, tiny and randomly initialised, saved to a folder."""
+    pytest.importorskip("transformers", reason="install the [dev] extra")
+    from tests.backends.conftest import build_tiny
+
+    return build_tiny("clip", tmp_path_factory.mktemp("hf") / "clip")

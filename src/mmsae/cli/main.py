@@ -21,13 +21,13 @@ def _print_json(obj) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from mmsae import __version__
-    from mmsae.cli import (analyze_cmd, compare_cmd, demo_cmd, eval_cmd, explore_cmd, hallucination_cmd, import_cmd,
+    from mmsae.cli import (analyze_cmd, compare_cmd, demo_cmd, embed_cmd, eval_cmd, explore_cmd, hallucination_cmd, import_cmd,
                            info_cmd, interpret_cmd, steer_cmd, synth_cmd, train_cmd)
 
     p = argparse.ArgumentParser(prog="mmsae", description="Sparse autoencoders on vision-language embedding spaces.")
     p.add_argument("--version", action="version", version=f"mmsae {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (demo_cmd, synth_cmd, import_cmd, train_cmd, eval_cmd, analyze_cmd, interpret_cmd, compare_cmd,
+    for mod in (demo_cmd, embed_cmd, synth_cmd, import_cmd, train_cmd, eval_cmd, analyze_cmd, interpret_cmd, compare_cmd,
                 hallucination_cmd, steer_cmd, explore_cmd, info_cmd):
         mod.register(sub)
     return p

@@ -174,13 +174,18 @@ class _Pending:
     emb: list[np.ndarray]
     meta: list[dict[str, list]]
     n: int = 0
+    consumed: int = 0
+    """Input units (rows, or items such as images, some of which may be skipped) these rows used up."""
 
 
 class StoreWriter:
     """Appends rows to a store in chunks; each full chunk becomes one atomically committed shard.
 
-    A `job` key makes writing resumable: the manifest records how many rows of that job are
-    committed, so a re-run of the same command skips them (`rows_done`) instead of duplicating.
+    A `job` key makes writing resumable: the manifest records how many input units of that job
+    are committed (rows by default; `append(consumed=...)` counts items that may yield no row,
+    such as unreadable images), so a re-run of the same command skips them (`rows_done`)
+    instead of duplicating. `before_commit` runs before each manifest write (e.g. to save a
+    side report that must never lag the committed rows).
     """
 
     def __init__(
@@ -192,6 +197,7 @@ class StoreWriter:
         preprocessing: dict | None = None,
         shard_rows: int = 65536,
         job: str | None = None,
+        before_commit=None,
     ):
         if dtype not in SUPPORTED_DTYPES:
             raise MmsaeError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype!r}")
@@ -200,6 +206,7 @@ class StoreWriter:
         self.root = Path(root)
         self.shard_rows = int(shard_rows)
         self.job = job
+        self.before_commit = before_commit
         (self.root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
         if (self.root / "manifest.json").exists():
             self.manifest = read_manifest(self.root)
@@ -238,11 +245,14 @@ class StoreWriter:
         pair_id: Sequence[int] | np.ndarray | None = None,
         source: Sequence[str | None] | str | None = None,
         text: Sequence[str | None] | None = None,
+        consumed: int | None = None,
     ) -> None:
+        """Add rows; `consumed` input units (default: one per row) are committed with them."""
         emb_ND = np.asarray(emb_ND)
         if emb_ND.ndim != 2 or emb_ND.shape[1] != self.manifest.dim:
             raise MmsaeError(f"expected an [N, {self.manifest.dim}] array, got shape {emb_ND.shape}")
         n = emb_ND.shape[0]
+        self._pending.consumed += n if consumed is None else int(consumed)
         if n == 0:
             return
         if not np.isfinite(emb_ND).all():
@@ -272,6 +282,9 @@ class StoreWriter:
     def flush(self) -> None:
         """Commit pending rows as one shard (atomic: files renamed into place, then the manifest)."""
         if self._pending.n == 0:
+            if self._pending.consumed and self.job:  # items that yielded no row still count as done
+                self._commit(self._pending.consumed)
+            self._pending = _Pending([], [])
             return
         emb = np.concatenate(self._pending.emb)
         n = len(emb)
@@ -305,10 +318,50 @@ class StoreWriter:
         self.manifest.shards.append(ShardInfo(name=name, n_rows=n, row_start=row_start))
         for m, c in Counter(cols["modality"]).items():
             self.manifest.counts[m] = self.manifest.counts.get(m, 0) + c
-        if self.job:
-            self.manifest.jobs[self.job] = self.manifest.jobs.get(self.job, 0) + n
-        write_manifest(self.root, self.manifest)
+        self._commit(self._pending.consumed)
         self._pending = _Pending([], [])
+
+    def adopt(self, src: "EmbeddingStore", shard: int) -> None:
+        """Append shard `shard` of another store of the same dim/dtype (e.g. one rank's part),
+        renumbering its rows; the embedding file is hard-linked where possible. Nothing is visible
+        until `commit`."""
+        self.flush()
+        info = src.shards[shard]
+        if src.dim != self.manifest.dim or src.manifest.dtype != self.manifest.dtype:
+            raise MmsaeError(f"cannot merge a {src.dim}-d {src.manifest.dtype} shard into a {self.manifest.dim}-d "
+                             f"{self.manifest.dtype} store")
+        row_start = self.manifest.n_rows
+        name = f"shard-{len(self.manifest.shards):06d}"
+        shard_dir = self.root / SHARD_DIR
+        table = src.shard_metadata(shard)
+        table = table.set_column(0, "row_id", pa.array(np.arange(row_start, row_start + info.n_rows, dtype=np.int64)))
+        tmp_npy, tmp_pq = shard_dir / f"{name}.tmp.npy", shard_dir / f"{name}.tmp.parquet"
+        src_npy = src.root / SHARD_DIR / f"{info.name}.npy"
+        tmp_npy.unlink(missing_ok=True)
+        try:
+            os.link(src_npy, tmp_npy)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(src_npy, tmp_npy)
+        pq.write_table(table, tmp_pq)
+        os.replace(tmp_npy, shard_dir / f"{name}.npy")
+        os.replace(tmp_pq, shard_dir / f"{name}.parquet")
+        self.manifest.shards.append(ShardInfo(name=name, n_rows=info.n_rows, row_start=row_start))
+        for m, c in Counter(table.column("modality").to_pylist()).items():
+            self.manifest.counts[m] = self.manifest.counts.get(m, 0) + c
+
+    def commit(self, consumed: int = 0) -> None:
+        """Write the manifest: adopted shards become visible, `consumed` units count for the job."""
+        self.flush()
+        self._commit(consumed)
+
+    def _commit(self, consumed: int) -> None:
+        if self.before_commit is not None:
+            self.before_commit()
+        if self.job:
+            self.manifest.jobs[self.job] = self.manifest.jobs.get(self.job, 0) + consumed
+        write_manifest(self.root, self.manifest)
 
     def close(self) -> EmbeddingStore:
         self.flush()

@@ -1,0 +1,97 @@
+"""Hugging Face transformers: CLIP, SigLIP, SigLIP2 and AIMv2 (what the installed transformers
+has) through `from_pretrained(name_or_local_folder)`. Embeddings are `get_image_features` /
+`get_text_features`: the projected, shared-space vectors, not hidden states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from mmsae.backends.base import Backend, BackendSpec, load_offline_first, quiet_transformers, weights_error
+from mmsae.errors import MmsaeError
+
+# SigLIP-family text towers were trained on text padded to a fixed length; padding otherwise
+# changes the embedding, so they get what they were trained with.
+FIXED_LENGTH_TEXT = ("siglip", "siglip2")
+
+
+class HFImageTransform:
+    """PIL image -> the image processor's tensors for one image; picklable for DataLoader workers."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, image):
+        batch = self.processor(images=[image], return_tensors="pt")
+        return {k: v[0] for k, v in batch.items()}
+
+
+def _features(out):
+    """transformers 5 returns an output object whose `pooler_output` is the projection; 4.x a tensor."""
+    return out if hasattr(out, "shape") else out.pooler_output
+
+
+class HFBackend(Backend):
+    def __init__(self, spec: BackendSpec, device: str = "cpu", precision: str = "fp32"):
+        try:
+            import transformers
+        except ImportError:
+            raise MmsaeError("the transformers backend needs transformers: pip install 'mmsae[hf]'") from None
+        import torch
+
+        self.spec, self.device, self.precision = spec, device, precision
+        if ("/" in spec.name and spec.name.startswith((".", "/", "~"))) and not Path(spec.name).expanduser().is_dir():
+            raise MmsaeError(f"--model hf:{spec.name}: no such folder")
+        name = str(Path(spec.name).expanduser()) if Path(spec.name).expanduser().is_dir() else spec.name
+        def load(local_only: bool):
+            model = transformers.AutoModel.from_pretrained(name, local_files_only=local_only)
+            processor = None
+            if hasattr(model, "get_image_features"):
+                processor = transformers.AutoImageProcessor.from_pretrained(name, local_files_only=local_only)
+            return model, processor, transformers.AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+
+        with quiet_transformers():
+            if Path(name).is_dir():
+                try:
+                    model, self._image_processor, self._tokenizer = load(True)
+                except Exception as exc:  # a local folder missing a file: say which folder and what
+                    raise weights_error(spec, exc) from None
+            else:
+                model, self._image_processor, self._tokenizer = load_offline_first(spec, load)
+        self._model = model.to(device).eval()
+        if not hasattr(self._model, "get_text_features"):
+            raise MmsaeError(f"{spec.name} ({type(self._model).__name__}) has no get_text_features/get_image_features; "
+                             "use a vision-language model such as CLIP, SigLIP, SigLIP2 or AIMv2")
+        if self._image_processor is None:
+            self.modalities = ("text",)
+        self._model_type = getattr(self._model.config, "model_type", "")
+        cfg = getattr(self._model.config, "text_config", None)
+        self._max_length = int(getattr(cfg, "max_position_embeddings", 77) or 77)
+        with torch.inference_mode():
+            self.dim = int(self.encode_texts(self.tokenize(["a"])).shape[-1])
+
+    def image_transform(self):
+        if self._image_processor is None:
+            return super().image_transform()
+        return HFImageTransform(self._image_processor)
+
+    def encode_images(self, pixels):
+        import torch
+
+        batch = pixels if isinstance(pixels, dict) else {"pixel_values": pixels}
+        with torch.inference_mode(), self.autocast():
+            return _features(self._model.get_image_features(**{k: v.to(self.device) for k, v in batch.items()}))
+
+    def tokenize(self, texts: Sequence[str]):
+        fixed = self._model_type in FIXED_LENGTH_TEXT
+        return self._tokenizer(list(texts), padding="max_length" if fixed else True, truncation=True,
+                               max_length=self._max_length, return_tensors="pt")
+
+    def encode_texts(self, tokens):
+        import torch
+
+        # what the tokenizer says the model takes: SigLIP's is input_ids alone (it attends to padding)
+        names = set(getattr(self._tokenizer, "model_input_names", ["input_ids", "attention_mask"])) - {"token_type_ids"}
+        keep = {k: v.to(self.device) for k, v in tokens.items() if k in names}
+        with torch.inference_mode(), self.autocast():
+            return _features(self._model.get_text_features(**keep))

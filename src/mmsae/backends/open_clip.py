@@ -1,0 +1,75 @@
+"""open_clip (`open-clip-torch`): any architecture with a pretrained tag, a local checkpoint file,
+a local folder (`open_clip_config.json` + weights) or random weights (`none`). Embeddings are
+`encode_image` / `encode_text`: the projected, shared-space vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from mmsae.backends.base import Backend, BackendSpec, load_offline_first, weights_error
+from mmsae.errors import MmsaeError
+
+
+class OpenClipBackend(Backend):
+    def __init__(self, spec: BackendSpec, device: str = "cpu", precision: str = "fp32"):
+        try:
+            import open_clip
+        except ImportError as exc:
+            raise MmsaeError(f"the open_clip backend needs open-clip-torch and torchvision: pip install 'mmsae[clip]' "
+                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        import torch
+
+        self.spec, self.device, self.precision = spec, device, precision
+        weights = spec.weights if spec.weights not in (None, "", "none") else None
+        name, pretrained = spec.name, weights
+        if weights is not None and Path(weights).is_dir():
+            name, pretrained = f"local-dir:{Path(weights).resolve()}", None
+        elif weights is not None and ("/" in weights or Path(weights).suffix) and not Path(weights).is_file():
+            raise MmsaeError(f"--weights {weights}: no such checkpoint file or folder")
+        if spec.name not in open_clip.list_models() and not name.startswith("local-dir:"):
+            raise MmsaeError(f"open_clip has no architecture {spec.name!r}; see open_clip.list_models() "
+                             f"(e.g. ViT-B-32, ViT-B-16-SigLIP, ViT-L-14)")
+        def load(local_only: bool):
+            import logging
+
+            import huggingface_hub.constants as hub
+
+            was, hub.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE, bool(local_only or hub.HF_HUB_OFFLINE)
+            logging.disable(logging.ERROR)  # open_clip logs failed tries to the root logger; ours is the message
+            try:
+                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+                return model, preprocess, open_clip.get_tokenizer(name)
+            finally:
+                hub.HF_HUB_OFFLINE = was
+                logging.disable(logging.NOTSET)
+
+        if pretrained is None or Path(pretrained).is_file():
+            try:
+                model, preprocess, self._tokenizer = load(True)
+            except Exception as exc:  # a damaged or mismatched checkpoint: say which and why
+                raise weights_error(spec, exc) from None
+        else:  # a pretrained tag: the local cache, then the hub
+            model, preprocess, self._tokenizer = load_offline_first(spec, load)
+        self._model = model.eval()
+        self._preprocess = preprocess
+        with torch.inference_mode():
+            self.dim = int(self._model.encode_text(self._tokenizer(["a"]).to(device)).shape[-1])
+
+    def image_transform(self):
+        return self._preprocess
+
+    def encode_images(self, pixels):
+        import torch
+
+        with torch.inference_mode(), self.autocast():
+            return self._model.encode_image(pixels.to(self.device, non_blocking=True))
+
+    def tokenize(self, texts: Sequence[str]):
+        return self._tokenizer(list(texts))
+
+    def encode_texts(self, tokens):
+        import torch
+
+        with torch.inference_mode(), self.autocast():
+            return self._model.encode_text(tokens.to(self.device, non_blocking=True))
