@@ -111,18 +111,19 @@ class Backend:
         out = []
         for i in range(0, len(images), batch_size):
             pixels = default_collate([tf(im) for im in images[i : i + batch_size]])
-            out.append(self._finish(self.encode_images(pixels), normalize))
+            out.append(self.finish(self.encode_images(pixels), normalize))
         return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
 
     def embed_texts(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256,
                     progress: bool = False) -> np.ndarray:
         out = []
         for i in range(0, len(texts), batch_size):
-            out.append(self._finish(self.encode_texts(self.tokenize(list(texts[i : i + batch_size]))), normalize))
+            out.append(self.finish(self.encode_texts(self.tokenize(list(texts[i : i + batch_size]))), normalize))
         return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
 
     @staticmethod
-    def _finish(emb_BD, normalize: bool) -> np.ndarray:
+    def finish(emb_BD, normalize: bool) -> np.ndarray:
+        """Model output -> float32 numpy, L2-normalised when asked: the one place rows are finished."""
         import torch
 
         emb_BD = emb_BD.float()

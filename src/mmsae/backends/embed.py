@@ -60,22 +60,36 @@ class EmbedConfig:
 
 @dataclass
 class EmbedReport:
-    """What an extraction did; written to `OUT/embed-report.json`."""
+    """What an extraction did; written to `OUT/embed-report.json` (one entry per job)."""
 
     store: str
+    """The store folder."""
     model_id: str
+    """The backend's id, as recorded in the manifest."""
     layout: str
+    """Input layout (folder, table, coco, text)."""
     images_in: int
+    """Images listed in the input (and selected by --modality)."""
     texts_in: int
+    """Captions listed, after dropping repeats of (caption, pair)."""
     rows_written: int
+    """Rows this job added to the store."""
     images_skipped: int
+    """Images that could not be read; each is in `skipped`."""
     duplicate_texts: int
+    """Repeats of the same caption for the same pair, dropped."""
     resumed_items: int
+    """Items (on rank 0) already committed by an earlier, interrupted run."""
     world_size: int
+    """Processes that shared the work."""
     seconds: float
+    """Wall time of this call."""
     counts: dict = field(default_factory=dict)
+    """Rows per modality in the whole store afterwards."""
     skipped: list = field(default_factory=list)
+    """One {item, path, source, reason} per unreadable image."""
     already_done: bool = False
+    """True when the job had finished before and nothing was done."""
 
 
 def job_key(inputs: EmbedInputs, backend: Backend, cfg: EmbedConfig, source: str) -> str:
@@ -185,7 +199,7 @@ def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem]
                 it = todo[i]
                 part.skipped[first_image + img_done + i] = {"path": it.path, "source": it.source, "reason": why}
             if idx:
-                emb = backend._finish(backend.encode_images(pixels), cfg.normalize)
+                emb = backend.finish(backend.encode_images(pixels), cfg.normalize)
                 sel = [todo[i] for i in idx]
                 writer.append(emb, "image", pair_id=[it.pair_id for it in sel], source=[it.source for it in sel],
                               consumed=len(idx) + len(failed))
@@ -201,7 +215,7 @@ def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem]
         for s in range(0, len(todo_t), cfg.text_batch_size):
             batch = todo_t[s : s + cfg.text_batch_size]
             unique = list(dict.fromkeys(t.text for t in batch))  # identical captions are embedded once
-            emb_U = backend._finish(backend.encode_texts(backend.tokenize(unique)), cfg.normalize)
+            emb_U = backend.finish(backend.encode_texts(backend.tokenize(unique)), cfg.normalize)
             where = {t: j for j, t in enumerate(unique)}
             writer.append(emb_U[[where[t.text] for t in batch]], "text", pair_id=[t.pair_id for t in batch],
                           source=[t.source for t in batch], text=[t.text for t in batch])
