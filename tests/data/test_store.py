@@ -114,3 +114,17 @@ def test_missing_store(tmp_path):
     os.makedirs(tmp_path / "empty")
     with pytest.raises(MmsaeError, match="not an mmsae store"):
         EmbeddingStore(tmp_path / "empty")
+
+
+def test_consumed_units_commit_with_their_rows(tmp_path):
+    """A batch whose rows stand for more input items (some skipped) is never split across
+    commits, so a resume never redoes a committed row nor skips an uncommitted one."""
+    root = tmp_path / "s"
+    w = StoreWriter(root, dim=2, shard_rows=4, job="j")
+    w.append(np.ones((3, 2)), "image", consumed=4)  # 4 items, 1 unreadable
+    w.append(np.ones((3, 2)), "image", consumed=3)  # would straddle the shard: starts a new one
+    assert w.rows_done == 4 and json.loads((root / "manifest.json").read_text())["n_rows"] == 3
+    w.append(np.empty((0, 2)), "image", consumed=2)  # a batch of unreadable items only
+    w.flush()
+    assert StoreWriter(root, dim=2, shard_rows=4, job="j").rows_done == 9
+    assert json.loads((root / "manifest.json").read_text())["n_rows"] == 6

@@ -247,13 +247,17 @@ class StoreWriter:
         text: Sequence[str | None] | None = None,
         consumed: int | None = None,
     ) -> None:
-        """Add rows; `consumed` input units (default: one per row) are committed with them."""
+        """Add rows; `consumed` input units (default: one per row) are committed with them.
+
+        With `consumed` given, rows and units need not match one to one (skipped items), so the
+        batch is never split across two commits: it starts a new shard if it would not fit.
+        """
         emb_ND = np.asarray(emb_ND)
         if emb_ND.ndim != 2 or emb_ND.shape[1] != self.manifest.dim:
             raise MmsaeError(f"expected an [N, {self.manifest.dim}] array, got shape {emb_ND.shape}")
         n = emb_ND.shape[0]
-        self._pending.consumed += n if consumed is None else int(consumed)
         if n == 0:
+            self._pending.consumed += 0 if consumed is None else int(consumed)
             return
         if not np.isfinite(emb_ND).all():
             raise MmsaeError("refusing to store non-finite (NaN/inf) embeddings")
@@ -266,15 +270,19 @@ class StoreWriter:
         stored = emb_ND.astype(self.manifest.dtype, copy=False)
         if not np.isfinite(stored).all():
             raise MmsaeError(f"embeddings overflow {self.manifest.dtype}; use a float32 store")
+        atomic = consumed is not None
+        if atomic and self._pending.n and self._pending.n + n > self.shard_rows:
+            self.flush()
         start = 0
         while start < n:
-            take = min(n - start, self.shard_rows - self._pending.n)
+            take = n - start if atomic else min(n - start, self.shard_rows - self._pending.n)
             sl = slice(start, start + take)
             self._pending.emb.append(np.ascontiguousarray(stored[sl]))
             self._pending.meta.append(
                 {"modality": mods[sl], "pair_id": pids[sl].tolist(), "source": srcs[sl], "text": texts[sl]}
             )
             self._pending.n += take
+            self._pending.consumed += int(consumed) if atomic else take
             start += take
             if self._pending.n >= self.shard_rows:
                 self.flush()
