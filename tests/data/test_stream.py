@@ -87,3 +87,20 @@ def test_paired_iterator(store):
 def test_too_small_for_batch(store):
     with pytest.raises(MmsaeError, match="fewer than one batch"):
         next(iter_batches(store, StreamConfig(batch_size=100000)))
+
+
+def test_rank_parts_tile_the_global_batch(store):
+    """W ranks read disjoint slices that, put together, are the single-process batch."""
+    full = StreamConfig(batch_size=60, seed=2, buffer_rows=240, chunk_rows=100)
+    parts = [StreamConfig(batch_size=60, seed=2, buffer_rows=240, chunk_rows=100, part=(r, 3)) for r in range(3)]
+    whole = _take(iter_batches(store, full), 20)
+    sliced = [_take(iter_batches(store, p), 20) for p in parts]
+    for t in range(20):
+        np.testing.assert_array_equal(np.concatenate([s[t] for s in sliced]), whole[t])
+    pw = _take(iter_pairs(store, StreamConfig(batch_size=32, seed=1)), 5)
+    pp = [_take(iter_pairs(store, StreamConfig(batch_size=32, seed=1, part=(r, 2))), 5) for r in range(2)]
+    for t in range(5):
+        np.testing.assert_array_equal(np.concatenate([p[t][0] for p in pp]), pw[t][0])
+        np.testing.assert_array_equal(np.concatenate([p[t][1] for p in pp]), pw[t][1])
+    with pytest.raises(MmsaeError, match="does not split evenly"):
+        next(iter_batches(store, StreamConfig(batch_size=61, part=(0, 2))))

@@ -45,7 +45,9 @@ _FLAGS = {
 def register(sub) -> None:
     p = sub.add_parser(
         "train", help="train an SAE from a store",
-        description="Train an SAE by streaming a store. Options come from --config (TOML/YAML/JSON, "
+        description="Train an SAE by streaming a store; under `torchrun --nproc_per_node N -m mmsae train ...` "
+                    "each process reads its slice of every batch and gradients are averaged (data parallel; "
+                    "--batch-size is the global batch). Options come from --config (TOML/YAML/JSON, "
                     "optionally under a [train] table) and are overridden by flags. The SAE folder gets "
                     "config.json, model.safetensors, train_config.json, train_log.jsonl and metrics.json "
                     "(held-out validation metrics).")
@@ -109,6 +111,8 @@ def run(args) -> int:
     cfg = options_from_args(args)
     trainer = Trainer(args.store, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.json)
     res = trainer.run()
+    if not trainer.dist.main:  # under torchrun, rank 0 reports
+        return 0
     if args.json:
         _print_json(dataclasses.asdict(res))
     else:

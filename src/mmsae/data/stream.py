@@ -1,8 +1,9 @@
 """Streaming batches out of a store: shuffled single rows, and (image, text) pairs.
 
-The shuffled iterator reads shards in a seeded random order, chunk by chunk, through a bounded
-shuffle buffer, so its memory is set by `buffer_rows`, not by the store's size, and the same seed
-gives the same batches. The train/validation split is a hash of the pair id, so both sides of a
+The shuffled iterator draws row ids from shards in a seeded random order, chunk by chunk, through
+a bounded shuffle buffer, then reads each batch's rows; its memory is set by `buffer_rows`, not by
+the store's size, and the same seed gives the same batches. Under data-parallel training every
+rank draws the same ids and reads only its slice of each batch. The train/validation split is a hash of the pair id, so both sides of a
 pair always land on the same side of the split, and it needs no state on disk.
 """
 
@@ -82,22 +83,36 @@ class StreamConfig:
     """Contiguous rows read from a shard at a time."""
     subsample: tuple[tuple[str, float], ...] = ()
     """(modality, keep probability) pairs, e.g. to set an image:text mix (see `shard_mask`)."""
+    part: tuple[int, int] = (0, 1)
+    """(rank, world size): read only this rank's contiguous slice of every batch. Every rank draws
+    the same global batch of row ids, so W ranks together see exactly what one process sees."""
 
 
-def _chunk_rows(store: EmbeddingStore, shard: int, lo: int, hi: int, cfg: StreamConfig, meta_cache: dict) -> np.ndarray:
-    """Rows [lo, hi) of a shard that pass the split and modality filters, as float32."""
+def _chunk_ids(store: EmbeddingStore, shard: int, lo: int, hi: int, cfg: StreamConfig, meta_cache: dict) -> np.ndarray:
+    """Global row ids of rows [lo, hi) of a shard that pass the split and modality filters."""
     if shard not in meta_cache:
         if len(meta_cache) >= 64:  # bounded: masks of at most 64 shards (1 byte a row)
             meta_cache.pop(next(iter(meta_cache)))
         meta_cache[shard] = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality, subsample=cfg.subsample)
-    keep = meta_cache[shard][lo:hi]
-    block = np.asarray(store.shard_embeddings(shard)[lo:hi], dtype=np.float32)
-    return block[keep] if not keep.all() else block
+    start = store.shards[shard].row_start
+    return start + lo + np.nonzero(meta_cache[shard][lo:hi])[0]
 
 
-def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = None) -> Iterator[np.ndarray]:
-    """Shuffled [B, D] float32 batches; forever when `epochs` is None.
+def _part_slice(cfg: StreamConfig) -> slice:
+    rank, world = cfg.part
+    if world < 1 or not 0 <= rank < world:
+        raise MmsaeError(f"part must be (rank, world) with 0 <= rank < world, got {cfg.part}")
+    if cfg.batch_size % world:
+        raise MmsaeError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
+    per = cfg.batch_size // world
+    return slice(rank * per, (rank + 1) * per)
 
+
+def iter_batch_rows(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = None) -> Iterator[np.ndarray]:
+    """Global row ids of each shuffled batch; forever when `epochs` is None.
+
+    Shards are read chunk by chunk in a seeded random order through a bounded shuffle buffer (of
+    row ids), so consecutive batches draw from a limited set of chunks: reads stay local on disk.
     Rows left over at the end of an epoch stay in the buffer and open the next one, so over many
     epochs every row is used equally and no partial batch is ever yielded.
     """
@@ -115,13 +130,12 @@ def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = 
         chunks = [(s, lo) for s in range(len(store.shards)) for lo in range(0, store.shards[s].n_rows, cfg.chunk_rows)]
         for ci in rng.permutation(len(chunks)):
             shard, lo = chunks[ci]
-            n = store.shards[shard].n_rows
-            block = _chunk_rows(store, shard, lo, min(lo + cfg.chunk_rows, n), cfg, meta_cache)
-            if len(block) == 0:
+            ids = _chunk_ids(store, shard, lo, min(lo + cfg.chunk_rows, store.shards[shard].n_rows), cfg, meta_cache)
+            if len(ids) == 0:
                 continue
-            buf.append(block)
-            n_buf += len(block)
-            n_epoch_rows += len(block)
+            buf.append(ids)
+            n_buf += len(ids)
+            n_epoch_rows += len(ids)
             if n_buf >= buffer_rows:
                 pool = np.concatenate(buf)
                 pool = pool[rng.permutation(len(pool))]
@@ -141,6 +155,13 @@ def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = 
                 yield pool[i : i + cfg.batch_size]
             buf, n_buf = [pool[n_out:]], len(pool) - n_out
         epoch += 1
+
+
+def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = None) -> Iterator[np.ndarray]:
+    """Shuffled float32 batches: [B, D], or this rank's [B / world, D] slice of them (`cfg.part`)."""
+    part = _part_slice(cfg)
+    for rows in iter_batch_rows(store, cfg, epochs):
+        yield store.get(rows[part])
 
 
 def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -174,10 +195,11 @@ def iter_pairs(
     img_rows, txt_rows = img_rows[keep], txt_rows[keep]
     if len(img_rows) < cfg.batch_size:
         raise MmsaeError(f"{len(img_rows)} pairs in split {cfg.split!r}; fewer than one batch of {cfg.batch_size}")
+    part = _part_slice(cfg)
     epoch = 0
     while epochs is None or epoch < epochs:
         perm = np.random.default_rng([cfg.seed, epoch, 1]).permutation(len(img_rows))
         for i in range(0, len(perm) - cfg.batch_size + 1, cfg.batch_size):
-            sel = perm[i : i + cfg.batch_size]
+            sel = perm[i : i + cfg.batch_size][part]
             yield store.get(img_rows[sel]), store.get(txt_rows[sel])
         epoch += 1

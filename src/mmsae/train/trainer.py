@@ -28,6 +28,7 @@ from mmsae.models.paired import MODALITIES
 from mmsae.models.io import CONFIG_NAME, save_sae
 from mmsae.models.registry import build_sae
 from mmsae.train.config import TrainConfig
+from mmsae.train.distributed import from_env
 from mmsae.train.init import geometric_median, normalization_stats
 from mmsae.train.schedule import lr_factor
 
@@ -102,8 +103,14 @@ class Trainer:
         self.store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
         self.out = Path(out_dir)
         self.cfg = cfg
-        self.progress = progress
-        self.device = resolve_device(cfg.device)
+        self.dist = from_env()
+        self.progress = progress and self.dist.main
+        device = cfg.device
+        if self.dist.active and device in ("auto", "cuda") and torch.cuda.is_available():
+            device = f"cuda:{self.dist.local_rank}"
+        self.device = resolve_device(device)
+        if cfg.batch_size % self.dist.world:
+            raise MmsaeError(f"--batch-size {cfg.batch_size} does not split evenly over {self.dist.world} processes")
         ckpt = self.out / CHECKPOINT_NAME
         if self.out.exists() and not resume and not overwrite:
             if (self.out / CONFIG_NAME).exists() or ckpt.exists():
@@ -133,7 +140,8 @@ class Trainer:
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.n_train / cfg.batch_size))
         self.dead_after = cfg.dead_after or min(self.n_train, 10_000_000)
         self.stream_cfg = StreamConfig(batch_size=cfg.batch_size, seed=cfg.seed, split="train", val_fraction=cfg.val_fraction,
-                                       modality=cfg.modality, buffer_rows=cfg.shuffle_buffer, subsample=self.subsample)
+                                       modality=cfg.modality, buffer_rows=cfg.shuffle_buffer, subsample=self.subsample,
+                                       part=(self.dist.rank, self.dist.world))
 
     def _batches(self, cfg: StreamConfig):
         """Single SAEs: [B, D] arrays. Paired SAEs: (image [B, D], text [B, D]) of matched pairs."""
@@ -180,8 +188,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        main = self.dist.main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         if self.resume:
             saved = torch.load(self.out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
             sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))
@@ -191,8 +201,10 @@ class Trainer:
         else:
             sae, stats = self._init_state()
             start, since_fired_F = 0, torch.zeros(cfg.dict_size, dtype=torch.long)
-            (self.out / LOG_NAME).unlink(missing_ok=True)
+            if main:
+                (self.out / LOG_NAME).unlink(missing_ok=True)
         sae.to(self.device).train()
+        self.dist.broadcast_(sae)  # identical already (same seed, same data); made certain
         if cfg.select_dtype != "float32":
             sae.select_dtype = getattr(torch, cfg.select_dtype)
         opt, sched = self._optimizer(sae)
@@ -206,12 +218,12 @@ class Trainer:
             return (torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True) - mean) * scale
 
         since_fired_F = since_fired_F.to(self.device)
-        tb = self._tensorboard()
+        tb = self._tensorboard() if main else None
 
         batches = self._batches(self.stream_cfg)
         for _ in range(start):  # replay the stream to where the checkpoint stopped
             next(batches)
-        log_f = open(self.out / LOG_NAME, "a")
+        log_f = open(self.out / LOG_NAME, "a") if main else open(os.devnull, "w")
         bar = tqdm(total=self.total_steps, initial=start, desc=f"train {cfg.arch}", unit="step", disable=not self.progress)
         t0, rows_done = time.perf_counter(), 0
         try:
@@ -228,15 +240,16 @@ class Trainer:
                     out = sae.training_loss(x_BD, dead_F, step, self.total_steps)
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
+                self.dist.average_grads_(sae.parameters())
                 sae.remove_parallel_grads_()
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
                 sae.normalize_decoder_()
-                since_fired_F += len(x_BD)
-                since_fired_F[out.fired_F] = 0
-                rows_done += len(x_BD) * len(xs)
+                since_fired_F += len(x_BD) * self.dist.world
+                since_fired_F[self.dist.any_(out.fired_F)] = 0
+                rows_done += len(x_BD) * len(xs) * self.dist.world
 
                 if step % cfg.log_every == 0 or step == self.total_steps - 1:
                     recons = out.recons or {"*": out.x_hat_BD}
@@ -255,7 +268,7 @@ class Trainer:
                             if k != "step":
                                 tb.add_scalar(f"train/{k}", v, step + 1)
                 bar.update(1)
-                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.total_steps:
+                if main and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.total_steps:
                     log_f.flush()
                     self._checkpoint(sae, opt, sched, step + 1, stats, since_fired_F)
         finally:
@@ -264,12 +277,16 @@ class Trainer:
             if tb is not None:
                 tb.close()
         seconds = time.perf_counter() - t0
+        if not main:  # rank 0 validates and saves; the others wait so the SAE is whole when torchrun returns
+            self.dist.barrier()
+            return TrainResult(str(self.out), self.total_steps, {}, seconds, rows_done / max(seconds, 1e-9))
         final = self._fold(sae, stats)
         val = self._validate(final)
         provenance = {
             "store": str(self.store.root.resolve()),
             "store_model_id": self.store.manifest.model_id,
             "n_train_rows": self.n_train,
+            "world_size": self.dist.world,
             "seed": cfg.seed,
             "steps": self.total_steps,
             "normalization": {"mode": cfg.resolved_normalize(), "scale": {g: s for g, (_, s) in stats.items()},
@@ -280,6 +297,7 @@ class Trainer:
         save_sae(final, self.out, provenance)
         (self.out / "metrics.json").write_text(json.dumps({"split": "val", **val}, indent=2))
         (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        self.dist.barrier()
         vps = rows_done / seconds if seconds > 0 else float("nan")
         return TrainResult(str(self.out), self.total_steps, val, seconds, vps)
 

@@ -1,0 +1,95 @@
+"""Data-parallel training across the processes `torchrun` starts (gloo on CPU, NCCL on GPU).
+
+Every rank draws the same global batch of row ids and reads only its slice (`StreamConfig.part`);
+gradients are averaged across ranks before clipping and the optimizer step, and "fired"
+masks are OR-ed, so W ranks with local batch B/W take the same steps as one process with batch B
+(to float tolerance: the sum is reduced in another order). Two terms see only the local batch:
+BatchTopK's batch-wide selection (B·k/W winners among the rank's rows) and AuxK's normalisation
+by the residual's variance, so those are close to, not equal to, the single-process step.
+Rank 0 alone writes logs, checkpoints and the SAE. Without torchrun's environment everything
+here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a data-parallel run."""
+
+    rank: int = 0
+    """This process's rank (0 writes everything)."""
+    world: int = 1
+    """Number of processes."""
+    local_rank: int = 0
+    """Rank on this machine: picks the GPU."""
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def average_grads_(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Mean of every gradient over ranks, in one flat all-reduce."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(self.world)
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+    def any_(self, mask: torch.Tensor) -> torch.Tensor:
+        """Elementwise OR of a bool mask over ranks."""
+        if not self.active:
+            return mask
+        import torch.distributed as dist
+
+        as_int = mask.to(torch.int32)
+        dist.all_reduce(as_int, op=dist.ReduceOp.MAX)
+        return as_int.bool()
+
+    def broadcast_(self, module: torch.nn.Module) -> None:
+        """Rank 0's parameters and buffers everywhere."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def from_env() -> DistContext:
+    """The context torchrun's environment describes; starts the process group once."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
