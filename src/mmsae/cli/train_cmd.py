@@ -61,6 +61,10 @@ def register(sub) -> None:
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
     p.add_argument("--vlsae-center", action="store_true",
                    help="vlsae: subtract each modality's mean before the cosine encoder (not in the official code)")
+    p.add_argument("--sweep", action="append", metavar="OPTION=V1,V2",
+                   help="train one SAE per value (repeat for a grid), all in one read of the data, into "
+                        "OUT/OPTION-V...; e.g. --sweep k=16,32,64 --sweep seed=0,1,2 (a seed sweep keeps the "
+                        "batch order of the base seed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     p.set_defaults(func=run)
 
@@ -104,11 +108,70 @@ def options_from_args(args) -> TrainConfig:
         raise MmsaeError(f"bad training options: {exc}") from None
 
 
+def sweep_runs(out: str, cfg: TrainConfig, specs: list[str]) -> list[tuple[str, TrainConfig]]:
+    """The grid of `--sweep OPTION=V1,V2` flags: one (folder, config) per combination."""
+    import itertools
+    from pathlib import Path
+
+    from mmsae.errors import MmsaeError
+
+    axes = []
+    for spec in specs:
+        name, eq, values = spec.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not eq or not values.strip():
+            raise MmsaeError(f"--sweep expects OPTION=V1,V2,..., got {spec!r}")
+        if name not in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise MmsaeError(f"--sweep: unknown training option {name!r}")
+        current = getattr(cfg, name)
+        typ = type(current) if current is not None else (int if name in ("steps", "data_seed", "dead_after") else str)
+        try:
+            parsed = [typ(v.strip()) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise MmsaeError(f"--sweep {name}: values must be {typ.__name__}s, got {values!r}") from None
+        axes.append((name, parsed))
+    names = [n for n, _ in axes]
+    if len(set(names)) < len(names):
+        raise MmsaeError("--sweep names an option twice")
+    if "seed" in names and cfg.data_seed is None:
+        cfg = dataclasses.replace(cfg, data_seed=cfg.seed)  # seeds change the init, not the batches
+    runs = []
+    for combo in itertools.product(*(vals for _, vals in axes)):
+        sub = "_".join(f"{n}-{v}" for n, v in zip(names, combo))
+        try:
+            runs.append((str(Path(out) / sub), TrainConfig.from_dict({**cfg.to_dict(), **dict(zip(names, combo))})))
+        except TypeError as exc:
+            raise MmsaeError(f"bad sweep options: {exc}") from None
+    return runs
+
+
+def _run_sweep(args, cfg: TrainConfig) -> int:
+    from mmsae.cli.main import _print_json
+    from mmsae.train.trainer import train_sweep
+
+    runs = sweep_runs(args.out, cfg, args.sweep)
+    results = train_sweep(args.store, runs, overwrite=args.overwrite, progress=not args.json)
+    if args.json:
+        _print_json([dataclasses.asdict(r) for r in results])
+        return 0
+    print(f"trained {len(results)} SAEs in one read of the data ({results[0].seconds:.1f} s):")
+    for r in results:
+        v = r.val_metrics
+        extra = f"held-out FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, dead {v['dead_fraction']:.3f}" if v else ""
+        print(f"  {r.out_dir}: {extra}")
+    return 0
+
+
 def run(args) -> int:
     from mmsae.cli.main import _print_json
+    from mmsae.errors import MmsaeError
     from mmsae.train.trainer import Trainer
 
     cfg = options_from_args(args)
+    if args.sweep:
+        if args.resume:
+            raise MmsaeError("--resume resumes one run; resume the runs of a sweep one by one")
+        return _run_sweep(args, cfg)
     trainer = Trainer(args.store, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.json)
     res = trainer.run()
     if not trainer.dist.main:  # under torchrun, rank 0 reports

@@ -67,7 +67,10 @@ class TrainConfig:
     dead_after: int | None = None
     """A latent that has not fired for this many training rows is dead (AuxK); None: one epoch, at most 10M."""
     seed: int = 0
-    """Seeds the initialisation and the data order."""
+    """Seeds the initialisation and (unless `data_seed` is set) the data order."""
+    data_seed: int | None = None
+    """Seeds the batch order when set; runs that differ only in `seed` then see the same batches,
+    which is what lets a sweep over seeds share one read of the data (`train_sweep`)."""
     val_fraction: float = 0.1
     """Share of pair ids held out for validation (both sides of a pair stay together)."""
     modality: str | None = None
@@ -154,6 +157,10 @@ class TrainConfig:
             raise MmsaeError(f"unknown training option(s): {', '.join(unknown)}")
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
         return cls(**d)
+
+    @property
+    def stream_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     def model_config(self, d_in: int) -> dict[str, Any]:
         """The architecture's own config fields."""

@@ -95,6 +95,24 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class _State:
+    """What changes while one SAE trains."""
+
+    sae: SparseAutoencoder
+    stats: Stats
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    stats_dev: Stats
+    since_fired_F: torch.Tensor
+    step: int
+    tb: Any
+    log_f: Any
+    bar: Any
+    t0: float
+    rows_done: int = 0
+
+
 class Trainer:
     """One SAE, one store. `run()` trains (or resumes) and saves the SAE folder."""
 
@@ -139,7 +157,7 @@ class Trainer:
             raise MmsaeError(f"the training split has {self.n_train} {unit}, fewer than one batch of {cfg.batch_size}")
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.n_train / cfg.batch_size))
         self.dead_after = cfg.dead_after or min(self.n_train, 10_000_000)
-        self.stream_cfg = StreamConfig(batch_size=cfg.batch_size, seed=cfg.seed, split="train", val_fraction=cfg.val_fraction,
+        self.stream_cfg = StreamConfig(batch_size=cfg.batch_size, seed=cfg.stream_seed, split="train", val_fraction=cfg.val_fraction,
                                        modality=cfg.modality, buffer_rows=cfg.shuffle_buffer, subsample=self.subsample,
                                        part=(self.dist.rank, self.dist.world))
 
@@ -152,7 +170,7 @@ class Trainer:
         """A fresh model, plus the normalisation `stats`: {group: (mean_D, scale)}, where the group is
         "*" (all rows) for single SAEs and each modality for paired ones."""
         cfg = self.cfg
-        sample_cfg = StreamConfig(batch_size=min(cfg.init_rows, self.n_train), seed=cfg.seed + 10_007, split="train",
+        sample_cfg = StreamConfig(batch_size=min(cfg.init_rows, self.n_train), seed=cfg.stream_seed + 10_007, split="train",
                                   val_fraction=cfg.val_fraction, modality=cfg.modality, buffer_rows=cfg.shuffle_buffer,
                                   subsample=self.subsample)
         first = next(self._batches(sample_cfg))
@@ -185,6 +203,20 @@ class Trainer:
 
     # --- loop ----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        state = self.start()
+        batches = self._batches(self.stream_cfg)
+        for _ in range(state.step):  # replay the stream to where the checkpoint stopped
+            next(batches)
+        state.t0 = time.perf_counter()
+        try:
+            while state.step < self.total_steps:
+                self.step(state, next(batches))
+        finally:
+            self.close(state)
+        return self.finish(state)
+
+    def start(self) -> "_State":
+        """Model, optimizer, logs: everything before the first step (or after the checkpoint's)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -211,73 +243,81 @@ class Trainer:
         if self.resume:
             opt.load_state_dict(saved["optimizer"])
             sched.load_state_dict(saved["scheduler"])
-        stats_dev = {g: (m.to(self.device), s) for g, (m, s) in stats.items()}
+        return _State(
+            sae=sae, stats=stats, opt=opt, sched=sched,
+            stats_dev={g: (m.to(self.device), sc) for g, (m, sc) in stats.items()},
+            since_fired_F=since_fired_F.to(self.device), step=start,
+            tb=self._tensorboard() if main else None,
+            log_f=open(self.out / LOG_NAME, "a") if main else open(os.devnull, "w"),
+            bar=tqdm(total=self.total_steps, initial=start, desc=f"train {cfg.arch}", unit="step",
+                     disable=not self.progress),
+            t0=time.perf_counter())
 
-        def prep(arr, group):
-            mean, scale = stats_dev[group]
-            return (torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True) - mean) * scale
+    def _prep(self, state: "_State", arr, group: str) -> torch.Tensor:
+        mean, scale = state.stats_dev[group]
+        return (torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True) - mean) * scale
 
-        since_fired_F = since_fired_F.to(self.device)
-        tb = self._tensorboard() if main else None
+    def step(self, state: "_State", batch) -> None:
+        """One optimizer step on one batch (a [B, D] array, or (image, text) for paired SAEs)."""
+        cfg, sae, opt, sched = self.cfg, state.sae, state.opt, state.sched
+        step = state.step
+        dead_F = state.since_fired_F >= self.dead_after
+        if self.paired:
+            img, txt = batch
+            xs = {"image": self._prep(state, img, "image"), "text": self._prep(state, txt, "text")}
+            out = sae.training_loss(xs["image"], xs["text"], dead_F, step, self.total_steps)
+            x_BD = xs["image"]
+        else:
+            xs = {"*": self._prep(state, batch, "*")}
+            x_BD = xs["*"]
+            out = sae.training_loss(x_BD, dead_F, step, self.total_steps)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.dist.average_grads_(sae.parameters())
+        sae.remove_parallel_grads_()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        sae.normalize_decoder_()
+        state.since_fired_F += len(x_BD) * self.dist.world
+        state.since_fired_F[self.dist.any_(out.fired_F)] = 0
+        state.rows_done += len(x_BD) * len(xs) * self.dist.world
 
-        batches = self._batches(self.stream_cfg)
-        for _ in range(start):  # replay the stream to where the checkpoint stopped
-            next(batches)
-        log_f = open(self.out / LOG_NAME, "a") if main else open(os.devnull, "w")
-        bar = tqdm(total=self.total_steps, initial=start, desc=f"train {cfg.arch}", unit="step", disable=not self.progress)
-        t0, rows_done = time.perf_counter(), 0
-        try:
-            for step in range(start, self.total_steps):
-                dead_F = since_fired_F >= self.dead_after
-                if self.paired:
-                    img, txt = next(batches)
-                    xs = {"image": prep(img, "image"), "text": prep(txt, "text")}
-                    out = sae.training_loss(xs["image"], xs["text"], dead_F, step, self.total_steps)
-                    x_BD = xs["image"]
-                else:
-                    xs = {"*": prep(next(batches), "*")}
-                    x_BD = xs["*"]
-                    out = sae.training_loss(x_BD, dead_F, step, self.total_steps)
-                opt.zero_grad(set_to_none=True)
-                out.loss.backward()
-                self.dist.average_grads_(sae.parameters())
-                sae.remove_parallel_grads_()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-                opt.step()
-                sched.step()
-                sae.normalize_decoder_()
-                since_fired_F += len(x_BD) * self.dist.world
-                since_fired_F[self.dist.any_(out.fired_F)] = 0
-                rows_done += len(x_BD) * len(xs) * self.dist.world
+        if step % cfg.log_every == 0 or step == self.total_steps - 1:
+            recons = out.recons or {"*": out.x_hat_BD}
+            with torch.no_grad():
+                fvus = {g: float((recons[g] - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for g, x in xs.items()}
+            fvu = sum(fvus.values()) / len(fvus)
+            rec = {"step": step + 1, "loss": float(out.loss.detach()), "fvu": fvu, "l0": float(out.l0),
+                   "dead_fraction": float(dead_F.float().mean()), "lr": sched.get_last_lr()[0], **out.parts}
+            if self.paired:
+                rec.update({f"fvu_{g}": v for g, v in fvus.items()})
+            state.log_f.write(json.dumps(rec) + "\n")
+            state.bar.set_postfix(loss=f"{rec['loss']:.4g}", fvu=f"{fvu:.4f}", l0=f"{rec['l0']:.1f}",
+                                  dead=f"{rec['dead_fraction']:.3f}")
+            if state.tb is not None:
+                for k, v in rec.items():
+                    if k != "step":
+                        state.tb.add_scalar(f"train/{k}", v, step + 1)
+        state.bar.update(1)
+        state.step = step + 1
+        if (self.dist.main and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+                and state.step < self.total_steps):
+            state.log_f.flush()
+            self._checkpoint(sae, opt, sched, state.step, state.stats, state.since_fired_F)
 
-                if step % cfg.log_every == 0 or step == self.total_steps - 1:
-                    recons = out.recons or {"*": out.x_hat_BD}
-                    with torch.no_grad():
-                        fvus = {g: float((recons[g] - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for g, x in xs.items()}
-                    fvu = sum(fvus.values()) / len(fvus)
-                    rec = {"step": step + 1, "loss": float(out.loss.detach()), "fvu": fvu, "l0": float(out.l0),
-                           "dead_fraction": float(dead_F.float().mean()), "lr": sched.get_last_lr()[0], **out.parts}
-                    if self.paired:
-                        rec.update({f"fvu_{g}": v for g, v in fvus.items()})
-                    log_f.write(json.dumps(rec) + "\n")
-                    bar.set_postfix(loss=f"{rec['loss']:.4g}", fvu=f"{fvu:.4f}", l0=f"{rec['l0']:.1f}",
-                                    dead=f"{rec['dead_fraction']:.3f}")
-                    if tb is not None:
-                        for k, v in rec.items():
-                            if k != "step":
-                                tb.add_scalar(f"train/{k}", v, step + 1)
-                bar.update(1)
-                if main and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.total_steps:
-                    log_f.flush()
-                    self._checkpoint(sae, opt, sched, step + 1, stats, since_fired_F)
-        finally:
-            bar.close()
-            log_f.close()
-            if tb is not None:
-                tb.close()
-        seconds = time.perf_counter() - t0
-        if not main:  # rank 0 validates and saves; the others wait so the SAE is whole when torchrun returns
+    def close(self, state: "_State") -> None:
+        state.bar.close()
+        state.log_f.close()
+        if state.tb is not None:
+            state.tb.close()
+
+    def finish(self, state: "_State") -> TrainResult:
+        """Fold the normalisation in, validate, save (rank 0)."""
+        cfg, sae, stats, rows_done = self.cfg, state.sae, state.stats, state.rows_done
+        seconds = time.perf_counter() - state.t0
+        if not self.dist.main:  # rank 0 validates and saves; the others wait so the SAE is whole when torchrun returns
             self.dist.barrier()
             return TrainResult(str(self.out), self.total_steps, {}, seconds, rows_done / max(seconds, 1e-9))
         final = self._fold(sae, stats)
@@ -345,6 +385,43 @@ class Trainer:
         except ImportError:
             raise MmsaeError("--tensorboard needs the tensorboard package: pip install 'mmsae[tensorboard]'") from None
         return SummaryWriter(str(self.out / "tensorboard"))
+
+
+def train_sweep(store, runs: list[tuple[str | os.PathLike, TrainConfig]], overwrite: bool = False,
+                progress: bool = True) -> list[TrainResult]:
+    """Train several SAEs in one read of the data: every batch is read once and stepped by each
+    SAE in turn (as saev does). The runs must agree on everything that decides the batches
+    (batch size, data order seed, split, modality, mix, shuffle buffer); each run ends exactly as
+    if trained alone. Resuming a sweep is not supported: resume its runs one by one."""
+    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
+    if not runs:
+        raise MmsaeError("a sweep needs at least one run")
+    trainers = [Trainer(store, out, cfg, overwrite=overwrite, progress=progress) for out, cfg in runs]
+    first = trainers[0]
+    for t in trainers[1:]:
+        if (t.stream_cfg, t.paired) != (first.stream_cfg, first.paired):
+            diff = [f for f in ("batch_size", "seed", "split", "val_fraction", "modality", "buffer_rows", "subsample")
+                    if getattr(t.stream_cfg, f) != getattr(first.stream_cfg, f)]
+            raise MmsaeError(f"the runs of a sweep share every batch, so they must agree on how batches are drawn; "
+                             f"{t.out} differs from {first.out} in {', '.join(diff) or 'pairing'} (to sweep seeds, "
+                             "fix data_seed)")
+    if len({str(t.out.resolve()) for t in trainers}) < len(trainers):
+        raise MmsaeError("two runs of the sweep write to the same folder")
+    states = [t.start() for t in trainers]
+    batches = first._batches(first.stream_cfg)
+    t0 = time.perf_counter()
+    for s in states:
+        s.t0 = t0
+    try:
+        for _ in range(max(t.total_steps for t in trainers)):
+            batch = next(batches)
+            for t, s in zip(trainers, states):
+                if s.step < t.total_steps:
+                    t.step(s, batch)
+    finally:
+        for t, s in zip(trainers, states):
+            t.close(s)
+    return [t.finish(s) for t, s in zip(trainers, states)]
 
 
 def train(store, out_dir, cfg: TrainConfig | None = None, resume: bool = False, overwrite: bool = False,
