@@ -104,3 +104,39 @@ def test_rank_parts_tile_the_global_batch(store):
         np.testing.assert_array_equal(np.concatenate([p[t][1] for p in pp]), pw[t][1])
     with pytest.raises(MmsaeError, match="does not split evenly"):
         next(iter_batches(store, StreamConfig(batch_size=61, part=(0, 2))))
+
+
+def _mapped_kb(root) -> int:
+    """Resident KB of this process's mappings of files under `root` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if len(head) >= 5 and "-" in head[0] and ":" in head[3]:
+            inside = len(head) > 5 and head[5].startswith(str(root))
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.parametrize("budget_mb", [0, 8])
+def test_resident_memory_stays_flat_while_streaming(tmp_path, budget_mb):
+    """A pass over a 64 MB store: with a page budget the pages it maps stay under the budget;
+    without one (budget 0) they grow with the store, which is what the budget prevents."""
+    dim, n = 512, 65536  # float16: 64 MB
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "big", dim=dim, dtype="float16", shard_rows=16384) as w:
+        for i in range(0, n, 16384):
+            w.append(rng.standard_normal((16384, dim)).astype(np.float16), "image")
+    store = EmbeddingStore(tmp_path / "big")
+    # 128 scattered rows map at most 128 x 64 KB (fault-around) = 8 MB per batch
+    cfg = StreamConfig(batch_size=128, buffer_rows=8192, chunk_rows=2048, release_bytes=budget_mb << 20)
+    peak = 0
+    rows = 0
+    for batch in iter_batches(store, cfg, epochs=1):
+        rows += len(batch)
+        peak = max(peak, _mapped_kb(tmp_path / "big"))
+    assert rows >= n - 128
+    if budget_mb:
+        assert peak < (budget_mb + 8 + 1) * 1024, peak  # KB: the budget plus one batch's mappings
+    else:
+        assert peak > 48 * 1024, peak  # most of the 64 MB stays mapped

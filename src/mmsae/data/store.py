@@ -98,6 +98,17 @@ class EmbeddingStore:
             out_ND[sel[order]] = self.shard_embeddings(int(s))[local[order]]
         return out_ND
 
+    def release_pages(self) -> None:
+        """Unmap the shard pages read so far from this process (they stay in the OS page cache,
+        so reading them again is cheap). Keeps the resident memory of a long pass over a store
+        larger than RAM flat: otherwise every page ever touched counts in the process's RSS."""
+        import mmap
+
+        for arr in self._mmaps.values():
+            mm = getattr(arr, "_mmap", None)
+            if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                mm.madvise(mmap.MADV_DONTNEED)
+
     def all_embeddings(self, dtype=np.float32) -> np.ndarray:
         """Every row in one array; for small stores and tests only."""
         parts = [np.asarray(self.shard_embeddings(i), dtype=dtype) for i in range(len(self.shards))]
