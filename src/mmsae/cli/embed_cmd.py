@@ -65,19 +65,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _distributed():
-    """(rank, world, local_rank, barrier) from torchrun's environment; (0, 1, 0, None) alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0, None
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), dist.barrier
-
-
 def run(args) -> int:
     import dataclasses
 
@@ -90,12 +77,15 @@ def run(args) -> int:
     for flag in ("batch_size", "text_batch_size", "shard_rows"):
         if getattr(args, flag) <= 0:
             raise MmsaeError(f"--{flag.replace('_', '-')} must be positive")
-    rank, world, local_rank, barrier = _distributed()
+    from mmsae.train.distributed import from_env
+
+    ctx = from_env()  # torchrun's environment; one process without it
+    rank, world = ctx.rank, ctx.world
     device = args.device
-    if world > 1 and device in ("auto", "cuda"):
+    if ctx.active and device in ("auto", "cuda"):
         import torch
 
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        device = f"cuda:{ctx.local_rank}" if torch.cuda.is_available() else "cpu"
     device = resolve_device(device)
     precision = args.precision if args.precision != "auto" else ("fp16" if device.startswith("cuda") else "fp32")
     spec = parse_model(args.model, args.weights)
@@ -112,11 +102,11 @@ def run(args) -> int:
                       normalize=not args.no_normalize, dtype=args.dtype, shard_rows=args.shard_rows,
                       modalities=modalities, progress=not args.json)
     rep = embed(inputs, backend, args.out, cfg, source=os.path.abspath(args.input), rank=rank, world_size=world,
-                barrier=barrier)
-    if world > 1:
+                barrier=ctx.barrier if ctx.active else None)
+    if ctx.active:
         import torch.distributed as dist
 
-        dist.barrier()  # the others wait for rank 0's merge, so the store is whole when torchrun returns
+        ctx.barrier()  # the others wait for rank 0's merge, so the store is whole when torchrun returns
         dist.destroy_process_group()
     if rank != 0:
         return 0
