@@ -173,16 +173,6 @@ def load_backend(spec: BackendSpec, device: str = "cpu", precision: str = "fp32"
     raise MmsaeError(f"unknown backend kind {spec.kind!r} (known: {', '.join(KINDS)})")
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MmsaeError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    return device
-
-
 class quiet_transformers:
     """Silences transformers' weight-loading chatter and bars while a backend loads; failures
     still raise and become one-line errors."""

@@ -68,7 +68,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import dataclasses
 
-    from mmsae.backends.base import load_backend, parse_model, resolve_device
+    from mmsae.backends.base import load_backend, parse_model
     from mmsae.backends.embed import EmbedConfig, embed
     from mmsae.cli.main import _print_json
     from mmsae.data.inputs import read_inputs
@@ -81,12 +81,9 @@ def run(args) -> int:
 
     ctx = from_env()  # torchrun's environment; one process without it
     rank, world = ctx.rank, ctx.world
-    device = args.device
-    if ctx.active and device in ("auto", "cuda"):
-        import torch
+    from mmsae.device import resolve_device
 
-        device = f"cuda:{ctx.local_rank}" if torch.cuda.is_available() else "cpu"
-    device = resolve_device(device)
+    device = str(resolve_device(ctx.device_for(args.device)))
     precision = args.precision if args.precision != "auto" else ("fp16" if device.startswith("cuda") else "fp32")
     spec = parse_model(args.model, args.weights)
     inputs = read_inputs(args.input, layout=args.layout, image_root=args.image_root)

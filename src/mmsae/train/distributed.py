@@ -38,6 +38,12 @@ class DistContext:
     def active(self) -> bool:
         return self.world > 1
 
+    def device_for(self, requested: str) -> str:
+        """Under torchrun, `auto`/`cuda` mean this rank's own GPU (`cuda:LOCAL_RANK`)."""
+        if self.active and requested in ("auto", "cuda") and torch.cuda.is_available():
+            return f"cuda:{self.local_rank}"
+        return requested
+
     def average_grads_(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Mean of every gradient over ranks, in one flat all-reduce."""
         if not self.active:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mmsae.data.store import EmbeddingStore
+from mmsae.device import resolve_device
 from mmsae.data.stream import StreamConfig, iter_batches, iter_pairs, shard_mask, split_mask
 from mmsae.errors import MmsaeError
 from mmsae.models.base import SparseAutoencoder
@@ -46,14 +47,6 @@ class TrainResult:
     val_metrics: dict[str, Any]
     seconds: float
     vectors_per_second: float
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MmsaeError(f"device {name!r} asked for, but CUDA is not available here")
-    return torch.device(name)
 
 
 def count_rows(store: EmbeddingStore, split: str, val_fraction: float, modality: str | None,
@@ -123,10 +116,7 @@ class Trainer:
         self.cfg = cfg
         self.dist = from_env()
         self.progress = progress and self.dist.main
-        device = cfg.device
-        if self.dist.active and device in ("auto", "cuda") and torch.cuda.is_available():
-            device = f"cuda:{self.dist.local_rank}"
-        self.device = resolve_device(device)
+        self.device = resolve_device(self.dist.device_for(cfg.device))
         if cfg.batch_size % self.dist.world:
             raise MmsaeError(f"--batch-size {cfg.batch_size} does not split evenly over {self.dist.world} processes")
         ckpt = self.out / CHECKPOINT_NAME
