@@ -100,11 +100,7 @@ def run(args) -> int:
                       modalities=modalities, progress=not args.json)
     rep = embed(inputs, backend, args.out, cfg, source=os.path.abspath(args.input), rank=rank, world_size=world,
                 barrier=ctx.barrier if ctx.active else None)
-    if ctx.active:
-        import torch.distributed as dist
-
-        ctx.barrier()  # the others wait for rank 0's merge, so the store is whole when torchrun returns
-        dist.destroy_process_group()
+    ctx.shutdown()  # the others wait for rank 0's merge, so the store is whole when torchrun returns
     if rank != 0:
         return 0
     if args.json:

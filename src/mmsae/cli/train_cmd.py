@@ -147,10 +147,15 @@ def sweep_runs(out: str, cfg: TrainConfig, specs: list[str]) -> list[tuple[str, 
 
 def _run_sweep(args, cfg: TrainConfig) -> int:
     from mmsae.cli.main import _print_json
+    from mmsae.train.distributed import from_env
     from mmsae.train.trainer import train_sweep
 
     runs = sweep_runs(args.out, cfg, args.sweep)
     results = train_sweep(args.store, runs, overwrite=args.overwrite, progress=not args.json)
+    ctx = from_env()
+    ctx.shutdown()
+    if not ctx.main:  # under torchrun, rank 0 reports
+        return 0
     if args.json:
         _print_json([dataclasses.asdict(r) for r in results])
         return 0
@@ -174,6 +179,7 @@ def run(args) -> int:
         return _run_sweep(args, cfg)
     trainer = Trainer(args.store, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.json)
     res = trainer.run()
+    trainer.dist.shutdown()
     if not trainer.dist.main:  # under torchrun, rank 0 reports
         return 0
     if args.json:

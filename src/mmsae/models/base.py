@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmsae.models.sparse_decode import decode_topk
+
 
 @dataclass(frozen=True)
 class SAEConfig:
@@ -121,7 +123,7 @@ class SparseAutoencoder(nn.Module):
 
     def decode_sparse(self, idx_BK: torch.Tensor, val_BK: torch.Tensor) -> torch.Tensor:
         """x̂ from the K active latents of each row, in O(B·K·D) instead of O(B·F·D)."""
-        return F.embedding_bag(idx_BK, self.W_dec, per_sample_weights=val_BK, mode="sum") + self.b_dec
+        return decode_topk(idx_BK, val_BK, self.W_dec) + self.b_dec
 
     # --- training ----------------------------------------------------------------------------------
     def training_loss(self, x_BD: torch.Tensor, dead_F: torch.Tensor | None = None, step: int = 0,
@@ -135,11 +137,7 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def remove_parallel_grads_(self) -> None:
         """Drop the part of each decoder row's gradient that would only change its norm."""
-        if self.W_dec.grad is None:
-            return
-        W = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
-        parallel_F = (self.W_dec.grad * W).sum(dim=1, keepdim=True)
-        self.W_dec.grad.sub_(parallel_F * W)
+        remove_parallel_grad_(self.W_dec)
 
     @torch.no_grad()
     def fold_input_normalization_(self, mean_D: torch.Tensor, scale: float) -> None:
@@ -160,6 +158,16 @@ class SparseAutoencoder(nn.Module):
     def named_tensors(self) -> dict[str, torch.Tensor]:
         """Everything `save_sae` writes, by name."""
         return {n: getattr(self, n) for n in ("W_enc", "b_enc", "W_dec", "b_dec")} | self.extra_state_tensors()
+
+
+@torch.no_grad()
+def remove_parallel_grad_(W_FD: torch.Tensor) -> None:
+    """grad_f −= (grad_f·w_f / |w_f|²) w_f for each row f, without a normalised copy of W."""
+    if W_FD.grad is None:
+        return
+    G = W_FD.grad
+    parallel_F = torch.linalg.vecdot(G, W_FD) / torch.linalg.vecdot(W_FD, W_FD).clamp_min(1e-16)
+    G.sub_(parallel_F[:, None] * W_FD)
 
 
 def recon_loss(x_BD: torch.Tensor, x_hat_BD: torch.Tensor) -> torch.Tensor:
@@ -201,6 +209,6 @@ def auxk_from_selection(W_dec_FD: torch.Tensor, idx_BA: torch.Tensor, val_BA: to
     if idx_BA.shape[1] == 0:
         return residual_BD.new_zeros(())
     target_BD = residual_BD.detach()
-    recon_BD = F.embedding_bag(idx_BA, W_dec_FD, per_sample_weights=val_BA, mode="sum")
+    recon_BD = decode_topk(idx_BA, val_BA, W_dec_FD)
     denom = (target_BD - target_BD.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
     return (recon_BD - target_BD).pow(2).sum(dim=-1).mean() / denom

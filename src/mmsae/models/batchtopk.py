@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k, recon_loss
+from mmsae.models.sparse_decode import decode_csr
 from mmsae.models.sparse_encode import batch_topk_encode
 
 
@@ -48,10 +48,9 @@ class BatchTopKSAE(SparseAutoencoder):
         # the encoder GEMM is the step's only O(B·F·D) work (see mmsae.models.sparse_encode)
         rows, cols, vals, aux_idx, aux_val = batch_topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, B * self.cfg.k,
                                                                dead_F, self.cfg.aux_k)
-        offsets = torch.zeros(B, dtype=torch.long, device=x_BD.device)
-        counts = torch.bincount(rows, minlength=B)
-        offsets[1:] = torch.cumsum(counts, 0)[:-1]
-        x_hat_BD = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals) + self.b_dec
+        crow = torch.zeros(B + 1, dtype=torch.long, device=x_BD.device)
+        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=B), 0)
+        x_hat_BD = decode_csr(crow, cols, vals, self.W_dec) + self.b_dec
         mse = recon_loss(x_BD, x_hat_BD)
         aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD - x_hat_BD)
         with torch.no_grad():

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmsae.models.base import (LossOutput, SAEConfig, auxk_loss, check_k, dense_from_sparse, recon_loss,
-                               topk_sparse)
+                               remove_parallel_grad_, topk_sparse)
 from mmsae.models.paired import MODALITIES, PairedSAE, check_modality
+from mmsae.models.sparse_decode import decode_topk
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class MultiModalSAE(PairedSAE):
             W_dec = getattr(self, f"W_dec_{m}")
             if cfg.sparsity == "topk":
                 idx_BK, val_BK = topk_sparse(pre_BF, cfg.k)
-                x_hat = F.embedding_bag(idx_BK, W_dec, per_sample_weights=val_BK, mode="sum") + getattr(self, f"b_dec_{m}")
+                x_hat = decode_topk(idx_BK, val_BK, W_dec) + getattr(self, f"b_dec_{m}")
                 z_BF = dense_from_sparse(idx_BK, val_BK, cfg.dict_size)
                 aux = aux + auxk_loss(W_dec, pre_BF, x - x_hat, dead_F, cfg.aux_k)
             else:
@@ -169,11 +170,7 @@ class MultiModalSAE(PairedSAE):
     @torch.no_grad()
     def remove_parallel_grads_(self) -> None:
         for m in MODALITIES:
-            W = getattr(self, f"W_dec_{m}")
-            if W.grad is None:
-                continue
-            U = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            W.grad.sub_((W.grad * U).sum(dim=1, keepdim=True) * U)
+            remove_parallel_grad_(getattr(self, f"W_dec_{m}"))
 
     @torch.no_grad()
     def fold_input_normalization_(self, stats) -> None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from mmsae.models.base import LossOutput, SAEConfig, check_k, dense_from_sparse, recon_loss, topk_sparse
 from mmsae.models.paired import PairedSAE, check_modality
+from mmsae.models.sparse_decode import decode_topk
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class VLSAE(PairedSAE):
 
     def decode_sparse(self, idx_BK, val_BK, modality: str) -> torch.Tensor:
         W, b = self._dec(modality)
-        return F.embedding_bag(idx_BK, W, per_sample_weights=val_BK, mode="sum") + b
+        return decode_topk(idx_BK, val_BK, W) + b
 
     def decoder_directions(self, modality: str) -> torch.Tensor:
         return self._dec(modality)[0]

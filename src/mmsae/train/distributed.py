@@ -88,6 +88,17 @@ class DistContext:
 
             dist.barrier()
 
+    def shutdown(self) -> None:
+        """Wait for every rank, then end the process group: a gloo group left to the interpreter's
+        exit can abort the process ("terminate called without an active exception")."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def from_env() -> DistContext:
     """The context torchrun's environment describes; starts the process group once."""

@@ -1,0 +1,65 @@
+"""The sparse decode's gradients against autograd through embedding_bag, and the chunked top-k
+against torch.topk (including ties, where any valid top-k set is accepted)."""
+
+import torch
+import torch.nn.functional as F
+
+from mmsae.models.sparse_decode import decode_csr, decode_topk
+from mmsae.models.sparse_encode import topk_rows
+
+
+def test_decode_topk_gradients_match_embedding_bag():
+    g = torch.Generator().manual_seed(0)
+    B, D, Fd, K = 37, 11, 64, 5
+    W = torch.randn(Fd, D, generator=g, requires_grad=True)
+    idx = torch.rand(B, Fd, generator=g).topk(K, dim=1).indices  # unsorted within rows
+    val = torch.rand(B, K, generator=g, requires_grad=True)
+    target = torch.randn(B, D, generator=g)
+    ours = decode_topk(idx, val, W)
+    (ours - target).pow(2).sum().backward()
+    gW, gv = W.grad.clone(), val.grad.clone()
+    W.grad = val.grad = None
+    ref = F.embedding_bag(idx, W, per_sample_weights=val, mode="sum")
+    (ref - target).pow(2).sum().backward()
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(gW, W.grad)
+    torch.testing.assert_close(gv, val.grad)
+
+
+def test_decode_csr_ragged_rows_match_dense():
+    g = torch.Generator().manual_seed(1)
+    B, D, Fd = 6, 4, 9
+    counts = torch.tensor([0, 3, 1, 0, 5, 2])
+    crow = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    cols = torch.cat([torch.randperm(Fd, generator=g)[:c].sort().values for c in counts.tolist()])
+    vals = torch.rand(len(cols), generator=g, requires_grad=True)
+    W = torch.randn(Fd, D, generator=g, requires_grad=True)
+    out = decode_csr(crow, cols, vals, W)
+    out.square().sum().backward()
+    rows = torch.repeat_interleave(torch.arange(B), counts)
+    vals2 = vals.detach().clone().requires_grad_(True)
+    W2 = W.detach().clone().requires_grad_(True)
+    dense = torch.zeros(B, Fd).index_put((rows, cols), vals2)
+    ref = dense @ W2
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(W.grad, W2.grad)
+    torch.testing.assert_close(vals.grad, vals2.grad)
+
+
+def test_topk_rows_equals_torch_topk():
+    g = torch.Generator().manual_seed(2)
+    pre = torch.randn(300, 1024, generator=g)
+    v, i = topk_rows(pre, 8)
+    rv, ri = pre.topk(8, dim=1)
+    torch.testing.assert_close(v, rv)
+    assert torch.equal(i, ri)
+
+
+def test_topk_rows_with_ties_is_a_valid_topk():
+    g = torch.Generator().manual_seed(3)
+    pre = torch.randint(0, 4, (200, 512), generator=g).float()  # many ties at the k-th place
+    v, i = topk_rows(pre, 16)
+    torch.testing.assert_close(v, pre.topk(16, dim=1).values)
+    torch.testing.assert_close(pre.gather(1, i), v)
+    assert all(len(set(r.tolist())) == 16 for r in i)
