@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from mmsae.models.select import topk_rows
 from mmsae.models.sparse_decode import grouped_row_sum
 
 _WORKSPACE: dict[tuple, torch.Tensor] = {}
@@ -32,23 +33,6 @@ def _workspace(shape: tuple[int, int], dtype: torch.dtype, device: torch.device)
         _WORKSPACE.clear()  # one shape at a time: a training run's
         buf = _WORKSPACE[key] = torch.empty(shape, dtype=dtype, device=device)
     return buf
-
-
-def topk_rows(pre_BF: torch.Tensor, k: int, chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values, indices) of the k largest entries of each row, largest first, as `torch.topk`.
-
-    On CPU, torch.topk's per-row partial sort costs ~5 ns per entry (20 ms at B = F = 4096), so
-    rows are first cut into chunks of `chunk`: the k chunks with the largest maxima hold a valid
-    top k (each of the top k lies in a chunk whose max is at least the k-th value, and at most k
-    chunks rank above the rest), so the exact top k is taken from those k·chunk candidates."""
-    B, F = pre_BF.shape
-    if pre_BF.device.type != "cpu" or F % chunk or 4 * k * chunk > F:  # CUDA's topk is already a radix select
-        return pre_BF.topk(k, dim=1)
-    n_chunks = F // chunk
-    top_chunks_BK = pre_BF.view(B, n_chunks, chunk).amax(dim=2).topk(k, dim=1, sorted=False).indices
-    rows = (top_chunks_BK + torch.arange(B, device=pre_BF.device)[:, None] * n_chunks).view(-1)
-    val_BK, pos_BK = pre_BF.view(B * n_chunks, chunk).index_select(0, rows).view(B, k * chunk).topk(k, dim=1)
-    return val_BK, top_chunks_BK.gather(1, pos_BK // chunk) * chunk + pos_BK % chunk
 
 
 class _TopKEncode(torch.autograd.Function):
