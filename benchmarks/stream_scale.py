@@ -36,7 +36,8 @@ cfg = TrainConfig(arch="topk", dict_size=4096, k=32, batch_size=4096, steps=step
                   val_fraction=0.02, device="cpu", init_rows=16384, shuffle_buffer=65536)
 t = Trainer(store, out, cfg, progress=False, overwrite=True)
 state = t.start()
-batches = t._batches(t.stream_cfg)
+from mmsae.data.prefetch import Prefetch
+batches = Prefetch(t._batches(t.stream_cfg))  # as Trainer.run reads
 for i in range(steps):
     if i == 10:
         t0 = time.perf_counter()

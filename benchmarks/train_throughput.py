@@ -11,13 +11,23 @@ and reports vectors/s over the whole training loop, data streaming and the first
 [B, D] × [D, F] timed alone, interleaved with the runs. `--compare-dense` also times, in the same
 run and interleaved, the TopK step with plain autograd through `topk` (what mmsae did before the
 sparse backward of `mmsae.models.sparse_encode`): same data, same seeds.
+
+`--peers` instead runs every trainer in its own process through `benchmarks/peers/run_peer.py`
+(mmsae fp32, mmsae bf16 selection, sparsify, SAELens, overcomplete, dictionary_learning, each when
+its Python can import it; `benchmarks/peers/setup.sh` makes their venvs), on the same rows, for
+the same number of steps, interleaved repeat by repeat with the floor. It prints steady-state
+vectors/s, held-out FVU / L0 / dead on the same held-out rows, peak RSS, and each one's ratio
+to mmsae.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,19 +40,119 @@ from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer
 
 
-def make_store(root: Path, rows: int, dim: int, n_dirs: int = 4096, active: int = 16, seed: int = 0) -> None:
+def synthetic_rows(rows: int, dim: int, n_dirs: int = 4096, active: int = 16, seed: int = 0):
+    """The issue's data, in blocks of 16,384 rows."""
     rng = np.random.default_rng(seed)
     dirs = rng.standard_normal((n_dirs, dim)).astype(np.float32)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     offset = rng.standard_normal(dim).astype(np.float32)
     offset *= 5.0 / np.linalg.norm(offset)
+    for start in range(0, rows, 16384):
+        n = min(16384, rows - start)
+        idx = rng.integers(0, n_dirs, (n, active))
+        mag = rng.lognormal(0, 0.5, (n, active)).astype(np.float32)
+        yield np.einsum("na,nad->nd", mag, dirs[idx]) + offset + 0.05 * rng.standard_normal((n, dim)).astype(np.float32)
+
+
+def make_store(root: Path, rows: int, dim: int, n_dirs: int = 4096, active: int = 16, seed: int = 0) -> None:
     with StoreWriter(root, dim=dim, model_id="bench") as w:
-        for start in range(0, rows, 16384):
-            n = min(16384, rows - start)
-            idx = rng.integers(0, n_dirs, (n, active))
-            mag = rng.lognormal(0, 0.5, (n, active)).astype(np.float32)
-            x = np.einsum("na,nad->nd", mag, dirs[idx]) + offset + 0.05 * rng.standard_normal((n, dim)).astype(np.float32)
+        for x in synthetic_rows(rows, dim, n_dirs, active, seed):
             w.append(x, "image")
+
+
+def make_peer_data(root: Path, rows: int, val_rows: int, dim: int) -> None:
+    """train.f32 + val.f32 (raw rows for the peers), meta.json, and an mmsae store of the train rows."""
+    root.mkdir(parents=True, exist_ok=True)
+    blocks = synthetic_rows(rows + val_rows, dim)
+    with open(root / "val.f32", "wb") as val_f, open(root / "train.f32", "wb") as train_f, \
+            StoreWriter(root / "store", dim=dim, model_id="bench") as w:
+        need_val = val_rows
+        for x in blocks:
+            if need_val:
+                v, x = x[:need_val], x[need_val:]
+                val_f.write(np.ascontiguousarray(v, np.float32).tobytes())
+                need_val -= len(v)
+            if len(x):
+                train_f.write(np.ascontiguousarray(x, np.float32).tobytes())
+                w.append(x, "image")
+    (root / "meta.json").write_text(json.dumps({"dim": dim, "rows": rows, "val_rows": val_rows}))
+
+
+PEERS = ("mmsae", "mmsae-bf16", "sparsify", "saelens", "overcomplete", "dictionary_learning")
+IMPORTS = {"mmsae": "mmsae", "mmsae-bf16": "mmsae", "sparsify": "sparsify", "saelens": "sae_lens",
+           "overcomplete": "overcomplete", "dictionary_learning": "dictionary_learning"}
+
+
+def peer_pythons(peers_dir: Path, overrides: list[str]) -> dict[str, str]:
+    """Which interpreter runs each trainer: --python NAME=PATH, else the peer's venv from setup.sh,
+    else this one; a trainer whose library the interpreter cannot import is left out."""
+    chosen = dict(o.split("=", 1) for o in overrides)
+    found = {}
+    for name in PEERS:
+        venv = peers_dir / name.replace("mmsae-bf16", "mmsae") / "bin" / "python"
+        for py in [chosen.get(name), str(venv) if venv.exists() else None, sys.executable]:
+            probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({IMPORTS[name]!r}) is None)"
+            if py and subprocess.run([py, "-c", probe], capture_output=True,
+                                     env={**os.environ, "PYTHONPATH": ""}).returncode == 0:
+                found[name] = py
+                break
+    return found
+
+
+def run_peers(args) -> dict:
+    here = Path(__file__).resolve().parent
+    pythons = peer_pythons(Path(args.peers_dir), args.python)
+    missing = [n for n in PEERS if n not in pythons]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        make_peer_data(data, args.rows, args.val_rows, args.dim)
+        steps = int(0.98 * args.rows / args.batch_size)  # mmsae holds out 1% of its store: no second epoch
+        results: dict[str, list[dict]] = {n: [] for n in pythons}
+        floors = []
+        for r in range(args.repeats):  # interleaved: this machine's speed drifts
+            floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size))
+            for name, py in pythons.items():
+                cmd = [py, str(here / "peers" / "run_peer.py"), name, "--data", str(data), "--scratch",
+                       str(Path(tmp) / f"{name}{r}"), "--steps", str(steps), "--dict-size", str(args.dict_size),
+                       "--k", str(args.k), "--batch-size", str(args.batch_size), "--seed", str(r)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+                if proc.returncode != 0:
+                    print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                results[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                if not args.json:
+                    res = results[name][-1]
+                    print(f"  repeat {r} {name:<20}{res['vectors_per_s']:>10,.0f} /s  FVU {res['val_fvu']:.4f}  "
+                          f"RSS {res['peak_rss_mb']:,.0f} MB", file=sys.stderr)
+    floor = statistics.median(floors)
+    summary = {}
+    for name, runs in results.items():
+        if runs:
+            med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731
+            summary[name] = {"vectors_per_s": med("vectors_per_s"), "val_fvu": med("val_fvu"), "l0": med("l0"),
+                             "dead": med("dead"), "peak_rss_mb": med("peak_rss_mb"), "runs": runs}
+    base = summary.get("mmsae", {}).get("vectors_per_s")
+    for s_ in summary.values():
+        s_["ratio_to_floor"] = s_["vectors_per_s"] / floor
+        s_["ratio_to_mmsae"] = s_["vectors_per_s"] / base if base else None
+    return {"config": {k: v for k, v in vars(args).items() if k != "python"}, "steps": steps,
+            "encoder_gemm_floor_vectors_per_s": floor, "floors": floors, "trainers": summary, "not_run": missing,
+            "pythons": pythons}
+
+
+def print_peers(out: dict) -> None:
+    c = out["config"]
+    print(f"TopK, D={c['dim']} F={c['dict_size']} k={c['k']} batch={c['batch_size']}: {out['steps']} steps on "
+          f"{c['rows']:,} rows, held-out FVU on {c['val_rows']:,} other rows; median of {c['repeats']}, interleaved")
+    print(f"{'trainer':<22}{'vectors/s':>11}{'x floor':>9}{'x mmsae':>9}{'val FVU':>9}{'L0':>7}{'dead':>7}"
+          f"{'peak RSS':>11}")
+    print(f"{'fp32 encoder GEMM':<22}{out['encoder_gemm_floor_vectors_per_s']:>11,.0f}{1.0:>9.2f}")
+    for name, s in out["trainers"].items():
+        ratio = f"{s['ratio_to_mmsae']:.2f}" if s["ratio_to_mmsae"] else "-"
+        print(f"{name:<22}{s['vectors_per_s']:>11,.0f}{s['ratio_to_floor']:>9.2f}{ratio:>9}{s['val_fvu']:>9.4f}"
+              f"{s['l0']:>7.1f}{s['dead']:>7.3f}{s['peak_rss_mb']:>8,.0f} MB")
+    if out["not_run"]:
+        print(f"not run (no interpreter imports them; see benchmarks/peers/setup.sh): {', '.join(out['not_run'])}")
 
 
 def gemm_floor(B: int, D: int, F: int, reps: int = 10) -> float:
@@ -127,7 +237,17 @@ def main() -> None:
     ap.add_argument("--compare-dense", action="store_true", help="also time the dense-autograd step")
     ap.add_argument("--bf16", action="store_true", help="also time --select-dtype bfloat16")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--peers", action="store_true", help="every trainer in its own process, peers included")
+    ap.add_argument("--peers-dir", default=str(Path(__file__).resolve().parent.parent / ".venv-peers"),
+                    help="where benchmarks/peers/setup.sh made one venv per peer")
+    ap.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
+                    help="the interpreter for one trainer (e.g. sparsify=/path/bin/python)")
+    ap.add_argument("--val-rows", type=int, default=8192, help="--peers: held-out rows")
     args = ap.parse_args()
+    if args.peers:
+        out = run_peers(args)
+        print(json.dumps(out, indent=2)) if args.json else print_peers(out)
+        return
     if args.bf16 and args.arch != "topk":
         ap.error("--bf16 applies to --arch topk")
     with tempfile.TemporaryDirectory() as tmp:

@@ -128,3 +128,21 @@ def test_consumed_units_commit_with_their_rows(tmp_path):
     w.flush()
     assert StoreWriter(root, dim=2, shard_rows=4, job="j").rows_done == 9
     assert json.loads((root / "manifest.json").read_text())["n_rows"] == 6
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_get_reads_any_rows_in_the_order_given(tmp_path, dtype):
+    """Rows across shards, repeated, in runs and scattered, equal the same rows of the whole array."""
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((2500, 24)).astype(dtype)
+    with StoreWriter(tmp_path / "s", dim=24, dtype=dtype, shard_rows=1000) as w:
+        w.append(data, "image")
+    store = EmbeddingStore(tmp_path / "s")
+    rows = np.concatenate([rng.integers(0, 2500, 300), np.arange(990, 1020), [5, 5, 2499, 0], np.arange(1999, 2003)[::-1]])
+    got = store.get(rows)
+    assert got.dtype == np.float32 and got.shape == (len(rows), 24)
+    np.testing.assert_array_equal(got, data[rows].astype(np.float32))
+    np.testing.assert_array_equal(store.get(rows, dtype=np.float16), data[rows].astype(np.float16))
+    assert store.get([]).shape == (0, 24)
+    with pytest.raises(MmsaeError):
+        store.get([2500])

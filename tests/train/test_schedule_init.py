@@ -33,3 +33,30 @@ def test_normalization_stats():
     assert float(((x - mean) * scale).norm(dim=1).mean()) == pytest.approx(math.sqrt(16), rel=1e-5)
     mean, scale = normalization_stats(x, "none")
     assert scale == 1.0 and float(mean.abs().sum()) == 0.0
+
+
+def test_encoder_gain_is_the_least_squares_scale():
+    """After the fit, scaling W_enc further by any factor reconstructs the sample worse, and the
+    gain equals the closed form ⟨x − b_dec, r⟩ / ⟨r, r⟩ computed here directly."""
+    from mmsae.models.registry import build_sae
+    from mmsae.train.init import fit_encoder_gain_
+
+    torch.manual_seed(0)
+    sae = build_sae("topk", d_in=32, dict_size=256, k=8)
+    x = torch.randn(500, 32) + 2.0
+    with torch.no_grad():
+        sae.b_dec.copy_(x.mean(0))
+        r = sae(x).x_hat_BD - sae.b_dec
+    e = x - sae.b_dec
+    expected = float((e * r).sum() / (r * r).sum())
+    c = fit_encoder_gain_(sae, x)
+    assert abs(c - expected) < 1e-5 and 0 < c < 1  # the transpose overshoots
+
+    def err(factor):
+        with torch.no_grad():
+            sae.W_enc.mul_(factor)
+            out = float((sae(x).x_hat_BD - x).pow(2).sum())
+            sae.W_enc.div_(factor)
+        return out
+
+    assert err(1.0) < err(1.05) and err(1.0) < err(0.95)

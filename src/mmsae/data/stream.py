@@ -83,9 +83,6 @@ class StreamConfig:
     """Contiguous rows read from a shard at a time."""
     subsample: tuple[tuple[str, float], ...] = ()
     """(modality, keep probability) pairs, e.g. to set an image:text mix (see `shard_mask`)."""
-    release_bytes: int = 256 << 20
-    """Unmap the store's pages after about this many bytes read (`EmbeddingStore.release_pages`),
-    so resident memory stays flat however large the store; 0 never unmaps."""
     part: tuple[int, int] = (0, 1)
     """(rank, world size): read only this rank's contiguous slice of every batch. Every rank draws
     the same global batch of row ids, so W ranks together see exactly what one process sees."""
@@ -160,32 +157,11 @@ def iter_batch_rows(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None
         epoch += 1
 
 
-class _PageRelease:
-    """Estimates what the reads mapped in and unmaps it past a budget. A page fault on a file
-    mapping maps the cached pages around it too (Linux fault-around, 64 KB), so a scattered
-    row counts as its bytes plus 64 KB. Resident memory then stays below about the budget plus
-    one batch's mappings, whatever the store's size."""
-
-    PAGE = 64 << 10
-
-    def __init__(self, store: EmbeddingStore, budget: int):
-        self.store, self.budget, self.used = store, budget, 0
-        self.row_bytes = store.dim * np.dtype(store.manifest.dtype).itemsize + self.PAGE
-
-    def after(self, batch: np.ndarray) -> np.ndarray:
-        self.used += len(batch) * self.row_bytes
-        if self.budget and self.used >= self.budget:
-            self.store.release_pages()
-            self.used = 0
-        return batch
-
-
 def iter_batches(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None = None) -> Iterator[np.ndarray]:
     """Shuffled float32 batches: [B, D], or this rank's [B / world, D] slice of them (`cfg.part`)."""
     part = _part_slice(cfg)
-    release = _PageRelease(store, cfg.release_bytes)
     for rows in iter_batch_rows(store, cfg, epochs):
-        yield release.after(store.get(rows[part]))
+        yield store.get(rows[part])
 
 
 def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -195,14 +171,13 @@ def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.nda
         keep = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality, table=t, subsample=cfg.subsample)
         mods = t.column("modality").to_numpy(zero_copy_only=False)
         rows = t.column("row_id").to_numpy()
-        emb = store.shard_embeddings(shard)
         n = len(rows)
         for lo in range(0, n, cfg.chunk_rows):
             hi = min(lo + cfg.chunk_rows, n)
             k = keep[lo:hi]
             if not k.any():
                 continue
-            block = np.asarray(emb[lo:hi], dtype=np.float32)[k]
+            block = store.shard_rows(shard, lo + np.flatnonzero(k)).astype(np.float32, copy=False)
             yield rows[lo:hi][k], mods[lo:hi][k], block
 
 
@@ -220,11 +195,10 @@ def iter_pairs(
     if len(img_rows) < cfg.batch_size:
         raise MmsaeError(f"{len(img_rows)} pairs in split {cfg.split!r}; fewer than one batch of {cfg.batch_size}")
     part = _part_slice(cfg)
-    release = _PageRelease(store, cfg.release_bytes)
     epoch = 0
     while epochs is None or epoch < epochs:
         perm = np.random.default_rng([cfg.seed, epoch, 1]).permutation(len(img_rows))
         for i in range(0, len(perm) - cfg.batch_size + 1, cfg.batch_size):
             sel = perm[i : i + cfg.batch_size][part]
-            yield release.after(store.get(img_rows[sel])), release.after(store.get(txt_rows[sel]))
+            yield store.get(img_rows[sel]), store.get(txt_rows[sel])
         epoch += 1

@@ -13,15 +13,18 @@ matched image-text cosine ≈ 0.3, unmatched ≈ 0.15 (see tests/data/test_synth
 
 from __future__ import annotations
 
-import os
 import dataclasses
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 from mmsae.data.manifest import write_json_atomic
 from mmsae.data.store import EmbeddingStore, StoreWriter
@@ -167,6 +170,7 @@ def embed_codes(cfg: SynthConfig, gt: GroundTruth, code_NC: np.ndarray, modality
 
 def generate_chunk(cfg: SynthConfig, gt: GroundTruth, chunk: int, n: int):
     """Rows for pairs [chunk_start, chunk_start + n): (img_ND, txt_ND, codes_img, codes_txt)."""
+    import scipy.sparse as sp  # here, not at import: training never needs it
     rng = np.random.default_rng([cfg.seed, 2, chunk])
     code_img, code_txt = sample_codes(cfg, gt, n, rng)
     img, c_img = embed_codes(cfg, gt, code_img, "image", rng)
@@ -181,6 +185,7 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
     Pair p has pair id p; its image and text rows carry it. With `images`, each image row also
     gets a picture of its planted concepts (`synthetic_images`) under STORE/images/.
     """
+    import scipy.sparse as sp  # here, not at import: training never needs it
     out = Path(out)
     if (out / "manifest.json").exists():
         raise MmsaeError(f"{out} already holds a store; choose another --out or delete it")
@@ -226,6 +231,7 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
 
 
 def save_ground_truth(root: Path, gt: GroundTruth, cfg: SynthConfig) -> None:
+    import scipy.sparse as sp  # here, not at import: training never needs it
     d = Path(root) / GROUND_TRUTH_DIR
     d.mkdir(parents=True, exist_ok=True)
     np.save(d / "dictionary.npy", gt.dictionary_CD)
@@ -240,6 +246,7 @@ def save_ground_truth(root: Path, gt: GroundTruth, cfg: SynthConfig) -> None:
 
 
 def load_ground_truth(root: str | os.PathLike) -> GroundTruth:
+    import scipy.sparse as sp  # here, not at import: training never needs it
     d = Path(root) / GROUND_TRUTH_DIR
     if not (d / "dictionary.npy").exists():
         raise MmsaeError(f"{root} has no planted ground truth (only `mmsae synth` stores do)")

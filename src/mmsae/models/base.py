@@ -87,7 +87,9 @@ class SparseAutoencoder(nn.Module):
             raise ValueError(f"d_in and dict_size must be positive, got {cfg.d_in}, {cfg.dict_size}")
         self.cfg = cfg
         D, F_ = cfg.d_in, cfg.dict_size
-        self.W_enc = nn.Parameter(torch.empty(D, F_))
+        # [D, F] stored column-major: the sparse backward builds ∂W_enc as [F, D] rows (one per
+        # latent), which then lands in .grad as is; a row-major W_enc costs a transposing copy per step
+        self.W_enc = nn.Parameter(torch.empty(F_, D).T)
         self.b_enc = nn.Parameter(torch.zeros(F_))
         self.W_dec = nn.Parameter(torch.empty(F_, D))
         self.b_dec = nn.Parameter(torch.zeros(D))

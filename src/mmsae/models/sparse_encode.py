@@ -22,6 +22,7 @@ from mmsae.models.select import topk_rows
 from mmsae.models.sparse_decode import grouped_row_sum
 
 _WORKSPACE: dict[tuple, torch.Tensor] = {}
+_CPU_BLOCK_ROWS = 1024
 
 
 def _workspace(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -39,23 +40,30 @@ class _TopKEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_BD, W_enc_DF, b_enc_F, b_dec_D, k: int, dead_F, aux_k: int, select_dtype):
         xc_BD = x_BD - b_dec_D
+        B, F = len(xc_BD), len(b_enc_F)
         dtype = select_dtype or xc_BD.dtype  # choose the latents in select_dtype, value them in full precision
-        pre_BF = torch.addmm(b_enc_F.to(dtype), xc_BD.to(dtype), W_enc_DF.to(dtype),
-                             out=_workspace((len(xc_BD), len(b_enc_F)), dtype, xc_BD.device))
-        val_BK, idx_BK = topk_rows(pre_BF, k)
+        W_DF, b_F, xs_BD = W_enc_DF.to(dtype), b_enc_F.to(dtype), xc_BD.to(dtype)
+        dead_idx = dead_F.nonzero().squeeze(1) if dead_F is not None and aux_k > 0 else None
+        # on CPU, blocks of rows: the [rows, F] pre-activations stay in cache for the selection, and
+        # the workspace is 16 MB instead of B·F floats; one block on GPU
+        rows = B if xc_BD.device.type == "cuda" else min(B, _CPU_BLOCK_ROWS)
+        ws = _workspace((rows, F), dtype, xc_BD.device)
+        val_BK, idx_BK = xc_BD.new_empty((B, k), dtype=dtype), torch.empty((B, k), dtype=torch.long, device=xc_BD.device)
+        A = 0 if dead_idx is None else min(aux_k, len(dead_idx))
+        aval_BA, aidx_BA = val_BK.new_empty((B, A)), idx_BK.new_empty((B, A))
+        for lo in range(0, B, rows):
+            hi = min(lo + rows, B)
+            pre_bF = torch.addmm(b_F, xs_BD[lo:hi], W_DF, out=ws[: hi - lo])
+            val_BK[lo:hi], idx_BK[lo:hi] = topk_rows(pre_bF, k)
+            if A:
+                aval_BA[lo:hi], apos = pre_bF.index_select(1, dead_idx).topk(A, dim=1)
+                aidx_BA[lo:hi] = dead_idx[apos]
         if select_dtype is not None:
             val_BK, idx_BK = _exact_sorted(xc_BD, W_enc_DF, b_enc_F, idx_BK)
-        val_BK = val_BK.clamp_min(0)
-        if dead_F is not None and aux_k > 0:
-            dead_idx = dead_F.nonzero().squeeze(1)
-            aval_BA, apos_BA = pre_BF.index_select(1, dead_idx).topk(aux_k, dim=1)
-            aidx_BA = dead_idx[apos_BA]
-            if select_dtype is not None:
+            if A:
                 aval_BA, aidx_BA = _exact_sorted(xc_BD, W_enc_DF, b_enc_F, aidx_BA)
-            aval_BA = aval_BA.clamp_min(0)
-        else:
-            aidx_BA = idx_BK.new_zeros((len(x_BD), 0))
-            aval_BA = val_BK.new_zeros((len(x_BD), 0))
+        val_BK = val_BK.clamp_min(0)
+        aval_BA = aval_BA.clamp_min(0)
         ctx.save_for_backward(xc_BD, W_enc_DF, torch.cat([idx_BK, aidx_BA], 1), torch.cat([val_BK, aval_BA], 1) > 0)
         ctx.mark_non_differentiable(idx_BK, aidx_BA)
         ctx.k = k

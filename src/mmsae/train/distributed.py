@@ -80,7 +80,10 @@ class DistContext:
 
         with torch.no_grad():
             for t in list(module.parameters()) + list(module.buffers()):
-                dist.broadcast(t.data, src=0)
+                buf = t.data.contiguous()  # collectives need contiguous tensors (W_enc is column-major)
+                dist.broadcast(buf, src=0)
+                if buf.data_ptr() != t.data.data_ptr():
+                    t.data.copy_(buf)
 
     def barrier(self) -> None:
         if self.active:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmsae.data.prefetch import Prefetch
 from mmsae.data.store import EmbeddingStore
 from mmsae.device import resolve_device
 from mmsae.data.stream import StreamConfig, iter_batches, iter_pairs, shard_mask, split_mask
@@ -30,7 +31,7 @@ from mmsae.models.io import CONFIG_NAME, save_sae
 from mmsae.models.registry import build_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.distributed import from_env
-from mmsae.train.init import geometric_median, normalization_stats
+from mmsae.train.init import fit_encoder_gain_, geometric_median, normalization_stats
 from mmsae.train.schedule import lr_factor
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -172,7 +173,7 @@ class Trainer:
             sample = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
             mean_D, scale = normalization_stats(sample, cfg.resolved_normalize())
             stats[group] = (mean_D, scale)
-            x = (sample - mean_D) * scale
+            x = sample.sub_(mean_D).mul_(scale)  # in place: the sample is this function's own copy
             b_dec = sae.b_dec if group == "*" else getattr(sae, f"b_dec_{group}")
             if hasattr(sae, "set_input_means_"):
                 sae.set_input_means_({group: x.mean(0)})
@@ -181,6 +182,8 @@ class Trainer:
                     b_dec.copy_(geometric_median(x[:16384]))
                 elif cfg.b_dec_init == "mean":
                     b_dec.copy_(x.mean(0))
+            if cfg.arch in ("topk", "matryoshka"):  # per-row selections: the code is linear in the gain
+                fit_encoder_gain_(sae, x[:8192])
         return sae, stats
 
     def _optimizer(self, sae: SparseAutoencoder) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -200,11 +203,12 @@ class Trainer:
         for _ in range(state.step):  # replay the stream to where the checkpoint stopped
             next(batches)
         state.t0 = time.perf_counter()
-        try:
-            while state.step < self.total_steps:
-                self.step(state, next(batches))
-        finally:
-            self.close(state)
+        with Prefetch(batches) as ahead:
+            try:
+                while state.step < self.total_steps:
+                    self.step(state, next(ahead))
+            finally:
+                self.close(state)
         return self.finish(state)
 
     def start(self) -> "_State":
@@ -282,7 +286,8 @@ class Trainer:
                 fvus = {g: float((recons[g] - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for g, x in xs.items()}
             fvu = sum(fvus.values()) / len(fvus)
             rec = {"step": step + 1, "loss": float(out.loss.detach()), "fvu": fvu, "l0": float(out.l0),
-                   "dead_fraction": float(dead_F.float().mean()), "lr": sched.get_last_lr()[0], **out.parts}
+                   "dead_fraction": float(dead_F.float().mean()), "lr": sched.get_last_lr()[0],
+                   "seconds": time.perf_counter() - state.t0, **out.parts}
             if self.paired:
                 rec.update({f"fvu_{g}": v for g, v in fvus.items()})
             state.log_f.write(json.dumps(rec) + "\n")
@@ -400,19 +405,19 @@ def train_sweep(store, runs: list[tuple[str | os.PathLike, TrainConfig]], overwr
     if len({str(t.out.resolve()) for t in trainers}) < len(trainers):
         raise MmsaeError("two runs of the sweep write to the same folder")
     states = [t.start() for t in trainers]
-    batches = first._batches(first.stream_cfg)
     t0 = time.perf_counter()
     for s in states:
         s.t0 = t0
-    try:
-        for _ in range(max(t.total_steps for t in trainers)):
-            batch = next(batches)
+    with Prefetch(first._batches(first.stream_cfg)) as batches:
+        try:
+            for _ in range(max(t.total_steps for t in trainers)):
+                batch = next(batches)
+                for t, s in zip(trainers, states):
+                    if s.step < t.total_steps:
+                        t.step(s, batch)
+        finally:
             for t, s in zip(trainers, states):
-                if s.step < t.total_steps:
-                    t.step(s, batch)
-    finally:
-        for t, s in zip(trainers, states):
-            t.close(s)
+                t.close(s)
     return [t.finish(s) for t, s in zip(trainers, states)]
 
 
