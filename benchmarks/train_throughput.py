@@ -173,7 +173,7 @@ def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
     idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
     x_hat_BD = self.decode_sparse(idx_BK, val_BK)
     mse = recon_loss(x_BD, x_hat_BD)
-    aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+    aux = auxk_loss(self.W_dec, pre_BF, x_BD, x_hat_BD, dead_F, self.cfg.aux_k)
     fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool)
     fired_F[idx_BK[val_BK > 0]] = True
     l0 = (val_BK > 0).float().sum(dim=-1).mean()
@@ -197,7 +197,7 @@ def dense_batchtopk_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
     offsets[1:] = torch.cumsum(torch.bincount(rows, minlength=B), 0)[:-1]
     x_hat_BD = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals) + self.b_dec
     mse = recon_loss(x_BD, x_hat_BD)
-    aux = auxk_loss(self.W_dec, pre_BF, x_BD - x_hat_BD, dead_F, self.cfg.aux_k)
+    aux = auxk_loss(self.W_dec, pre_BF, x_BD, x_hat_BD, dead_F, self.cfg.aux_k)
     with torch.no_grad():
         m = self.cfg.threshold_momentum
         self.threshold.mul_(1 - m).add_(m * vals.min()) if step else self.threshold.fill_(vals.min())

@@ -116,6 +116,39 @@ def test_unit_norm_decoder_and_parallel_grad_removal():
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(40), atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka"])
+def test_fired_latents_are_those_with_a_positive_code(arch):
+    torch.manual_seed(0)
+    sae, x = _sae(arch), torch.randn(16, 12)
+    out = sae.training_loss(x)
+    codes_BF = sae.encode(x) if arch != "batchtopk" else None
+    if codes_BF is not None:  # TopK/Matryoshka: training codes are the inference codes
+        assert torch.equal(out.fired_F, (codes_BF > 0).any(0))
+    assert 0 < int(out.fired_F.sum()) < 40
+
+
+@pytest.mark.parametrize("shape", [(16, 12), (3, 5, 7), (9,)])
+def test_recon_loss_is_squared_error_summed_over_dims_averaged_over_rows(shape):
+    from mmsae.models.base import recon_loss
+
+    g = torch.Generator().manual_seed(0)
+    x, x_hat = torch.randn(shape, generator=g), torch.randn(shape, generator=g, requires_grad=True)
+    want = (x_hat - x).pow(2).sum(dim=-1).mean()
+    got = recon_loss(x, x_hat)
+    torch.testing.assert_close(got, want)
+    (g_got,) = torch.autograd.grad(got, x_hat)
+    (g_want,) = torch.autograd.grad(want, x_hat)
+    torch.testing.assert_close(g_got, g_want)
+
+
+def test_fired_latents_ignores_zero_values():
+    from mmsae.models.base import fired_latents
+
+    idx = torch.tensor([[0, 3], [3, 5], [2, 2]])
+    val = torch.tensor([[0.5, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    assert fired_latents(idx, val, 6).tolist() == [True, False, True, False, False, False]
+
+
 @pytest.mark.parametrize("arch", SINGLE)
 def test_fold_normalization(arch):
     """Weights trained on (x − μ)·s, once folded, give codes/s and the same x̂ on raw x."""

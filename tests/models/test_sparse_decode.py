@@ -1,5 +1,6 @@
 """The sparse decode's gradients against autograd through embedding_bag."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -43,3 +44,35 @@ def test_decode_csr_ragged_rows_match_dense():
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(W.grad, W2.grad)
     torch.testing.assert_close(vals.grad, vals2.grad)
+
+
+def _grouped_row_sum_dense(group_N, rows_N, weights_N, src_BD, n_groups):
+    """The definition: a [G, B] matrix of summed weights times the rows."""
+    M = torch.zeros(n_groups, len(src_BD), dtype=src_BD.dtype)
+    M.index_put_((group_N, rows_N), weights_N.to(src_BD.dtype), accumulate=True)
+    return M @ src_BD
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grouped_row_sum_compiled_and_torch_paths_match_the_definition(monkeypatch, dtype):
+    from mmsae.models import sparse_decode
+
+    g = torch.Generator().manual_seed(0)
+    G, B, N = 50, 30, 400  # many repeats per group, some groups empty
+    group_N = torch.randint(0, G - 10, (N,), generator=g)
+    rows_N = torch.randint(0, B, (N,), generator=g)
+    weights_N = torch.randn(N, generator=g, dtype=dtype)
+    src_BD = torch.randn(B, 7, generator=g, dtype=dtype)
+    want = _grouped_row_sum_dense(group_N, rows_N, weights_N, src_BD, G)
+    if sparse_decode._group_kernel() is not None:
+        torch.testing.assert_close(sparse_decode.grouped_row_sum(group_N, rows_N, weights_N, src_BD, G), want)
+    monkeypatch.setattr(sparse_decode, "_group_kernel", lambda: None)
+    torch.testing.assert_close(sparse_decode.grouped_row_sum(group_N, rows_N, weights_N, src_BD, G), want)
+
+
+def test_grouped_row_sum_rejects_groups_out_of_range():
+    from mmsae.models.sparse_decode import grouped_row_sum
+
+    src = torch.randn(3, 4)
+    with pytest.raises(RuntimeError):
+        grouped_row_sum(torch.tensor([0, 5]), torch.tensor([0, 1]), torch.ones(2), src, 4)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k, recon_loss
+from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k, fired_latents,
+                               recon_loss)
 from mmsae.models.sparse_decode import decode_csr
 from mmsae.models.sparse_encode import batch_topk_encode
 
@@ -52,7 +53,7 @@ class BatchTopKSAE(SparseAutoencoder):
         crow[1:] = torch.cumsum(torch.bincount(rows, minlength=B), 0)
         x_hat_BD = decode_csr(crow, cols, vals, self.W_dec) + self.b_dec
         mse = recon_loss(x_BD, x_hat_BD)
-        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD - x_hat_BD)
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD)
         with torch.no_grad():
             if len(vals):
                 m = self.cfg.threshold_momentum
@@ -61,8 +62,7 @@ class BatchTopKSAE(SparseAutoencoder):
                     self.threshold.fill_(smallest)
                 else:
                     self.threshold.mul_(1 - m).add_(m * smallest)
-        fired_F = torch.zeros(F_, dtype=torch.bool, device=x_BD.device)
-        fired_F[cols] = True
+        fired_F = fired_latents(cols, vals, F_)
         l0 = torch.tensor(len(vals) / B)
         return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0,
                           {"mse": mse.item(), "auxk": aux.item(), "threshold": float(self.threshold.mean())})

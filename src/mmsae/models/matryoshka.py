@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from mmsae.models.base import LossOutput, auxk_from_selection, recon_loss
+from mmsae.models.base import LossOutput, auxk_from_selection, fired_latents, recon_loss
 from mmsae.models.sparse_encode import topk_encode
 from mmsae.models.topk import TopKConfig, TopKSAE
 
@@ -68,9 +66,8 @@ class MatryoshkaSAE(TopKSAE):
             total = total + w * mse
             parts[f"mse_k{k}"] = mse.item()
         loss = total / sum(weights)
-        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD - x_hat_BD)
-        fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
-        fired_F[idx_BK[val_BK > 0]] = True
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD)
+        fired_F = fired_latents(idx_BK, val_BK, self.cfg.dict_size)
         l0 = (val_BK > 0).float().sum(dim=-1).mean()
         parts["mse"] = parts[f"mse_k{ks[-1]}"]
         parts["auxk"] = aux.item()

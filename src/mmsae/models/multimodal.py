@@ -142,7 +142,7 @@ class MultiModalSAE(PairedSAE):
                 idx_BK, val_BK = topk_sparse(pre_BF, cfg.k)
                 x_hat = decode_topk(idx_BK, val_BK, W_dec) + getattr(self, f"b_dec_{m}")
                 z_BF = dense_from_sparse(idx_BK, val_BK, cfg.dict_size)
-                aux = aux + auxk_loss(W_dec, pre_BF, x - x_hat, dead_F, cfg.aux_k)
+                aux = aux + auxk_loss(W_dec, pre_BF, x, x_hat, dead_F, cfg.aux_k)
             else:
                 z_BF = F.relu(pre_BF)
                 x_hat = self.decode(z_BF, m)

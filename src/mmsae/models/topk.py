@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k,
-                               dense_from_sparse, recon_loss, topk_sparse)
+                               dense_from_sparse, fired_latents, recon_loss, topk_sparse)
 from mmsae.models.sparse_encode import topk_encode
 
 
@@ -42,8 +42,7 @@ class TopKSAE(SparseAutoencoder):
                                                        dead_F, self.cfg.aux_k, self.select_dtype)
         x_hat_BD = self.decode_sparse(idx_BK, val_BK)
         mse = recon_loss(x_BD, x_hat_BD)
-        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD - x_hat_BD)
-        fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=x_BD.device)
-        fired_F[idx_BK[val_BK > 0]] = True
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD)
+        fired_F = fired_latents(idx_BK, val_BK, self.cfg.dict_size)
         l0 = (val_BK > 0).float().sum(dim=-1).mean()
         return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0, {"mse": mse.item(), "auxk": aux.item()})

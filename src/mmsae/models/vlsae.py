@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmsae.models.base import LossOutput, SAEConfig, check_k, dense_from_sparse, recon_loss, topk_sparse
+from mmsae.models.base import LossOutput, SAEConfig, check_k, dense_from_sparse, fired_latents, recon_loss, topk_sparse
 from mmsae.models.paired import PairedSAE, check_modality
 from mmsae.models.sparse_decode import decode_topk
 
@@ -104,7 +104,7 @@ class VLSAE(PairedSAE):
             idx_BK, val_BK = topk_sparse(self.pre_acts(x, m), self.cfg.k)
             x_hat = self.decode_sparse(idx_BK, val_BK, m)
             parts[f"mse_{m}"] = recon_loss(x, x_hat)
-            fired_F[idx_BK[val_BK > 0]] = True
+            fired_F |= fired_latents(idx_BK, val_BK, self.cfg.dict_size)
             outs.append(x_hat)
         loss = parts["mse_image"] + parts["mse_text"]
         l0 = torch.tensor(float(self.cfg.k))

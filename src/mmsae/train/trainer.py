@@ -251,7 +251,8 @@ class Trainer:
 
     def _prep(self, state: "_State", arr, group: str) -> torch.Tensor:
         mean, scale = state.stats_dev[group]
-        return (torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True) - mean) * scale
+        x_BD = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True)
+        return torch.sub(x_BD, mean).mul_(scale)  # one new tensor: the batch itself may be shared (sweeps)
 
     def step(self, state: "_State", batch) -> None:
         """One optimizer step on one batch (a [B, D] array, or (image, text) for paired SAEs)."""
