@@ -186,7 +186,7 @@ def topk_sparse(pre_BF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
 
 def fired_latents(idx: torch.Tensor, val: torch.Tensor, dict_size: int) -> torch.Tensor:
     """Bool [F]: latents with a positive value anywhere in the batch. The values are ReLU'd (≥ 0),
-    so a latent fired iff its values sum above zero: one scatter-add, 25× cheaper than a masked
+    so a latent fired iff its values sum above zero: one scatter-add, ~40× cheaper than a masked
     index-put at B = 4096, k = 32."""
     total_F = torch.zeros(dict_size, dtype=val.dtype, device=val.device)
     return total_F.scatter_add_(0, idx.reshape(-1), val.detach().reshape(-1)) > 0
