@@ -1,6 +1,6 @@
-"""The compiled part of `mmsae.models.select` (imported on first use: numba's import and cache
-lookup cost ~0.2 s, which commands that never select should not pay). Defined at module level so
-numba's on-disk cache is hit: the kernel compiles once per machine, not once per process."""
+"""The compiled part of `mmsae.models.select` (loaded on first use by `mmsae.models.compiled`).
+Defined at module level so numba's on-disk cache is hit: the kernel compiles once per machine, not
+once per process."""
 
 import numba
 import numpy as np

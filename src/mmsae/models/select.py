@@ -20,32 +20,24 @@ topk is already a radix select), for other dtypes, and where numba cannot be imp
 
 from __future__ import annotations
 
-import functools
-
 import torch
+
+from mmsae.models.compiled import compiled_kernel
 
 CHUNK = 16
 """Entries per chunk: 16 fp32 values are one 64-byte cache line."""
 
 
-@functools.cache
-def _kernel():
-    try:
-        from mmsae.models._select_kernel import topk_idx
-    except ImportError:
-        return None
-    return topk_idx
-
-
 def available() -> bool:
     """Whether the compiled kernel can be used (numba is installed)."""
-    return _kernel() is not None
+    return compiled_kernel("_select_kernel", "topk_idx") is not None
 
 
 def topk_rows(pre_BF: torch.Tensor, k: int, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, indices) of the k largest entries of each row, largest first, as `torch.topk(k, 1)`."""
     B, F = pre_BF.shape
-    kernel = _kernel() if pre_BF.device.type == "cpu" and pre_BF.dtype in (torch.float32, torch.bfloat16) else None
+    cpu = pre_BF.device.type == "cpu" and pre_BF.dtype in (torch.float32, torch.bfloat16)
+    kernel = compiled_kernel("_select_kernel", "topk_idx") if cpu else None
     n_chunks = F // chunk
     if kernel is None or F % chunk or not 0 < k <= n_chunks // 2 or pre_BF.stride(1) != 1 or B == 0:
         return pre_BF.topk(k, dim=1)
