@@ -8,7 +8,9 @@ directions, lognormal magnitudes, small noise, plus a constant offset of norm 5.
 written once; each repeat trains one pass with `Trainer` (streaming from the store, progress off)
 and reports vectors/s over the whole training loop, data streaming and the first steps included
 (initialisation and the final validation excluded). The floor is one fp32 forward GEMM
-[B, D] × [D, F] timed alone, interleaved with the runs. `--compare-dense` also times, in the same
+[B, D] × [D, F] timed alone (`torch.matmul`: MKL on CPU), interleaved with the runs; the same GEMM
+through oneDNN, which mmsae's encoder uses on CPU (`mmsae.models.gemm`), is timed beside it as a
+second, stricter floor where oneDNN is the faster of the two (AMD CPUs, where MKL runs AVX2 code). `--compare-dense` also times, in the same
 run and interleaved, the TopK step with plain autograd through `topk` (what mmsae did before the
 sparse backward of `mmsae.models.sparse_encode`): same data, same seeds.
 
@@ -108,9 +110,10 @@ def run_peers(args) -> dict:
         make_peer_data(data, args.rows, args.val_rows, args.dim)
         steps = int(0.98 * args.rows / args.batch_size)  # mmsae holds out 1% of its store: no second epoch
         results: dict[str, list[dict]] = {n: [] for n in pythons}
-        floors = []
+        floors, onednn_floors = [], []
         for r in range(args.repeats):  # interleaved: this machine's speed drifts
             floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size))
+            onednn_floors.append(onednn_floor(args.batch_size, args.dim, args.dict_size))
             for name, py in pythons.items():
                 cmd = [py, str(here / "peers" / "run_peer.py"), name, "--data", str(data), "--scratch",
                        str(Path(tmp) / f"{name}{r}"), "--steps", str(steps), "--dict-size", str(args.dict_size),
@@ -125,6 +128,7 @@ def run_peers(args) -> dict:
                     print(f"  repeat {r} {name:<20}{res['vectors_per_s']:>10,.0f} /s  FVU {res['val_fvu']:.4f}  "
                           f"RSS {res['peak_rss_mb']:,.0f} MB", file=sys.stderr)
     floor = statistics.median(floors)
+    floor2 = statistics.median(onednn_floors) if None not in onednn_floors else None
     summary = {}
     for name, runs in results.items():
         if runs:
@@ -134,9 +138,11 @@ def run_peers(args) -> dict:
     base = summary.get("mmsae", {}).get("vectors_per_s")
     for s_ in summary.values():
         s_["ratio_to_floor"] = s_["vectors_per_s"] / floor
+        s_["ratio_to_onednn_floor"] = s_["vectors_per_s"] / floor2 if floor2 else None
         s_["ratio_to_mmsae"] = s_["vectors_per_s"] / base if base else None
     return {"config": {k: v for k, v in vars(args).items() if k != "python"}, "steps": steps,
-            "encoder_gemm_floor_vectors_per_s": floor, "floors": floors, "trainers": summary, "not_run": missing,
+            "encoder_gemm_floor_vectors_per_s": floor, "floors": floors,
+            "onednn_gemm_floor_vectors_per_s": floor2, "onednn_floors": onednn_floors, "trainers": summary, "not_run": missing,
             "pythons": pythons}
 
 
@@ -144,18 +150,23 @@ def print_peers(out: dict) -> None:
     c = out["config"]
     print(f"TopK, D={c['dim']} F={c['dict_size']} k={c['k']} batch={c['batch_size']}: {out['steps']} steps on "
           f"{c['rows']:,} rows, held-out FVU on {c['val_rows']:,} other rows; median of {c['repeats']}, interleaved")
-    print(f"{'trainer':<22}{'vectors/s':>11}{'x floor':>9}{'x mmsae':>9}{'val FVU':>9}{'L0':>7}{'dead':>7}"
-          f"{'peak RSS':>11}")
-    print(f"{'fp32 encoder GEMM':<22}{out['encoder_gemm_floor_vectors_per_s']:>11,.0f}{1.0:>9.2f}")
+    fmt = lambda v: f"{v:.2f}" if v else "-"  # noqa: E731
+    floor2 = out["onednn_gemm_floor_vectors_per_s"]
+    print(f"{'trainer':<22}{'vectors/s':>11}{'x floor':>9}{'x oneDNN':>9}{'x mmsae':>9}{'val FVU':>9}{'L0':>7}"
+          f"{'dead':>7}{'peak RSS':>11}")
+    print(f"{'fp32 GEMM (matmul)':<22}{out['encoder_gemm_floor_vectors_per_s']:>11,.0f}{1.0:>9.2f}"
+          f"{fmt(floor2 and out['encoder_gemm_floor_vectors_per_s'] / floor2):>9}")
+    if floor2:
+        print(f"{'fp32 GEMM (oneDNN)':<22}{floor2:>11,.0f}{floor2 / out['encoder_gemm_floor_vectors_per_s']:>9.2f}{1.0:>9.2f}")
     for name, s in out["trainers"].items():
-        ratio = f"{s['ratio_to_mmsae']:.2f}" if s["ratio_to_mmsae"] else "-"
-        print(f"{name:<22}{s['vectors_per_s']:>11,.0f}{s['ratio_to_floor']:>9.2f}{ratio:>9}{s['val_fvu']:>9.4f}"
-              f"{s['l0']:>7.1f}{s['dead']:>7.3f}{s['peak_rss_mb']:>8,.0f} MB")
+        print(f"{name:<22}{s['vectors_per_s']:>11,.0f}{s['ratio_to_floor']:>9.2f}{fmt(s['ratio_to_onednn_floor']):>9}"
+              f"{fmt(s['ratio_to_mmsae']):>9}{s['val_fvu']:>9.4f}{s['l0']:>7.1f}{s['dead']:>7.3f}{s['peak_rss_mb']:>8,.0f} MB")
     if out["not_run"]:
         print(f"not run (no interpreter imports them; see benchmarks/peers/setup.sh): {', '.join(out['not_run'])}")
 
 
 def gemm_floor(B: int, D: int, F: int, reps: int = 10) -> float:
+    """The issue's floor: one fp32 [B, D] × [D, F] `matmul` (MKL on CPU), vectors/s."""
     x, W = torch.randn(B, D), torch.randn(D, F)
     for _ in range(2):
         x @ W
@@ -163,6 +174,28 @@ def gemm_floor(B: int, D: int, F: int, reps: int = 10) -> float:
     for _ in range(reps):
         x @ W
     return B * reps / (time.perf_counter() - t)
+
+
+def onednn_floor(B: int, D: int, F: int, reps: int = 10) -> float | None:
+    """The same GEMM through oneDNN (`torch.ops.mkldnn._linear_pointwise`, what mmsae's encoder uses
+    on CPU), the faster of one call and 1024-row blocks, vectors/s; None without oneDNN. A
+    stricter floor where oneDNN beats MKL (AMD CPUs: MKL runs its AVX2 kernels there)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return None
+    x, W = torch.randn(B, D), torch.randn(F, D)
+    lp = torch.ops.mkldnn._linear_pointwise
+    best = 0.0
+    for rows in (B, 1024):
+        def gemm():
+            for lo in range(0, B, rows):
+                lp(x[lo : lo + rows], W, None, "none", [], "")
+        for _ in range(2):
+            gemm()
+        t = time.perf_counter()
+        for _ in range(reps):
+            gemm()
+        best = max(best, B * reps / (time.perf_counter() - t))
+    return best
 
 
 def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
@@ -253,9 +286,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         make_store(store, args.rows, args.dim)
-        runs, floors, dense_runs, bf16_runs = [], [], [], []
+        runs, floors, onednn_floors, dense_runs, bf16_runs = [], [], [], [], []
         for r in range(args.repeats):  # interleave floor and trainers: this machine's speed drifts
             floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size))
+            onednn_floors.append(onednn_floor(args.batch_size, args.dim, args.dict_size))
             runs.append(train_once(store, Path(tmp) / f"sae{r}", args, r, dense=False))
             if args.compare_dense:
                 dense_runs.append(train_once(store, Path(tmp) / f"dense{r}", args, r, dense=True))
@@ -263,7 +297,9 @@ def main() -> None:
                 bf16_runs.append(train_once(store, Path(tmp) / f"bf16{r}", args, r, dense=False, select_dtype="bfloat16"))
     out = {"config": vars(args), "torch_threads": torch.get_num_threads(),
            "mmsae_topk_vectors_per_s": statistics.median(r["vectors_per_s"] for r in runs),
-           "encoder_gemm_floor_vectors_per_s": statistics.median(floors), "runs": runs, "floors": floors}
+           "encoder_gemm_floor_vectors_per_s": statistics.median(floors), "runs": runs, "floors": floors,
+           "onednn_gemm_floor_vectors_per_s": statistics.median(onednn_floors) if None not in onednn_floors else None,
+           "onednn_floors": onednn_floors}
     if bf16_runs:
         out["bf16_topk_vectors_per_s"] = statistics.median(r["vectors_per_s"] for r in bf16_runs)
         out["bf16_runs"] = bf16_runs
@@ -280,6 +316,8 @@ def main() -> None:
           f"median of {args.repeats}")
     print(f"{'':<32}{'vectors/s':>12}{'val FVU':>10}{'L0':>7}{'dead':>7}")
     print(f"{'encoder fwd GEMM floor (fp32)':<32}{out['encoder_gemm_floor_vectors_per_s']:>12,.0f}")
+    if out["onednn_gemm_floor_vectors_per_s"]:
+        print(f"{'the same GEMM through oneDNN':<32}{out['onednn_gemm_floor_vectors_per_s']:>12,.0f}")
     for i, r in enumerate(runs):
         print(f"{'mmsae ' + args.arch + ', run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}{r['dead']:>7.3f}")
     for i, r in enumerate(bf16_runs):

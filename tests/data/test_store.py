@@ -146,3 +146,22 @@ def test_get_reads_any_rows_in_the_order_given(tmp_path, dtype):
     assert store.get([]).shape == (0, 24)
     with pytest.raises(MmsaeError):
         store.get([2500])
+
+
+def test_column_array_equals_pyarrow_conversion():
+    """Buffers read directly (chunked, sliced, with nulls or not) give what to_numpy gives."""
+    import pyarrow as pa
+
+    from mmsae.data.store import column_array
+
+    ints = pa.chunked_array([pa.array([5, -1, 7], pa.int64()), pa.array([1, 2, 3, 4], pa.int64()).slice(1, 2)])
+    floats = pa.chunked_array([pa.array([0.5, 1.5], pa.float32()), pa.array([2.5, None, 3.5, 4.5, 5.5], pa.float32())])
+    mods = pa.chunked_array([pa.array(["image", "text", "image"]), pa.array(["text", "audio", "image", None, "x"]).slice(1, 2)])
+    t = pa.table({"i": ints, "m": mods.combine_chunks(), "f": floats.slice(0, 5)})
+    for name in ("i", "m", "f"):
+        got, want = column_array(t, name), t.column(name).to_numpy()
+        assert got.dtype == want.dtype and len(got) == len(want)
+        np.testing.assert_array_equal(got, want)
+    assert column_array(pa.table({"m": mods}), "m").tolist() == ["image", "text", "image", "audio", "image"]
+    empty = pa.table({"i": pa.chunked_array([], pa.int64()), "m": pa.chunked_array([], pa.string())})
+    assert column_array(empty, "i").dtype == np.int64 and len(column_array(empty, "m")) == 0

@@ -47,10 +47,12 @@ def test_encoder_gain_is_the_least_squares_scale():
     with torch.no_grad():
         sae.b_dec.copy_(x.mean(0))
         r = sae(x).x_hat_BD - sae.b_dec
-    e = x - sae.b_dec
+    e = x - sae.b_dec.detach()
     expected = float((e * r).sum() / (r * r).sum())
-    c = fit_encoder_gain_(sae, x)
+    W0 = sae.W_enc.detach().clone()
+    c = fit_encoder_gain_(sae, x, damping=1.0)
     assert abs(c - expected) < 1e-5 and 0 < c < 1  # the transpose overshoots
+    torch.testing.assert_close(sae.W_enc.detach(), c * W0)
 
     def err(factor):
         with torch.no_grad():
@@ -60,3 +62,21 @@ def test_encoder_gain_is_the_least_squares_scale():
         return out
 
     assert err(1.0) < err(1.05) and err(1.0) < err(0.95)
+
+
+def test_encoder_gain_damped_by_default():
+    """The default start is GAIN_DAMPING times the least-squares gain."""
+    from mmsae.models.registry import build_sae
+    from mmsae.train.init import GAIN_DAMPING, fit_encoder_gain_
+
+    torch.manual_seed(1)
+    x = torch.randn(400, 16) + 1.0
+    fitted = []
+    for damping in (1.0, None):
+        sae = build_sae("topk", d_in=16, dict_size=64, k=4)
+        sae.reset_parameters(generator=torch.Generator().manual_seed(3))
+        W0 = sae.W_enc.detach().clone()
+        c = fit_encoder_gain_(sae, x) if damping is None else fit_encoder_gain_(sae, x, damping=damping)
+        torch.testing.assert_close(sae.W_enc.detach(), c * W0)
+        fitted.append(c)
+    assert 0 < GAIN_DAMPING < 1 and abs(fitted[1] - GAIN_DAMPING * fitted[0]) < 1e-6

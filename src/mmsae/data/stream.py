@@ -14,7 +14,7 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from mmsae.data.store import NO_PAIR, EmbeddingStore
+from mmsae.data.store import NO_PAIR, EmbeddingStore, column_array
 from mmsae.errors import MmsaeError
 
 Split = Literal["train", "val", "all"]
@@ -48,10 +48,10 @@ def shard_mask(store: EmbeddingStore, shard: int, split: Split, val_fraction: fl
     hash of its row id, so the same rows are kept on every pass and every machine.
     """
     t = table if table is not None else store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
-    row_ids = t.column("row_id").to_numpy()
-    keep = split_mask(t.column("pair_id").to_numpy(), row_ids, split, val_fraction)
+    row_ids = column_array(t, "row_id")
+    keep = split_mask(column_array(t, "pair_id"), row_ids, split, val_fraction)
     if modality is not None or subsample:
-        mods = t.column("modality").to_numpy(zero_copy_only=False)
+        mods = column_array(t, "modality")
         if modality is not None:
             keep &= mods == modality
         for m, p in subsample:
@@ -169,8 +169,7 @@ def iter_rows(store: EmbeddingStore, cfg: StreamConfig) -> Iterator[tuple[np.nda
     for shard in range(len(store.shards)):
         t = store.shard_metadata(shard, ["row_id", "pair_id", "modality"])
         keep = shard_mask(store, shard, cfg.split, cfg.val_fraction, cfg.modality, table=t, subsample=cfg.subsample)
-        mods = t.column("modality").to_numpy(zero_copy_only=False)
-        rows = t.column("row_id").to_numpy()
+        mods, rows = column_array(t, "modality"), column_array(t, "row_id")
         n = len(rows)
         for lo in range(0, n, cfg.chunk_rows):
             hi = min(lo + cfg.chunk_rows, n)

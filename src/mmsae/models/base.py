@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmsae.models.gemm import linear
 from mmsae.models.sparse_decode import decode_topk
 
 
@@ -107,7 +108,7 @@ class SparseAutoencoder(nn.Module):
 
     # --- inference ---------------------------------------------------------------------------------
     def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
-        return (x_BD - self.b_dec) @ self.W_enc + self.b_enc
+        return linear(x_BD - self.b_dec, self.W_enc.T, self.b_enc)
 
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         """Inference-time activation; subclasses override."""
