@@ -140,3 +140,38 @@ def test_streaming_maps_no_store_pages(tmp_path):
     control = np.asarray(store.shard_embeddings(0)[scattered])
     assert _mapped_kb(tmp_path / "big") > 8 * 1024
     np.testing.assert_array_equal(store.get(scattered), control.astype(np.float32))
+
+
+def test_every_chunk_is_read_ahead_before_its_rows(store, monkeypatch):
+    """Each chunk that enters the shuffle buffer is hinted to the kernel (posix_fadvise WILLNEED,
+    its exact byte range) before any of its rows is gathered."""
+    import os
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform")
+    hinted: list[tuple[int, int]] = []  # (fd, first row) of each hint
+    fd_shard = {}
+    real_file = store._file
+
+    def file(shard):
+        out = real_file(shard)
+        fd_shard[out[0]] = (shard, out[1])
+        return out
+
+    def fadvise(fd, offset, length, advice):
+        assert advice == os.POSIX_FADV_WILLNEED
+        shard, base = fd_shard[fd]
+        row_bytes = store.dim * 4
+        assert (offset - base) % row_bytes == 0 and length % row_bytes == 0
+        lo = (offset - base) // row_bytes
+        hinted.extend(store.shards[shard].row_start + r for r in range(lo, lo + length // row_bytes))
+
+    monkeypatch.setattr(store, "_file", file)
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    cfg = StreamConfig(batch_size=100, seed=0, buffer_rows=400, chunk_rows=100)
+    seen = set()
+    for batch in iter_batches(store, cfg, epochs=1):
+        rows = batch[:, 0].astype(int)
+        assert set(rows.tolist()) <= set(hinted)  # read ahead before being gathered
+        seen.update(rows.tolist())
+    assert len(seen) == 3000 and sorted(hinted) == list(range(3000))  # each chunk hinted once

@@ -148,6 +148,19 @@ class EmbeddingStore:
                 raise MmsaeError(f"shard {self.shards[shard].name} is shorter than its manifest says")
         return out_ND
 
+    def will_need(self, shard: int, lo: int, hi: int) -> None:
+        """Ask the kernel to read rows [lo, hi) of a shard into the page cache in the background:
+        one sequential read ahead of the step instead of a random read per row when the rows are
+        gathered (a store larger than RAM comes off disk). A hint; a no-op where unsupported."""
+        if hi <= lo or not hasattr(os, "posix_fadvise"):
+            return
+        fd, offset, dtype = self._file(shard)
+        row_bytes = self.dim * dtype.itemsize
+        try:
+            os.posix_fadvise(fd, offset + lo * row_bytes, (hi - lo) * row_bytes, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+
     def _file(self, shard: int) -> tuple[int, int, np.dtype]:
         """(file descriptor, byte offset of row 0, dtype) of a shard's .npy, opened once."""
         if shard not in self._fds:

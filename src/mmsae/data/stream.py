@@ -130,9 +130,11 @@ def iter_batch_rows(store: EmbeddingStore, cfg: StreamConfig, epochs: int | None
         chunks = [(s, lo) for s in range(len(store.shards)) for lo in range(0, store.shards[s].n_rows, cfg.chunk_rows)]
         for ci in rng.permutation(len(chunks)):
             shard, lo = chunks[ci]
-            ids = _chunk_ids(store, shard, lo, min(lo + cfg.chunk_rows, store.shards[shard].n_rows), cfg, meta_cache)
+            hi = min(lo + cfg.chunk_rows, store.shards[shard].n_rows)
+            ids = _chunk_ids(store, shard, lo, hi, cfg, meta_cache)
             if len(ids) == 0:
                 continue
+            store.will_need(shard, lo, hi)  # its rows are read over the next batches
             buf.append(ids)
             n_buf += len(ids)
             n_epoch_rows += len(ids)
