@@ -165,15 +165,20 @@ def print_peers(out: dict) -> None:
         print(f"not run (no interpreter imports them; see benchmarks/peers/setup.sh): {', '.join(out['not_run'])}")
 
 
+def _vectors_per_s(gemm, B: int, reps: int) -> float:
+    """Rows per second of `gemm` (one [B, D] batch per call), after two warm-up calls."""
+    for _ in range(2):
+        gemm()
+    t = time.perf_counter()
+    for _ in range(reps):
+        gemm()
+    return B * reps / (time.perf_counter() - t)
+
+
 def gemm_floor(B: int, D: int, F: int, reps: int = 10) -> float:
     """The issue's floor: one fp32 [B, D] × [D, F] `matmul` (MKL on CPU), vectors/s."""
     x, W = torch.randn(B, D), torch.randn(D, F)
-    for _ in range(2):
-        x @ W
-    t = time.perf_counter()
-    for _ in range(reps):
-        x @ W
-    return B * reps / (time.perf_counter() - t)
+    return _vectors_per_s(lambda: x @ W, B, reps)
 
 
 def onednn_floor(B: int, D: int, F: int, reps: int = 10) -> float | None:
@@ -184,18 +189,12 @@ def onednn_floor(B: int, D: int, F: int, reps: int = 10) -> float | None:
         return None
     x, W = torch.randn(B, D), torch.randn(F, D)
     lp = torch.ops.mkldnn._linear_pointwise
-    best = 0.0
-    for rows in (B, 1024):
-        def gemm():
-            for lo in range(0, B, rows):
-                lp(x[lo : lo + rows], W, None, "none", [], "")
-        for _ in range(2):
-            gemm()
-        t = time.perf_counter()
-        for _ in range(reps):
-            gemm()
-        best = max(best, B * reps / (time.perf_counter() - t))
-    return best
+
+    def blocks(rows: int) -> None:
+        for lo in range(0, B, rows):
+            lp(x[lo : lo + rows], W, None, "none", [], "")
+
+    return max(_vectors_per_s(lambda: blocks(rows), B, reps) for rows in (B, 1024))
 
 
 def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
