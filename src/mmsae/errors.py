@@ -7,3 +7,8 @@ and keeps its traceback.
 
 class MmsaeError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+
+class SAELoadError(MmsaeError, ValueError):
+    """A folder that is not a loadable SAE; the message says why. (A ValueError too, as it was
+    before it became an MmsaeError.)"""

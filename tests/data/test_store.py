@@ -125,7 +125,7 @@ def test_consumed_units_commit_with_their_rows(tmp_path):
     w.append(np.ones((3, 2)), "image", consumed=3)  # would straddle the shard: starts a new one
     assert w.rows_done == 4 and json.loads((root / "manifest.json").read_text())["n_rows"] == 3
     w.append(np.empty((0, 2)), "image", consumed=2)  # a batch of unreadable items only
-    w.flush()
+    w.close()
     assert StoreWriter(root, dim=2, shard_rows=4, job="j").rows_done == 9
     assert json.loads((root / "manifest.json").read_text())["n_rows"] == 6
 

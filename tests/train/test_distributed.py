@@ -31,8 +31,18 @@ def test_two_processes_equal_one(tmp_path, small_synth, arch):
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = load_sae(tmp_path / "one"), load_sae(tmp_path / "two")
     for name, t in a.named_tensors().items():
-        np.testing.assert_allclose(b.named_tensors()[name].detach().numpy(), t.detach().numpy(), atol=2e-5,
-                                   err_msg=name)
+        got, want = b.named_tensors()[name].detach().numpy(), t.detach().numpy()
+        if arch == "relu" and got.ndim == 2:
+            # A ReLU latent whose pre-activation sits within rounding of 0 can fire in one run and
+            # not the other (the two sum a batch's gradient in different orders; seen on Intel's MKL
+            # for one latent of 128): then that latent's weights drift apart a little. Every other
+            # latent must match to 2e-5, and no latent may drift far.
+            axis = 0 if got.shape[0] == a.cfg.dict_size else 1
+            off_F = (np.abs(got - want) > 2e-5).any(axis=1 - axis)
+            assert off_F.sum() <= 1, f"{name}: {off_F.sum()} latents differ"
+            np.testing.assert_allclose(got, want, atol=1e-3, err_msg=name)
+            continue
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg=name)
     assert b.provenance["world_size"] == 2 and a.provenance["world_size"] == 1
     log_a = [json.loads(line) for line in (tmp_path / "one" / "train_log.jsonl").read_text().splitlines()]
     log_b = [json.loads(line) for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()]

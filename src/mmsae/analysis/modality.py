@@ -147,6 +147,10 @@ def analyze_modality(model, store: EmbeddingStore | str, out: str | Path | None 
     for m in ("image", "text"):
         r = store.rows(m)
         rows[m] = np.sort(rng.choice(r, min(len(r), max_rows // 2), replace=False))
+    if min(len(r) for r in rows.values()) < 20:
+        raise MmsaeError(f"the modality probe needs at least 20 rows of each modality (it fits on half, scores on the "
+                         f"other); it has {len(rows['image'])} image and {len(rows['text'])} text rows "
+                         f"(--max-rows {max_rows})")
     probe, held = modality_probe(store.get(rows["image"]), store.get(rows["text"]), seed)
     D_FD = concept_directions(model)
     cos_w = np.abs(D_FD @ probe.weight_D)

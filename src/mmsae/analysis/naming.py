@@ -56,6 +56,13 @@ def embed_vocabulary(store, terms: Sequence[str], encoder=None, templates: Seque
     renormalised), cached in STORE/vocab/ under a hash of terms, templates and model."""
     from mmsae.backends.base import text_encoder_for
 
+    for tpl in templates:
+        try:
+            ok = tpl.count("{}") == 1 and tpl.format("x").count("x") >= 1
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise MmsaeError(f"template {tpl!r} must hold exactly one {{}} for the term (write other braces as {{{{ }}}})")
     key = hashlib.sha256(json.dumps([list(terms), list(templates), store.manifest.model_id]).encode()).hexdigest()[:16]
     path = Path(store.root) / VOCAB_DIR / f"{key}.npy"
     if cache and path.exists():
@@ -67,8 +74,6 @@ def embed_vocabulary(store, terms: Sequence[str], encoder=None, templates: Seque
         raise MmsaeError(f"the text encoder gives {encoder.dim}-d embeddings, the store holds {store.dim}-d")
     E = np.zeros((len(terms), store.dim), dtype=np.float64)
     for tpl in templates:
-        if "{}" not in tpl:
-            raise MmsaeError(f"template {tpl!r} has no {{}} for the term")
         E += encoder.embed_texts([tpl.format(t) for t in terms], progress=progress)
     E = (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     if cache:

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -48,8 +48,8 @@ class EmbedConfig:
     """DataLoader worker processes decoding and preprocessing images; -1: one per core, up to 8."""
     normalize: bool = True
     """L2-normalise every embedding (recorded in the manifest as `l2_normalized`)."""
-    dtype: str = "float32"
-    """On-disk dtype: float32 or float16."""
+    dtype: str | None = None
+    """On-disk dtype: float32 or float16; None: the target store's own dtype (float32 for a new store)."""
     shard_rows: int = 16384
     """Rows per committed shard: the most work a kill can lose."""
     modalities: tuple[str, ...] = ("image", "text")
@@ -245,11 +245,14 @@ def embed(inputs: EmbedInputs, backend: Backend, out: str | os.PathLike, cfg: Em
     if not images and not texts:
         raise MmsaeError("nothing to embed: the input has no " + (" or ".join(want) or "selected modality")
                          + " items" + (" (the model is text-only)" if backend.text_only and inputs.images else ""))
+    if cfg.dtype is None:
+        existing = EmbeddingStore(out).manifest if (out / "manifest.json").exists() else None
+        cfg = replace(cfg, dtype=existing.dtype if existing is not None and existing.n_rows else "float32")
     key = job_key(inputs, backend, cfg, source)
     preprocessing = {"l2_normalized": cfg.normalize, BACKEND_KEY: backend.spec.to_json(), "precision": backend.precision}
     if images and inputs.image_root:
         preprocessing[IMAGE_ROOT_KEY] = inputs.image_root
-    _check_target(out, backend, preprocessing)
+    _check_target(out, backend, cfg, preprocessing)
     total = len(images) + len(texts)
     if _job_done(out, key) >= total:
         report = _read_report(out, key)
@@ -259,14 +262,18 @@ def embed(inputs: EmbedInputs, backend: Backend, out: str | os.PathLike, cfg: Em
     staging = out / STAGING / f"{key.split(':')[1]}-w{world_size}"
     part = _Part(staging / f"rank-{rank:05d}", backend, cfg, preprocessing)
     img_sl, txt_sl = _split(len(images), rank, world_size), _split(len(texts), rank, world_size)
-    resumed = _embed_part(backend, images[img_sl], texts[txt_sl], img_sl.start, part, cfg,
-                          show=cfg.progress and rank == 0)
+    try:
+        resumed = _embed_part(backend, images[img_sl], texts[txt_sl], img_sl.start, part, cfg,
+                              show=cfg.progress and rank == 0)
+    finally:
+        part.writer.release()
     if barrier is not None:
         barrier()
     if rank != 0:
         return EmbedReport(str(out), backend.model_id, inputs.layout, len(images), len(texts), 0, 0,
                            inputs.duplicate_texts, resumed, world_size, time.perf_counter() - t0)
-    report = _merge(out, staging, world_size, key, total, backend, cfg, preprocessing)
+    report = _merge(out, staging, world_size, key, total, backend, cfg, preprocessing,
+                    local_pair_ids=not inputs.pair_ids_given)
     report.layout, report.images_in, report.texts_in = inputs.layout, len(images), len(texts)
     report.duplicate_texts, report.resumed_items = inputs.duplicate_texts, resumed
     report.seconds = time.perf_counter() - t0
@@ -277,7 +284,7 @@ def embed(inputs: EmbedInputs, backend: Backend, out: str | os.PathLike, cfg: Em
     return report
 
 
-def _check_target(out: Path, backend: Backend, preprocessing: dict) -> None:
+def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: dict) -> None:
     """Appending to an existing store must keep it one space, one normalisation, one image root."""
     if not (out / "manifest.json").exists():
         return
@@ -287,6 +294,9 @@ def _check_target(out: Path, backend: Backend, preprocessing: dict) -> None:
     if m.dim != backend.dim or m.model_id not in ("unknown", backend.model_id):
         raise MmsaeError(f"{out} holds {m.dim}-d embeddings of {m.model_id!r}; {backend.model_id} makes "
                          f"{backend.dim}-d ones: embed into a new store")
+    if m.dtype != cfg.dtype:
+        raise MmsaeError(f"{out} holds {m.dtype} embeddings; pass --dtype {m.dtype} (or leave --dtype out) to append, "
+                         "or embed into a new store")
     if "l2_normalized" in m.preprocessing and m.preprocessing["l2_normalized"] != preprocessing["l2_normalized"]:
         raise MmsaeError(f"{out} holds embeddings with l2_normalized={m.preprocessing['l2_normalized']}; "
                          "use the same --normalize setting or a new store")
@@ -302,13 +312,30 @@ def _job_done(out: Path, key: str) -> int:
 
 
 def _merge(out: Path, staging: Path, world: int, key: str, total: int, backend: Backend, cfg: EmbedConfig,
-           preprocessing: dict) -> EmbedReport:
-    parts = [EmbeddingStore(staging / f"rank-{r:05d}") for r in range(world)]
-    consumed = sum(p.manifest.jobs.get("part", 0) for p in parts)
-    if consumed != total:
-        raise MmsaeError(f"the ranks' parts cover {consumed} of {total} items; re-run the same command to finish")
-    writer = StoreWriter(out, dim=backend.dim, dtype=cfg.dtype, model_id=backend.model_id,
-                         preprocessing=preprocessing, shard_rows=cfg.shard_rows, job=key)
+           preprocessing: dict, local_pair_ids: bool) -> EmbedReport:
+    with StoreWriter(out, dim=backend.dim, dtype=cfg.dtype, model_id=backend.model_id, preprocessing=preprocessing,
+                     shard_rows=cfg.shard_rows, job=key, local_pair_ids=local_pair_ids) as writer:
+        if writer.rows_done >= total:  # the same job, run beside this one, merged while we waited for the lock
+            return _read_report(out, key)
+        parts = [EmbeddingStore(staging / f"rank-{r:05d}") for r in range(world)]
+        consumed = sum(p.manifest.jobs.get("part", 0) for p in parts)
+        if consumed != total:
+            raise MmsaeError(f"the ranks' parts cover {consumed} of {total} items; re-run the same command to finish")
+        written = _adopt_parts(writer, parts, preprocessing)
+        writer.commit(consumed=total)
+    skipped = []
+    for r in range(world):
+        path = staging / f"rank-{r:05d}" / "skipped.json"
+        if path.exists():
+            skipped += [v | {"item": int(k)} for k, v in json.loads(path.read_text()).items()]
+    skipped.sort(key=lambda v: v["item"])
+    store = EmbeddingStore(out)
+    return EmbedReport(str(out), backend.model_id, "", 0, 0, written, len(skipped), 0, 0, world, 0.0,
+                       counts=dict(store.manifest.counts), skipped=skipped)
+
+
+def _adopt_parts(writer: StoreWriter, parts: list[EmbeddingStore], preprocessing: dict) -> int:
+    """The ranks' shards, images before captions; returns the rows adopted."""
     if IMAGE_ROOT_KEY in preprocessing:
         writer.manifest.preprocessing.setdefault(IMAGE_ROOT_KEY, preprocessing[IMAGE_ROOT_KEY])
     writer.manifest.preprocessing.setdefault(BACKEND_KEY, preprocessing[BACKEND_KEY])
@@ -321,16 +348,7 @@ def _merge(out: Path, staging: Path, world: int, key: str, total: int, backend: 
                 if mods == [modality]:
                     writer.adopt(p, s)
                     written += p.shards[s].n_rows
-    skipped = []
-    for r in range(world):
-        path = staging / f"rank-{r:05d}" / "skipped.json"
-        if path.exists():
-            skipped += [v | {"item": int(k)} for k, v in json.loads(path.read_text()).items()]
-    skipped.sort(key=lambda v: v["item"])
-    writer.commit(consumed=total)
-    store = EmbeddingStore(out)
-    return EmbedReport(str(out), backend.model_id, "", 0, 0, written, len(skipped), 0, 0, world, 0.0,
-                       counts=dict(store.manifest.counts), skipped=skipped)
+    return written
 
 
 def _write_report(out: Path, key: str, report: EmbedReport) -> None:

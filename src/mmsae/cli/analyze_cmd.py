@@ -5,6 +5,8 @@ Each writes `<name>.json`, `<name>.png`, `<name>.svg` and `<name>.md` into --out
 
 from __future__ import annotations
 
+from mmsae.cli.output import nonneg_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="linear-structure analyses: pareto, stability, modality, bridges",
@@ -22,14 +24,14 @@ def register(sub) -> None:
     q.add_argument("--saes", default="topk,batchtopk,matryoshka,relu", help="SAE architectures ('' for none)")
     q.add_argument("--baselines", default="pca,ica,nmf,kmeans,dictionary", help="baselines ('' for none)")
     q.add_argument("--l1", default="0.3,1,3,10", help="ReLU SAE L1 sweep (default 0.3,1,3,10)")
-    q.add_argument("--dict-size", type=int, default=None, help="SAE latents and dictionary atoms (default 4 × D)")
-    q.add_argument("--epochs", type=float, default=10.0, help="SAE training passes (default 10)")
-    q.add_argument("--batch-size", type=int, default=1024)
-    q.add_argument("--lr", type=float, default=3e-3)
-    q.add_argument("--fit-rows", type=int, default=20000, help="training rows for the baselines (default 20000)")
-    q.add_argument("--eval-rows", type=int, default=10000, help="held-out rows scored (default 10000)")
+    q.add_argument("--dict-size", type=positive_int, default=None, help="SAE latents and dictionary atoms (default 4 × D)")
+    q.add_argument("--epochs", type=positive_float, default=10.0, help="SAE training passes (default 10)")
+    q.add_argument("--batch-size", type=positive_int, default=1024)
+    q.add_argument("--lr", type=positive_float, default=3e-3)
+    q.add_argument("--fit-rows", type=positive_int, default=20000, help="training rows for the baselines (default 20000)")
+    q.add_argument("--eval-rows", type=positive_int, default=10000, help="held-out rows scored (default 10000)")
     q.add_argument("--modality", help="use one modality only")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=nonneg_int, default=0)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_pareto)
 
@@ -41,14 +43,14 @@ def register(sub) -> None:
     s.add_argument("store")
     s.add_argument("--out", required=True)
     s.add_argument("--saes", help="comma-separated SAE folders to compare instead of training (e.g. other data mixes)")
-    s.add_argument("--seeds", type=int, default=3, help="SAEs to train, seeds 0..N-1 (default 3)")
+    s.add_argument("--seeds", type=positive_int, default=3, help="SAEs to train, seeds 0..N-1 (default 3)")
     s.add_argument("--mixes", help="train one SAE per image:text mix instead of per seed, e.g. 1:1,1:3,3:1")
     s.add_argument("--arch", default="topk")
-    s.add_argument("--dict-size", type=int, default=1024)
-    s.add_argument("--k", type=int, default=8)
-    s.add_argument("--epochs", type=float, default=20.0)
-    s.add_argument("--batch-size", type=int, default=1024)
-    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--dict-size", type=positive_int, default=1024)
+    s.add_argument("--k", type=positive_int, default=8)
+    s.add_argument("--epochs", type=positive_float, default=20.0)
+    s.add_argument("--batch-size", type=positive_int, default=1024)
+    s.add_argument("--lr", type=positive_float, default=3e-3)
     s.add_argument("--modality", help="train on one modality only")
     s.add_argument("--absolute", action="store_true", help="match on |cosine| (a sign flip is the same concept)")
     s.add_argument("--json", action="store_true")
@@ -58,7 +60,7 @@ def register(sub) -> None:
     m.add_argument("sae")
     m.add_argument("store")
     m.add_argument("--out", required=True)
-    m.add_argument("--max-rows", type=int, default=20000, help="rows (both modalities) for the probe (default 20000)")
+    m.add_argument("--max-rows", type=positive_int, default=20000, help="rows (both modalities) for the probe (default 20000)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run_modality)
 
@@ -66,10 +68,10 @@ def register(sub) -> None:
     b.add_argument("sae")
     b.add_argument("store")
     b.add_argument("--out", required=True)
-    b.add_argument("--top", type=int, default=50, help="bridges to report (default 50)")
+    b.add_argument("--top", type=positive_int, default=50, help="bridges to report (default 50)")
     b.add_argument("--split", choices=["all", "train", "val"], default="all")
-    b.add_argument("--max-pairs", type=int, default=None, help="use at most this many pairs (default all)")
-    b.add_argument("--shuffles", type=int, default=5, help="caption shuffles for the null model (default 5)")
+    b.add_argument("--max-pairs", type=positive_int, default=None, help="use at most this many pairs (default all)")
+    b.add_argument("--shuffles", type=positive_int, default=5, help="caption shuffles for the null model (default 5)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=run_bridges)
 
@@ -84,10 +86,10 @@ def _list(s: str, typ=str) -> tuple:
 
 
 def _finish(args, res: dict, name: str) -> int:
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
 
     if args.json:
-        _print_json({k: v for k, v in res.items() if k not in ("per_concept", "mass")})
+        print_json({k: v for k, v in res.items() if k not in ("per_concept", "mass")})
     else:
         from pathlib import Path
 

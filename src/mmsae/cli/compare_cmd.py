@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmsae.cli.output import nonneg_float, nonneg_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("compare", help="train and compare multimodal SAEs against independent and pooled SAEs",
@@ -13,22 +15,22 @@ def register(sub) -> None:
                                    "hallucination detection). Writes OUT/comparison.{json,md} and the SAE folders.")
     p.add_argument("store", help="paired store folder (e.g. from `mmsae synth`)")
     p.add_argument("--out", required=True, help="folder for the SAEs and the table")
-    p.add_argument("--dict-size", type=int, default=1024, help="latents F (default 1024)")
-    p.add_argument("--k", type=int, default=8, help="active latents per row (default 8)")
-    p.add_argument("--vlsae-k", type=int, default=None, help="k of VL-SAE (default k + 4)")
-    p.add_argument("--epochs", type=float, default=20.0, help="passes over the training pairs (default 20)")
-    p.add_argument("--batch-size", type=int, default=1024, help="rows or pairs per step (default 1024)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--lambda-align", type=float, default=0.3, help="alignment weight of the aligned model (default 0.3)")
+    p.add_argument("--dict-size", type=positive_int, default=1024, help="latents F (default 1024)")
+    p.add_argument("--k", type=positive_int, default=8, help="active latents per row (default 8)")
+    p.add_argument("--vlsae-k", type=positive_int, default=None, help="k of VL-SAE (default k + 4)")
+    p.add_argument("--epochs", type=positive_float, default=20.0, help="passes over the training pairs (default 20)")
+    p.add_argument("--batch-size", type=positive_int, default=1024, help="rows or pairs per step (default 1024)")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
+    p.add_argument("--lambda-align", type=nonneg_float, default=0.3, help="alignment weight of the aligned model (default 0.3)")
     p.add_argument("--models", default=",".join(("independent", "pooled", "multimodal-noalign", "multimodal", "vlsae")),
                    help="comma-separated rows of the table")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bars)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.compare import CompareConfig, compare_models
     from mmsae.errors import MmsaeError
 
@@ -40,7 +42,7 @@ def run(args) -> int:
                         models=models)
     res = compare_models(args.store, args.out, cfg, progress=not args.json)
     if args.json:
-        _print_json(res)
+        print_json(res)
     else:
         print(res["table"])
         print(f"\nwritten to {args.out}/comparison.md and comparison.json")

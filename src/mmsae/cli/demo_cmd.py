@@ -35,7 +35,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import sys
 
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.demo import DemoConfig, run_demo
     from mmsae.errors import MmsaeError
 
@@ -59,7 +59,7 @@ def run(args) -> int:
                                 multimodal=not args.no_multimodal, pareto=not args.no_pareto)
         summary = run_demo(cfg, args.out, progress=not args.json, log=log)
     if args.json:
-        _print_json(summary)
+        print_json(summary)
         return 0
     print(summary["report"])
     if serve:

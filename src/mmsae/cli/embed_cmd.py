@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmsae.cli.output import positive_int
+
 import os
 import sys
 
@@ -54,13 +56,14 @@ def register(sub) -> None:
                                                     "cuda:LOCAL_RANK)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="autocast on a GPU (default auto: fp16 on CUDA, fp32 on CPU)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    p.add_argument("--text-batch-size", type=int, default=256, help="captions per batch (default 256)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
+    p.add_argument("--text-batch-size", type=positive_int, default=256, help="captions per batch (default 256)")
     p.add_argument("--workers", type=int, default=-1, help="image-decoding worker processes (default: one per "
                                                            "core, up to 8; 0 decodes in the main process)")
     p.add_argument("--no-normalize", action="store_true", help="store raw embeddings (default: L2-normalised)")
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype (default float32)")
-    p.add_argument("--shard-rows", type=int, default=16384, help="rows per committed shard (default 16384)")
+    p.add_argument("--dtype", choices=["float32", "float16"], default=None,
+                   help="on-disk dtype (default: the store's own, float32 for a new store)")
+    p.add_argument("--shard-rows", type=positive_int, default=16384, help="rows per committed shard (default 16384)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of progress bars")
     p.set_defaults(func=run)
 
@@ -70,7 +73,7 @@ def run(args) -> int:
 
     from mmsae.backends.base import load_backend, parse_model
     from mmsae.backends.embed import EmbedConfig, embed
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.data.inputs import read_inputs
     from mmsae.errors import MmsaeError
 
@@ -104,7 +107,7 @@ def run(args) -> int:
     if rank != 0:
         return 0
     if args.json:
-        _print_json(dataclasses.asdict(rep) | {"skipped": rep.skipped[:100]})
+        print_json(dataclasses.asdict(rep) | {"skipped": rep.skipped[:100]})
         return 0
     if rep.already_done:
         print(f"nothing to do: {rep.store} already holds this job's {rep.rows_written} rows ({rep.counts})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmsae.cli.output import fraction, positive_int
+
 KEYS = ("fvu", "r2", "fvu_per_sample", "r2_global", "nmae", "cosine", "l0", "l0_fraction_zero", "dead_fraction",
         "dense_fraction", "n_rows")
 
@@ -13,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("sae", help="SAE folder (mmsae or SAELens format)")
     p.add_argument("store", help="store folder")
     p.add_argument("--split", choices=["all", "train", "val"], default="all", help="rows to evaluate (default all)")
-    p.add_argument("--val-fraction", type=float, default=None,
+    p.add_argument("--val-fraction", type=fraction, default=None,
                    help="held-out share defining the split (default: the SAE's training value, else 0.1)")
     p.add_argument("--modality", help="evaluate only this modality")
     p.add_argument("--device", default="cpu")
@@ -21,7 +23,7 @@ def register(sub) -> None:
                    help="cross-modal section (alignment, code-space retrieval, concept discovery, retrieval "
                         "retention; on synthetic stores also shared-concept recovery and zero-shot retention); "
                         "auto = when the store has image/text pairs")
-    p.add_argument("--max-pairs", type=int, default=5000, help="held-out pairs used by the cross-modal section")
+    p.add_argument("--max-pairs", type=positive_int, default=5000, help="held-out pairs used by the cross-modal section")
     p.add_argument("--image-sae", help="with SAE as the text SAE: evaluate two independent SAEs (this one "
                                        "encodes images) as one cross-modal model")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -30,11 +32,14 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from mmsae.cli.common import load_model, open_store_for, val_fraction_of
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
     from mmsae.metrics.evaluate import evaluate_store
     from mmsae.models.paired import ModalityRouter
 
+    from mmsae.device import resolve_device
+
+    args.device = str(resolve_device(args.device))
     sae = load_model(args.sae, args.device)
     store = open_store_for(sae, args.store)
     vf = val_fraction_of(sae, args.val_fraction)
@@ -60,7 +65,7 @@ def run(args) -> int:
     if args.crossmodal == "yes" or (args.crossmodal == "auto" and has_pairs):
         out["crossmodal"] = crossmodal_section(sae, store, args.split, vf, args.max_pairs, args.device)
     if args.json:
-        _print_json(out)
+        print_json(out)
     else:
         print(format_table(out, args.sae, args.store))
         if "crossmodal" in out:

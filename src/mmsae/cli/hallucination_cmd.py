@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmsae.cli.output import nonneg_int, positive_int, unit_float
+
 
 def register(sub) -> None:
     p = sub.add_parser("hallucination", help="score concept-level hallucination detection and mitigation",
@@ -15,15 +17,15 @@ def register(sub) -> None:
                                    "different concepts) changes the retrieval of the caption's own image.")
     p.add_argument("sae", help="SAE folder (multimodal, vlsae, or a single SAE used for both modalities)")
     p.add_argument("store", help="paired store folder")
-    p.add_argument("--n", type=int, default=4000, help="labelled pairs to evaluate (default 4000)")
-    p.add_argument("--reference", type=int, default=20000, help="matched training pairs used to fit the detector")
-    p.add_argument("--mitigate-concepts", type=int, default=4, help="concepts moved by mitigation (default 4)")
-    p.add_argument("--beta", type=float, default=1.0, help="mitigation strength in [0, 1] (default 1)")
+    p.add_argument("--n", type=positive_int, default=4000, help="labelled pairs to evaluate (default 4000)")
+    p.add_argument("--reference", type=positive_int, default=20000, help="matched training pairs used to fit the detector")
+    p.add_argument("--mitigate-concepts", type=nonneg_int, default=4, help="concepts moved by mitigation (default 4)")
+    p.add_argument("--beta", type=unit_float, default=1.0, help="mitigation strength in [0, 1] (default 1)")
     p.add_argument("--score", nargs=2, metavar=("IMAGES", "TEXTS"),
                    help="also score your own pairs: two embedding files (.npy/.npz/.safetensors/.pt/.parquet) "
                         "whose row i is a pair; each gets a score and a decision at the SAE threshold fitted above")
     p.add_argument("--scores-out", help="with --score: write row, score, flagged as CSV here")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -52,7 +54,7 @@ def run(args) -> int:
     from mmsae.analysis.hallucination import (HallucinationDetector, clip_score, compare_with_clip_score,
                                               mitigation_effect)
     from mmsae.cli.common import load_model, open_store_for, require_pairs, val_fraction_of
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
     from mmsae.metrics.crossmodal import held_out_pairs
 
@@ -78,7 +80,7 @@ def run(args) -> int:
     elif args.scores_out:
         raise MmsaeError("--scores-out needs --score IMAGES TEXTS")
     if args.json:
-        _print_json(res)
+        print_json(res)
         return 0
     print(f"hallucination detection on {res['n_test']} test pairs ({kind}); thresholds fitted on "
           f"{res['n_calibration']} others; detector fitted on {res['n_reference_pairs']} matched training pairs")

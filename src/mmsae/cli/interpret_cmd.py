@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmsae.cli.output import nonneg_int, positive_int
+
 import json
 from pathlib import Path
 
@@ -32,8 +34,8 @@ def register(sub) -> None:
     t.add_argument("sae")
     t.add_argument("store")
     t.add_argument("--out", required=True)
-    t.add_argument("-k", type=int, default=10, help="examples per concept and modality (default 10)")
-    t.add_argument("--show", type=int, default=5, help="print this many concepts (default 5)")
+    t.add_argument("-k", type=positive_int, default=10, help="examples per concept and modality (default 10)")
+    t.add_argument("--show", type=nonneg_int, default=5, help="print this many concepts (default 5)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=run_top)
 
@@ -46,11 +48,11 @@ def register(sub) -> None:
     s.add_argument("store")
     what = s.add_mutually_exclusive_group(required=True)
     what.add_argument("--query", help="text to search for")
-    what.add_argument("--row", type=int, help="row id to explain")
+    what.add_argument("--row", type=nonneg_int, help="row id to explain")
     s.add_argument("--names", help="names.json from `mmsae name`")
     s.add_argument("--target", choices=["image", "text"], default=None,
                    help="modality of the rows to return (default: image if the store has images, else text)")
-    s.add_argument("--top", type=int, default=5)
+    s.add_argument("--top", type=positive_int, default=5)
     s.add_argument("--splice", help="with --row: vocabulary file for a SpLiCE decomposition beside the SAE's")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run_search)
@@ -58,9 +60,9 @@ def register(sub) -> None:
     c = sub.add_parser("cluster", help="k-means over codes: groups of rows and their dominant concepts")
     c.add_argument("sae")
     c.add_argument("store")
-    c.add_argument("--clusters", type=int, default=20)
+    c.add_argument("--clusters", type=positive_int, default=20)
     c.add_argument("--modality", choices=["image", "text"], default=None, help="cluster rows of one modality")
-    c.add_argument("--max-rows", type=int, default=50000)
+    c.add_argument("--max-rows", type=positive_int, default=50000)
     c.add_argument("--names", help="names.json from `mmsae name`")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=run_cluster)
@@ -92,7 +94,7 @@ def run_name(args) -> int:
     import numpy as np
 
     from mmsae.analysis.naming import embed_vocabulary, name_concepts, read_vocabulary, write_names
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
     model, store = _load(args)
@@ -110,7 +112,7 @@ def run_name(args) -> int:
             "templates": args.template or ["a photo of a {}."], "modality": args.modality}
     write_names(names, out, meta)
     if args.json:
-        _print_json({**meta, "written": [str(out / "names.json"), str(out / "names.parquet")],
+        print_json({**meta, "written": [str(out / "names.json"), str(out / "names.parquet")],
                      "concepts": [dataclasses.asdict(n) for n in names[:20]]})
     else:
         best = sorted(names, key=lambda n: -n.confidence)[:10]
@@ -123,7 +125,7 @@ def run_name(args) -> int:
 
 def run_top(args) -> int:
     from mmsae.analysis.top_examples import texts_of, write_top_examples
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
     if args.k < 1:
@@ -131,7 +133,7 @@ def run_top(args) -> int:
     model, store = _load(args)
     summary, tops = write_top_examples(model, store, args.out, k=args.k, progress=not args.json)
     if args.json:
-        _print_json(summary)
+        print_json(summary)
         return 0
     print(f"top {args.k} examples per concept and modality → {summary['written']} ({summary['rows']} rows)")
     for mod in sorted(tops):
@@ -148,7 +150,7 @@ def run_search(args) -> int:
     from mmsae.analysis.search import concepts_of, encode_rows, query_concepts, rows_for_concepts, similar_rows
     from mmsae.analysis.top_examples import top_examples
     from mmsae.backends.base import text_encoder_for
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
     model, store = _load(args)
@@ -198,7 +200,7 @@ def run_search(args) -> int:
             res["splice"] = {"terms": sp["top_terms"][0], "l0": int(sp["l0"][0]), "cosine": float(sp["cosine"][0])}
             res["sae_reconstruction"] = {"l0": int((z[0] > 0).sum()), "cosine": sae_cos}
     if args.json:
-        _print_json(res)
+        print_json(res)
         return 0
     if args.query is not None:
         print(f"query {args.query!r}: concepts by encoding the query:")
@@ -240,22 +242,22 @@ def run_cluster(args) -> int:
 
     from mmsae.analysis.clustering import cluster_codes
     from mmsae.analysis.search import encode_rows
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
     model, store = _load(args)
     rows = store.rows(args.modality) if args.modality else np.arange(len(store))
-    if len(rows) < args.clusters:
-        raise MmsaeError(f"{len(rows)} rows for {args.clusters} clusters; ask for fewer --clusters")
     if len(rows) > args.max_rows:
         rows = np.sort(np.random.default_rng(0).choice(rows, args.max_rows, replace=False))
+    if len(rows) < args.clusters:
+        raise MmsaeError(f"{len(rows)} rows for {args.clusters} clusters; ask for fewer --clusters (or more --max-rows)")
     res = cluster_codes(encode_rows(model, store, rows), args.clusters, _names(args.names))
     texts = store.metadata(["text"]).column("text").to_pylist()
     for c in res["clusters"]:
         c["examples"] = [{"row": int(rows[i]), "text": texts[rows[i]]} for i in c["examples"]]
     res.pop("labels")
     if args.json:
-        _print_json(res)
+        print_json(res)
         return 0
     for c in res["clusters"]:
         names = ", ".join(f"{x['concept']}" + (f" ({x['name']})" if x["name"] else "") for x in c["concepts"][:4])

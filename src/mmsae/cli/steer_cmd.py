@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmsae.cli.output import finite_float, nonneg_int, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("steer", help="steer embeddings along a concept and show what they retrieve",
@@ -14,17 +16,17 @@ def register(sub) -> None:
     p.add_argument("sae", help="SAE folder")
     p.add_argument("store", help="store folder (its rows are the queries and the retrieval gallery)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--concept", type=int, help="latent index to steer along")
+    what.add_argument("--concept", type=nonneg_int, help="latent index to steer along")
     what.add_argument("--direction", help=".npy or .npz (key 'weight') vector to steer along instead of a concept")
-    p.add_argument("--strength", type=float, required=True,
+    p.add_argument("--strength", type=finite_float, required=True,
                    help="step along the unit direction (same modality) or added activation (cross-modal)")
     p.add_argument("--source", choices=["image", "text"], default="image", help="modality of the query rows")
     p.add_argument("--target", choices=["image", "text"], default=None, help="modality to decode into (default: source)")
     p.add_argument("--mode", choices=["add", "set"], default="add", help="cross-modal: add to or set the activation")
     p.add_argument("--rows", help="comma-separated row ids to steer (default: the first --n rows of SOURCE)")
-    p.add_argument("--n", type=int, default=3, help="rows to steer when --rows is not given (default 3)")
-    p.add_argument("--top", type=int, default=5, help="nearest gallery rows to show (default 5)")
-    p.add_argument("--gallery", type=int, default=50000, help="at most this many target rows to search (default 50000)")
+    p.add_argument("--n", type=positive_int, default=3, help="rows to steer when --rows is not given (default 3)")
+    p.add_argument("--top", type=positive_int, default=5, help="nearest gallery rows to show (default 5)")
+    p.add_argument("--gallery", type=positive_int, default=50000, help="at most this many target rows to search (default 50000)")
     p.add_argument("--probe", help=".npz with 'weight' [1, D] (and optional 'bias'), e.g. a LAION aesthetic head")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -56,7 +58,7 @@ def run(args) -> int:
 
     from mmsae.analysis.steering import concept_direction, edit_and_decode, nearest, probe_score, steer
     from mmsae.cli.common import load_model, open_store_for
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
     model = load_model(args.sae)
@@ -117,16 +119,16 @@ def run(args) -> int:
             item["probe_after"] = float(probe_score(moved[n : n + 1], *probe)[0])
         out["results"].append(item)
     if args.json:
-        _print_json(out)
+        print_json(out)
         return 0
     what = f"concept {args.concept}" if args.direction is None else f"direction {args.direction}"
     print(f"steering {len(rows)} {args.source} row(s) along {what}, strength {args.strength}, judged in {target} space")
     for item in out["results"]:
-        print(f"\nrow {item['row']} ({item['source']}): {item['text'][:80]}")
+        print(f"\nrow {item['row']} ({item['source']}): {(item['text'] or '(no text)')[:80]}")
         if "probe_before" in item:
             print(f"  probe score {item['probe_before']:.3f} → {item['probe_after']:.3f}")
         for label in ("before", "after"):
             print(f"  nearest {target} rows {label}:")
             for g in item[label]:
-                print(f"    {g['cosine']:.3f}  row {g['row']}: {(g['text'] or g['source'])[:70]}")
+                print(f"    {g['cosine']:.3f}  row {g['row']}: {(g['text'] or g['source'] or '')[:70]}")
     return 0

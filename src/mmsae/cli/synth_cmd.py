@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.data.importers import store_summary
     from mmsae.data.synthetic import write_synthetic
     from mmsae.errors import MmsaeError
@@ -36,7 +36,7 @@ def run(args) -> int:
     summary = store_summary(store)
     summary["concepts"] = {"shared": cfg.n_shared, "image": cfg.n_image, "text": cfg.n_text}
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         print(f"wrote {summary['rows']} rows ({summary['counts']}) of dim {summary['dim']} to {args.out}; "
               f"{cfg.n_concepts} planted concepts in {args.out}/ground_truth")

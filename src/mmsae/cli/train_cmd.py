@@ -146,7 +146,7 @@ def sweep_runs(out: str, cfg: TrainConfig, specs: list[str]) -> list[tuple[str, 
 
 
 def _run_sweep(args, cfg: TrainConfig) -> int:
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.train.distributed import from_env
     from mmsae.train.trainer import train_sweep
 
@@ -157,7 +157,7 @@ def _run_sweep(args, cfg: TrainConfig) -> int:
     if not ctx.main:  # under torchrun, rank 0 reports
         return 0
     if args.json:
-        _print_json([dataclasses.asdict(r) for r in results])
+        print_json([dataclasses.asdict(r) for r in results])
         return 0
     print(f"trained {len(results)} SAEs in one read of the data ({results[0].seconds:.1f} s):")
     for r in results:
@@ -168,7 +168,7 @@ def _run_sweep(args, cfg: TrainConfig) -> int:
 
 
 def run(args) -> int:
-    from mmsae.cli.main import _print_json
+    from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
     from mmsae.train.trainer import Trainer
 
@@ -183,7 +183,7 @@ def run(args) -> int:
     if not trainer.dist.main:  # under torchrun, rank 0 reports
         return 0
     if args.json:
-        _print_json(dataclasses.asdict(res))
+        print_json(dataclasses.asdict(res))
     else:
         v = res.val_metrics
         if v:

@@ -10,12 +10,14 @@ import csv
 import hashlib
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mmsae.data.manifest import MANIFEST_NAME, read_manifest
 from mmsae.data.store import NO_PAIR, EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
 
@@ -54,41 +56,54 @@ def load_embeddings(path: str | os.PathLike, key: str | None = None) -> np.ndarr
             with np.load(path, allow_pickle=False) as z:
                 arr = _pick({k: z[k] for k in z.files}, key, path)
         elif suffix == ".safetensors":
-            from safetensors.numpy import load_file
+            from safetensors.torch import load_file  # the torch loader reads bfloat16, which numpy has not
 
-            arr = _pick(load_file(str(path)), key, path)
+            arr = _tensor_to_numpy(_pick(load_file(str(path)), key, path), path)
         elif suffix in (".pt", ".pth"):
             import torch
 
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, torch.Tensor):
-                arr = obj.float().numpy() if obj.dtype == torch.bfloat16 else obj.numpy()
+                arr = _tensor_to_numpy(obj, path)
             elif isinstance(obj, dict):
-                tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-                t = _pick(tensors, key, path) if tensors else None
-                if t is None:
+                tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+                if not tensors:
                     raise MmsaeError(f"{path}: holds no tensor")
-                arr = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+                arr = _tensor_to_numpy(_pick(tensors, key, path), path)
             else:
                 raise MmsaeError(f"{path}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
         else:
             arr = _load_parquet(path, key)
     except MmsaeError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, TypeError, MemoryError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise MmsaeError(f"{path}: cannot read ({msg}); is the file truncated or of another format?") from None
     except Exception as exc:  # e.g. pickle.UnpicklingError from a .pt holding non-tensor objects
         if type(exc).__name__ in ("UnpicklingError", "SafetensorError", "ArrowInvalid"):
             raise MmsaeError(f"{path}: cannot read safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         raise
-    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+    if (not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer)) or arr.dtype == np.bool_:
         raise MmsaeError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise MmsaeError(f"{path}: expected a 2-D [N, D] array, got shape {tuple(arr.shape)}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise MmsaeError(f"{path}: empty input (shape {tuple(arr.shape)})")
     return arr
+
+
+def _tensor_to_numpy(t, path: Path) -> np.ndarray:
+    import torch
+
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    if t.is_complex():
+        raise MmsaeError(f"{path}: expected real numbers, got {t.dtype}")
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise MmsaeError(f"{path}: expected a numeric tensor, got {t.dtype}")
+    return t.numpy()
 
 
 def _load_parquet(path: Path, column: str | None) -> np.ndarray:
@@ -104,6 +119,10 @@ def _load_parquet(path: Path, column: str | None) -> np.ndarray:
     if column not in table.column_names:
         raise MmsaeError(f"{path}: no column {column!r} (has {table.column_names})")
     col = table.column(column).combine_chunks()
+    typ = col.type
+    if not (pa.types.is_list(typ) or pa.types.is_fixed_size_list(typ) or pa.types.is_large_list(typ)) or not (
+            pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)):
+        raise MmsaeError(f"{path}: column {column!r} holds {typ}; the embedding column must hold a list of numbers a row")
     if col.null_count:
         raise MmsaeError(f"{path}: column {column!r} has {col.null_count} null rows")
     lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
@@ -135,12 +154,24 @@ def _check_finite(arr: np.ndarray, path: Path, drop_invalid: bool) -> np.ndarray
     return np.nonzero(keep)[0]
 
 
-def _read_captions(path: Path, n: int) -> list[str]:
+def _read_text_file(path: Path, what: str) -> str:
     if not path.exists():
         raise MmsaeError(f"{path}: no such file")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if lines and lines[-1] == "" and len(lines) == n + 1:
+    if path.is_dir():
+        raise MmsaeError(f"{path}: is a directory, expected a {what} file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MmsaeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _read_captions(path: Path, n: int) -> list[str]:
+    """One caption a line. Lines end at \n (or \r\n) only: a caption may hold a form feed or a
+    Unicode line separator, which `str.splitlines` would take for line ends."""
+    lines = _read_text_file(path, "captions").split("\n")
+    if lines and lines[-1] == "":
         lines = lines[:-1]
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     if len(lines) != n:
         raise MmsaeError(f"{path}: {len(lines)} captions for {n} text rows; need one caption a line")
     return lines
@@ -148,26 +179,54 @@ def _read_captions(path: Path, n: int) -> list[str]:
 
 def _read_pairs(path: Path, n_img: int, n_txt: int) -> np.ndarray:
     """pair id (its image row) of each text row; NO_PAIR where a text row is not listed."""
-    if not path.exists():
-        raise MmsaeError(f"{path}: no such file")
     out = np.full(n_txt, NO_PAIR, dtype=np.int64)
-    with open(path, newline="") as f:
-        for lineno, rec in enumerate(csv.reader(f), start=1):
-            if not rec or (lineno == 1 and not rec[0].strip().lstrip("-").isdigit()):
-                continue  # blank line or header
-            try:
-                img, txt = int(rec[0]), int(rec[1])
-            except (ValueError, IndexError):
-                raise MmsaeError(f"{path}:{lineno}: expected 'image_row,text_row', got {','.join(rec)!r}") from None
-            if not (0 <= img < n_img and 0 <= txt < n_txt):
-                raise MmsaeError(f"{path}:{lineno}: row ({img}, {txt}) out of range ({n_img} images, {n_txt} texts)")
-            if out[txt] != NO_PAIR and out[txt] != img:
-                raise MmsaeError(f"{path}:{lineno}: text row {txt} is paired with two images")
-            out[txt] = img
+    for lineno, rec in enumerate(csv.reader(_read_text_file(path, "pairs CSV").splitlines()), start=1):
+        if not rec or (lineno == 1 and not rec[0].strip().lstrip("-").isdigit()):
+            continue  # blank line or header
+        try:
+            img, txt = int(rec[0]), int(rec[1])
+        except (ValueError, IndexError):
+            raise MmsaeError(f"{path}:{lineno}: expected 'image_row,text_row', got {','.join(rec)[:80]!r}") from None
+        if not (0 <= img < n_img and 0 <= txt < n_txt):
+            raise MmsaeError(f"{path}:{lineno}: row ({img}, {txt}) out of range ({n_img} images, {n_txt} texts)")
+        if out[txt] != NO_PAIR and out[txt] != img:
+            raise MmsaeError(f"{path}:{lineno}: text row {txt} is paired with two images")
+        out[txt] = img
     return out
 
 
+MODALITY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+"""What a modality may be called: a short identifier (it is shown in the explorer and in file names)."""
+
+
+def check_modality(name: str) -> str:
+    if not MODALITY_NAME.fullmatch(name):
+        raise MmsaeError(f"modality {name[:40]!r} is not a short name (a letter, then up to 31 letters, digits, "
+                         "'_' or '-'), e.g. image or text")
+    return name
+
+
+def _digest(path: Path) -> str:
+    """Content hash of a file: a re-run of the same import is recognised by what it reads, not by
+    the file's name or modification time (a `touch` must not duplicate every row, and a file
+    rewritten in place under the same name must not be skipped)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 23):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _fingerprint(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(_digest(p) if isinstance(p, Path) else p, default=str).encode())
+    return "import:" + h.hexdigest()[:16]
+
+
+def _legacy_fingerprint(*parts: object) -> str:
+    """The job key of mmsae versions that keyed on path, size and mtime: an import begun by one of
+    them resumes under it instead of starting over."""
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, Path) and p.exists():
@@ -176,6 +235,19 @@ def _fingerprint(*parts: object) -> str:
         else:
             h.update(json.dumps(p, default=str).encode())
     return "import:" + h.hexdigest()[:16]
+
+
+def _check_range(arr: np.ndarray, keep: np.ndarray, path: Path, dtype: str) -> None:
+    """Finite values too large for the store's dtype would be stored as inf."""
+    if not np.issubdtype(arr.dtype, np.floating) or np.finfo(arr.dtype).max <= np.finfo(dtype).max:
+        return
+    limit = np.finfo(dtype).max
+    for i in range(0, len(keep), 65536):
+        sel = keep[i : i + 65536]
+        big = np.abs(np.asarray(arr[sel])).max(axis=1) > limit
+        if big.any():
+            raise MmsaeError(f"{path}: row {int(sel[np.argmax(big)])} holds values out of {dtype} range "
+                             f"(|x| > {limit:.3g}); rescale the embeddings" + (" or use a float32 store" if dtype == "float16" else ""))
 
 
 @dataclass(frozen=True)
@@ -210,85 +282,117 @@ def import_embeddings(
     captions: str | os.PathLike | None = None,
     key: str | None = None,
     model_id: str = "unknown",
-    dtype: str = "float32",
+    dtype: str | None = None,
     drop_invalid: bool = False,
     shard_rows: int = 65536,
     progress: bool = False,
 ) -> ImportReport:
     """Import one file of a single modality, or an image file and a text file that pair up.
 
-    Resumable: re-running the same import continues after the last committed shard and
-    never writes a row twice.
+    Resumable: re-running the same import (same file contents and options) continues after the
+    last committed shard and never writes a row twice. Pair ids are the rows' positions in the
+    files, shifted past every pair id already in the store, so a second paired import never
+    pairs with the first. `dtype` None keeps the store's own (float32 for a new store).
     """
+    out = Path(out)
+    if shard_rows <= 0:
+        raise MmsaeError(f"rows per shard must be positive, got {shard_rows}")
+    if out.exists() and not out.is_dir():
+        raise MmsaeError(f"--out {out} is a file, not a store folder")
+    existing = read_manifest(out) if (out / MANIFEST_NAME).exists() else None
+    if existing is not None and dtype is not None and existing.n_rows and existing.dtype != dtype:
+        raise MmsaeError(f"store {out} holds {existing.dtype} embeddings; leave out --dtype (rows are stored as "
+                         f"{existing.dtype}) or import into a new store")
+    target_dtype = existing.dtype if existing is not None and existing.n_rows else (dtype or "float32")
+    parts = _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_invalid)
+    for part in parts:
+        _check_range(part.arr, part.keep, part.path, target_dtype)
+    dim = parts[0].arr.shape[1]
+    inputs = [p.path for p in parts]
+    extras = [Path(x) for x in (pairs, captions) if x]
+    job = _fingerprint(*inputs, modality, key, drop_invalid, pairs is not None, captions is not None, *extras)
+    if existing is not None and job not in existing.jobs:
+        legacy = _legacy_fingerprint(*inputs, modality, key, drop_invalid, str(pairs), str(captions), *extras)
+        job = legacy if legacy in existing.jobs else job
+    total = sum(len(p.keep) for p in parts)
+    dropped = sum(len(p.arr) - len(p.keep) for p in parts)
+    from tqdm.auto import tqdm
+
+    with StoreWriter(out, dim=dim, dtype=dtype, model_id=model_id, shard_rows=shard_rows, job=job,
+                     local_pair_ids=True) as writer:
+        done = writer.rows_done  # read under the lock: a concurrent run of the same import is seen
+        skip = done
+        written = 0
+        bar = tqdm(total=total, initial=min(done, total), desc="import", unit="row", disable=not progress)
+        step = max(1, min(shard_rows, 65536))
+        for part in parts:
+            rows = part.keep
+            if skip >= len(rows):
+                skip -= len(rows)
+                continue
+            rows = rows[skip:]
+            skip = 0
+            for i in range(0, len(rows), step):
+                sel = rows[i : i + step]
+                writer.append(
+                    np.asarray(part.arr[sel], dtype=np.float32),
+                    part.modality,
+                    pair_id=part.pair_ids[sel],
+                    source=[f"{part.path}#{j}" for j in sel],
+                    text=[part.texts[j] for j in sel] if part.texts is not None else None,
+                )
+                written += len(sel)
+                bar.update(len(sel))
+        bar.close()
+    store = EmbeddingStore(out)
+    return ImportReport(str(out), written, min(done, total), dropped, dict(store.manifest.counts))
+
+
+def _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_invalid) -> list[_Part]:
+    """The arrays to import with their kept rows, modality, in-file pair ids and captions."""
     parts: list[_Part] = []
     if embeddings is not None:
         if images is not None or texts is not None:
             raise MmsaeError("give either one embedding file with --modality, or --images/--texts, not both")
         if not modality:
             raise MmsaeError("say which modality the embeddings are with --modality (e.g. image or text)")
+        check_modality(modality)
+        if pairs is not None:
+            raise MmsaeError("--pairs pairs an --images file with a --texts file; it does not apply to one file")
         p = Path(embeddings)
         arr = load_embeddings(p, key)
         parts.append(_Part(arr, _check_finite(arr, p, drop_invalid), modality, np.full(len(arr), NO_PAIR, np.int64), p,
                            _read_captions(Path(captions), len(arr)) if captions else None))
-    else:
-        if images is None and texts is None:
-            raise MmsaeError("nothing to import: give an embedding file, or --images and/or --texts")
-        img = load_embeddings(Path(images), key) if images is not None else None
-        txt = load_embeddings(Path(texts), key) if texts is not None else None
-        if img is not None and txt is not None and img.shape[1] != txt.shape[1]:
-            raise MmsaeError(f"dimension mismatch: images are {img.shape[1]}-d, texts are {txt.shape[1]}-d")
-        if img is not None:
-            parts.append(_Part(img, _check_finite(img, Path(images), drop_invalid), "image",
-                               np.arange(len(img), dtype=np.int64), Path(images), None))
-        if txt is not None:
-            if pairs is not None:
-                if img is None:
-                    raise MmsaeError("--pairs needs --images too")
-                tp = _read_pairs(Path(pairs), len(img), len(txt))
-            elif img is not None:
-                if len(img) != len(txt):
-                    raise MmsaeError(
-                        f"{len(img)} image rows but {len(txt)} text rows: row i of each must be a pair, or give --pairs"
-                    )
-                tp = np.arange(len(txt), dtype=np.int64)
-            else:
-                tp = np.full(len(txt), NO_PAIR, np.int64)
-            caps = _read_captions(Path(captions), len(txt)) if captions else None
-            parts.append(_Part(txt, _check_finite(txt, Path(texts), drop_invalid), "text", tp, Path(texts), caps))
-    dim = parts[0].arr.shape[1]
-    job = _fingerprint(*(p.path for p in parts), modality, key, drop_invalid, str(pairs), str(captions),
-                       *(Path(x) for x in (pairs, captions) if x))
-    writer = StoreWriter(out, dim=dim, dtype=dtype, model_id=model_id, shard_rows=shard_rows, job=job)
-    done = writer.rows_done
-    total = sum(len(p.keep) for p in parts)
-    dropped = sum(len(p.arr) - len(p.keep) for p in parts)
-    skip = done
-    written = 0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=min(done, total), desc="import", unit="row", disable=not progress)
-    step = max(1, min(shard_rows, 65536))
-    for part in parts:
-        rows = part.keep
-        if skip >= len(rows):
-            skip -= len(rows)
-            continue
-        rows = rows[skip:]
-        skip = 0
-        for i in range(0, len(rows), step):
-            sel = rows[i : i + step]
-            writer.append(
-                np.asarray(part.arr[sel], dtype=np.float32),
-                part.modality,
-                pair_id=part.pair_ids[sel],
-                source=[f"{part.path}#{j}" for j in sel],
-                text=[part.texts[j] for j in sel] if part.texts is not None else None,
-            )
-            written += len(sel)
-            bar.update(len(sel))
-    store = writer.close()
-    bar.close()
-    return ImportReport(str(out), written, min(done, total), dropped, dict(store.manifest.counts))
+        return parts
+    if images is None and texts is None:
+        raise MmsaeError("nothing to import: give an embedding file, or --images and/or --texts")
+    if modality is not None:
+        raise MmsaeError("--modality names the modality of one embedding file; --images and --texts say theirs")
+    img = load_embeddings(Path(images), key) if images is not None else None
+    txt = load_embeddings(Path(texts), key) if texts is not None else None
+    if img is not None and txt is not None and img.shape[1] != txt.shape[1]:
+        raise MmsaeError(f"dimension mismatch: images are {img.shape[1]}-d, texts are {txt.shape[1]}-d")
+    if captions is not None and txt is None:
+        raise MmsaeError("--captions gives the text of the --texts rows; it needs --texts")
+    if img is not None:
+        parts.append(_Part(img, _check_finite(img, Path(images), drop_invalid), "image",
+                           np.arange(len(img), dtype=np.int64), Path(images), None))
+    if txt is not None:
+        if pairs is not None:
+            if img is None:
+                raise MmsaeError("--pairs needs --images too")
+            tp = _read_pairs(Path(pairs), len(img), len(txt))
+        elif img is not None:
+            if len(img) != len(txt):
+                raise MmsaeError(
+                    f"{len(img)} image rows but {len(txt)} text rows: row i of each must be a pair, or give --pairs"
+                )
+            tp = np.arange(len(txt), dtype=np.int64)
+        else:
+            tp = np.full(len(txt), NO_PAIR, np.int64)
+        caps = _read_captions(Path(captions), len(txt)) if captions else None
+        parts.append(_Part(txt, _check_finite(txt, Path(texts), drop_invalid), "text", tp, Path(texts), caps))
+    return parts
 
 
 def store_summary(store: EmbeddingStore) -> dict:

@@ -64,6 +64,9 @@ class EmbedInputs:
     """Folder the image sources are relative to (absolute)."""
     duplicate_texts: int = 0
     """Captions dropped because the same text was already listed for the same pair."""
+    pair_ids_given: bool = False
+    """Pair ids come from the input itself (COCO image ids) and may join rows of separate runs;
+    otherwise they are positions, which the store shifts past the ids it already holds."""
 
 
 def detect_layout(path: Path) -> str:
@@ -170,7 +173,7 @@ def _read_coco(path: Path, root: Path) -> EmbedInputs:
         raise MmsaeError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(obj, dict) or "annotations" not in obj:
         raise MmsaeError(f"{path}: not a COCO captions file (expected keys 'images' and 'annotations')")
-    out = EmbedInputs("coco", image_root=str(root))
+    out = EmbedInputs("coco", image_root=str(root), pair_ids_given=True)
     images, captions = _Images(out, root), _Captions(out)
     for i, im in enumerate(obj.get("images", [])):
         try:

@@ -11,7 +11,10 @@ Readers trust only shards listed in the manifest.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmsae.data.manifest import Manifest, ShardInfo, read_manifest, write_manifest
+from mmsae.data.manifest import SUPPORTED_DTYPES, Manifest, ShardInfo, read_manifest, write_manifest
 from mmsae.errors import MmsaeError
 
 SHARD_DIR = "shards"
+LOCK_NAME = ".writer.lock"
+"""Held (flock) by the one process that may write the store; holds that process's pid."""
 NO_PAIR = -1
 """pair_id of a row that belongs to no pair."""
 METADATA_SCHEMA = pa.schema(
@@ -37,7 +42,6 @@ METADATA_SCHEMA = pa.schema(
         ("model_id", pa.string()),
     ]
 )
-SUPPORTED_DTYPES = ("float32", "float16")
 _NUMPY_TYPES = {pa.int64(): np.int64, pa.int32(): np.int32, pa.int16(): np.int16, pa.int8(): np.int8,
                 pa.uint32(): np.uint32, pa.float64(): np.float64, pa.float32(): np.float32}
 
@@ -58,6 +62,24 @@ def column_array(table: pa.Table, name: str) -> np.ndarray:
         return col.to_numpy(zero_copy_only=False)
     parts = [_fixed_width(c) for c in col.chunks]
     return np.concatenate(parts) if parts else np.empty(0, dtype=_NUMPY_TYPES[col.type])
+
+
+def _conform(table: pa.Table, path: Path) -> pa.Table:
+    """`table` with each column in its schema type (safe casts only), or a one-line error."""
+    for j, name in enumerate(table.column_names):
+        if name not in METADATA_SCHEMA.names:
+            continue
+        want = METADATA_SCHEMA.field(name).type
+        col = table.column(j)
+        if col.type != want:
+            try:
+                col = col.cast(want, safe=True)
+            except (pa.ArrowException, NotImplementedError):
+                raise MmsaeError(f"metadata {path}: column {name!r} is {col.type}, expected {want}") from None
+            table = table.set_column(j, name, col)
+        if name in ("row_id", "modality", "pair_id") and col.null_count:
+            raise MmsaeError(f"metadata {path}: column {name!r} has {col.null_count} empty value(s)")
+    return table
 
 
 def _fixed_width(arr: pa.Array) -> np.ndarray:
@@ -190,12 +212,25 @@ class EmbeddingStore:
 
     # --- metadata ------------------------------------------------------------------------------
     def shard_metadata(self, i: int, columns: Iterable[str] | None = None) -> pa.Table:
-        path = self.root / SHARD_DIR / f"{self.shards[i].name}.parquet"
+        """Metadata of shard i, checked against the manifest and the schema: a parquet that does not
+        match its shard (other row count, missing or mistyped columns, nulls where a row needs a
+        value) is refused rather than silently read short or wrong."""
+        info = self.shards[i]
+        path = self.root / SHARD_DIR / f"{info.name}.parquet"
         try:  # ParquetFile, not read_table: its dataset layer costs ~45 MB of resident memory on first use
             with pq.ParquetFile(path) as f:
-                return f.read(columns=list(columns) if columns is not None else None)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise MmsaeError(f"metadata {path} is missing or damaged: {exc}") from None
+                names = f.schema_arrow.names
+                wanted = list(columns) if columns is not None else METADATA_SCHEMA.names
+                missing = [c for c in wanted if c not in names]
+                if missing:
+                    raise MmsaeError(f"metadata {path} lacks column(s) {', '.join(missing)}")
+                if f.metadata.num_rows != info.n_rows:
+                    raise MmsaeError(f"metadata {path} has {f.metadata.num_rows} rows, its shard {info.n_rows}; "
+                                     "the store is damaged (`mmsae info STORE --check` lists what)")
+                table = f.read(columns=wanted)
+        except (OSError, pa.ArrowException) as exc:
+            raise MmsaeError(f"metadata {path} is missing or damaged: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        return _conform(table, path)
 
     def metadata(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The metadata of every row, in row order."""
@@ -251,8 +286,83 @@ class EmbeddingStore:
         return img_rows_sorted[first[pos_clipped[found]]], txt_rows[found]
 
 
+    def check(self, block_rows: int = 65536) -> list[str]:
+        """Every way the store's files disagree with its manifest, one line each (empty: sound).
+
+        Reads every shard whole: both files load, shapes, dtypes and row counts match the
+        manifest, row ids run on, the modality counts add up, and no embedding is NaN or inf."""
+        problems: list[str] = []
+        counts: Counter = Counter()
+        for i, info in enumerate(self.shards):
+            try:
+                emb = self.shard_embeddings(i)
+                if emb.dtype != np.dtype(self.manifest.dtype):
+                    problems.append(f"shard {info.name}: dtype {emb.dtype}, manifest says {self.manifest.dtype}")
+                for a in range(0, info.n_rows, block_rows):
+                    bad = np.nonzero(~np.isfinite(np.asarray(emb[a : a + block_rows], dtype=np.float32)).all(1))[0]
+                    if len(bad):
+                        rows = ", ".join(str(info.row_start + a + int(r)) for r in bad[:5])
+                        problems.append(f"shard {info.name}: {len(bad)} row(s) hold NaN/inf (rows {rows}"
+                                        f"{', ...' if len(bad) > 5 else ''})")
+                meta = self.shard_metadata(i, ["row_id", "modality"])
+                row_ids = column_array(meta, "row_id")
+                if not np.array_equal(row_ids, np.arange(info.row_start, info.row_start + info.n_rows)):
+                    problems.append(f"shard {info.name}: row ids do not run {info.row_start} … "
+                                    f"{info.row_start + info.n_rows - 1}")
+                counts.update(column_array(meta, "modality").tolist())
+            except MmsaeError as exc:
+                problems.append(str(exc))
+        if not problems and dict(counts) != self.manifest.counts:
+            problems.append(f"rows by modality are {dict(counts)}, the manifest says {self.manifest.counts}")
+        return problems
+
+
 def open_store(root: str | os.PathLike) -> EmbeddingStore:
     return EmbeddingStore(root)
+
+
+class StoreLock:
+    """The store's writer lock: one writing process at a time, readers never blocked.
+
+    A second writer waits, saying so on stderr, until the first is done (then it reads the
+    manifest the first one left, so both writers' rows are kept). `fcntl.flock` is released by
+    the kernel when its holder exits or is killed, so a crashed writer never leaves the store
+    locked. A second writer inside the same process would wait for itself forever; it is refused."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._fd: int | None = None
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise MmsaeError(f"cannot write a store at {root}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
+            if holder == str(os.getpid()):
+                self.release()
+                raise MmsaeError(f"store {root} is already open for writing in this process; close that writer first") from None
+            print(f"mmsae: store {root} is being written by another process (pid {holder or '?'}); "
+                  "waiting for it to finish ...", file=sys.stderr, flush=True)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def __del__(self):
+        self.release()
 
 
 @dataclass
@@ -267,32 +377,61 @@ class _Pending:
 class StoreWriter:
     """Appends rows to a store in chunks; each full chunk becomes one atomically committed shard.
 
-    A `job` key makes writing resumable: the manifest records how many input units of that job
-    are committed (rows by default; `append(consumed=...)` counts items that may yield no row,
-    such as unreadable images), so a re-run of the same command skips them (`rows_done`)
-    instead of duplicating. `before_commit` runs before each manifest write (e.g. to save a
-    side report that must never lag the committed rows).
+    The writer holds the store's `StoreLock` from construction to `close()` (or the end of a
+    `with` block); everything it reads of the store (manifest, orphans to clean) it reads under
+    that lock. A `job` key makes writing resumable: the manifest records how many input units of
+    that job are committed (rows by default; `append(consumed=...)` counts items that may yield
+    no row, such as unreadable images), so a re-run of the same command skips them (`rows_done`)
+    instead of duplicating. `before_commit` runs before each manifest write (e.g. to save a side
+    report that must never lag the committed rows).
+
+    `local_pair_ids=True` says the pair ids given are numbered by this writer's input alone
+    (row positions in an imported file): they are shifted past every pair id the store already
+    uses, so two imports never pair with each other. Otherwise pair ids are kept as given (ids
+    the user chose, e.g. COCO image ids, which are meant to join rows across writers).
     """
 
     def __init__(
         self,
         root: str | os.PathLike,
         dim: int,
-        dtype: str = "float32",
+        dtype: str | None = None,
         model_id: str = "unknown",
         preprocessing: dict | None = None,
         shard_rows: int = 65536,
         job: str | None = None,
         before_commit=None,
+        local_pair_ids: bool = False,
     ):
-        if dtype not in SUPPORTED_DTYPES:
+        if dtype is not None and dtype not in SUPPORTED_DTYPES:
             raise MmsaeError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype!r}")
         if dim <= 0:
             raise MmsaeError(f"embedding dim must be positive, got {dim}")
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise MmsaeError(f"{self.root} is a file, not a store folder")
         self.shard_rows = int(shard_rows)
         self.job = job
         self.before_commit = before_commit
+        self._lock = StoreLock(self.root)
+        try:
+            self._open(dim, dtype, model_id, preprocessing)
+        except BaseException:
+            self._lock.release()
+            raise
+        m = self.manifest
+        if m.next_pair_id is None:  # a store from before pair ids were namespaced
+            m.next_pair_id = _next_pair_id(self.root, m)
+        if not local_pair_ids:
+            self.pair_base = 0
+        elif job is not None and job in m.jobs:  # resuming: the shift it began with (0 before shifts existed)
+            self.pair_base = m.pair_bases.get(job, 0)
+        else:
+            self.pair_base = m.next_pair_id
+        self._pending = _Pending([], [])
+        self._pending_max_pid = NO_PAIR
+
+    def _open(self, dim: int, dtype: str | None, model_id: str, preprocessing: dict | None) -> None:
         (self.root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
         if (self.root / "manifest.json").exists():
             self.manifest = read_manifest(self.root)
@@ -300,17 +439,23 @@ class StoreWriter:
                 raise MmsaeError(
                     f"dimension mismatch: store {self.root} holds {self.manifest.dim}-d embeddings, input is {dim}-d"
                 )
+            if dtype is not None and dtype != self.manifest.dtype and self.manifest.n_rows:
+                raise MmsaeError(f"store {self.root} holds {self.manifest.dtype} embeddings; appending {dtype} ones "
+                                 f"would mix the two: leave out --dtype (rows are stored as {self.manifest.dtype}) "
+                                 "or write a new store")
             if self.manifest.n_rows and model_id != "unknown" and self.manifest.model_id not in ("unknown", model_id):
                 raise MmsaeError(
                     f"model mismatch: store {self.root} holds {self.manifest.model_id!r} embeddings, input is {model_id!r}"
                 )
             if self.manifest.model_id == "unknown":
                 self.manifest.model_id = model_id
+            if not self.manifest.n_rows and dtype is not None:
+                self.manifest.dtype = dtype
         else:
-            self.manifest = Manifest(dim=dim, dtype=dtype, model_id=model_id, preprocessing=dict(preprocessing or {}))
+            self.manifest = Manifest(dim=dim, dtype=dtype or "float32", model_id=model_id,
+                                     preprocessing=dict(preprocessing or {}), next_pair_id=0)
             write_manifest(self.root, self.manifest)
         self._clean_orphans()
-        self._pending = _Pending([], [])
 
     @property
     def rows_done(self) -> int:
@@ -318,11 +463,29 @@ class StoreWriter:
         return self.manifest.jobs.get(self.job, 0) if self.job else 0
 
     def _clean_orphans(self) -> None:
+        """Files of shards no manifest lists: left by a writer that was killed before its commit.
+        Runs under the lock, so they cannot belong to a writer still at work."""
         listed = {s.name for s in self.manifest.shards}
         for p in (self.root / SHARD_DIR).iterdir():
             stem = p.name.split(".")[0]
             if stem not in listed or ".tmp" in p.name:
                 p.unlink(missing_ok=True)
+        from mmsae.fileio import remove_stale_tmp
+
+        remove_stale_tmp(self.root)
+
+    def _pair_ids(self, pair_id, n: int) -> np.ndarray:
+        if pair_id is None:
+            return np.full(n, NO_PAIR, dtype=np.int64)
+        try:
+            pids = np.asarray(pair_id, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            raise MmsaeError("pair ids must be integers") from None
+        if len(pids) and pids.min() < NO_PAIR:
+            raise MmsaeError(f"pair ids must be non-negative ({NO_PAIR} for no pair), got {int(pids.min())}")
+        if self.pair_base and len(pids):
+            pids = np.where(pids != NO_PAIR, pids + self.pair_base, NO_PAIR)
+        return pids
 
     def append(
         self,
@@ -348,12 +511,13 @@ class StoreWriter:
         if not np.isfinite(emb_ND).all():
             raise MmsaeError("refusing to store non-finite (NaN/inf) embeddings")
         mods = [modality] * n if isinstance(modality, str) else list(modality)
-        pids = np.full(n, NO_PAIR, dtype=np.int64) if pair_id is None else np.asarray(pair_id, dtype=np.int64)
+        pids = self._pair_ids(pair_id, n)
         srcs = [source] * n if source is None or isinstance(source, str) else list(source)
         texts = [None] * n if text is None else list(text)
         if not (len(mods) == len(pids) == len(srcs) == len(texts) == n):
             raise MmsaeError("metadata columns must have one entry per embedding row")
-        stored = emb_ND.astype(self.manifest.dtype, copy=False)
+        with np.errstate(over="ignore"):
+            stored = emb_ND.astype(self.manifest.dtype, copy=False)
         if not np.isfinite(stored).all():
             raise MmsaeError(f"embeddings overflow {self.manifest.dtype}; use a float32 store")
         atomic = consumed is not None
@@ -367,6 +531,8 @@ class StoreWriter:
             self._pending.meta.append(
                 {"modality": mods[sl], "pair_id": pids[sl].tolist(), "source": srcs[sl], "text": texts[sl]}
             )
+            if take:
+                self._pending_max_pid = max(self._pending_max_pid, int(pids[sl].max()))
             self._pending.n += take
             self._pending.consumed += int(consumed) if atomic else take
             start += take
@@ -399,26 +565,36 @@ class StoreWriter:
             },
             schema=METADATA_SCHEMA,
         )
-        shard_dir = self.root / SHARD_DIR
-        tmp_npy = shard_dir / f"{name}.tmp.npy"
-        tmp_pq = shard_dir / f"{name}.tmp.parquet"
-        with open(tmp_npy, "wb") as f:
-            np.save(f, emb)
-            f.flush()
-            os.fsync(f.fileno())
-        pq.write_table(table, tmp_pq)
-        os.replace(tmp_npy, shard_dir / f"{name}.npy")
-        os.replace(tmp_pq, shard_dir / f"{name}.parquet")
-        self.manifest.shards.append(ShardInfo(name=name, n_rows=n, row_start=row_start))
-        for m, c in Counter(cols["modality"]).items():
-            self.manifest.counts[m] = self.manifest.counts.get(m, 0) + c
+        self._place_shard(name, table, lambda tmp: _save_npy(tmp, emb))
+        self._add_shard(name, n, Counter(cols["modality"]))
         self._commit(self._pending.consumed)
         self._pending = _Pending([], [])
 
+    def _place_shard(self, name: str, table: pa.Table, write_npy) -> None:
+        """Both files of a new shard, renamed into place; invisible until the manifest lists it.
+        A failure (a full disk) removes what it wrote and says so in one line."""
+        shard_dir = self.root / SHARD_DIR
+        tmp_npy, tmp_pq = shard_dir / f"{name}.tmp.npy", shard_dir / f"{name}.tmp.parquet"
+        try:
+            write_npy(tmp_npy)
+            pq.write_table(table, tmp_pq)
+            os.replace(tmp_npy, shard_dir / f"{name}.npy")
+            os.replace(tmp_pq, shard_dir / f"{name}.parquet")
+        except OSError as exc:
+            for p in (tmp_npy, tmp_pq, shard_dir / f"{name}.npy", shard_dir / f"{name}.parquet"):
+                p.unlink(missing_ok=True)
+            raise MmsaeError(f"cannot write shard {name} of {self.root}: {exc.strerror or exc}; "
+                             "the store keeps every row committed before") from None
+
+    def _add_shard(self, name: str, n: int, counts: Counter) -> None:
+        self.manifest.shards.append(ShardInfo(name=name, n_rows=n, row_start=self.manifest.n_rows))
+        for m, c in counts.items():
+            self.manifest.counts[m] = self.manifest.counts.get(m, 0) + c
+
     def adopt(self, src: "EmbeddingStore", shard: int) -> None:
         """Append shard `shard` of another store of the same dim/dtype (e.g. one rank's part),
-        renumbering its rows; the embedding file is hard-linked where possible. Nothing is visible
-        until `commit`."""
+        renumbering its rows (and shifting its pair ids, with `local_pair_ids`); the embedding
+        file is hard-linked where possible. Nothing is visible until `commit`."""
         self.flush()
         info = src.shards[shard]
         if src.dim != self.manifest.dim or src.manifest.dtype != self.manifest.dtype:
@@ -426,24 +602,25 @@ class StoreWriter:
                              f"{self.manifest.dtype} store")
         row_start = self.manifest.n_rows
         name = f"shard-{len(self.manifest.shards):06d}"
-        shard_dir = self.root / SHARD_DIR
         table = src.shard_metadata(shard)
         table = table.set_column(0, "row_id", pa.array(np.arange(row_start, row_start + info.n_rows, dtype=np.int64)))
-        tmp_npy, tmp_pq = shard_dir / f"{name}.tmp.npy", shard_dir / f"{name}.tmp.parquet"
+        pids = self._pair_ids(column_array(table, "pair_id"), info.n_rows)
+        table = table.set_column(table.column_names.index("pair_id"), "pair_id", pa.array(pids, pa.int64()))
+        if len(pids):
+            self._pending_max_pid = max(self._pending_max_pid, int(pids.max()))
         src_npy = src.root / SHARD_DIR / f"{info.name}.npy"
-        tmp_npy.unlink(missing_ok=True)
-        try:
-            os.link(src_npy, tmp_npy)
-        except OSError:
-            import shutil
 
-            shutil.copyfile(src_npy, tmp_npy)
-        pq.write_table(table, tmp_pq)
-        os.replace(tmp_npy, shard_dir / f"{name}.npy")
-        os.replace(tmp_pq, shard_dir / f"{name}.parquet")
-        self.manifest.shards.append(ShardInfo(name=name, n_rows=info.n_rows, row_start=row_start))
-        for m, c in Counter(table.column("modality").to_pylist()).items():
-            self.manifest.counts[m] = self.manifest.counts.get(m, 0) + c
+        def link(tmp: Path) -> None:
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(src_npy, tmp)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(src_npy, tmp)
+
+        self._place_shard(name, table, link)
+        self._add_shard(name, info.n_rows, Counter(column_array(table, "modality").tolist()))
 
     def commit(self, consumed: int = 0) -> None:
         """Write the manifest: adopted shards become visible, `consumed` units count for the job."""
@@ -453,18 +630,50 @@ class StoreWriter:
     def _commit(self, consumed: int) -> None:
         if self.before_commit is not None:
             self.before_commit()
+        m = self.manifest
         if self.job:
-            self.manifest.jobs[self.job] = self.manifest.jobs.get(self.job, 0) + consumed
-        write_manifest(self.root, self.manifest)
+            m.jobs[self.job] = m.jobs.get(self.job, 0) + consumed
+            if self.pair_base:
+                m.pair_bases[self.job] = self.pair_base
+        m.next_pair_id = max(m.next_pair_id or 0, self._pending_max_pid + 1)
+        write_manifest(self.root, m)
 
     def close(self) -> EmbeddingStore:
-        self.flush()
+        """Commit what is pending and give up the lock."""
+        try:
+            self.flush()
+        finally:
+            self._lock.release()
         return EmbeddingStore(self.root)
+
+    def release(self) -> None:
+        """Give up the lock without committing what is pending (it is re-done on resume)."""
+        self._lock.release()
 
     def __enter__(self) -> "StoreWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         # On error, commit nothing more: what was flushed is whole, the rest is re-done on resume.
-        if exc_type is None:
-            self.flush()
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self._lock.release()
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _next_pair_id(root: Path, manifest: Manifest) -> int:
+    """One past the largest pair id of the store's rows (stores that predate `next_pair_id`)."""
+    if not manifest.shards:
+        return 0
+    store = EmbeddingStore(root)
+    store.manifest = manifest
+    pids = store.pair_ids()
+    return int(pids.max()) + 1 if len(pids) else 0

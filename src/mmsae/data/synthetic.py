@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-from mmsae.data.manifest import write_json_atomic
+from mmsae.fileio import write_json_atomic
 from mmsae.data.store import EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
 
@@ -72,6 +72,26 @@ class SynthConfig:
     """Cosine between the two directions of a planted bridge."""
     seed: int = 0
     """Seeds the dictionary and every row."""
+
+    def __post_init__(self):
+        from mmsae.validate import check_all, check_types, finite
+
+        check_types(self)
+        floats = ("active_shared", "active_specific", "zipf_exponent", "magnitude_sigma", "pair_jitter", "offset_norm",
+                  "noise")
+        check_all([
+            (self.dim > 1, f"dim must be at least 2, got {self.dim}"),
+            (self.n_pairs > 0, f"n_pairs must be positive, got {self.n_pairs}"),
+            (min(self.n_shared, self.n_image, self.n_text) >= 0 and self.n_concepts > 0,
+             "concept counts must be 0 or more, and at least one concept in all"),
+            *((finite(getattr(self, f)) and getattr(self, f) >= 0, f"{f} must be a number, 0 or more, got {getattr(self, f)}")
+              for f in floats),
+            (finite(self.offset_cosine) and -1 <= self.offset_cosine <= 1, f"offset_cosine must be in [-1, 1], got {self.offset_cosine}"),
+            (finite(self.bridge_cosine) and -1 <= self.bridge_cosine <= 1, f"bridge_cosine must be in [-1, 1], got {self.bridge_cosine}"),
+            (0 <= self.n_bridges <= min(self.n_image, self.n_text),
+             f"n_bridges must be in [0, min(n_image, n_text) = {min(self.n_image, self.n_text)}], got {self.n_bridges}"),
+            (0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}"),
+        ])
 
     @property
     def n_concepts(self) -> int:

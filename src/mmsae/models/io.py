@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from mmsae.errors import SAELoadError
+from mmsae.fileio import atomic_write, write_json_atomic
 from mmsae.models.base import SparseAutoencoder
 from mmsae.models.paired import PairedSAE
 from mmsae.models.registry import ARCHITECTURES
@@ -25,8 +27,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-class SAELoadError(ValueError):
-    """A folder that is not a loadable SAE; the message says why."""
 
 
 def save_sae(sae: SparseAutoencoder | PairedSAE, folder: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
@@ -48,12 +48,8 @@ def save_sae(sae: SparseAutoencoder | PairedSAE, folder: str | os.PathLike, prov
         "provenance": provenance or {},
     }
     (folder / CONFIG_NAME).unlink(missing_ok=True)
-    tmp = folder / f".{WEIGHTS_NAME}.tmp-{os.getpid()}"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / WEIGHTS_NAME)
-    tmp = folder / f".{CONFIG_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(config, indent=2, default=str))
-    os.replace(tmp, folder / CONFIG_NAME)
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp)))
+    write_json_atomic(folder / CONFIG_NAME, config)
     return folder
 
 
@@ -63,7 +59,7 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise SAELoadError(f"{folder} is not an SAE folder (no {CONFIG_NAME} or SAELens cfg.json)") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SAELoadError(f"{path} is damaged: {exc}") from None
 
 
@@ -77,13 +73,18 @@ def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> S
 
         return load_saelens(folder).to(device)
     config = read_config(folder)
+    if not isinstance(config, dict) or not isinstance(config.get("schema_version", 0), int):
+        raise SAELoadError(f"{folder}/{CONFIG_NAME} is damaged: not an SAE config object")
     if int(config.get("schema_version", 0)) > SAE_SCHEMA_VERSION:
         raise SAELoadError(f"{folder} was saved by a newer mmsae (schema {config['schema_version']}); upgrade mmsae")
     arch = config.get("architecture")
     if arch not in ARCHITECTURES:
         raise SAELoadError(f"{folder}: unknown architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
     cls = ARCHITECTURES[arch]
-    sae = cls(cls.config_class.from_dict(config))
+    try:
+        sae = cls(cls.config_class.from_dict(config))
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise SAELoadError(f"{folder}/{CONFIG_NAME} is damaged: {' '.join(str(exc).split())[:200]}") from None
     try:
         tensors = load_file(str(folder / WEIGHTS_NAME))
     except FileNotFoundError:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from mmsae.models.base import SparseAutoencoder
 from mmsae.models.batchtopk import BatchTopKConfig, BatchTopKSAE
-from mmsae.models.io import SAELoadError
+from mmsae.errors import SAELoadError
 from mmsae.models.relu import ReLUConfig, ReLUSAE
 from mmsae.models.topk import TopKConfig, TopKSAE
 

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from mmsae.errors import MmsaeError
+from mmsae.validate import check_all, check_types, finite
+
+MAX_SEED = 2**63 - 2**20
+"""Seeds are offset by small constants for derived streams; this keeps them inside int64."""
 
 
 @dataclass(frozen=True)
@@ -96,32 +100,52 @@ class TrainConfig:
     def __post_init__(self):
         from mmsae.models.registry import ARCHITECTURES
 
+        check_types(self)
         if self.arch not in ARCHITECTURES:
             raise MmsaeError(f"unknown --arch {self.arch!r}; choose from {', '.join(sorted(ARCHITECTURES))}")
         checks = [
             (self.dict_size > 0, f"dict size must be positive, got {self.dict_size}"),
             (self.arch == "relu" or (self.arch == "multimodal" and self.sparsity == "l1") or 0 < self.k <= self.dict_size, f"k must be in [1, dict size {self.dict_size}], got {self.k}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (finite(self.lr) and self.lr > 0, f"learning rate must be a positive number, got {self.lr}"),
             (self.steps is None or self.steps > 0, f"steps must be positive, got {self.steps}"),
-            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (finite(self.epochs) and self.epochs > 0, f"epochs must be a positive number, got {self.epochs}"),
+            (finite(self.warmup_frac) and 0 <= self.warmup_frac < 1, f"warmup fraction must be in [0, 1), got {self.warmup_frac}"),
+            (finite(self.min_lr_frac) and 0 <= self.min_lr_frac <= 1, f"min lr fraction must be in [0, 1], got {self.min_lr_frac}"),
+            (finite(self.weight_decay) and self.weight_decay >= 0, f"weight decay must be 0 or more, got {self.weight_decay}"),
+            (finite(self.grad_clip) and self.grad_clip >= 0, f"grad clip must be 0 (off) or more, got {self.grad_clip}"),
+            (self.aux_k >= 0, f"aux k must be 0 or more, got {self.aux_k}"),
+            (finite(self.aux_coef) and self.aux_coef >= 0, f"aux coefficient must be 0 or more, got {self.aux_coef}"),
+            (self.init_rows > 0, f"init rows must be positive, got {self.init_rows}"),
+            (self.dead_after is None or self.dead_after > 0, f"dead after must be positive, got {self.dead_after}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2^63 - 2^20], got {self.seed}"),
+            (self.data_seed is None or 0 <= self.data_seed <= MAX_SEED, f"data seed must be in [0, 2^63 - 2^20], got {self.data_seed}"),
+            (self.shuffle_buffer > 0, f"shuffle buffer must be positive, got {self.shuffle_buffer}"),
+            (self.checkpoint_every >= 0, f"checkpoint every must be 0 (never) or more, got {self.checkpoint_every}"),
+            (self.log_every > 0, f"log every must be positive, got {self.log_every}"),
+            (self.modality is None or bool(self.modality), "modality must be a name or left out"),
             (self.decay in ("cosine", "linear", "constant"), f"decay must be cosine, linear or constant, got {self.decay!r}"),
             (self.normalize in ("auto", "center_scale", "scale", "none"), f"normalize must be auto, center_scale, scale or none, got {self.normalize!r}"),
             (self.arch != "vlsae" or self.normalize != "center_scale", "vlsae L2-normalises its input itself, so centring cannot be folded into it; use --normalize auto, scale or none"),
             (self.sparsity in ("topk", "l1"), f"sparsity must be topk or l1, got {self.sparsity!r}"),
-            (self.lambda_align >= 0 and self.lambda_image >= 0, "lambda_align and lambda_image must be non-negative"),
+            (finite(self.lambda_align) and finite(self.lambda_image) and self.lambda_align >= 0 and self.lambda_image >= 0,
+             "lambda_align and lambda_image must be non-negative numbers"),
             (self.arch not in ("vlsae", "multimodal") or self.modality is None, f"--arch {self.arch} trains on image/text pairs; --modality does not apply"),
             (self.arch not in ("vlsae", "multimodal") or self.mix is None, f"--arch {self.arch} trains on image/text pairs; --mix does not apply"),
             (self.mix is None or self.modality is None, "--mix and --modality exclude each other"),
             (self.b_dec_init in ("geometric_median", "mean", "zeros"), f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}"),
             (0 < self.val_fraction < 1, f"val fraction must be in (0, 1), got {self.val_fraction}"),
-            (self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
+            (finite(self.l1_coef) and self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
             (self.select_dtype in ("float32", "bfloat16", "float16"), f"select dtype must be float32, bfloat16 or float16, got {self.select_dtype!r}"),
+            (all(0 < m <= self.dict_size for m in self.matryoshka_ks) and list(self.matryoshka_ks) == sorted(set(self.matryoshka_ks)),
+             f"matryoshka ks must rise strictly, each in [1, dict size {self.dict_size}], got {list(self.matryoshka_ks)}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise MmsaeError(msg)
+        check_all(checks)
         self.mix_ratio()
+        if self.device != "auto":
+            from mmsae.device import resolve_device
+
+            resolve_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,8 +164,8 @@ class TrainConfig:
             a, b = (float(v) for v in self.mix.split(":"))
         except ValueError:
             raise MmsaeError(f"--mix must look like 1:3 (image:text), got {self.mix!r}") from None
-        if a <= 0 or b <= 0:
-            raise MmsaeError(f"--mix parts must be positive, got {self.mix!r}")
+        if not (finite(a) and finite(b) and a > 0 and b > 0):
+            raise MmsaeError(f"--mix parts must be positive numbers, got {self.mix!r}")
         return a, b
 
     def resolved_normalize(self) -> str:
@@ -156,7 +180,10 @@ class TrainConfig:
         if unknown:
             raise MmsaeError(f"unknown training option(s): {', '.join(unknown)}")
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise MmsaeError(f"bad training options: {exc}") from None
 
     @property
     def stream_seed(self) -> int:
@@ -182,9 +209,12 @@ class TrainConfig:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Options from a TOML, YAML or JSON file (a `[train]` table is used if present)."""
     path = Path(path)
-    if not path.exists():
-        raise MmsaeError(f"{path}: no such config file")
-    text = path.read_text()
+    if not path.is_file():
+        raise MmsaeError(f"{path}: {'is a folder, not' if path.is_dir() else 'no such'} config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MmsaeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -196,8 +226,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             raise MmsaeError(f"{path}: config must be .toml, .yaml/.yml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
-        raise MmsaeError(f"{path}: cannot parse ({exc})") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise MmsaeError(f"{path}: cannot parse ({' '.join(str(exc).split())[:200]})") from None
     except Exception as exc:
         if type(exc).__module__.startswith("yaml"):
             raise MmsaeError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
@@ -206,4 +236,4 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise MmsaeError(f"{path}: expected a table of options")
     if "train" in data and isinstance(data["train"], dict):
         data = data["train"]
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    return {str(k).replace("-", "_"): v for k, v in data.items()}

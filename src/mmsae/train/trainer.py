@@ -25,6 +25,7 @@ from mmsae.data.store import EmbeddingStore
 from mmsae.device import resolve_device
 from mmsae.data.stream import StreamConfig, iter_batches, iter_pairs, shard_mask, split_mask
 from mmsae.errors import MmsaeError
+from mmsae.fileio import atomic_write_stream, dumps, remove_stale_tmp, write_json_atomic
 from mmsae.models.base import SparseAutoencoder
 from mmsae.models.paired import MODALITIES
 from mmsae.models.io import CONFIG_NAME, save_sae
@@ -80,13 +81,26 @@ def count_pairs(store: EmbeddingStore, split: str, val_fraction: float) -> int:
     return int(split_mask(store.pair_ids()[txt_rows], txt_rows, split, val_fraction).sum())
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+_CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "stats", "since_fired", "train_config")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, or a one-line error saying it is damaged and what to do."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, empty or not a checkpoint: pickle, zip and torch errors alike
+        raise MmsaeError(f"{path} is damaged ({type(exc).__name__}); delete it to start over, or pass --overwrite") from None
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise MmsaeError(f"{path} is not a complete checkpoint (no {', '.join(missing)}); delete it to start over, "
+                         "or pass --overwrite")
+    return saved
+
+
+def store_fingerprint(store: EmbeddingStore) -> dict[str, Any]:
+    """What a resume needs unchanged: the batches are drawn from exactly these rows."""
+    m = store.manifest
+    return {"rows": m.n_rows, "shards": len(m.shards), "counts": dict(sorted(m.counts.items()))}
 
 
 @dataclass
@@ -131,10 +145,16 @@ class Trainer:
             raise MmsaeError(f"{self.out} is already fully trained; nothing to resume")
         self.resume = resume and ckpt.exists()
         if resume and self.resume:
-            saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-            if saved["train_config"] != json.loads(json.dumps(cfg.to_dict())):
-                diff = sorted(k for k in saved["train_config"] if saved["train_config"][k] != json.loads(json.dumps(cfg.to_dict())).get(k))
+            saved = load_checkpoint(ckpt)
+            want = json.loads(json.dumps(cfg.to_dict()))
+            if saved["train_config"] != want:
+                diff = sorted(k for k in set(saved["train_config"]) | set(want) if saved["train_config"].get(k) != want.get(k))
                 raise MmsaeError(f"cannot resume {self.out}: options differ from the checkpoint's ({', '.join(diff)})")
+            was, now = saved.get("store"), store_fingerprint(self.store)
+            if was is not None and was != now:
+                raise MmsaeError(f"cannot resume {self.out}: the store changed since the checkpoint ({was['rows']} rows in "
+                                 f"{was['shards']} shards then, {now['rows']} in {now['shards']} now), so the batches "
+                                 "would differ; train anew with --overwrite")
 
         self.paired = cfg.paired
         self.subsample: tuple[tuple[str, float], ...] = ()
@@ -166,6 +186,9 @@ class Trainer:
                                   subsample=self.subsample)
         first = next(self._batches(sample_cfg))
         samples = dict(zip(MODALITIES, first)) if self.paired else {"*": first}
+        if not all(np.isfinite(a).all() for a in samples.values()):
+            raise MmsaeError(f"the store holds NaN/inf embeddings (found in the rows sampled to initialise the SAE); "
+                             f"`mmsae info {self.store.root} --check` lists them")
         sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))
         sae.reset_parameters(generator=torch.Generator().manual_seed(cfg.seed))
         stats: Stats = {}
@@ -219,9 +242,10 @@ class Trainer:
         main = self.dist.main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            remove_stale_tmp(self.out)  # left by a run killed mid-write
+            write_json_atomic(self.out / "train_config.json", cfg.to_dict())
         if self.resume:
-            saved = torch.load(self.out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+            saved = load_checkpoint(self.out / CHECKPOINT_NAME)
             sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))
             sae.load_state_dict(saved["model"])
             stats = {g: (v["mean"], float(v["scale"])) for g, v in saved["stats"].items()}
@@ -268,6 +292,8 @@ class Trainer:
             xs = {"*": self._prep(state, batch, "*")}
             x_BD = xs["*"]
             out = sae.training_loss(x_BD, dead_F, step, self.total_steps)
+        if not bool(torch.isfinite(out.loss.detach())):  # before the step: the weights stay as they were
+            self._stop_non_finite(state, batch, f"the loss is {float(out.loss.detach())}")
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.dist.average_grads_(sae.parameters())
@@ -291,7 +317,7 @@ class Trainer:
                    "seconds": time.perf_counter() - state.t0, **out.parts}
             if self.paired:
                 rec.update({f"fvu_{g}": v for g, v in fvus.items()})
-            state.log_f.write(json.dumps(rec) + "\n")
+            state.log_f.write(dumps(rec, indent=None) + "\n")
             state.bar.set_postfix(loss=f"{rec['loss']:.4g}", fvu=f"{fvu:.4f}", l0=f"{rec['l0']:.1f}",
                                   dead=f"{rec['dead_fraction']:.3f}")
             if state.tb is not None:
@@ -303,7 +329,21 @@ class Trainer:
         if (self.dist.main and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
                 and state.step < self.total_steps):
             state.log_f.flush()
+            if not all(bool(torch.isfinite(p).all()) for p in sae.parameters()):
+                self._stop_non_finite(state, batch, "the weights hold NaN/inf after this step")
             self._checkpoint(sae, opt, sched, state.step, state.stats, state.since_fired_F)
+
+    def _stop_non_finite(self, state: "_State", batch, what: str) -> None:
+        """One line: the step, whether the input batch was the cause, and what is kept."""
+        arrays = batch if self.paired else (batch,)
+        bad = sum(int((~np.isfinite(np.asarray(a, dtype=np.float32))).any(axis=1).sum()) for a in arrays)
+        cause = (f"its input batch holds {bad} row(s) with NaN/inf (`mmsae info {self.store.root} --check` lists them)"
+                 if bad else f"the input is finite, so training diverged: lower --lr (now {self.cfg.lr:g}) or keep "
+                             f"--grad-clip on (now {self.cfg.grad_clip:g})")
+        ckpt = self.out / CHECKPOINT_NAME
+        kept = (f"the checkpoint of step {int(load_checkpoint(ckpt)['step'])} is kept (--resume after fixing the cause)"
+                if ckpt.exists() else "no SAE was saved")
+        raise MmsaeError(f"training stopped at step {state.step + 1} of {self.total_steps}: {what}; {cause}; {kept}")
 
     def close(self, state: "_State") -> None:
         state.bar.close()
@@ -333,14 +373,14 @@ class Trainer:
             "val_metrics": val,
         }
         save_sae(final, self.out, provenance)
-        (self.out / "metrics.json").write_text(json.dumps({"split": "val", **val}, indent=2))
+        write_json_atomic(self.out / "metrics.json", {"split": "val", **val})
         (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
         self.dist.barrier()
         vps = rows_done / seconds if seconds > 0 else float("nan")
         return TrainResult(str(self.out), self.total_steps, val, seconds, vps)
 
     def _checkpoint(self, sae, opt, sched, step, stats: Stats, since_fired_F) -> None:
-        _atomic_torch_save({
+        obj = {
             "step": step,
             "model": {k: v.detach().cpu() for k, v in sae.state_dict().items()},
             "optimizer": opt.state_dict(),
@@ -348,7 +388,9 @@ class Trainer:
             "stats": {g: {"mean": m.cpu(), "scale": s} for g, (m, s) in stats.items()},
             "since_fired": since_fired_F.cpu(),
             "train_config": json.loads(json.dumps(self.cfg.to_dict())),
-        }, self.out / CHECKPOINT_NAME)
+            "store": store_fingerprint(self.store),
+        }
+        atomic_write_stream(self.out / CHECKPOINT_NAME, lambda f: torch.save(obj, f))
 
     def _fold(self, sae: SparseAutoencoder, stats: Stats) -> SparseAutoencoder:
         final = copy.deepcopy(sae).cpu().eval()
