@@ -9,10 +9,10 @@ written once; each repeat trains one pass with `Trainer` (streaming from the sto
 and reports vectors/s over the whole training loop, data streaming and the first steps included
 (initialisation and the final validation excluded). The floor is one fp32 forward GEMM
 [B, D] × [D, F] timed alone (`torch.matmul`: MKL on CPU), interleaved with the runs; the same GEMM
-through oneDNN, which mmsae's encoder uses on CPU (`mmsae.models.gemm`), is timed beside it as a
+through oneDNN, which mmsae's encoder uses on CPU (`mmsae.models.kernels.gemm`), is timed beside it as a
 second, stricter floor where oneDNN is the faster of the two (AMD CPUs, where MKL runs AVX2 code). `--compare-dense` also times, in the same
 run and interleaved, the TopK step with plain autograd through `topk` (what mmsae did before the
-sparse backward of `mmsae.models.sparse_encode`): same data, same seeds.
+sparse backward of `mmsae.models.kernels.sparse_encode`): same data, same seeds.
 
 `--peers` instead runs every trainer in its own process through `benchmarks/peers/run_peer.py`
 (mmsae fp32, mmsae bf16 selection, sparsify, SAELens, overcomplete, dictionary_learning, each when

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmsae.models.gemm import linear
-from mmsae.models.sparse_decode import decode_topk
+from mmsae.models.kernels.gemm import linear
+from mmsae.models.kernels.sparse_decode import decode_topk
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import torch
 
 from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k, fired_latents,
                                recon_loss)
-from mmsae.models.sparse_decode import decode_csr
-from mmsae.models.sparse_encode import batch_topk_encode
+from mmsae.models.kernels.sparse_decode import decode_csr
+from mmsae.models.kernels.sparse_encode import batch_topk_encode
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class BatchTopKSAE(SparseAutoencoder):
 
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
         B, F_ = len(x_BD), self.cfg.dict_size
-        # the encoder GEMM is the step's only O(B·F·D) work (see mmsae.models.sparse_encode)
+        # the encoder GEMM is the step's only O(B·F·D) work (see mmsae.models.kernels.sparse_encode)
         rows, cols, vals, aux_idx, aux_val = batch_topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, B * self.cfg.k,
                                                                dead_F, self.cfg.aux_k)
         crow = torch.zeros(B + 1, dtype=torch.long, device=x_BD.device)

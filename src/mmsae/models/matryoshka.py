@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmsae.models.base import LossOutput, auxk_from_selection, fired_latents, recon_loss
-from mmsae.models.sparse_encode import topk_encode
+from mmsae.models.kernels.sparse_encode import topk_encode
 from mmsae.models.topk import TopKConfig, TopKSAE
 
 

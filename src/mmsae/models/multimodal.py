@@ -26,7 +26,7 @@ from torch import nn
 from mmsae.models.base import (LossOutput, SAEConfig, auxk_loss, check_k, dense_from_sparse, recon_loss,
                                remove_parallel_grad_, topk_sparse)
 from mmsae.models.paired import MODALITIES, PairedSAE, check_modality
-from mmsae.models.sparse_decode import decode_topk
+from mmsae.models.kernels.sparse_decode import decode_topk
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch
 
 from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k,
                                dense_from_sparse, fired_latents, recon_loss, topk_sparse)
-from mmsae.models.sparse_encode import topk_encode
+from mmsae.models.kernels.sparse_encode import topk_encode
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import nn
 
 from mmsae.models.base import LossOutput, SAEConfig, check_k, dense_from_sparse, fired_latents, recon_loss, topk_sparse
 from mmsae.models.paired import PairedSAE, check_modality
-from mmsae.models.sparse_decode import decode_topk
+from mmsae.models.kernels.sparse_decode import decode_topk
 
 
 @dataclass(frozen=True)

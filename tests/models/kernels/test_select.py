@@ -4,8 +4,8 @@ columns are the top k with ties broken towards the smaller index (the kernel's r
 import pytest
 import torch
 
-from mmsae.models import select
-from mmsae.models.select import topk_rows
+from mmsae.models.kernels import select
+from mmsae.models.kernels.select import topk_rows
 
 
 def reference(pre, k):

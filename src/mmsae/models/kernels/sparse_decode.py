@@ -11,7 +11,7 @@ Here both gradients are one pass each:
 
 The code is given in CSR form (row offsets, latent per entry, value per entry) with the latents
 ascending within each row, which the SDDMM's CSR pattern needs. Verified against autograd
-through `embedding_bag` in tests/models/test_sparse_decode.py.
+through `embedding_bag` in tests/models/kernels/test_sparse_decode.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from mmsae.models.compiled import compiled_kernel
+from mmsae.models.kernels.compiled import compiled_kernel
 
 
 class _CsrDecode(torch.autograd.Function):

@@ -5,7 +5,7 @@ CI machine (AMD EPYC with AVX-512) one 1024-row block of issue 8's encoder forwa
 (1024 × 512 → 4096, fp32) took 20 ms through MKL and 9.5 ms through oneDNN's matmul, the kernel
 PyTorch itself uses for CPU linear layers under torch.compile (`torch.ops.mkldnn._linear_pointwise`).
 Both are IEEE fp32 with fp32 accumulation: against float64 the largest error on that block was
-2.4e-6 (MKL) and 6.0e-6 (oneDNN), where bfloat16 would give 3e-2; tests/models/test_gemm.py.
+2.4e-6 (MKL) and 6.0e-6 (oneDNN), where bfloat16 would give 3e-2; tests/models/kernels/test_gemm.py.
 
 The op is private and has no autograd formula, so it is used only where no gradient flows through
 it (the sparse encoders' forward, inference), and any failure falls back to addmm for the rest of

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmsae.models.sparse_encode import topk_encode
+from mmsae.models.kernels.sparse_encode import topk_encode
 
 
 def _problem(B, D, F_, n_dead, seed):
@@ -125,7 +125,7 @@ def _batch_dense_reference(x, W_enc, b_enc, b_dec, W_dec, n, dead, aux_k):
 
 
 def _batch_sparse(x, W_enc, b_enc, b_dec, W_dec, n, dead, aux_k):
-    from mmsae.models.sparse_encode import batch_topk_encode
+    from mmsae.models.kernels.sparse_encode import batch_topk_encode
 
     rows, cols, vals, aidx, aval = batch_topk_encode(x, W_enc, b_enc, b_dec, n, dead, aux_k)
     offsets = torch.zeros(len(x), dtype=torch.long)

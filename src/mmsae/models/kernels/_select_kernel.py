@@ -1,4 +1,4 @@
-"""The compiled part of `mmsae.models.select` (loaded on first use by `mmsae.models.compiled`).
+"""The compiled part of `mmsae.models.kernels.select` (loaded on first use by `mmsae.models.kernels.compiled`).
 Defined at module level so numba's on-disk cache is hit: the kernel compiles once per machine, not
 once per process."""
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmsae.models.sparse_decode import decode_csr, decode_topk
+from mmsae.models.kernels.sparse_decode import decode_csr, decode_topk
 
 
 def test_decode_topk_gradients_match_embedding_bag():
@@ -55,7 +55,7 @@ def _grouped_row_sum_dense(group_N, rows_N, weights_N, src_BD, n_groups):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grouped_row_sum_compiled_and_torch_paths_match_the_definition(monkeypatch, dtype):
-    from mmsae.models import sparse_decode
+    from mmsae.models.kernels import sparse_decode
 
     g = torch.Generator().manual_seed(0)
     G, B, N = 50, 30, 400  # many repeats per group, some groups empty
@@ -71,7 +71,7 @@ def test_grouped_row_sum_compiled_and_torch_paths_match_the_definition(monkeypat
 
 
 def test_grouped_row_sum_rejects_groups_out_of_range():
-    from mmsae.models.sparse_decode import grouped_row_sum
+    from mmsae.models.kernels.sparse_decode import grouped_row_sum
 
     src = torch.randn(3, 4)
     with pytest.raises(RuntimeError):

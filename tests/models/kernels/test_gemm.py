@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mmsae.models import gemm
-from mmsae.models.gemm import linear, onednn_enabled
+from mmsae.models.kernels import gemm
+from mmsae.models.kernels.gemm import linear, onednn_enabled
 
 
 def _ref(x, W, b):

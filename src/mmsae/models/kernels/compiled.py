@@ -10,8 +10,8 @@ import importlib
 
 @functools.cache
 def compiled_kernel(module: str, name: str):
-    """`name` from `mmsae.models.<module>`, or None where numba cannot be imported."""
+    """`name` from `mmsae.models.kernels.<module>`, or None where numba cannot be imported."""
     try:
-        return getattr(importlib.import_module(f"mmsae.models.{module}"), name)
+        return getattr(importlib.import_module(f"mmsae.models.kernels.{module}"), name)
     except ImportError:
         return None

@@ -10,7 +10,7 @@ lies in a chunk whose maximum is ≥ t. A bisection over the maxima finds such a
 more than k maxima above it; only those chunks are read again, and the entries ≥ t among them
 (~k + a few) are insertion-sorted. Ties are broken towards the smaller index, so the
 choice is deterministic. The result is the same selection as `torch.topk` up to the order of
-tied entries (tests/models/test_select.py).
+tied entries (tests/models/kernels/test_select.py).
 
 bfloat16 rows are read as int16 bit patterns mapped to integers of the same order (numba has no
 bfloat16), so a bf16 GEMM's output is selected without a conversion pass. On other devices (CUDA's
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from mmsae.models.compiled import compiled_kernel
+from mmsae.models.kernels.compiled import compiled_kernel
 
 CHUNK = 16
 """Entries per chunk: 16 fp32 values are one 64-byte cache line."""

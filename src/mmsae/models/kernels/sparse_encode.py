@@ -11,16 +11,16 @@ the K selected latents of each row get a gradient, so:
 so the encoder forward GEMM is the step's only O(B·F·D) work (decoding already uses
 `embedding_bag`). The AuxK selection (top `aux_k` dead latents) comes out of the same forward,
 and its gradient joins the same sparse backward. Verified against dense autograd in
-tests/models/test_sparse_encode.py.
+tests/models/kernels/test_sparse_encode.py.
 """
 
 from __future__ import annotations
 
 import torch
 
-from mmsae.models.gemm import linear, onednn_enabled
-from mmsae.models.select import topk_rows
-from mmsae.models.sparse_decode import grouped_row_sum
+from mmsae.models.kernels.gemm import linear, onednn_enabled
+from mmsae.models.kernels.select import topk_rows
+from mmsae.models.kernels.sparse_decode import grouped_row_sum
 
 _WORKSPACE: dict[tuple, torch.Tensor] = {}
 _CPU_BLOCK_ROWS = 256

@@ -1,5 +1,5 @@
-"""The compiled part of `mmsae.models.sparse_decode.grouped_row_sum` (loaded by
-`mmsae.models.compiled`; module level, so numba's on-disk cache is hit)."""
+"""The compiled part of `mmsae.models.kernels.sparse_decode.grouped_row_sum` (loaded by
+`mmsae.models.kernels.compiled`; module level, so numba's on-disk cache is hit)."""
 
 import numba
 import numpy as np
