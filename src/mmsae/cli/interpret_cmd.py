@@ -100,7 +100,9 @@ def run_name(args) -> int:
     model, store = _load(args)
     terms = read_vocabulary(args.vocab, drop_stopwords=not args.keep_stopwords)
     if args.vocab_embeddings:
-        E = np.load(args.vocab_embeddings)
+        from mmsae.data.importers import load_embeddings
+
+        E = np.asarray(load_embeddings(args.vocab_embeddings), dtype=np.float32)
         if E.shape != (len(terms), store.dim):
             raise MmsaeError(f"--vocab-embeddings has shape {E.shape}; expected ({len(terms)}, {store.dim}) "
                              "(one row per term kept after filtering)")

@@ -4,42 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from mmsae.cli.config_flags import add_config_flags, given_options
 from mmsae.train.config import TrainConfig
 
-# flag → (type, help); every TrainConfig field is settable, these have short, documented flags
-_FLAGS = {
-    "arch": (str, "relu, topk, batchtopk or matryoshka; on image/text pairs: vlsae or multimodal (default topk)"),
-    "dict_size": (int, "number of latents F (default 4096)"),
-    "k": (int, "active latents per row, TopK family (default 32)"),
-    "l1": (float, "L1 coefficient for --arch relu (default 5.0)"),
-    "matryoshka_ks": (str, "comma-separated nested k values for matryoshka (default k/4,k/2,k, none below 4)"),
-    "lambda_align": (float, "multimodal: weight of the pair alignment term ||z_txt - z_img||^2 (default 0.3)"),
-    "lambda_image": (float, "multimodal: weight of the image reconstruction loss; text has 1 (default 1.0)"),
-    "sparsity": (str, "multimodal: topk or l1 (default topk)"),
-    "steps": (int, "optimizer steps (default: --epochs passes over the training split)"),
-    "epochs": (float, "passes over the training split when --steps is not given (default 10)"),
-    "batch_size": (int, "rows per step (default 4096)"),
-    "lr": (float, "peak learning rate (default 1e-3)"),
-    "warmup_frac": (float, "share of steps for LR warm-up (default 0.05)"),
-    "decay": (str, "cosine, linear or constant (default cosine)"),
-    "grad_clip": (float, "global gradient-norm clip, 0 disables (default 1.0)"),
-    "normalize": (str, "auto, center_scale, scale or none; folded into the saved weights (default auto: "
-                       "center_scale, per modality for multimodal, none for vlsae)"),
-    "b_dec_init": (str, "geometric_median, mean or zeros (default geometric_median)"),
-    "aux_k": (int, "dead latents in the AuxK loss (default 256)"),
-    "aux_coef": (float, "AuxK weight (default 1/32)"),
-    "dead_after": (int, "rows without firing before a latent counts as dead (default: one epoch)"),
-    "seed": (int, "seed for initialisation and data order (default 0)"),
-    "val_fraction": (float, "share of pair ids held out for validation (default 0.1)"),
-    "modality": (str, "train on this modality only (default: all rows)"),
-    "mix": (str, "image:text ratio of the training rows, e.g. 1:3 (default: the store's own mix)"),
-    "checkpoint_every": (int, "steps between resumable checkpoints, 0 = never (default 500)"),
-    "log_every": (int, "steps between train_log.jsonl lines (default 10)"),
-    "shuffle_buffer": (int, "rows in the shuffle buffer (default 65536)"),
-    "device": (str, "cpu, cuda, cuda:N or auto (default auto)"),
-    "select_dtype": (str, "topk/matryoshka: float32 or bfloat16 for the GEMM that chooses the active latents; "
-                          "values and gradients stay float32 (default float32)"),
-}
+ALIASES = {"l1_coef": ("--l1",)}
+"""Short names kept from earlier versions of the CLI."""
 
 
 def register(sub) -> None:
@@ -53,14 +22,10 @@ def register(sub) -> None:
                     "(held-out validation metrics).")
     p.add_argument("store", help="store folder")
     p.add_argument("--out", required=True, help="SAE folder to write")
-    for name, (typ, hlp) in _FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=typ, default=None, help=hlp)
-    p.add_argument("--config", help="TOML/YAML/JSON file of training options")
+    p.add_argument("--config", help="TOML/YAML/JSON file of training options (any of the flags below, by field name)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an SAE already in --out")
-    p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
-    p.add_argument("--vlsae-center", action="store_true",
-                   help="vlsae: subtract each modality's mean before the cosine encoder (not in the official code)")
+    add_config_flags(p.add_argument_group("training options (TrainConfig)"), TrainConfig, aliases=ALIASES)
     p.add_argument("--sweep", action="append", metavar="OPTION=V1,V2",
                    help="train one SAE per value (repeat for a grid), all in one read of the data, into "
                         "OUT/OPTION-V...; e.g. --sweep k=16,32,64 --sweep seed=0,1,2 (a seed sweep keeps the "
@@ -74,33 +39,18 @@ def options_from_args(args) -> TrainConfig:
     from mmsae.train.config import read_config_file
 
     opts = read_config_file(args.config) if args.config else {}
-    for name in _FLAGS:
-        v = getattr(args, name)
-        if v is None:
-            continue
-        if name == "l1":
-            opts["l1_coef"] = v
-        elif name == "matryoshka_ks":
-            try:
-                opts[name] = tuple(int(s) for s in v.split(",") if s.strip())
-            except ValueError:
-                raise MmsaeError(f"--matryoshka-ks must be comma-separated integers, got {v!r}") from None
-        else:
-            opts[name] = v
-    if args.tensorboard:
-        opts["tensorboard"] = True
-    if args.vlsae_center:
-        opts["vlsae_center"] = True
+    given = given_options(args, TrainConfig)
+    opts.update(given)
     arch = opts.get("arch", "topk")
     l1_sparsity = arch == "relu" or (arch == "multimodal" and opts.get("sparsity") == "l1")
-    if l1_sparsity and args.k is not None:
+    if l1_sparsity and "k" in given:
         raise MmsaeError("--k does not apply to L1 sparsity; use --l1 to set sparsity")
-    if not l1_sparsity and args.l1 is not None:
+    if not l1_sparsity and "l1_coef" in given:
         raise MmsaeError(f"--l1 applies to --arch relu and --arch multimodal --sparsity l1; --arch {arch} uses --k")
-    multimodal_only = [f for f in ("lambda_align", "lambda_image", "sparsity") if getattr(args, f) is not None]
+    multimodal_only = [f for f in ("lambda_align", "lambda_image", "sparsity") if f in given]
     if multimodal_only and arch != "multimodal":
         raise MmsaeError(f"--{multimodal_only[0].replace('_', '-')} applies to --arch multimodal only")
-    if args.vlsae_center and arch != "vlsae":
+    if given.get("vlsae_center") and arch != "vlsae":
         raise MmsaeError("--vlsae-center applies to --arch vlsae only")
     try:
         return TrainConfig.from_dict(opts)
@@ -108,49 +58,13 @@ def options_from_args(args) -> TrainConfig:
         raise MmsaeError(f"bad training options: {exc}") from None
 
 
-def sweep_runs(out: str, cfg: TrainConfig, specs: list[str]) -> list[tuple[str, TrainConfig]]:
-    """The grid of `--sweep OPTION=V1,V2` flags: one (folder, config) per combination."""
-    import itertools
-    from pathlib import Path
-
-    from mmsae.errors import MmsaeError
-
-    axes = []
-    for spec in specs:
-        name, eq, values = spec.partition("=")
-        name = name.strip().lstrip("-").replace("-", "_")
-        if not eq or not values.strip():
-            raise MmsaeError(f"--sweep expects OPTION=V1,V2,..., got {spec!r}")
-        if name not in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise MmsaeError(f"--sweep: unknown training option {name!r}")
-        current = getattr(cfg, name)
-        typ = type(current) if current is not None else (int if name in ("steps", "data_seed", "dead_after") else str)
-        try:
-            parsed = [typ(v.strip()) for v in values.split(",") if v.strip()]
-        except ValueError:
-            raise MmsaeError(f"--sweep {name}: values must be {typ.__name__}s, got {values!r}") from None
-        axes.append((name, parsed))
-    names = [n for n, _ in axes]
-    if len(set(names)) < len(names):
-        raise MmsaeError("--sweep names an option twice")
-    if "seed" in names and cfg.data_seed is None:
-        cfg = dataclasses.replace(cfg, data_seed=cfg.seed)  # seeds change the init, not the batches
-    runs = []
-    for combo in itertools.product(*(vals for _, vals in axes)):
-        sub = "_".join(f"{n}-{v}" for n, v in zip(names, combo))
-        try:
-            runs.append((str(Path(out) / sub), TrainConfig.from_dict({**cfg.to_dict(), **dict(zip(names, combo))})))
-        except TypeError as exc:
-            raise MmsaeError(f"bad sweep options: {exc}") from None
-    return runs
-
-
 def _run_sweep(args, cfg: TrainConfig) -> int:
     from mmsae.cli.output import print_json
     from mmsae.train.distributed import from_env
+    from mmsae.train.sweep import sweep_runs
     from mmsae.train.trainer import train_sweep
 
-    runs = sweep_runs(args.out, cfg, args.sweep)
+    runs = sweep_runs(args.out, cfg, args.sweep)  # the grid, in train/sweep.py for Python users too
     results = train_sweep(args.store, runs, overwrite=args.overwrite, progress=not args.json)
     ctx = from_env()
     ctx.shutdown()
