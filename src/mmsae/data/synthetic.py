@@ -82,8 +82,8 @@ class SynthConfig:
         check_all([
             (self.dim > 1, f"dim must be at least 2, got {self.dim}"),
             (self.n_pairs > 0, f"n_pairs must be positive, got {self.n_pairs}"),
-            (min(self.n_shared, self.n_image, self.n_text) >= 0 and self.n_concepts > 0,
-             "concept counts must be 0 or more, and at least one concept in all"),
+            (min(self.n_shared, self.n_image, self.n_text) >= 0 and 0 < self.n_concepts <= 1_000_000,
+             f"concept counts must be 0 or more, with 1 to 1,000,000 in all, got {self.n_concepts}"),
             *((finite(getattr(self, f)) and getattr(self, f) >= 0, f"{f} must be a number, 0 or more, got {getattr(self, f)}")
               for f in floats),
             (finite(self.offset_cosine) and -1 <= self.offset_cosine <= 1, f"offset_cosine must be in [-1, 1], got {self.offset_cosine}"),
@@ -212,6 +212,9 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
     if cfg.n_pairs <= 0 or cfg.dim <= 1 or cfg.n_concepts <= 0:
         raise MmsaeError("synthetic data needs n_pairs > 0, dim > 1 and at least one concept")
     gt = planted_dictionary(cfg)
+    # a chunk holds ~8 dense [pairs, concepts] float64 arrays: keep them within ~2 GB, whatever the
+    # number of concepts (the chunking is a function of the config, so the data stay deterministic)
+    chunk_pairs = min(chunk_pairs, max(16, (2 << 30) // (64 * cfg.n_concepts)))
     preprocessing = {"l2_normalized": True, "synthetic": asdict(cfg)}
     if images:
         from mmsae.data import synthetic_images as pics
