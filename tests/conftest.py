@@ -14,9 +14,13 @@ SHARED_DATA = Path(os.environ.get("MMSAE_SHARED_DATA", Path(__file__).resolve().
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real data beside the checkout (../shared/data); override with MMSAE_SHARED_DATA."""
+    """The real data beside the checkout (../shared/data); override with MMSAE_SHARED_DATA. A clone
+    without it skips the tests that need it; CI (CI set) must have it and fails instead."""
     if not SHARED_DATA.exists():
-        pytest.fail(f"shared data not found at {SHARED_DATA}; set MMSAE_SHARED_DATA")
+        msg = f"real data not found at {SHARED_DATA} (set MMSAE_SHARED_DATA to its folder)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
     return SHARED_DATA
 
 

@@ -74,3 +74,19 @@ def write_table(path: Path, rows: list[dict]) -> Path:
             w.writeheader()
             w.writerows(rows)
     return path
+
+
+def write_pictures(folder: Path, n: int, seed: int = 0, size: int = 40) -> list[Path]:
+    """n random PNGs in three subfolders of `folder` (an image-folder input for `mmsae embed`)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"sub{i % 3}" / f"im{i:05d}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(p)
+        out.append(p)
+    return out

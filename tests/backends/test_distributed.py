@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from mmsae.data.store import EmbeddingStore
-from tests.backends.conftest import write_table
-from tests.backends.test_embed import _pictures
+from tests.backends.conftest import write_pictures as _pictures, write_table
 
 
 @pytest.mark.slow

@@ -19,23 +19,9 @@ from mmsae.backends.embed import REPORT_NAME, EmbedConfig, embed
 from mmsae.data.inputs import read_inputs
 from mmsae.data.store import EmbeddingStore
 from mmsae.errors import MmsaeError
-from tests.backends.conftest import write_table
+from tests.backends.conftest import write_pictures as _pictures, write_table
 
 QUIET = EmbedConfig(batch_size=8, num_workers=0, shard_rows=16, progress=False)
-
-
-def _pictures(folder: Path, n: int, seed: int = 0, size: int = 40) -> list[Path]:
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        p = folder / f"sub{i % 3}" / f"im{i:05d}.png"
-        p.parent.mkdir(exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(p)
-        out.append(p)
-    return out
 
 
 @pytest.fixture(scope="module")
