@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmsae.data.images import IMAGE_SUFFIXES, OutsideRoot, safe_file
+from mmsae.fileio import atomic_write
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1d1d1f;max-width:1150px;margin:2em auto;padding:0 1em}
@@ -225,7 +226,4 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, gallery: in
     html = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mmsae report</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
     path = Path(out) if out else run / "report.html"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, html)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mmsae.errors import MmsaeError
+from mmsae.fileio import atomic_write_stream
 
 VOCAB_DIR = "vocab"
 
@@ -78,9 +79,7 @@ def embed_vocabulary(store, terms: Sequence[str], encoder=None, templates: Seque
     E = (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npy")
-        np.save(tmp, E)
-        tmp.replace(path)
+        atomic_write_stream(path, lambda f: np.save(f, E))
     return E
 
 

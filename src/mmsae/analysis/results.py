@@ -5,29 +5,15 @@ The report and the explorer read these files; nothing else is shared between ana
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
+
+from mmsae.fileio import write_json_atomic
 
 
 def write_json(folder: Path, name: str, obj: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    tmp = folder / f".{name}.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(obj, indent=2, default=_default))
-    os.replace(tmp, path)
-    return path
-
-
-def _default(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    return write_json_atomic(folder / f"{name}.json", obj)
 
 
 def save_figure(fig, folder: Path, name: str) -> list[str]:

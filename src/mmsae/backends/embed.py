@@ -31,6 +31,7 @@ from mmsae.data.images import IMAGE_ROOT_KEY
 from mmsae.data.inputs import EmbedInputs, ImageItem, TextItem
 from mmsae.data.store import EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
+from mmsae.fileio import write_json_atomic
 
 STAGING = ".embed-staging"
 REPORT_NAME = "embed-report.json"
@@ -173,9 +174,7 @@ class _Part:
                                   before_commit=self._save_skipped)
 
     def _save_skipped(self) -> None:
-        tmp = self.skipped_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in sorted(self.skipped.items())}))
-        os.replace(tmp, self.skipped_path)
+        write_json_atomic(self.skipped_path, {str(k): v for k, v in sorted(self.skipped.items())})
 
 
 def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem], first_image: int,
@@ -355,9 +354,7 @@ def _write_report(out: Path, key: str, report: EmbedReport) -> None:
     path = out / REPORT_NAME
     reports = json.loads(path.read_text()) if path.exists() else {}
     reports[key] = asdict(report)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(reports, indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(path, reports)
 
 
 def _read_report(out: Path, key: str) -> EmbedReport:
