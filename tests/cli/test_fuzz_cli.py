@@ -52,6 +52,19 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 COMMANDS = _commands()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _memory_cap():
+    """Asking for a huge model is a valid command; on this machine it must end as one line
+    ("out of memory"), not take the test process down with the kernel's OOM killer."""
+    import resource
+
+    old = resource.getrlimit(resource.RLIMIT_AS)
+    cap = int(os.environ.get("MMSAE_FUZZ_MEMORY_GB", "8")) << 30
+    resource.setrlimit(resource.RLIMIT_AS, (cap, old[1]))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, old)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """An imported paired store with captions, an SAE trained on it, and input files."""
@@ -148,6 +161,9 @@ def test_every_option_exits_cleanly(world, tmp_path_factory, capfd, data):
     fresh = tmp_path_factory.mktemp("out") / "o"
     argv = data.draw(_invocation(world, fresh))
     before = _digest(world["store"])
+    if os.environ.get("MMSAE_FUZZ_LOG"):
+        with open(os.environ["MMSAE_FUZZ_LOG"], "a") as f:
+            f.write(f"start\t{argv}\n")
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, BUDGET_S)
     try:

@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except MemoryError:
+        print(f"{name}: error: out of memory; ask for less (fewer rows, latents or examples) or use a larger "
+              "machine", file=sys.stderr)
+        return 2
     except OSError as exc:  # the environment's answer (no space, no permission, no such file): not a bug
         where = f": {exc.filename}" if exc.filename else ""
         print(f"{name}: error: {exc.strerror or _one_line(str(exc))}{where}", file=sys.stderr)
