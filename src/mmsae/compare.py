@@ -56,7 +56,7 @@ def _train(store, out: Path, progress: bool, **kw) -> Path:
 
 def compare_models(store: EmbeddingStore | str, out: str | Path, cfg: CompareConfig = CompareConfig(),
                    progress: bool = True) -> dict[str, Any]:
-    from mmsae.data.synthetic import GROUND_TRUTH_DIR, hallucination_set, load_ground_truth, synth_config_of
+    from mmsae.data.synthetic import hallucination_set, has_ground_truth, load_ground_truth, synth_config_of
     from mmsae.metrics.crossmodal import crossmodal_report
     from mmsae.metrics.evaluate import evaluate_store
     from mmsae.models.io import load_sae
@@ -70,7 +70,7 @@ def compare_models(store: EmbeddingStore | str, out: str | Path, cfg: CompareCon
     if len(store.pairs()[0]) == 0:
         raise MmsaeError(f"{store.root} has no image/text pairs to compare on")
     common = dict(dict_size=cfg.dict_size, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
-    synthetic = (store.root / GROUND_TRUTH_DIR / "config.json").exists()
+    synthetic = has_ground_truth(store.root)
     if synthetic:
         gt, scfg = load_ground_truth(store.root), synth_config_of(store.root)
         h_img, h_txt, h_lab, _ = hallucination_set(scfg, gt, 4000, seed=cfg.seed)

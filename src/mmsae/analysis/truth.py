@@ -15,13 +15,33 @@ EXPECTED_BUCKET = {"shared": "bimodal", "image": "image", "text": "text"}
 """A shared concept fires on both sides of a pair; an image-only or text-only one on its side only."""
 
 
-def match_planted(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-    """(latent_C, cos_C): per planted concept its best latent by decoder cosine (-1 below threshold)."""
+def decoder_cosines(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray) -> np.ndarray:
+    """[F, C] cosine of every latent's decoder direction with every (unit) planted direction."""
     W = np.asarray(W_dec_FD, dtype=np.float64)
     W = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
-    cos = W @ np.asarray(dictionary_CD, dtype=np.float64).T
+    return W @ np.asarray(dictionary_CD, dtype=np.float64).T
+
+
+def match_planted(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """(latent_C, cos_C): per planted concept its best latent by decoder cosine (-1 below threshold)."""
+    cos = decoder_cosines(W_dec_FD, dictionary_CD)
     best, top = cos.argmax(axis=0), cos.max(axis=0)
     return np.where(top >= threshold, best, -1), top
+
+
+def latent_names(model, store, threshold: float = 0.9) -> list[str | None] | None:
+    """On a store with planted truth, each latent's planted concept (the best by decoder cosine, if
+    ≥ `threshold`; image-side decoder for paired SAEs), else None for every latent; None when the
+    store has no planted truth."""
+    from mmsae.data.synthetic import has_ground_truth, load_ground_truth
+    from mmsae.models.paired import as_paired
+
+    if not has_ground_truth(store.root):
+        return None
+    gt = load_ground_truth(store.root)
+    cos = decoder_cosines(as_paired(model).decoder_directions("image").detach().cpu().numpy(), gt.dictionary_CD)
+    best = cos.argmax(axis=1)
+    return [gt.names[best[i]] if cos[i, best[i]] >= threshold else None for i in range(len(cos))]
 
 
 def planted_of_latents(latent_C: np.ndarray, F: int) -> np.ndarray:

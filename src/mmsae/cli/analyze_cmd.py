@@ -152,23 +152,6 @@ def run_stability(args) -> int:
     return _finish(args, res, "stability")
 
 
-def _names_from_ground_truth(model, store) -> list[str] | None:
-    """On a synthetic store, each latent's planted concept (decoder cosine ≥ 0.9), else None."""
-    import numpy as np
-
-    from mmsae.data.synthetic import GROUND_TRUTH_DIR, load_ground_truth
-    from mmsae.models.paired import as_paired
-
-    if not (store.root / GROUND_TRUTH_DIR / "dictionary.npy").exists():
-        return None
-    gt = load_ground_truth(store.root)
-    W = as_paired(model).decoder_directions("image").detach().numpy().astype(np.float64)
-    W /= np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
-    cos = W @ gt.dictionary_CD.T
-    best = cos.argmax(axis=1)
-    return [gt.names[best[i]] if cos[i, best[i]] >= 0.9 else None for i in range(len(W))]
-
-
 def run_modality(args) -> int:
     from mmsae.analysis.modality import analyze_modality
     from mmsae.cli.common import load_model, open_store_for
@@ -180,11 +163,12 @@ def run_modality(args) -> int:
 
 def run_bridges(args) -> int:
     from mmsae.analysis.bridges import analyze_bridges
+    from mmsae.analysis.truth import latent_names
     from mmsae.cli.common import load_model, open_store_for, require_pairs
 
     model = load_model(args.sae)
     store = open_store_for(model, args.store)
     require_pairs(store, "the Bridge Score")
     res = analyze_bridges(model, store, out=args.out, top=args.top, split=args.split, max_pairs=args.max_pairs,
-                          shuffles=args.shuffles, names=_names_from_ground_truth(model, store))
+                          shuffles=args.shuffles, names=latent_names(model, store))
     return _finish(args, res, "bridges")

@@ -75,15 +75,13 @@ def run(args) -> int:
 
 
 def crossmodal_section(sae, store, split: str, val_fraction: float, max_pairs: int, device) -> dict:
-    from pathlib import Path
-
-    from mmsae.data.synthetic import GROUND_TRUTH_DIR, load_ground_truth, synth_config_of
+    from mmsae.data.synthetic import has_ground_truth, load_ground_truth, synth_config_of
     from mmsae.metrics.crossmodal import crossmodal_report
 
     split = "val" if split == "all" else split  # alignment is judged on held-out pairs unless asked otherwise
     cm = crossmodal_report(sae, store, split=split, val_fraction=val_fraction, max_pairs=max_pairs, device=device)
     cm = {k: v for k, v in cm.items() if not k.startswith("_")}
-    if (Path(store.root) / GROUND_TRUTH_DIR / "config.json").exists():
+    if has_ground_truth(store.root):
         from mmsae.analysis.crossmodal import shared_concept_recovery, synthetic_zero_shot
 
         gt, cfg = load_ground_truth(store.root), synth_config_of(store.root)

@@ -34,10 +34,10 @@ def labelled_set(store, n: int, val_fraction: float, seed: int):
     """(img, txt, labels, kind) for the store: planted swaps if synthetic, else swapped captions."""
     import numpy as np
 
-    from mmsae.data.synthetic import GROUND_TRUTH_DIR, hallucination_set, load_ground_truth, synth_config_of
+    from mmsae.data.synthetic import hallucination_set, has_ground_truth, load_ground_truth, synth_config_of
     from mmsae.metrics.crossmodal import held_out_pairs
 
-    if (store.root / GROUND_TRUTH_DIR / "config.json").exists():
+    if has_ground_truth(store.root):
         img, txt, lab, _ = hallucination_set(synth_config_of(store.root), load_ground_truth(store.root), n, seed=seed)
         return img, txt, lab, "planted concept swaps (synthetic ground truth)"
     img_rows, txt_rows = held_out_pairs(store, "val", val_fraction, n, seed)

@@ -317,10 +317,6 @@ class EmbeddingStore:
         return problems
 
 
-def open_store(root: str | os.PathLike) -> EmbeddingStore:
-    return EmbeddingStore(root)
-
-
 class StoreLock:
     """The store's writer lock: one writing process at a time, readers never blocked.
 

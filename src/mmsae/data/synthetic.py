@@ -361,6 +361,13 @@ def fresh_pairs(cfg: SynthConfig, gt: GroundTruth, n: int, seed: int = 0):
     return img, txt, code_img, code_txt
 
 
+def has_ground_truth(root: str | os.PathLike) -> bool:
+    """Whether a store carries planted ground truth (written by `mmsae synth`): the one test every
+    command uses to decide between scoring against the truth and the real-data path."""
+    d = Path(root) / GROUND_TRUTH_DIR
+    return (d / "config.json").is_file() and (d / "dictionary.npy").is_file()
+
+
 def synth_config_of(root: str | os.PathLike) -> SynthConfig:
     """The generator settings a synthetic store was written with."""
     import json

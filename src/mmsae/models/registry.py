@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmsae.models.base import SAEConfig, SparseAutoencoder
+from mmsae.models.base import SparseAutoencoder
 from mmsae.models.batchtopk import BatchTopKSAE
 from mmsae.models.matryoshka import MatryoshkaSAE
 from mmsae.models.relu import ReLUSAE
@@ -25,7 +25,3 @@ def build_sae(architecture: str, **config) -> SparseAutoencoder | PairedSAE:
     except KeyError:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}") from None
     return cls(cls.config_class.from_dict(config))
-
-
-def config_for(architecture: str) -> type[SAEConfig]:
-    return ARCHITECTURES[architecture].config_class
