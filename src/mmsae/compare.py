@@ -8,7 +8,6 @@ Kept beside `demo.py` (not in `analysis/`) because it trains models.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from mmsae.data.store import EmbeddingStore
 from mmsae.errors import MmsaeError
+from mmsae.fileio import atomic_write, write_json_atomic
 from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer
 
@@ -115,8 +115,8 @@ def compare_models(store: EmbeddingStore | str, out: str | Path, cfg: CompareCon
               "n_val_pairs": cm["n_pairs"], "synthetic": synthetic}
     result["table"] = format_table(result)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(result, indent=2, default=float))
-    (out / "comparison.md").write_text(result["table"] + "\n")
+    write_json_atomic(out / "comparison.json", result)
+    atomic_write(out / "comparison.md", result["table"] + "\n")
     return result
 
 

@@ -9,7 +9,6 @@ run exactly as they read a user's own.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 
 from mmsae.data.synthetic import SynthConfig, load_ground_truth, recovery, write_synthetic
 from mmsae.errors import MmsaeError
+from mmsae.fileio import atomic_write, write_json_atomic
 from mmsae.models.io import load_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer
@@ -181,14 +181,14 @@ def finish_run(out: Path, summary: dict[str, Any], steps: Steps, t_start: float,
 
     steps("writing the HTML report")
     summary["seconds"] = time.perf_counter() - t_start
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_json_atomic(out / "demo_summary.json", summary)
     summary["report_html"] = str(write_report(out))
     steps.done()
     summary["step_seconds"] = steps.times
     summary["seconds"] = time.perf_counter() - t_start
     summary["report"] = fmt(summary)
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    (out / "report.md").write_text(summary["report"] + "\n")
+    write_json_atomic(out / "demo_summary.json", summary)
+    atomic_write(out / "report.md", summary["report"] + "\n")
     return summary
 
 
@@ -207,7 +207,7 @@ def index_run(out: Path, sae_name: str, steps: Steps, progress: bool) -> None:
     """RUN/run.json naming the explored SAE and the store, and the explorer's cached index."""
     from mmsae.explorer.index import RUN_FILE, find_run, load_explorer
 
-    (out / RUN_FILE).write_text(json.dumps({"sae": sae_name, "store": "store"}, indent=2))
+    write_json_atomic(out / RUN_FILE, {"sae": sae_name, "store": "store"})
     steps("building the explorer index (concept statistics, histograms)")
     load_explorer(find_run(out), progress=progress)
 

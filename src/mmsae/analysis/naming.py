@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mmsae.errors import MmsaeError
-from mmsae.fileio import atomic_write_stream
+from mmsae.fileio import atomic_write, atomic_write_stream, write_json_atomic
 
 VOCAB_DIR = "vocab"
 
@@ -62,6 +62,8 @@ def embed_vocabulary(store, terms: Sequence[str], encoder=None, templates: Seque
             ok = tpl.count("{}") == 1 and tpl.format("x").count("x") >= 1
         except (IndexError, KeyError, ValueError):
             ok = False
+        if "{}" not in tpl:
+            raise MmsaeError(f"template {tpl!r} has no {{}} for the term")
         if not ok:
             raise MmsaeError(f"template {tpl!r} must hold exactly one {{}} for the term (write other braces as {{{{ }}}})")
     key = hashlib.sha256(json.dumps([list(terms), list(templates), store.manifest.model_id]).encode()).hexdigest()[:16]
@@ -102,10 +104,11 @@ def write_names(names: list[ConceptName], out: str | Path, meta: dict[str, Any])
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "names.json").write_text(json.dumps({**meta, "concepts": [dataclasses.asdict(n) for n in names]}))
-    pq.write_table(pa.table({"concept": [n.concept for n in names], "name": [n.name for n in names],
-                             "terms": [n.terms for n in names], "scores": [n.scores for n in names],
-                             "confidence": [n.confidence for n in names]}), out / "names.parquet")
+    write_json_atomic(out / "names.json", {**meta, "concepts": [dataclasses.asdict(n) for n in names]})
+    table = pa.table({"concept": [n.concept for n in names], "name": [n.name for n in names],
+                      "terms": [n.terms for n in names], "scores": [n.scores for n in names],
+                      "confidence": [n.confidence for n in names]})
+    atomic_write(out / "names.parquet", lambda tmp: pq.write_table(table, tmp))
     return [out / "names.json", out / "names.parquet"]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmsae.fileio import write_json_atomic
+from mmsae.fileio import atomic_write, write_json_atomic
 
 
 def write_json(folder: Path, name: str, obj: dict[str, Any]) -> Path:
@@ -42,5 +42,5 @@ def new_figure(width: float = 6.0, height: float = 4.0, ncols: int = 1):
 def write_markdown(folder: Path, name: str, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.md"
-    path.write_text(text.rstrip() + "\n")
+    atomic_write(path, text.rstrip() + "\n")
     return path

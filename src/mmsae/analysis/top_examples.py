@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mmsae.data.stream import StreamConfig, iter_rows
+from mmsae.fileio import atomic_write
 from mmsae.metrics.evaluate import routed_encode
 
 TABLE_NAME = "top_examples.parquet"
@@ -82,7 +83,7 @@ def write_top_examples(model, store, out: str | Path, k: int = 10, progress: boo
     table = to_table(tops)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out / TABLE_NAME)
+    atomic_write(out / TABLE_NAME, lambda tmp: pq.write_table(table, tmp))
     return {"written": str(out / TABLE_NAME), "rows": table.num_rows, "k": k, "modalities": sorted(tops)}, tops
 
 

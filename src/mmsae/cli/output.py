@@ -27,7 +27,7 @@ def _number(kind, text: str):
 def positive_int(text: str) -> int:
     v = _number(int, text)
     if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+        raise argparse.ArgumentTypeError(f"must be positive (at least 1), got {v}")
     return v
 
 
