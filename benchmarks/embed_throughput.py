@@ -7,7 +7,7 @@ deduplication, metadata). Both run in this process, interleaved, median of --rep
 
 Default model: the real CLIP ViT-B/32 architecture (transformers `CLIPConfig()` defaults) with
 random weights, so it runs offline; `--model open_clip:ViT-B-32 --weights none` in .venv-clip
-measures open_clip. Images: the COCO photos of ../shared/data/coco-mini, cycled to --images
+measures open_clip. Images: the COCO photos of $MMSAE_SHARED_DATA/coco-mini, cycled to --images
 files; captions: the first --texts COCO val captions.
 
     python benchmarks/embed_throughput.py [--images 256] [--texts 2000] [--repeats 3] [--json]
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SHARED = Path(os.environ.get("MMSAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = Path(os.environ.get("MMSAE_SHARED_DATA", "shared-data"))  # the real data folder (see .ci/run)
 
 
 def build_clip_b32(folder: Path) -> str:

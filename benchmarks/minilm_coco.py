@@ -11,6 +11,7 @@ held-out FVU with PCA of k components fitted on the same training split.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from mmsae.models.io import load_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer
 
-DEFAULT_CAPTIONS = Path(__file__).resolve().parents[2] / "shared/data/coco-val2017-captions/captions_val2017.json"
+DEFAULT_CAPTIONS = Path(os.environ.get("MMSAE_SHARED_DATA", "shared-data")) / "coco-val2017-captions/captions_val2017.json"
 
 
 def embed_store(captions: Path, store_dir: Path) -> EmbeddingStore:

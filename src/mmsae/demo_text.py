@@ -24,12 +24,16 @@ COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_tr
 CAPTIONS_IN_ZIP = "annotations/captions_val2017.json"
 
 
-def shared_data() -> Path:
-    return Path(os.environ.get("MMSAE_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
+def shared_data() -> Path | None:
+    """The folder of openly licensed real data named by MMSAE_SHARED_DATA, if set (it holds
+    coco-val2017-captions/ and splice/vocab/; the repository's tests use the same variable)."""
+    value = os.environ.get("MMSAE_SHARED_DATA")
+    return Path(value) if value else None
 
 
-def default_captions() -> Path:
-    return shared_data() / "coco-val2017-captions" / "captions_val2017.json"
+def default_captions() -> Path | None:
+    root = shared_data()
+    return root / "coco-val2017-captions" / "captions_val2017.json" if root else None
 
 
 def read_coco_captions(path: str | Path) -> tuple[list[str], np.ndarray]:
@@ -91,7 +95,7 @@ def run_text_demo(out: str | Path, captions: str | None = None, vocab: str | Non
     steps = Steps(5 + stability, log)
     t_start = time.perf_counter()
     prepare_out(out)
-    if not path.is_file():
+    if path is None or not path.is_file():
         path = download_captions(out / "download")
     steps(f"embedding COCO captions from {path} with MiniLM")
     texts, ids = read_coco_captions(path)
@@ -113,7 +117,7 @@ def run_text_demo(out: str | Path, captions: str | None = None, vocab: str | Non
     steps("naming concepts and finding their top captions")
     if vocab:
         terms = read_vocabulary(vocab)
-    elif (shared_data() / "splice" / "vocab" / "mscoco.txt").is_file():
+    elif shared_data() is not None and (shared_data() / "splice" / "vocab" / "mscoco.txt").is_file():
         vocab = str(shared_data() / "splice" / "vocab" / "mscoco.txt")
         terms = read_vocabulary(vocab)
     else:

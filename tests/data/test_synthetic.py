@@ -5,7 +5,7 @@ from mmsae.data.synthetic import SynthConfig, generate_chunk, load_ground_truth,
 
 
 def test_defaults_calibrated_to_clip_vitb32(shared_data):
-    """Default geometry lands near real CLIP ViT-B/32 statistics (../shared/data)."""
+    """Default geometry lands near real CLIP ViT-B/32 statistics (the real data, MMSAE_SHARED_DATA)."""
     import json
 
     real_mean_norm = float(np.linalg.norm(np.load(shared_data / "splice/means/clip_ViT-B-32_image.npy")))

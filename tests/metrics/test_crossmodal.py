@@ -1,4 +1,4 @@
-"""Cross-modal metrics against direct transcriptions of formulas §2 and §5 on small inputs."""
+"""Cross-modal metrics against direct transcriptions of docs/formulas.md §4 on small inputs."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Each metric against a direct numpy transcription of formulas.md §2."""
+"""Each metric against a direct numpy transcription of docs/formulas.md §3."""
 
 import numpy as np
 import pytest

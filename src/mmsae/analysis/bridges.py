@@ -1,4 +1,4 @@
-"""Bridge Score (Papadimitriou et al. 2025, formulas §3):
+"""Bridge Score (Papadimitriou et al. 2025, docs/formulas.md §5):
 
     B = E_pairs[z_imgᵀ z_txt] ⊙ (D Dᵀ),   B_ij = (1/N) Σ_n z_img[n,i] · z_txt[n,j] · cos(d_i, d_j),
 

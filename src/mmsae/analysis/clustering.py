@@ -1,4 +1,4 @@
-"""k-means over SAE codes (formulas §4): groups of rows that use the same concepts, each with its
+"""k-means over SAE codes (docs/formulas.md §6): groups of rows that use the same concepts, each with its
 dominant concepts (largest mean activation in the cluster) and the rows closest to its centre."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hallucination detection and mitigation with concepts (formulas §5).
+"""Hallucination detection and mitigation with concepts (docs/formulas.md §7).
 
 A caption hallucinates when it carries concepts its image lacks. The detector compares the two
 codes concept by concept. Only concepts that can be seen in an image matter: a text-only concept

@@ -1,5 +1,5 @@
 """Which concepts are image-only, text-only or bimodal, and how concepts sit relative to the
-modality direction (Papadimitriou et al. 2025, formulas §3).
+modality direction (Papadimitriou et al. 2025, docs/formulas.md §5).
 
 - Modality score μ_i = E_img[z_i] / (E_img[z_i] + E_txt[z_i]) (activation-mass ratio; 1 = image
   only; undefined for dead concepts); buckets image (μ > 0.9), text (μ < 0.1), bimodal otherwise.

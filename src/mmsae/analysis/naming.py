@@ -1,4 +1,4 @@
-"""Naming concepts from a vocabulary (formulas §4).
+"""Naming concepts from a vocabulary (docs/formulas.md §6).
 
 Two ways, both supported:
 - `decoder` (DN-CBM, MSAE): the name of concept i is the term whose embedding has the highest

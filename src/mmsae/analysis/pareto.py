@@ -1,5 +1,5 @@
 """Reconstruction against sparsity for SAEs and linear baselines, on the same held-out rows
-(Papadimitriou et al. 2025, formulas §3). The finding to check: SAEs give the best trade-off.
+(Papadimitriou et al. 2025, docs/formulas.md §5). The finding to check: SAEs give the best trade-off.
 
 Each method is fitted on rows of the training split (SAEs by the usual trainer) and scored on
 rows of the validation split with the same metric functions; L0 is measured from the codes.

@@ -1,4 +1,4 @@
-"""Concept search in both directions (formulas §4): words → concepts → images, and an image →
+"""Concept search in both directions (docs/formulas.md §6): words → concepts → images, and an image →
 its concepts (with names) and its most similar images by code cosine.
 
 Similar rows: exact cosine search with scikit-learn's brute-force NearestNeighbors on sparse

@@ -1,4 +1,4 @@
-"""SpLiCE (Bhalla et al. 2024, formulas §4): an embedding as a sparse non-negative combination of
+"""SpLiCE (Bhalla et al. 2024, docs/formulas.md §6): an embedding as a sparse non-negative combination of
 vocabulary concepts — a vocabulary-only baseline for the SAE's decomposition.
 
     min_{w ≥ 0}  ‖Cᵀ w − z‖² + λ ‖w‖₁,

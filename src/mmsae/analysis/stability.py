@@ -1,4 +1,4 @@
-"""Stability of a dictionary across retrains (Papadimitriou et al. 2025, formulas §3):
+"""Stability of a dictionary across retrains (Papadimitriou et al. 2025, docs/formulas.md §5):
 
     Stability(D, D') = max over permutations P of (1/F) tr(D Pᵀ D'ᵀ)  (unit rows),
 

@@ -1,4 +1,4 @@
-"""Steering and controlled generation on embeddings (formulas §5).
+"""Steering and controlled generation on embeddings (docs/formulas.md §7).
 
 Two ways to move an embedding toward a concept:
 - `steer`: add s · d (a unit concept direction, or any direction such as a probe's weight) in

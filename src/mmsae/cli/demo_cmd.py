@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--captions", help="with --data coco-captions: a COCO captions JSON (default: "
                                       "$MMSAE_SHARED_DATA/coco-val2017-captions/captions_val2017.json)")
     p.add_argument("--vocab", help="with --data coco-captions: vocabulary for naming (default: SpLiCE's mscoco.txt "
-                                   "beside the shared data, else the captions' own frequent words)")
+                                   "in $MMSAE_SHARED_DATA/splice/vocab, else the captions' own frequent words)")
     p.add_argument("--no-multimodal", action="store_true", help="skip the MultiModalSAE comparison")
     p.add_argument("--no-stability", action="store_true", help="skip the stability retrains")
     p.add_argument("--no-pareto", action="store_true", help="skip the SAE vs PCA/NMF/k-means Pareto comparison")

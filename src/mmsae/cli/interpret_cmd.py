@@ -18,7 +18,7 @@ def register(sub) -> None:
                                    "OUT/names.json and OUT/names.parquet (top-5 terms, scores, confidence).")
     p.add_argument("sae")
     p.add_argument("store")
-    p.add_argument("--vocab", required=True, help="vocabulary file, e.g. ../shared/data/splice/vocab/mscoco.txt")
+    p.add_argument("--vocab", required=True, help="vocabulary file, one term a line (e.g. the SpLiCE MSCOCO vocabulary)")
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=["decoder", "encoder"], default="decoder")
     p.add_argument("--template", action="append", default=None,

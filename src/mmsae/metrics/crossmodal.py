@@ -1,4 +1,4 @@
-"""Cross-modal metrics (formulas §2 and §5): how well one concept space serves images and texts.
+"""Cross-modal metrics (docs/formulas.md §4): how well one concept space serves images and texts.
 
 Pure functions on code (or embedding) matrices, plus `crossmodal_report`, which reads held-out
 pairs from a store and runs all of them for any SAE (paired, pooled, or one per modality).
@@ -122,7 +122,7 @@ def encode_decode(model, x_ND: np.ndarray, modality: str, device, block: int = 4
 
 @torch.no_grad()
 def zero_shot_retention(model, images_ND, labels_N, prompts_CD, device="cpu") -> dict[str, float]:
-    """Zero-shot accuracy with images and/or prompts replaced by their reconstructions (formulas §2)."""
+    """Zero-shot accuracy with images and/or prompts replaced by their reconstructions (docs/formulas.md §4)."""
     from mmsae.models.paired import as_paired
 
     m = as_paired(model)

@@ -1,4 +1,4 @@
-"""Reconstruction metrics (formulas.md §2), as pure functions of x [N, D] and x̂ [N, D].
+"""Reconstruction metrics (docs/formulas.md §3), as pure functions of x [N, D] and x̂ [N, D].
 
 Sources disagree on names, so each says exactly what it computes.
 """

@@ -1,4 +1,4 @@
-"""Sparsity and latent-usage metrics of codes z [N, F] (formulas.md §2)."""
+"""Sparsity and latent-usage metrics of codes z [N, F] (docs/formulas.md §3)."""
 
 from __future__ import annotations
 
