@@ -82,7 +82,7 @@ def main() -> None:
     data = load_explorer(find_run(root))
     t_reopen = time.perf_counter() - t
     t = time.perf_counter()
-    client = TestClient(create_app(data))
+    client = TestClient(create_app(data), base_url="http://localhost")  # the Host the explorer accepts
     client.get("/api/summary")
     t_app = time.perf_counter() - t
     rng = np.random.default_rng(1)

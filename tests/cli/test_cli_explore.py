@@ -61,3 +61,10 @@ def test_explore_serves_until_stopped(demo_run):
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
     assert f"http://localhost:{port}/" in out
+
+
+def test_explore_option_errors(demo_run, capsys):
+    assert main(["explore", str(demo_run), "--allow-host", "a b", "--no-open"]) == 2
+    assert "--allow-host" in capsys.readouterr().err
+    assert main(["explore", str(demo_run), "--workers", "0", "--no-open"]) == 2
+    assert "--workers" in capsys.readouterr().err

@@ -17,7 +17,7 @@ def run(demo_run):
     data = load_explorer(find_run(demo_run))
     gt = load_ground_truth(demo_run / "store")
     latent_C, _ = truth.match_planted(data.model.W_dec.detach().numpy(), gt.dictionary_CD)
-    return TestClient(create_app(data)), data, gt, latent_C
+    return TestClient(create_app(data), base_url="http://localhost"), data, gt, latent_C
 
 
 def test_summary_and_front_end(run):
@@ -190,7 +190,7 @@ def test_hostile_metadata_never_yields_a_url(tmp_path):
                  source=[""] * 5, text=[f"caption {i}" for i in range(5)])
     train(tmp_path / "store", tmp_path / "sae", arch="topk", dict_size=16, k=2, steps=3, batch_size=4,
           device="cpu", checkpoint_every=0, progress=False)
-    client = TestClient(create_app(load_explorer(find_run(tmp_path / "sae"))))
+    client = TestClient(create_app(load_explorer(find_run(tmp_path / "sae"))), base_url="http://localhost")
     urls = [client.get(f"/api/rows/{r}").json()["image_url"] for r in range(5)]
     assert urls == ["/images/ok.png", None, None, None, None]
     assert client.get("/images/..%2foutside.png").status_code == 403

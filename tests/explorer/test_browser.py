@@ -5,49 +5,12 @@ MMSAE_CHROMIUM). In CI (`CI` set) a missing browser is a failure, elsewhere a sk
 command that installs it.
 """
 
-import os
-import shutil
-import socket
-import threading
-import time
-
 import numpy as np
 import pytest
 
 from mmsae.analysis import truth
 from mmsae.data.synthetic import load_ground_truth
-from mmsae.explorer.app import create_app
-from mmsae.explorer.index import find_run, load_explorer
-
-
-def _chromium() -> str:
-    path = os.environ.get("MMSAE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        msg = "no chromium on PATH: apt-get install chromium (or set MMSAE_CHROMIUM)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(demo_run):
-    import uvicorn
-
-    data = load_explorer(find_run(demo_run))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(data), host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    t0 = time.time()
-    while not srv.started:
-        assert time.time() - t0 < 30, "explorer server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", data, demo_run
-    srv.should_exit = True
-    th.join(10)
+from tests.explorer.conftest import chromium as _chromium, wait_ready as _wait
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +25,6 @@ def page(server):
         pg.errors = errors
         yield pg
         browser.close()
-
-
-def _wait(pg, hash_):
-    pg.wait_for_function("h => document.body.dataset.ready === h", arg=hash_, timeout=20000)
 
 
 def _not_blank(png: bytes) -> float:

@@ -71,28 +71,43 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
         return int(rc or 0)
     except MmsaeError as exc:
+        _close_progress_bars()
         print(f"{name}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1
     except MemoryError:
+        _close_progress_bars()
         print(f"{name}: error: out of memory; ask for less (fewer rows, latents or examples) or use a larger "
               "machine", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment's answer (no space, no permission, no such file): not a bug
+        _close_progress_bars()
         where = f": {exc.filename}" if exc.filename else ""
         print(f"{name}: error: {exc.strerror or _one_line(str(exc))}{where}", file=sys.stderr)
         return 2
     except Exception as exc:
         if os.environ.get("MMSAE_DEBUG"):
             raise
+        _close_progress_bars()
         log = _crash_log(exc, argv)
         print(f"{name}: internal error ({type(exc).__name__}: {_one_line(str(exc))[:200]}); this is a bug in mmsae, "
               f"please report it{f' with {log}' if log else ''}", file=sys.stderr)
         return 1
+
+
+def _close_progress_bars() -> None:
+    """A bar left open by the failed step would put the error on its line; closing ends that line."""
+    tqdm = sys.modules.get("tqdm") and getattr(sys.modules["tqdm"], "tqdm", None)
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the error
+            pass
 
 
 def _one_line(text: str) -> str:

@@ -77,15 +77,16 @@ class SynthConfig:
         from mmsae.validate import check_all, check_types, finite
 
         check_types(self)
-        floats = ("active_shared", "active_specific", "zipf_exponent", "magnitude_sigma", "pair_jitter", "offset_norm",
-                  "noise")
+        # generous bounds, but finite ones: beyond them the rows overflow float32
+        floats = {"active_shared": 1e4, "active_specific": 1e4, "zipf_exponent": 10, "magnitude_sigma": 5,
+                  "pair_jitter": 5, "offset_norm": 1e3, "noise": 1e3}
         check_all([
             (self.dim > 1, f"dim must be at least 2, got {self.dim}"),
             (self.n_pairs > 0, f"n_pairs must be positive, got {self.n_pairs}"),
             (min(self.n_shared, self.n_image, self.n_text) >= 0 and 0 < self.n_concepts <= 1_000_000,
              f"concept counts must be 0 or more, with 1 to 1,000,000 in all, got {self.n_concepts}"),
-            *((finite(getattr(self, f)) and getattr(self, f) >= 0, f"{f} must be a number, 0 or more, got {getattr(self, f)}")
-              for f in floats),
+            *((finite(getattr(self, f)) and 0 <= getattr(self, f) <= hi, f"{f} must be in [0, {hi:g}], got {getattr(self, f)}")
+              for f, hi in floats.items()),
             (finite(self.offset_cosine) and -1 <= self.offset_cosine <= 1, f"offset_cosine must be in [-1, 1], got {self.offset_cosine}"),
             (finite(self.bridge_cosine) and -1 <= self.bridge_cosine <= 1, f"bridge_cosine must be in [-1, 1], got {self.bridge_cosine}"),
             (0 <= self.n_bridges <= min(self.n_image, self.n_text),

@@ -3,11 +3,20 @@
 Every parameter is validated (bad input is a 4xx with a message), every list is paginated, and
 files are served only from three places: the bundled front end, the analyses' plots found in the
 run folder (by name, never by path) and the store's image root (`mmsae.data.images.safe_file`).
+Stored strings (names, captions, modality names, sources) come from anywhere, so every response
+carries a strict Content-Security-Policy on top of the front end's escaping, and requests must
+name this machine in their Host header (a page on another site could otherwise rebind its own
+DNS name to 127.0.0.1 and read the API).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import mimetypes
+import re
+from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +33,15 @@ SORT_KEYS = ("concept", "name", "frequency", "energy", "modality_score", "stabil
 BUCKETS = ("image", "text", "bimodal", "dead")
 MAX_LIMIT = 500
 SCAN_BLOCK = 65536
+SMALL_FILE = 4 << 20
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'")
+DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; object-src 'none'; "
+            "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "base-uri 'none'; frame-ancestors 'none'")
+"""FastAPI's /api/docs page is Swagger UI from a CDN with an inline script; it shows no stored data."""
 
 
 def _readonly_tensor(block: np.ndarray) -> torch.Tensor:
@@ -62,6 +80,11 @@ class Explorer:
         self._encoder: Any = None
         self._encoder_error: str | None = None
         self._norms: dict[int, np.ndarray] = {}
+        t = data.table
+        self._names_l = [(n or "").lower() for n in t["name"]]
+        self._terms_l = [[s.lower() for s in terms] for terms in data.terms]
+        key = np.array([(n or "\uffff").lower() for n in t["name"]], dtype=object)
+        self._name_rank = np.argsort(np.argsort(key, kind="stable"), kind="stable")
 
     # ---- concepts -------------------------------------------------------------------------
     def concept_row(self, j: int) -> dict[str, Any]:
@@ -85,13 +108,11 @@ class Explorer:
             keep &= t["bucket"] == bucket
         if q:
             ql = q.lower()
-            hit = np.array([ql in (n or "").lower() or any(ql in s.lower() for s in terms) or ql == str(c)
-                            for c, n, terms in zip(t["concept"], t["name"], self.data.terms)])
-            keep &= hit
+            keep &= np.array([ql in n or any(ql in s for s in terms) or ql == str(c)
+                              for c, (n, terms) in enumerate(zip(self._names_l, self._terms_l))], dtype=bool)
         idx = np.nonzero(keep)[0]
         if sort == "name":
-            key = np.array([(t["name"][i] or "\uffff").lower() for i in idx], dtype=object)
-            order_idx = np.argsort(key, kind="stable")
+            order_idx = np.argsort(self._name_rank[idx], kind="stable")  # = a stable sort of the lowercased names
             if order == "desc":
                 order_idx = order_idx[::-1]
         else:
@@ -146,7 +167,7 @@ class Explorer:
             return None
         try:
             path = safe_file(self.root, self.source[r].as_py() or "", IMAGE_SUFFIXES)
-        except OutsideRoot:
+        except OSError:  # outside the root (OutsideRoot), or a name the file system refuses (too long, ...)
             return None
         return None if path is None else "/images/" + quote(path.relative_to(self.root).as_posix())
 
@@ -241,8 +262,7 @@ class Explorer:
             raise ValueError("q must not be empty")
         t = self.data.table
         ql = q.lower()
-        by_name = [int(j) for j in np.nonzero([ql in (nm or "").lower() or any(ql == s.lower() for s in terms)
-                                               for nm, terms in zip(t["name"], self.data.terms)])[0]]
+        by_name = [j for j, (nm, terms) in enumerate(zip(self._names_l, self._terms_l)) if ql in nm or ql in terms]
         by_name.sort(key=lambda j: -t["frequency"][j])
         out: dict[str, Any] = {"query": q, "method": "names", "concepts": [], "rows": []}
         emb = None
@@ -283,14 +303,70 @@ class Explorer:
         return [{**self.row_brief(r), "score": score[r]} for r in best]
 
 
-def create_app(data: ExplorerData):
+def _hostname(host: str) -> str:
+    """The name in a Host header or an --allow-host value, without port or IPv6 brackets."""
+    h = host.strip().lower()
+    m = re.fullmatch(r"\[([0-9a-f:.]+)\](?::\d{1,5})?|([^:\[\]\s/]+)(?::\d{1,5})?", h)
+    if m:
+        return m.group(1) or m.group(2)
+    return h if re.fullmatch(r"[0-9a-f:.]+", h) else ""  # a bare IPv6 address (an --allow-host value)
+
+
+class Guard:
+    """Refuses requests for another host name (403) and adds the security headers to every answer,
+    errors and static files included; plain ASGI, so it costs next to nothing per request."""
+
+    def __init__(self, app, hosts: Iterable[str], docs_url: str | None):
+        self.app, self.hosts, self.docs_url = app, {_hostname(h) for h in hosts} - {""}, docs_url
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        csp = DOCS_CSP if scope["path"] == self.docs_url else CSP
+        extra = [(b"content-security-policy", csp.encode()), (b"x-content-type-options", b"nosniff"),
+                 (b"referrer-policy", b"no-referrer")]
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+        if _hostname(host) not in self.hosts:
+            from starlette.responses import PlainTextResponse
+
+            msg = (f"host {host[:100]!r} is not served here; pass `mmsae explore ... --allow-host NAME` to allow "
+                   "another name for this machine\n")
+            resp = PlainTextResponse(msg, 403)
+            resp.raw_headers += extra
+            return await resp(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """What FastAPI would send for `obj`, without its per-value `jsonable_encoder` walk, which cost
+    more than the queries themselves; numpy scalars are the only non-JSON values the queries make."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                      default=lambda v: v.item() if isinstance(v, np.generic) else str(v)).encode()
+
+
+def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cache_bytes: int = 16 << 20):
+    """`allowed_hosts`: the names requests may carry in their Host header (with any port).
+
+    The event loop only sends what is in memory (the front end, the summary, answers already
+    computed); queries and file reads run in the thread pool, where the heavy parts (the store
+    scan, the text encoder) release the GIL. A query's answer is a pure function of the loaded
+    data, so the most recent answers of each query, up to `cache_bytes` of JSON, are kept."""
     from fastapi import FastAPI, HTTPException, Query
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
 
     ex = Explorer(data)
     app = FastAPI(title="mmsae explorer", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
     app.state.explorer = ex
+    app.add_middleware(Guard, hosts=allowed_hosts, docs_url=app.docs_url)
+    page = (STATIC / "index.html").read_bytes()
+    static = {p.name: (p.read_bytes(), mimetypes.guess_type(p.name)[0]) for p in STATIC.iterdir() if p.is_file()}
 
     def call(fn, *a, **kw):
         try:
@@ -300,45 +376,85 @@ def create_app(data: ExplorerData):
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @app.get("/", response_class=HTMLResponse)
-    def index():
-        return HTMLResponse((STATIC / "index.html").read_text())
+    def cached(query):
+        memo: OrderedDict[tuple, bytes] = OrderedDict()  # touched on the event loop only: no lock
+        used = 0
 
-    app.mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static")
+        async def answer(*a):
+            nonlocal used
+            body = memo.get(a)
+            if body is not None:
+                memo.move_to_end(a)
+            else:
+                body = await run_in_threadpool(lambda: _json_bytes(call(query, *a)))  # errors raise: not kept
+                used += len(body) - len(memo.pop(a, b""))
+                memo[a] = body
+                while used > cache_bytes:
+                    used -= len(memo.popitem(last=False)[1])
+            return Response(body, media_type="application/json")
+
+        return answer
+
+    get_concepts, get_concept, get_row, get_search = (
+        cached(ex.concepts), cached(ex.concept), cached(lambda r, n: ex.row(r, n_similar=n)), cached(ex.search))
+
+    def send_file(path: Path, media_type: str | None = None, headers: dict[str, str] | None = None):
+        """A small file in one read, in the handler's thread: FileResponse streams through several
+        trips to the thread pool, each queued behind every pending query."""
+        try:
+            if path.stat().st_size > SMALL_FILE:
+                return FileResponse(path, media_type=media_type, headers=headers)
+            body = path.read_bytes()
+        except OSError:  # gone since it was found, unreadable, ...
+            raise HTTPException(404, f"cannot read {path.name[:100]!r}") from None
+        return Response(body, media_type=media_type or mimetypes.guess_type(path.name)[0], headers=headers)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index():
+        return HTMLResponse(page)
+
+    @app.get("/static/{name}")
+    async def static_file(name: str):
+        if name not in static:
+            raise HTTPException(404, f"no file {name[:100]!r} in the front end")
+        return Response(static[name][0], media_type=static[name][1])
+
+    summary_bytes = _json_bytes({**data.meta, "has_images": ex.root is not None, "modalities": data.modalities,
+                                 "n_bridges": len(data.bridges), "run": str(data.layout.root)})
+    plots_bytes = _json_bytes([{"name": n, "url": f"/plots/{quote(n)}.png"} for n in sorted(data.layout.plots)])
 
     @app.get("/api/summary")
-    def summary():
-        return {**data.meta, "has_images": ex.root is not None, "modalities": data.modalities,
-                "n_bridges": len(data.bridges), "run": str(data.layout.root)}
+    async def summary():
+        return Response(summary_bytes, media_type="application/json")
 
     @app.get("/api/concepts")
-    def concepts(sort: str = "frequency", order: str = "desc", q: str = Query("", max_length=200),
-                 bucket: str = "", min_frequency: float = Query(0.0, ge=0.0, le=1.0),
-                 offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_LIMIT)):
-        return call(ex.concepts, sort, order, q, bucket, min_frequency, offset, limit)
+    async def concepts(sort: str = "frequency", order: str = "desc", q: str = Query("", max_length=200),
+                       bucket: str = "", min_frequency: float = Query(0.0, ge=0.0, le=1.0),
+                       offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_LIMIT)):
+        return await get_concepts(sort, order, q, bucket, min_frequency, offset, limit)
 
     @app.get("/api/concepts/{j}")
-    def concept(j: int, examples: int = Query(12, ge=1, le=100)):
-        return call(ex.concept, j, examples)
+    async def concept(j: int, examples: int = Query(12, ge=1, le=100)):
+        return await get_concept(j, examples)
 
     @app.get("/api/rows/{r}")
-    def row(r: int, similar: int = Query(12, ge=0, le=100)):
-        return call(ex.row, r, n_similar=similar)
+    async def row(r: int, similar: int = Query(12, ge=0, le=100)):
+        return await get_row(r, similar)
 
     @app.get("/api/search")
-    def search(q: str = Query(..., min_length=1, max_length=200), limit: int = Query(12, ge=1, le=100)):
-        return call(ex.search, q, limit)
+    async def search(q: str = Query(..., min_length=1, max_length=200), limit: int = Query(12, ge=1, le=100)):
+        return await get_search(q, limit)
 
     @app.get("/api/plots")
-    def plots():
-        return [{"name": n, "url": f"/plots/{n}.png"} for n in sorted(data.layout.plots)]
+    async def plots():
+        return Response(plots_bytes, media_type="application/json")
 
     @app.get("/plots/{name}.png")
     def plot(name: str):
         path = data.layout.plots.get(name)
         if path is None:
             raise HTTPException(404, f"no plot named {name!r}; available: {', '.join(sorted(data.layout.plots)) or 'none'}")
-        return FileResponse(path, media_type="image/png")
+        return send_file(path, "image/png")
 
     @app.get("/images/{path:path}")
     def image(path: str):
@@ -348,9 +464,11 @@ def create_app(data: ExplorerData):
             target = safe_file(ex.root, path, IMAGE_SUFFIXES)
         except OutsideRoot:
             raise HTTPException(403, "outside the store's image folder") from None
+        except OSError:  # a name the file system refuses (too long, ...): no such image
+            target = None
         if target is None:
-            raise HTTPException(404, f"no image {path!r}")
-        return FileResponse(target, headers={"Cache-Control": "max-age=3600"})
+            raise HTTPException(404, f"no image {path[:200]!r}")
+        return send_file(target, headers={"Cache-Control": "max-age=3600"})
 
     @app.exception_handler(404)
     async def not_found(request, exc):

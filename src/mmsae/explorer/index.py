@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,30 @@ def _load_tops(path: Path, F: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _cached_key(stamp: Path) -> str | None:
+    """The key the cached index was built for; None when there is none or it is damaged (then said
+    on stderr: the index is rebuilt, which costs a pass over the store but loses nothing)."""
+    if not stamp.is_file():
+        return None
+    try:
+        key = json.loads(stamp.read_text()).get("key")
+        if isinstance(key, str):
+            return key
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON (or not UTF-8), not an object
+        pass
+    print(f"explorer: {stamp} is damaged; rebuilding the index", file=sys.stderr)
+    return None
+
+
+def _read_stats(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        stats = {k: z[k] for k in z.files}
+    missing = {"modalities", "counts", "frequency_FM", "energy_FM", "hist_FMB"} - set(stats)
+    if missing:
+        raise KeyError(f"no {', '.join(sorted(missing))}")
+    return stats
+
+
 def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = False) -> ExplorerData:
     """Open the run's SAE and store, build or reuse the cache, and read the analyses."""
     from mmsae.analysis.modality import buckets, concept_directions, modality_scores
@@ -206,17 +232,26 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
     cache = layout.root / CACHE_DIR
     key = _fingerprint(layout, store)
     stamp = cache / "index.json"
-    fresh = not rebuild and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key
-    if not fresh:
-        cache.mkdir(parents=True, exist_ok=True)
-        stats = concept_stats(model, store, progress=progress)
-        np.savez(cache / "stats.npz", **stats)
-        if "top_examples" not in layout.files:
-            write_top_examples(model, store, cache, k=12, progress=progress)
-        stamp.write_text(json.dumps({"key": key, "sae": str(layout.sae), "store": str(layout.store)}))
-    with np.load(cache / "stats.npz", allow_pickle=False) as z:
-        stats = {k: z[k] for k in z.files}
-    tops = _load_tops(layout.files.get("top_examples", cache / TABLE_NAME), F)
+    fresh = not rebuild and _cached_key(stamp) == key
+    while True:
+        if not fresh:
+            cache.mkdir(parents=True, exist_ok=True)
+            stats = concept_stats(model, store, progress=progress)
+            np.savez(cache / "stats.npz", **stats)
+            if "top_examples" not in layout.files:
+                write_top_examples(model, store, cache, k=12, progress=progress)
+            stamp.write_text(json.dumps({"key": key, "sae": str(layout.sae), "store": str(layout.store)}))
+        try:
+            stats = _read_stats(cache / "stats.npz")
+            tops = None if "top_examples" in layout.files else _load_tops(cache / TABLE_NAME, F)
+            break
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, pa.ArrowException) as exc:
+            if not fresh:
+                raise
+            print(f"explorer: the cached index in {cache} is damaged ({exc}); rebuilding it", file=sys.stderr)
+            fresh = False
+    if tops is None:  # an analysis's own table: its errors are its own, not the cache's
+        tops = _load_tops(layout.files["top_examples"], F)
 
     mods = [str(m) for m in stats["modalities"]]
     counts = stats["counts"].astype(float)

@@ -4,10 +4,14 @@
 const main = document.getElementById("main");
 let summary = null;
 
+// Every string the server sends comes from stored data (names, captions, modality names, sources), so
+// everything put into HTML goes through esc(), ids in links through enc(), and URLs through src().
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const enc = (s) => esc(encodeURIComponent(String(s ?? "")));
+const src = (u) => (typeof u === "string" && /^\/(?![\/\\])/.test(u) ? esc(u) : "");  // the server's own paths only
 const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : typeof v === "number" ? (Math.abs(v) >= 1000 ? v.toFixed(0) : v.toPrecision(d)) : esc(v));
 const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(v < 0.001 ? 3 : 2) + "%");
-const conceptLink = (j, name) => `<a href="#/concept/${j}" data-testid="concept-link">#${j}${name ? " " + esc(name) : ""}</a>`;
+const conceptLink = (j, name) => `<a href="#/concept/${enc(j)}" data-testid="concept-link">#${esc(j)}${name ? " " + esc(name) : ""}</a>`;
 const badge = (b) => `<span class="badge ${esc(b)}">${esc(b)}</span>`;
 
 async function api(path) {
@@ -17,10 +21,10 @@ async function api(path) {
   return body;
 }
 
-function rowCard(r, extra = "") {
-  const img = r.image_url ? `<img src="${esc(r.image_url)}" alt="row ${r.row}" loading="lazy">` : "";
-  return `<a class="card" href="#/row/${r.row}" data-testid="row-card" data-modality="${esc(r.modality)}">${img}
-    <div>${r.image_url ? "" : esc(r.text)}</div><div class="act">${extra}</div></a>`;
+function rowCard(r, extra = "") {  // extra: HTML, escaped by the caller
+  const img = src(r.image_url) ? `<img src="${src(r.image_url)}" alt="row ${esc(r.row)}" loading="lazy">` : "";
+  return `<a class="card" href="#/row/${enc(r.row)}" data-testid="row-card" data-modality="${esc(r.modality)}">${img}
+    <div>${src(r.image_url) ? "" : esc(r.text)}</div><div class="act">${extra}</div></a>`;
 }
 
 function params(hash) {
@@ -44,17 +48,17 @@ async function viewIndex(p) {
   const qs = new URLSearchParams({ sort: st.sort, order: st.order, q: st.q, bucket: st.bucket, offset: st.offset, limit: st.limit });
   const data = await api("/api/concepts?" + qs);
   const go = (patch) => { const n = { ...st, ...patch }; location.hash = "#/?" + new URLSearchParams({ sort: n.sort, order: n.order, q: n.q, bucket: n.bucket, offset: n.offset }); };
-  main.innerHTML = `<h1>Concepts <span class="muted">(${data.total.toLocaleString()} of ${summary.dict_size.toLocaleString()})</span></h1>
+  main.innerHTML = `<h1>Concepts <span class="muted">(${esc(data.total.toLocaleString())} of ${esc(summary.dict_size.toLocaleString())})</span></h1>
     <div class="filters">
       <input id="filter-q" data-testid="filter-q" placeholder="filter by name, term or #" value="${esc(st.q)}">
       <select id="filter-bucket" data-testid="filter-bucket">
         ${["", "image", "text", "bimodal", "dead"].map((b) => `<option value="${b}" ${b === st.bucket ? "selected" : ""}>${b || "all modalities"}</option>`).join("")}
       </select>
     </div>
-    <table data-testid="concept-table"><thead><tr>${COLS.map(([k, label, , cls]) => `<th data-key="${k}" data-testid="th-${k}" class="${cls || ""} ${k === st.sort ? "sorted " + st.order : ""}">${label}</th>`).join("")}</tr></thead>
-    <tbody>${data.items.map((c) => `<tr data-testid="concept-row" data-concept="${c.concept}">${COLS.map(([, , f, cls]) => `<td class="${cls || ""}">${f(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>
+    <table data-testid="concept-table"><thead><tr>${COLS.map(([k, label, , cls]) => `<th data-key="${k}" data-testid="th-${k}" class="${cls || ""} ${k === st.sort ? "sorted " + esc(st.order) : ""}">${label}</th>`).join("")}</tr></thead>
+    <tbody>${data.items.map((c) => `<tr data-testid="concept-row" data-concept="${esc(c.concept)}">${COLS.map(([, , f, cls]) => `<td class="${cls || ""}">${f(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>
     <div class="pager"><button id="prev" ${st.offset === 0 ? "disabled" : ""}>← previous</button>
-      <span data-testid="page-info">${data.total ? st.offset + 1 : 0}–${Math.min(st.offset + st.limit, data.total)} of ${data.total}</span>
+      <span data-testid="page-info">${data.total ? st.offset + 1 : 0}–${Math.min(st.offset + st.limit, data.total)} of ${esc(data.total)}</span>
       <button id="next" ${st.offset + st.limit >= data.total ? "disabled" : ""}>next →</button></div>`;
   main.querySelectorAll("th").forEach((th) => th.addEventListener("click", () => {
     const k = th.dataset.key;
@@ -76,14 +80,14 @@ function histogram(h) {
   const n = h.edges.length - 1;
   if (n <= 0) return `<p class="muted">never fires</p>`;
   const max = Math.max(1, ...mods.flatMap((m) => h.counts[m]));
-  const colors = { image: "#f58231", text: "#4363d8" };
+  const colors = { image: "#f58231", text: "#4363d8" }, color = (m) => (Object.hasOwn(colors, m) ? colors[m] : "#888");
   const bw = W / n;
   let bars = "";
   mods.forEach((m, mi) => h.counts[m].forEach((c, i) => {
     const bh = (H - 16) * Math.sqrt(c / max);
-    bars += `<rect x="${i * bw + (mi * bw) / mods.length}" y="${H - 14 - bh}" width="${Math.max(1, bw / mods.length - 0.5)}" height="${bh}" fill="${colors[m] || "#888"}"><title>${m}: ${c} rows in [${h.edges[i].toPrecision(2)}, ${h.edges[i + 1].toPrecision(2)})</title></rect>`;
+    bars += `<rect x="${i * bw + (mi * bw) / mods.length}" y="${H - 14 - bh}" width="${Math.max(1, bw / mods.length - 0.5)}" height="${bh}" fill="${color(m)}"><title>${esc(m)}: ${esc(c)} rows in [${h.edges[i].toPrecision(2)}, ${h.edges[i + 1].toPrecision(2)})</title></rect>`;
   }));
-  const legend = mods.map((m) => `<tspan fill="${colors[m] || "#888"}">■ ${m}</tspan>`).join(" ");
+  const legend = mods.map((m) => `<tspan fill="${color(m)}">■ ${esc(m)}</tspan>`).join(" ");
   return `<svg class="hist" data-testid="histogram" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">${bars}
     <text x="2" y="${H - 2}" font-size="10">${h.edges[0].toPrecision(2)}</text><text x="${W - 2}" y="${H - 2}" font-size="10" text-anchor="end">${h.edges[n].toPrecision(2)}</text>
     <text x="${W / 2}" y="11" font-size="10" text-anchor="middle">${legend} (log activation, √count)</text></svg>`;
@@ -94,16 +98,16 @@ async function viewConcept(j) {
   const top = c.top || {};
   const images = top.image || [], texts = top.text || [];
   const others = Object.keys(top).filter((m) => m !== "image" && m !== "text");
-  main.innerHTML = `<h1 data-testid="concept-title">Concept #${c.concept} ${c.name ? "· " + esc(c.name) : '<span class="muted">(unnamed)</span>'}</h1>
+  main.innerHTML = `<h1 data-testid="concept-title">Concept #${esc(c.concept)} ${c.name ? "· " + esc(c.name) : '<span class="muted">(unnamed)</span>'}</h1>
     <p class="stats"><span>frequency ${pct(c.frequency)}</span><span>energy ${fmt(c.energy)}</span>
       <span data-testid="modality-score">modality score ${fmt(c.modality_score, 2)} ${badge(c.bucket)}</span>
       <span>stability ${fmt(c.stability, 2)}</span><span>bridge mass ${fmt(c.bridge_mass, 2)}</span></p>
     ${c.terms && c.terms.length ? `<p>top terms: <span data-testid="terms">${c.terms.map(esc).join(", ")}</span></p>` : ""}
     <div class="cols"><section><h2>Top images</h2>${images.length ? `<div class="grid" data-testid="top-images">${images.map((r) => rowCard(r, "act " + fmt(r.activation))).join("")}</div>` : '<p class="muted">none</p>'}</section>
-    <section><h2>Top texts</h2>${texts.length ? `<ul class="texts" data-testid="top-texts">${texts.map((r) => `<li><a href="#/row/${r.row}">${esc(r.text)}</a> <span class="muted">${fmt(r.activation)}</span></li>`).join("")}</ul>` : '<p class="muted">none</p>'}
-    ${others.map((m) => `<h2>Top ${esc(m)} rows</h2><ul class="texts">${top[m].map((r) => `<li><a href="#/row/${r.row}">${esc(r.text)}</a></li>`).join("")}</ul>`).join("")}</section></div>
+    <section><h2>Top texts</h2>${texts.length ? `<ul class="texts" data-testid="top-texts">${texts.map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a> <span class="muted">${fmt(r.activation)}</span></li>`).join("")}</ul>` : '<p class="muted">none</p>'}
+    ${others.map((m) => `<h2>Top ${esc(m)} rows</h2><ul class="texts">${top[m].map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a></li>`).join("")}</ul>`).join("")}</section></div>
     <div class="cols"><section><h2>Activation histogram</h2>${histogram(c.histogram)}</section>
-    <section><h2>Bridges</h2>${c.bridges.length ? `<ul data-testid="bridges">${c.bridges.map((b) => `<li>${conceptLink(b.concept, b.name)} <span class="muted">(this concept on the ${b.side} side; score ${fmt(b.score)}${b.significant ? ", significant" : ""})</span></li>`).join("")}</ul>` : '<p class="muted">none among the reported bridges</p>'}
+    <section><h2>Bridges</h2>${c.bridges.length ? `<ul data-testid="bridges">${c.bridges.map((b) => `<li>${conceptLink(b.concept, b.name)} <span class="muted">(this concept on the ${esc(b.side)} side; score ${fmt(b.score)}${b.significant ? ", significant" : ""})</span></li>`).join("")}</ul>` : '<p class="muted">none among the reported bridges</p>'}
     <h2>Nearest concepts (decoder cosine)</h2><ul data-testid="neighbors">${c.neighbors.map((n) => `<li>${conceptLink(n.concept, n.name)} <span class="muted">${n.cosine.toFixed(3)}</span></li>`).join("")}</ul></section></div>`;
 }
 
@@ -111,12 +115,14 @@ async function viewConcept(j) {
 async function viewRow(r) {
   const d = await api(`/api/rows/${r}`);
   const maxA = Math.max(1e-9, ...d.concepts.map((c) => c.activation));
-  main.innerHTML = `<h1 data-testid="row-title">${esc(d.modality)} row ${d.row} <span class="muted">pair ${d.pair_id}</span></h1>
-    <div class="cols"><section class="big">${d.image_url ? `<img src="${esc(d.image_url)}" alt="row ${d.row}" data-testid="row-image">` : ""}
+  main.innerHTML = `<h1 data-testid="row-title">${esc(d.modality)} row ${esc(d.row)} <span class="muted">pair ${esc(d.pair_id)}</span></h1>
+    <div class="cols"><section class="big">${src(d.image_url) ? `<img src="${src(d.image_url)}" alt="row ${esc(d.row)}" data-testid="row-image">` : ""}
       <p>${esc(d.text)}</p><p class="muted">${esc(d.source)}</p>
-      ${d.pair.length ? `<h2>Same pair</h2><div class="grid">${d.pair.map((p) => rowCard(p, p.modality)).join("")}</div>` : ""}</section>
-    <section><h2>Top concepts</h2><table data-testid="row-concepts">${d.concepts.map((c) => `<tr><td>${conceptLink(c.concept, c.name)}</td><td><span class="bar" style="width:${(150 * c.activation) / maxA}px"></span> ${fmt(c.activation)}</td></tr>`).join("")}</table></section></div>
+      ${d.pair.length ? `<h2>Same pair</h2><div class="grid">${d.pair.map((p) => rowCard(p, esc(p.modality))).join("")}</div>` : ""}</section>
+    <section><h2>Top concepts</h2><table data-testid="row-concepts">${d.concepts.map((c) => `<tr><td>${conceptLink(c.concept, c.name)}</td><td><span class="bar" data-width="${(150 * c.activation) / maxA}"></span> ${fmt(c.activation)}</td></tr>`).join("")}</table></section></div>
     <section><h2>Similar ${esc(d.modality)} rows</h2><div class="grid" data-testid="similar">${d.similar.map((s) => rowCard(s, "cos " + s.cosine.toFixed(3))).join("")}</div></section>`;
+  // the Content-Security-Policy refuses style attributes in markup, not styles set from a script
+  main.querySelectorAll(".bar[data-width]").forEach((b) => { b.style.width = `${+b.dataset.width || 0}px`; });
 }
 
 // ---- search ----------------------------------------------------------------------------
@@ -124,14 +130,14 @@ async function viewSearch(q) {
   document.getElementById("search-input").value = q;
   const d = await api("/api/search?" + new URLSearchParams({ q }));
   main.innerHTML = `<h1>“${esc(d.query)}”</h1>${d.note ? `<p class="muted">${esc(d.note)}</p>` : ""}
-    <div class="cols"><section><h2>Concepts <span class="muted">(${d.method})</span></h2>
+    <div class="cols"><section><h2>Concepts <span class="muted">(${esc(d.method)})</span></h2>
       ${d.concepts.length ? `<ul data-testid="search-concepts">${d.concepts.map((c) => `<li>${conceptLink(c.concept, c.name)} ${c.activation !== null ? `<span class="muted">${fmt(c.activation)}</span>` : '<span class="muted">name match</span>'}</li>`).join("")}</ul>` : '<p class="muted">no concept matches</p>'}</section>
     <section><h2>Rows</h2><div class="grid" data-testid="search-rows">${d.rows.map((r) => rowCard(r, "score " + fmt(r.score))).join("")}</div></section></div>`;
 }
 
 async function viewPlots() {
   const plots = await api("/api/plots");
-  main.innerHTML = `<h1>Analyses</h1>${plots.length ? `<div class="plots" data-testid="plots">${plots.map((p) => `<h2>${esc(p.name)}</h2><img src="${esc(p.url)}" alt="${esc(p.name)}">`).join("")}</div>` : '<p class="muted">no analysis plots in this run folder (run <code>mmsae analyze …</code> into it)</p>'}`;
+  main.innerHTML = `<h1>Analyses</h1>${plots.length ? `<div class="plots" data-testid="plots">${plots.map((p) => `<h2>${esc(p.name)}</h2><img src="${src(p.url)}" alt="${esc(p.name)}">`).join("")}</div>` : '<p class="muted">no analysis plots in this run folder (run <code>mmsae analyze …</code> into it)</p>'}`;
 }
 
 async function route() {
