@@ -47,15 +47,20 @@ def main() -> None:
     Zi, Zt = codes(args.pairs, args.dict_size, args.k)
     D = np.random.default_rng(1).standard_normal((args.dict_size, args.dim)).astype(np.float32)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"codes: {args.pairs:,} pairs, F={args.dict_size:,}, k={args.k} ({time.perf_counter() - t:.1f} s to make; "
-          f"peak RSS so far {rss0:.0f} MB)", flush=True)
+    print(
+        f"codes: {args.pairs:,} pairs, F={args.dict_size:,}, k={args.k} ({time.perf_counter() - t:.1f} s to make; "
+        f"peak RSS so far {rss0:.0f} MB)",
+        flush=True,
+    )
     t = time.perf_counter()
     res = bridge_top(Zi, Zt, D, D, top=100)
     sec = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     dense_gb = args.dict_size**2 * 8 / 2**30
-    print(f"bridge_top: {sec:.1f} s, peak RSS {rss:.0f} MB (a dense float64 F×F matrix alone: {dense_gb:.0f} GB); "
-          f"{res['coactivation_nnz']:,} non-zero co-activations; best score {res['top'][0]['score']:.3g}")
+    print(
+        f"bridge_top: {sec:.1f} s, peak RSS {rss:.0f} MB (a dense float64 F×F matrix alone: {dense_gb:.0f} GB); "
+        f"{res['coactivation_nnz']:,} non-zero co-activations; best score {res['top'][0]['score']:.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,11 +40,13 @@ def build_clip_b32(folder: Path) -> str:
 
     caps = json.loads((SHARED / "coco-val2017-captions/captions_val2017.json").read_text())["annotations"]
     words = sorted({w for a in caps[:20000] for w in a["caption"].lower().split()})[:49000]
-    tok = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}},
-                                     unk_token="[UNK]"))
+    tok = Tokenizer(
+        models.WordLevel({"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}, unk_token="[UNK]")
+    )
     tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
-    T.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                              model_max_length=77).save_pretrained(folder)
+    T.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", model_max_length=77
+    ).save_pretrained(folder)
     return f"hf:{folder}"
 
 
@@ -94,8 +96,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from mmsae.backends.base import load_backend, parse_model
     from mmsae.backends.embed import EmbedConfig, _num_workers
+    from mmsae.backends.registry import load_backend, parse_model
     from mmsae.data.inputs import EmbedInputs, TextItem, read_inputs
 
     work = Path(tempfile.mkdtemp(prefix="mmsae-embed-bench-"))
@@ -111,29 +113,40 @@ def main() -> None:
         caps = json.loads((SHARED / "coco-val2017-captions/captions_val2017.json").read_text())["annotations"]
         texts = list(dict.fromkeys(a["caption"].strip() for a in caps))[: args.texts]
         txt_inputs = EmbedInputs("text", texts=[TextItem(t, -1, f"bench:{i}") for i, t in enumerate(texts)])
-        cfg = EmbedConfig(batch_size=args.batch_size, text_batch_size=args.text_batch_size,
-                          num_workers=args.workers, progress=False)
+        cfg = EmbedConfig(
+            batch_size=args.batch_size, text_batch_size=args.text_batch_size, num_workers=args.workers, progress=False
+        )
         # warm-up: first-call allocations and the page cache
         bare_images(backend, paths[: args.batch_size], args.batch_size)
         bare_texts(backend, texts[: args.text_batch_size], args.text_batch_size)
-        runs: dict[str, list[float]] = {k: [] for k in ("bare images", "pipeline images", "bare texts",
-                                                         "pipeline texts")}
+        runs: dict[str, list[float]] = {
+            k: [] for k in ("bare images", "pipeline images", "bare texts", "pipeline texts")
+        }
         for _ in range(args.repeats):
             runs["bare images"].append(bare_images(backend, paths, args.batch_size))
             runs["pipeline images"].append(pipeline(backend, img_inputs, cfg, work))
             runs["bare texts"].append(bare_texts(backend, texts, args.text_batch_size))
             runs["pipeline texts"].append(pipeline(backend, txt_inputs, cfg, work))
         med = {k: statistics.median(v) for k, v in runs.items()}
-        result = {"model": backend.model_id, "images": len(paths), "texts": len(texts),
-                  "workers": _num_workers(cfg), "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(),
-                  "items_per_s": med, "runs": runs,
-                  "ratio_images": med["pipeline images"] / med["bare images"],
-                  "ratio_texts": med["pipeline texts"] / med["bare texts"]}
+        result = {
+            "model": backend.model_id,
+            "images": len(paths),
+            "texts": len(texts),
+            "workers": _num_workers(cfg),
+            "torch_threads": torch.get_num_threads(),
+            "cores": os.cpu_count(),
+            "items_per_s": med,
+            "runs": runs,
+            "ratio_images": med["pipeline images"] / med["bare images"],
+            "ratio_texts": med["pipeline texts"] / med["bare texts"],
+        }
         if args.json:
             print(json.dumps(result, indent=2))
             return
-        print(f"{backend.model_id}: {len(paths)} images, {len(texts)} captions, {result['workers']} workers, "
-              f"{result['torch_threads']} torch threads, {result['cores']} cores; median of {args.repeats}")
+        print(
+            f"{backend.model_id}: {len(paths)} images, {len(texts)} captions, {result['workers']} workers, "
+            f"{result['torch_threads']} torch threads, {result['cores']} cores; median of {args.repeats}"
+        )
         print(f"{'':18}{'items/s':>10}{'runs':>30}")
         for k, v in runs.items():
             print(f"{k:18}{med[k]:10.1f}{'  ' + ' '.join(f'{x:.1f}' for x in v):>30}")

@@ -92,10 +92,21 @@ class Server:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile("w+")
-        cmd = [sys.executable, "-m", "mmsae.cli.main", "explore", str(run), "--port", str(self.port), "--no-open",
-               *(["--workers", str(workers)] if workers != 1 else []), *extra]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "mmsae.cli.main",
+            "explore",
+            str(run),
+            "--port",
+            str(self.port),
+            "--no-open",
+            *(["--workers", str(workers)] if workers != 1 else []),
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
 
     def wait_ready(self, timeout: float = 120) -> None:
         import httpx
@@ -150,13 +161,23 @@ def plan(base: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
         listed = c.get("/api/concepts", params={"limit": 500}).json()["items"]
         names = [x["name"] for x in listed if x["name"]] or ["concept"]
         plots = [p["url"] for p in c.get("/api/plots").json()]
-        images = sorted({r["image_url"] for x in listed[:20] for r in c.get(f"/api/concepts/{x['concept']}").json()
-                         ["top"].get("image", []) if r["image_url"]})
+        images = sorted(
+            {
+                r["image_url"]
+                for x in listed[:20]
+                for r in c.get(f"/api/concepts/{x['concept']}").json()["top"].get("image", [])
+                if r["image_url"]
+            }
+        )
     rng = random.Random(seed)
 
     def concepts() -> str:
-        p = {"sort": rng.choice(SORT_KEYS),
-             "order": rng.choice(["asc", "desc"]), "offset": rng.randrange(0, F, 50), "limit": rng.choice([50, 500])}
+        p = {
+            "sort": rng.choice(SORT_KEYS),
+            "order": rng.choice(["asc", "desc"]),
+            "offset": rng.randrange(0, F, 50),
+            "limit": rng.choice([50, 500]),
+        }
         if rng.random() < 0.3:
             p["bucket"] = rng.choice(BUCKETS)
         if rng.random() < 0.3:
@@ -187,9 +208,12 @@ async def hammer(base: str, urls: list[tuple[str, str]], concurrency: int) -> di
     lat: dict[str, list[float]] = defaultdict(list)
     errors: Counter = Counter()
     todo = iter(urls)
-    clients = [httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=1), timeout=60,
-                                 verify=False)  # plain http: no CA bundle to load per client
-               for _ in range(concurrency)]
+    clients = [
+        httpx.AsyncClient(
+            base_url=base, limits=httpx.Limits(max_connections=1), timeout=60, verify=False
+        )  # plain http: no CA bundle to load per client
+        for _ in range(concurrency)
+    ]
 
     async def connection(client):
         for kind, url in todo:
@@ -230,16 +254,20 @@ def run_load(run: Path, requests: int = 10_000, concurrency: int = 100, workers:
 def report(res: dict) -> str:
     q = lambda v, p: 1000 * float(np.percentile(v, p))  # noqa: E731
     every = [x for v in res["latency"].values() for x in v]
-    lines = [f"{res['requests']:,} requests, {res['concurrency']} concurrent, {res['workers']} worker(s): "
-             f"{sum(res['errors'].values())} errors, {res['requests'] / res['wall_s']:.0f} requests/s "
-             f"(CPU: server {res['server_cpu_s']:.1f} s, load generator {res['client_cpu_s']:.1f} s, "
-             f"wall {res['wall_s']:.1f} s)",
-             f"{'kind':<26}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
+    lines = [
+        f"{res['requests']:,} requests, {res['concurrency']} concurrent, {res['workers']} worker(s): "
+        f"{sum(res['errors'].values())} errors, {res['requests'] / res['wall_s']:.0f} requests/s "
+        f"(CPU: server {res['server_cpu_s']:.1f} s, load generator {res['client_cpu_s']:.1f} s, "
+        f"wall {res['wall_s']:.1f} s)",
+        f"{'kind':<26}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}",
+    ]
     for kind, v in sorted(res["latency"].items()) + [("all", every)]:
         lines.append(f"{kind:<26}{len(v):>6}{q(v, 50):>9.1f}{q(v, 99):>9.1f}{1000 * max(v):>9.1f}")
     rss = res["rss_mib"]
-    lines.append(f"server peak RSS (VmHWM): {sum(rss.values()):.0f} MiB over {len(rss)} process(es) "
-                 f"({', '.join(f'{v:.0f}' for v in rss.values())})")
+    lines.append(
+        f"server peak RSS (VmHWM): {sum(rss.values()):.0f} MiB over {len(rss)} process(es) "
+        f"({', '.join(f'{v:.0f}' for v in rss.values())})"
+    )
     for e, n in sorted(res["errors"].items(), key=lambda x: -x[1])[:10]:
         lines.append(f"  error ×{n}: {e}")
     return "\n".join(lines)

@@ -38,13 +38,26 @@ def build(root: Path, rows: int, dim: int, F: int, k: int) -> None:
                 x = rng.standard_normal((n, dim), dtype=np.float32)
                 x[:, 0] += 4 * off
                 x /= np.linalg.norm(x, axis=1, keepdims=True)
-                w.append(x.astype(np.float16), m, pair_id=pid, source=[f"bench://{m}/{p}" for p in pid],
-                         text=[f"{m} {p}" for p in pid])
+                w.append(
+                    x.astype(np.float16),
+                    m,
+                    pair_id=pid,
+                    source=[f"bench://{m}/{p}" for p in pid],
+                    text=[f"{m} {p}" for p in pid],
+                )
     torch.manual_seed(0)
     sae = TopKSAE(TopKConfig(d_in=dim, dict_size=F, k=k))
     save_sae(sae, root / "sae", {"store": str((root / "store").resolve())})
-    names = [{"concept": j, "name": f"concept{j}", "terms": [f"concept{j}", f"term{j % 97}"], "scores": [0.5, 0.4],
-              "confidence": 0.1} for j in range(F)]
+    names = [
+        {
+            "concept": j,
+            "name": f"concept{j}",
+            "terms": [f"concept{j}", f"term{j % 97}"],
+            "scores": [0.5, 0.4],
+            "confidence": 0.1,
+        }
+        for j in range(F)
+    ]
     import json
 
     (root / "names").mkdir(exist_ok=True)
@@ -56,7 +69,8 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     from mmsae.explorer.app import create_app
-    from mmsae.explorer.index import find_run, load_explorer
+    from mmsae.explorer.index import load_explorer
+    from mmsae.runs import find_run
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -97,8 +111,10 @@ def main() -> None:
         "GET /api/rows/{r}?similar=0": lambda i: f"/api/rows/{rng.integers(N)}?similar=0",
         "GET /api/search (names)": lambda i: f"/api/search?q=concept{rng.integers(F)}",
     }
-    print(f"\nexplorer on {N:,} rows, D={data.store.dim}, F={F:,}; index build {t_index:.1f} s (once, cached), "
-          f"reopen {t_reopen:.2f} s, app start {t_app:.2f} s")
+    print(
+        f"\nexplorer on {N:,} rows, D={data.store.dim}, F={F:,}; index build {t_index:.1f} s (once, cached), "
+        f"reopen {t_reopen:.2f} s, app start {t_app:.2f} s"
+    )
     print(f"{'call':<46}{'median ms':>10}{'max ms':>9}")
     for name, url in calls.items():
         times = []

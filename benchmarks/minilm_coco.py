@@ -11,8 +11,8 @@ held-out FVU with PCA of k components fitted on the same training split.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,7 +26,9 @@ from mmsae.models.io import load_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer
 
-DEFAULT_CAPTIONS = Path(os.environ.get("MMSAE_SHARED_DATA", "shared-data")) / "coco-val2017-captions/captions_val2017.json"
+DEFAULT_CAPTIONS = (
+    Path(os.environ.get("MMSAE_SHARED_DATA", "shared-data")) / "coco-val2017-captions/captions_val2017.json"
+)
 
 
 def embed_store(captions: Path, store_dir: Path) -> EmbeddingStore:
@@ -41,8 +43,12 @@ def embed_store(captions: Path, store_dir: Path) -> EmbeddingStore:
     t0 = time.perf_counter()
     emb = model.encode(texts, batch_size=256, normalize_embeddings=True, show_progress_bar=True)
     print(f"embedded {len(texts)} captions in {time.perf_counter() - t0:.0f} s")
-    with StoreWriter(store_dir, dim=emb.shape[1], model_id="sentence-transformers/all-MiniLM-L6-v2",
-                     preprocessing={"l2_normalized": True}) as w:
+    with StoreWriter(
+        store_dir,
+        dim=emb.shape[1],
+        model_id="sentence-transformers/all-MiniLM-L6-v2",
+        preprocessing={"l2_normalized": True},
+    ) as w:
         w.append(emb, "text", pair_id=image_ids, source=[f"coco:{i}" for i in image_ids], text=texts)
     return EmbeddingStore(store_dir)
 
@@ -70,18 +76,37 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     store = embed_store(args.captions, args.work / "store")
-    cfg = TrainConfig(arch="topk", dict_size=args.expansion * store.dim, k=args.k, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, checkpoint_every=0, device="cpu")
+    cfg = TrainConfig(
+        arch="topk",
+        dict_size=args.expansion * store.dim,
+        k=args.k,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        checkpoint_every=0,
+        device="cpu",
+    )
     res = Trainer(store, args.work / "sae-topk", cfg, overwrite=True).run()
     sae = load_sae(res.out_dir)
     val = evaluate_store(sae, store, split="val", val_fraction=cfg.val_fraction)
     p = pca_fvu(store, args.k, cfg.val_fraction)
-    out = {"rows": len(store), "val_rows": val["n_rows"], "sae_fvu": val["fvu"], "sae_l0": val["l0"],
-           "sae_dead": val["dead_fraction"], f"pca{args.k}_fvu": p, "ratio": val["fvu"] / p,
-           "train_seconds": res.seconds, "steps": res.steps, "config": cfg.to_dict()}
+    out = {
+        "rows": len(store),
+        "val_rows": val["n_rows"],
+        "sae_fvu": val["fvu"],
+        "sae_l0": val["l0"],
+        "sae_dead": val["dead_fraction"],
+        f"pca{args.k}_fvu": p,
+        "ratio": val["fvu"] / p,
+        "train_seconds": res.seconds,
+        "steps": res.steps,
+        "config": cfg.to_dict(),
+    }
     print(json.dumps(out, indent=2))
-    print(f"\nheld-out FVU: TopK SAE (k={args.k}, F={cfg.dict_size}) {val['fvu']:.4f} vs PCA-{args.k} {p:.4f} "
-          f"(ratio {val['fvu'] / p:.2f})")
+    print(
+        f"\nheld-out FVU: TopK SAE (k={args.k}, F={cfg.dict_size}) {val['fvu']:.4f} vs PCA-{args.k} {p:.4f} "
+        f"(ratio {val['fvu'] / p:.2f})"
+    )
 
 
 if __name__ == "__main__":

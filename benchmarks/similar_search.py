@@ -41,7 +41,9 @@ def main() -> None:
         sec = time.perf_counter() - t
         agree = np.mean([len(set(a) & set(b)) / args.top for a, b in zip(idx, idx_m)])
         rows.append((name, sec, agree))
-    print(f"{args.queries} queries against {args.gallery:,} codes (F={args.dict_size}, {args.k_active} active), top {args.top}")
+    print(
+        f"{args.queries} queries against {args.gallery:,} codes (F={args.dict_size}, {args.k_active} active), top {args.top}"
+    )
     print(f"{'method':<32}{'seconds':>9}{'overlap with mmsae':>20}")
     for name, sec, agree in rows:
         print(f"{name:<32}{sec:>9.2f}{agree:>20.3f}")

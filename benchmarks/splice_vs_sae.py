@@ -45,7 +45,9 @@ def main() -> None:
     for l1 in (float(v) for v in args.l1.split(",")):
         t = time.perf_counter()
         sp = splice_decompose(X, E, mean, l1=l1)
-        print(f"{f'SpLiCE λ={l1:g}':<22}{sp['l0'].mean():>9.1f}{sp['cosine'].mean():>13.4f}{time.perf_counter() - t:>9.1f}")
+        print(
+            f"{f'SpLiCE λ={l1:g}':<22}{sp['l0'].mean():>9.1f}{sp['cosine'].mean():>13.4f}{time.perf_counter() - t:>9.1f}"
+        )
 
 
 if __name__ == "__main__":

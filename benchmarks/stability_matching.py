@@ -44,8 +44,11 @@ def main() -> None:
         if F <= 4096:
             t = time.perf_counter()
             _, cd = match_dictionaries(A, B, dense_limit=F)
-            print(f"{F:>7} {'dense':>8} {time.perf_counter() - t:>9.1f} {cd.mean():>10.5f}    "
-                  f"(pruned − dense: {c.mean() - cd.mean():+.2e})", flush=True)
+            print(
+                f"{F:>7} {'dense':>8} {time.perf_counter() - t:>9.1f} {cd.mean():>10.5f}    "
+                f"(pruned − dense: {c.mean() - cd.mean():+.2e})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

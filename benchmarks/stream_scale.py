@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHILD = r'''
+CHILD = r"""
 import json, sys, time
 import torch
 from mmsae.train.config import TrainConfig
@@ -47,7 +47,7 @@ t.close(state)
 # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's RSS at fork time
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"vectors_per_s": (steps - 10) * cfg.batch_size / dt, "peak_rss_mb": hwm / 1024}))
-'''
+"""
 
 
 def write_store(root: Path, gb: float, dim: int) -> int:
@@ -103,8 +103,12 @@ def main() -> None:
             rows = write_store(root, gb, args.dim)
             write_s = time.perf_counter() - t0
             warm_s = read_once(root) if args.warm else None
-            res = subprocess.run([sys.executable, "-c", CHILD, str(root), str(work / "sae"), str(args.steps)],
-                                 capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, "-c", CHILD, str(root), str(work / "sae"), str(args.steps)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(res.stdout.strip().splitlines()[-1])
             results.append({"store_gb": gb, "rows": rows, "write_s": write_s, "warm_read_s": warm_s, **r})
             shutil.rmtree(root, ignore_errors=True)
@@ -118,12 +122,16 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"TopK F=4096 k=32 batch 4096, {args.steps} steps (steady state after 10), float16 stores, "
-          f"{'warm' if args.warm else 'as written'} page cache")
+    print(
+        f"TopK F=4096 k=32 batch 4096, {args.steps} steps (steady state after 10), float16 stores, "
+        f"{'warm' if args.warm else 'as written'} page cache"
+    )
     print(f"{'store':>8} {'rows':>12} {'vectors/s':>10} {'ratio':>6} {'peak RSS':>9}")
     for r in results:
-        print(f"{r['store_gb']:>6g}GB {r['rows']:>12,} {r['vectors_per_s']:>10,.0f} {r['ratio_to_smallest']:>6.3f} "
-              f"{r['peak_rss_mb']:>7.0f}MB")
+        print(
+            f"{r['store_gb']:>6g}GB {r['rows']:>12,} {r['vectors_per_s']:>10,.0f} {r['ratio_to_smallest']:>6.3f} "
+            f"{r['peak_rss_mb']:>7.0f}MB"
+        )
 
 
 if __name__ == "__main__":

@@ -59,11 +59,18 @@ def main() -> None:
     try:
         store = work / "store"
         make_f16_store(store, args.rows, args.dim)
-        base = TrainConfig(arch="topk", dict_size=args.dict_size, batch_size=args.batch_size, epochs=1,
-                           val_fraction=0.02, checkpoint_every=0, device="cpu")
+        base = TrainConfig(
+            arch="topk",
+            dict_size=args.dict_size,
+            batch_size=args.batch_size,
+            epochs=1,
+            val_fraction=0.02,
+            checkpoint_every=0,
+            device="cpu",
+        )
         cfgs = [dataclasses.replace(base, k=int(k)) for k in args.ks.split(",")]
         seq, swp, fvu_seq, fvu_swp = [], [], [], []
-        for r in range(args.repeats):
+        for _r in range(args.repeats):
             shutil.rmtree(work / "runs", ignore_errors=True)
             t0 = time.perf_counter()
             res = [train(store, work / "runs" / f"seq{i}", c, progress=False) for i, c in enumerate(cfgs)]
@@ -73,15 +80,25 @@ def main() -> None:
             res = train_sweep(store, [(work / "runs" / f"sweep{i}", c) for i, c in enumerate(cfgs)], progress=False)
             swp.append(time.perf_counter() - t0)
             fvu_swp = [x.val_metrics["fvu"] for x in res]
-        out = {"ks": args.ks, "dict_size": args.dict_size, "rows": args.rows, "sequential_s": seq, "sweep_s": swp,
-               "median_sequential_s": statistics.median(seq), "median_sweep_s": statistics.median(swp),
-               "saving": 1 - statistics.median(swp) / statistics.median(seq), "fvu_sequential": fvu_seq,
-               "fvu_sweep": fvu_swp}
+        out = {
+            "ks": args.ks,
+            "dict_size": args.dict_size,
+            "rows": args.rows,
+            "sequential_s": seq,
+            "sweep_s": swp,
+            "median_sequential_s": statistics.median(seq),
+            "median_sweep_s": statistics.median(swp),
+            "saving": 1 - statistics.median(swp) / statistics.median(seq),
+            "fvu_sequential": fvu_seq,
+            "fvu_sweep": fvu_swp,
+        }
         if args.json:
             print(json.dumps(out, indent=2))
             return
-        print(f"{len(cfgs)} TopK SAEs (k = {args.ks}, F = {args.dict_size}), one pass over {args.rows:,} float16 rows; "
-              f"median of {args.repeats}, interleaved")
+        print(
+            f"{len(cfgs)} TopK SAEs (k = {args.ks}, F = {args.dict_size}), one pass over {args.rows:,} float16 rows; "
+            f"median of {args.repeats}, interleaved"
+        )
         print(f"  sequential: {out['median_sequential_s']:.1f} s  (runs: {', '.join(f'{x:.1f}' for x in seq)})")
         print(f"  one sweep:  {out['median_sweep_s']:.1f} s  (runs: {', '.join(f'{x:.1f}' for x in swp)})")
         print(f"  saving: {100 * out['saving']:.1f}%; held-out FVU sequential {fvu_seq}, sweep {fvu_swp}")

@@ -32,11 +32,19 @@ def measure(store: str, dict_size: int, k: int) -> None:
     tops = top_examples(sae, s, k=k)
     table = to_table(tops)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    print(json.dumps({"rows": len(s), "seconds": time.perf_counter() - t, "table_rows": table.num_rows,
-                      "rss_anon_mb": int(status["RssAnon"].split()[0]) / 1024,
-                      "rss_file_mb": int(status["RssFile"].split()[0]) / 1024,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "store_mb": sum(f.stat().st_size for f in Path(store).rglob("*.npy")) / 2**20}))
+    print(
+        json.dumps(
+            {
+                "rows": len(s),
+                "seconds": time.perf_counter() - t,
+                "table_rows": table.num_rows,
+                "rss_anon_mb": int(status["RssAnon"].split()[0]) / 1024,
+                "rss_file_mb": int(status["RssFile"].split()[0]) / 1024,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "store_mb": sum(f.stat().st_size for f in Path(store).rglob("*.npy")) / 2**20,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -56,13 +64,19 @@ def main() -> None:
         t = time.perf_counter()
         write_synthetic(store, SynthConfig(n_pairs=args.pairs), dtype="float16", progress=True)
         print(f"wrote {2 * args.pairs:,} rows in {time.perf_counter() - t:.0f} s")
-    out = subprocess.run([sys.executable, __file__, "--measure", str(store), "--dict-size", str(args.dict_size),
-                          "-k", str(args.k)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", str(store), "--dict-size", str(args.dict_size), "-k", str(args.k)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"top-{args.k} examples of F={args.dict_size} concepts over {r['rows']:,} rows ({r['store_mb']:.0f} MB of "
-          f"embeddings on disk): {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB (at the end: "
-          f"{r['rss_anon_mb']:.0f} MB anonymous, {r['rss_file_mb']:.0f} MB file-backed, i.e. memory-mapped store "
-          f"pages the kernel can drop), {r['table_rows']:,} table rows")
+    print(
+        f"top-{args.k} examples of F={args.dict_size} concepts over {r['rows']:,} rows ({r['store_mb']:.0f} MB of "
+        f"embeddings on disk): {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB (at the end: "
+        f"{r['rss_anon_mb']:.0f} MB anonymous, {r['rss_file_mb']:.0f} MB file-backed, i.e. memory-mapped store "
+        f"pages the kernel can drop), {r['table_rows']:,} table rows"
+    )
 
 
 if __name__ == "__main__":

@@ -66,8 +66,11 @@ def make_peer_data(root: Path, rows: int, val_rows: int, dim: int) -> None:
     """train.f32 + val.f32 (raw rows for the peers), meta.json, and an mmsae store of the train rows."""
     root.mkdir(parents=True, exist_ok=True)
     blocks = synthetic_rows(rows + val_rows, dim)
-    with open(root / "val.f32", "wb") as val_f, open(root / "train.f32", "wb") as train_f, \
-            StoreWriter(root / "store", dim=dim, model_id="bench") as w:
+    with (
+        open(root / "val.f32", "wb") as val_f,
+        open(root / "train.f32", "wb") as train_f,
+        StoreWriter(root / "store", dim=dim, model_id="bench") as w,
+    ):
         need_val = val_rows
         for x in blocks:
             if need_val:
@@ -81,8 +84,14 @@ def make_peer_data(root: Path, rows: int, val_rows: int, dim: int) -> None:
 
 
 PEERS = ("mmsae", "mmsae-bf16", "sparsify", "saelens", "overcomplete", "dictionary_learning")
-IMPORTS = {"mmsae": "mmsae", "mmsae-bf16": "mmsae", "sparsify": "sparsify", "saelens": "sae_lens",
-           "overcomplete": "overcomplete", "dictionary_learning": "dictionary_learning"}
+IMPORTS = {
+    "mmsae": "mmsae",
+    "mmsae-bf16": "mmsae",
+    "sparsify": "sparsify",
+    "saelens": "sae_lens",
+    "overcomplete": "overcomplete",
+    "dictionary_learning": "dictionary_learning",
+}
 
 
 def peer_pythons(peers_dir: Path, overrides: list[str]) -> dict[str, str]:
@@ -94,8 +103,13 @@ def peer_pythons(peers_dir: Path, overrides: list[str]) -> dict[str, str]:
         venv = peers_dir / name.replace("mmsae-bf16", "mmsae") / "bin" / "python"
         for py in [chosen.get(name), str(venv) if venv.exists() else None, sys.executable]:
             probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({IMPORTS[name]!r}) is None)"
-            if py and subprocess.run([py, "-c", probe], capture_output=True,
-                                     env={**os.environ, "PYTHONPATH": ""}).returncode == 0:
+            if (
+                py
+                and subprocess.run(
+                    [py, "-c", probe], capture_output=True, env={**os.environ, "PYTHONPATH": ""}
+                ).returncode
+                == 0
+            ):
                 found[name] = py
                 break
     return found
@@ -115,9 +129,25 @@ def run_peers(args) -> dict:
             floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size))
             onednn_floors.append(onednn_floor(args.batch_size, args.dim, args.dict_size))
             for name, py in pythons.items():
-                cmd = [py, str(here / "peers" / "run_peer.py"), name, "--data", str(data), "--scratch",
-                       str(Path(tmp) / f"{name}{r}"), "--steps", str(steps), "--dict-size", str(args.dict_size),
-                       "--k", str(args.k), "--batch-size", str(args.batch_size), "--seed", str(r)]
+                cmd = [
+                    py,
+                    str(here / "peers" / "run_peer.py"),
+                    name,
+                    "--data",
+                    str(data),
+                    "--scratch",
+                    str(Path(tmp) / f"{name}{r}"),
+                    "--steps",
+                    str(steps),
+                    "--dict-size",
+                    str(args.dict_size),
+                    "--k",
+                    str(args.k),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--seed",
+                    str(r),
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
                 if proc.returncode != 0:
                     print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -125,42 +155,68 @@ def run_peers(args) -> dict:
                 results[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
                 if not args.json:
                     res = results[name][-1]
-                    print(f"  repeat {r} {name:<20}{res['vectors_per_s']:>10,.0f} /s  FVU {res['val_fvu']:.4f}  "
-                          f"RSS {res['peak_rss_mb']:,.0f} MB", file=sys.stderr)
+                    print(
+                        f"  repeat {r} {name:<20}{res['vectors_per_s']:>10,.0f} /s  FVU {res['val_fvu']:.4f}  "
+                        f"RSS {res['peak_rss_mb']:,.0f} MB",
+                        file=sys.stderr,
+                    )
     floor = statistics.median(floors)
     floor2 = statistics.median(onednn_floors) if None not in onednn_floors else None
     summary = {}
     for name, runs in results.items():
         if runs:
-            med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731
-            summary[name] = {"vectors_per_s": med("vectors_per_s"), "val_fvu": med("val_fvu"), "l0": med("l0"),
-                             "dead": med("dead"), "peak_rss_mb": med("peak_rss_mb"), "runs": runs}
+            med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731, B023 (called at once, in this iteration)
+            summary[name] = {
+                "vectors_per_s": med("vectors_per_s"),
+                "val_fvu": med("val_fvu"),
+                "l0": med("l0"),
+                "dead": med("dead"),
+                "peak_rss_mb": med("peak_rss_mb"),
+                "runs": runs,
+            }
     base = summary.get("mmsae", {}).get("vectors_per_s")
     for s_ in summary.values():
         s_["ratio_to_floor"] = s_["vectors_per_s"] / floor
         s_["ratio_to_onednn_floor"] = s_["vectors_per_s"] / floor2 if floor2 else None
         s_["ratio_to_mmsae"] = s_["vectors_per_s"] / base if base else None
-    return {"config": {k: v for k, v in vars(args).items() if k != "python"}, "steps": steps,
-            "encoder_gemm_floor_vectors_per_s": floor, "floors": floors,
-            "onednn_gemm_floor_vectors_per_s": floor2, "onednn_floors": onednn_floors, "trainers": summary, "not_run": missing,
-            "pythons": pythons}
+    return {
+        "config": {k: v for k, v in vars(args).items() if k != "python"},
+        "steps": steps,
+        "encoder_gemm_floor_vectors_per_s": floor,
+        "floors": floors,
+        "onednn_gemm_floor_vectors_per_s": floor2,
+        "onednn_floors": onednn_floors,
+        "trainers": summary,
+        "not_run": missing,
+        "pythons": pythons,
+    }
 
 
 def print_peers(out: dict) -> None:
     c = out["config"]
-    print(f"TopK, D={c['dim']} F={c['dict_size']} k={c['k']} batch={c['batch_size']}: {out['steps']} steps on "
-          f"{c['rows']:,} rows, held-out FVU on {c['val_rows']:,} other rows; median of {c['repeats']}, interleaved")
+    print(
+        f"TopK, D={c['dim']} F={c['dict_size']} k={c['k']} batch={c['batch_size']}: {out['steps']} steps on "
+        f"{c['rows']:,} rows, held-out FVU on {c['val_rows']:,} other rows; median of {c['repeats']}, interleaved"
+    )
     fmt = lambda v: f"{v:.2f}" if v else "-"  # noqa: E731
     floor2 = out["onednn_gemm_floor_vectors_per_s"]
-    print(f"{'trainer':<22}{'vectors/s':>11}{'x floor':>9}{'x oneDNN':>9}{'x mmsae':>9}{'val FVU':>9}{'L0':>7}"
-          f"{'dead':>7}{'peak RSS':>11}")
-    print(f"{'fp32 GEMM (matmul)':<22}{out['encoder_gemm_floor_vectors_per_s']:>11,.0f}{1.0:>9.2f}"
-          f"{fmt(floor2 and out['encoder_gemm_floor_vectors_per_s'] / floor2):>9}")
+    print(
+        f"{'trainer':<22}{'vectors/s':>11}{'x floor':>9}{'x oneDNN':>9}{'x mmsae':>9}{'val FVU':>9}{'L0':>7}"
+        f"{'dead':>7}{'peak RSS':>11}"
+    )
+    print(
+        f"{'fp32 GEMM (matmul)':<22}{out['encoder_gemm_floor_vectors_per_s']:>11,.0f}{1.0:>9.2f}"
+        f"{fmt(floor2 and out['encoder_gemm_floor_vectors_per_s'] / floor2):>9}"
+    )
     if floor2:
-        print(f"{'fp32 GEMM (oneDNN)':<22}{floor2:>11,.0f}{floor2 / out['encoder_gemm_floor_vectors_per_s']:>9.2f}{1.0:>9.2f}")
+        print(
+            f"{'fp32 GEMM (oneDNN)':<22}{floor2:>11,.0f}{floor2 / out['encoder_gemm_floor_vectors_per_s']:>9.2f}{1.0:>9.2f}"
+        )
     for name, s in out["trainers"].items():
-        print(f"{name:<22}{s['vectors_per_s']:>11,.0f}{s['ratio_to_floor']:>9.2f}{fmt(s['ratio_to_onednn_floor']):>9}"
-              f"{fmt(s['ratio_to_mmsae']):>9}{s['val_fvu']:>9.4f}{s['l0']:>7.1f}{s['dead']:>7.3f}{s['peak_rss_mb']:>8,.0f} MB")
+        print(
+            f"{name:<22}{s['vectors_per_s']:>11,.0f}{s['ratio_to_floor']:>9.2f}{fmt(s['ratio_to_onednn_floor']):>9}"
+            f"{fmt(s['ratio_to_mmsae']):>9}{s['val_fvu']:>9.4f}{s['l0']:>7.1f}{s['dead']:>7.3f}{s['peak_rss_mb']:>8,.0f} MB"
+        )
     if out["not_run"]:
         print(f"not run (no interpreter imports them; see benchmarks/peers/setup.sh): {', '.join(out['not_run'])}")
 
@@ -194,7 +250,7 @@ def onednn_floor(B: int, D: int, F: int, reps: int = 10) -> float | None:
         for lo in range(0, B, rows):
             lp(x[lo : lo + rows], W, None, "none", [], "")
 
-    return max(_vectors_per_s(lambda: blocks(rows), B, reps) for rows in (B, 1024))
+    return max(_vectors_per_s(lambda: blocks(rows), B, reps) for rows in (B, 1024))  # noqa: B023 (called at once)
 
 
 def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
@@ -235,17 +291,34 @@ def dense_batchtopk_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
         self.threshold.mul_(1 - m).add_(m * vals.min()) if step else self.threshold.fill_(vals.min())
     fired_F = torch.zeros(F_, dtype=torch.bool)
     fired_F[cols] = True
-    return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, torch.tensor(len(vals) / B),
-                      {"mse": mse.item(), "auxk": aux.item()})
+    return LossOutput(
+        mse + self.cfg.aux_coef * aux,
+        x_hat_BD,
+        fired_F,
+        torch.tensor(len(vals) / B),
+        {"mse": mse.item(), "auxk": aux.item()},
+    )
 
 
 def train_once(store: Path, out: Path, args, seed: int, dense: bool, select_dtype: str = "float32") -> dict:
     from mmsae.models.batchtopk import BatchTopKSAE
     from mmsae.models.topk import TopKSAE
 
-    cfg = TrainConfig(arch=args.arch, dict_size=args.dict_size, k=args.k, batch_size=args.batch_size, epochs=1,
-                      val_fraction=0.02, checkpoint_every=0, device="cpu", seed=seed, select_dtype=select_dtype)
-    cls, dense_loss = (BatchTopKSAE, dense_batchtopk_loss) if args.arch == "batchtopk" else (TopKSAE, dense_training_loss)
+    cfg = TrainConfig(
+        arch=args.arch,
+        dict_size=args.dict_size,
+        k=args.k,
+        batch_size=args.batch_size,
+        epochs=1,
+        val_fraction=0.02,
+        checkpoint_every=0,
+        device="cpu",
+        seed=seed,
+        select_dtype=select_dtype,
+    )
+    cls, dense_loss = (
+        (BatchTopKSAE, dense_batchtopk_loss) if args.arch == "batchtopk" else (TopKSAE, dense_training_loss)
+    )
     sparse_loss = cls.training_loss
     if dense:
         cls.training_loss = dense_loss
@@ -253,8 +326,12 @@ def train_once(store: Path, out: Path, args, seed: int, dense: bool, select_dtyp
         res = Trainer(store, out, cfg, progress=False).run()
     finally:
         cls.training_loss = sparse_loss
-    return {"vectors_per_s": res.vectors_per_second, "val_fvu": res.val_metrics["fvu"], "l0": res.val_metrics["l0"],
-            "dead": res.val_metrics["dead_fraction"]}
+    return {
+        "vectors_per_s": res.vectors_per_second,
+        "val_fvu": res.val_metrics["fvu"],
+        "l0": res.val_metrics["l0"],
+        "dead": res.val_metrics["dead_fraction"],
+    }
 
 
 def main() -> None:
@@ -270,10 +347,18 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also time --select-dtype bfloat16")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--peers", action="store_true", help="every trainer in its own process, peers included")
-    ap.add_argument("--peers-dir", default=str(Path(__file__).resolve().parent.parent / ".venv-peers"),
-                    help="where benchmarks/peers/setup.sh made one venv per peer")
-    ap.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
-                    help="the interpreter for one trainer (e.g. sparsify=/path/bin/python)")
+    ap.add_argument(
+        "--peers-dir",
+        default=str(Path(__file__).resolve().parent.parent / ".venv-peers"),
+        help="where benchmarks/peers/setup.sh made one venv per peer",
+    )
+    ap.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="the interpreter for one trainer (e.g. sparsify=/path/bin/python)",
+    )
     ap.add_argument("--val-rows", type=int, default=8192, help="--peers: held-out rows")
     args = ap.parse_args()
     if args.peers:
@@ -293,12 +378,19 @@ def main() -> None:
             if args.compare_dense:
                 dense_runs.append(train_once(store, Path(tmp) / f"dense{r}", args, r, dense=True))
             if args.bf16:
-                bf16_runs.append(train_once(store, Path(tmp) / f"bf16{r}", args, r, dense=False, select_dtype="bfloat16"))
-    out = {"config": vars(args), "torch_threads": torch.get_num_threads(),
-           "mmsae_topk_vectors_per_s": statistics.median(r["vectors_per_s"] for r in runs),
-           "encoder_gemm_floor_vectors_per_s": statistics.median(floors), "runs": runs, "floors": floors,
-           "onednn_gemm_floor_vectors_per_s": statistics.median(onednn_floors) if None not in onednn_floors else None,
-           "onednn_floors": onednn_floors}
+                bf16_runs.append(
+                    train_once(store, Path(tmp) / f"bf16{r}", args, r, dense=False, select_dtype="bfloat16")
+                )
+    out = {
+        "config": vars(args),
+        "torch_threads": torch.get_num_threads(),
+        "mmsae_topk_vectors_per_s": statistics.median(r["vectors_per_s"] for r in runs),
+        "encoder_gemm_floor_vectors_per_s": statistics.median(floors),
+        "runs": runs,
+        "floors": floors,
+        "onednn_gemm_floor_vectors_per_s": statistics.median(onednn_floors) if None not in onednn_floors else None,
+        "onednn_floors": onednn_floors,
+    }
     if bf16_runs:
         out["bf16_topk_vectors_per_s"] = statistics.median(r["vectors_per_s"] for r in bf16_runs)
         out["bf16_runs"] = bf16_runs
@@ -311,27 +403,41 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{args.arch}: D={args.dim} F={args.dict_size} k={args.k} batch={args.batch_size}, {args.rows} rows, one pass, "
-          f"median of {args.repeats}")
+    print(
+        f"{args.arch}: D={args.dim} F={args.dict_size} k={args.k} batch={args.batch_size}, {args.rows} rows, one pass, "
+        f"median of {args.repeats}"
+    )
     print(f"{'':<32}{'vectors/s':>12}{'val FVU':>10}{'L0':>7}{'dead':>7}")
     print(f"{'encoder fwd GEMM floor (fp32)':<32}{out['encoder_gemm_floor_vectors_per_s']:>12,.0f}")
     if out["onednn_gemm_floor_vectors_per_s"]:
         print(f"{'the same GEMM through oneDNN':<32}{out['onednn_gemm_floor_vectors_per_s']:>12,.0f}")
     for i, r in enumerate(runs):
-        print(f"{'mmsae ' + args.arch + ', run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}{r['dead']:>7.3f}")
+        print(
+            f"{'mmsae ' + args.arch + ', run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}{r['dead']:>7.3f}"
+        )
     for i, r in enumerate(bf16_runs):
-        print(f"{'mmsae topk bf16 select, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}"
-              f"{r['l0']:>7.1f}{r['dead']:>7.3f}")
+        print(
+            f"{'mmsae topk bf16 select, run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}"
+            f"{r['l0']:>7.1f}{r['dead']:>7.3f}"
+        )
     for i, r in enumerate(dense_runs):
-        print(f"{'dense-autograd ' + args.arch + ', run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}"
-              f"{r['dead']:>7.3f}")
-    print(f"{'mmsae ' + args.arch + ' (median)':<32}{out['mmsae_topk_vectors_per_s']:>12,.0f}   ratio to floor {out['ratio_to_floor']:.2f}")
+        print(
+            f"{'dense-autograd ' + args.arch + ', run ' + str(i):<32}{r['vectors_per_s']:>12,.0f}{r['val_fvu']:>10.4f}{r['l0']:>7.1f}"
+            f"{r['dead']:>7.3f}"
+        )
+    print(
+        f"{'mmsae ' + args.arch + ' (median)':<32}{out['mmsae_topk_vectors_per_s']:>12,.0f}   ratio to floor {out['ratio_to_floor']:.2f}"
+    )
     if bf16_runs:
-        print(f"{'mmsae topk bf16 select (median)':<32}{out['bf16_topk_vectors_per_s']:>12,.0f}   ratio to fp32 floor "
-              f"{out['bf16_ratio_to_floor']:.2f}")
+        print(
+            f"{'mmsae topk bf16 select (median)':<32}{out['bf16_topk_vectors_per_s']:>12,.0f}   ratio to fp32 floor "
+            f"{out['bf16_ratio_to_floor']:.2f}"
+        )
     if dense_runs:
-        print(f"{'dense-autograd ' + args.arch + ' (median)':<32}{out['dense_topk_vectors_per_s']:>12,.0f}   sparse step is "
-              f"{out['speedup_over_dense']:.2f}x faster")
+        print(
+            f"{'dense-autograd ' + args.arch + ' (median)':<32}{out['dense_topk_vectors_per_s']:>12,.0f}   sparse step is "
+            f"{out['speedup_over_dense']:.2f}x faster"
+        )
 
 
 if __name__ == "__main__":

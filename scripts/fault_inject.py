@@ -44,33 +44,109 @@ def _inputs(work: Path) -> dict[str, Path]:
     words = ["cat", "dog", "red", "blue", "car", "tree", "sky", "boat", "small", "large", "on", "a", "the", "near"]
     (work / "captions.txt").write_text("\n".join(" ".join(rng.choice(words, 6)) + f" {i}" for i in range(1500)) + "\n")
     store = work / "base-store"
-    subprocess.run(_mmsae("import", "--images", str(work / "img.npy"), "--texts", str(work / "txt.npy"),
-                          "--out", str(store), "--json"), env=ENV, check=True, capture_output=True)
+    subprocess.run(
+        _mmsae(
+            "import", "--images", str(work / "img.npy"), "--texts", str(work / "txt.npy"), "--out", str(store), "--json"
+        ),
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     sae = work / "base-sae"
-    subprocess.run(_mmsae("train", str(store), "--out", str(sae), "--dict-size", "256", "--k", "8", "--batch-size",
-                          "512", "--steps", "30", "--device", "cpu", "--json"), env=ENV, check=True, capture_output=True)
-    return {"img": work / "img.npy", "txt": work / "txt.npy", "captions": work / "captions.txt", "store": store,
-            "sae": sae}
+    subprocess.run(
+        _mmsae(
+            "train",
+            str(store),
+            "--out",
+            str(sae),
+            "--dict-size",
+            "256",
+            "--k",
+            "8",
+            "--batch-size",
+            "512",
+            "--steps",
+            "30",
+            "--device",
+            "cpu",
+            "--json",
+        ),
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
+    return {
+        "img": work / "img.npy",
+        "txt": work / "txt.npy",
+        "captions": work / "captions.txt",
+        "store": store,
+        "sae": sae,
+    }
 
 
 def _command(writer: str, inp: dict[str, Path], out: Path, again: bool) -> list[str]:
     if writer == "import":
-        return _mmsae("import", "--images", str(inp["img"]), "--texts", str(inp["txt"]), "--out", str(out),
-                      "--shard-rows", "4000", "--json")
+        return _mmsae(
+            "import",
+            "--images",
+            str(inp["img"]),
+            "--texts",
+            str(inp["txt"]),
+            "--out",
+            str(out),
+            "--shard-rows",
+            "4000",
+            "--json",
+        )
     if writer == "embed":
-        return _mmsae("embed", str(inp["captions"]), "--model", "minilm", "--out", str(out), "--shard-rows", "128",
-                      "--text-batch-size", "64", "--device", "cpu", "--json")
+        return _mmsae(
+            "embed",
+            str(inp["captions"]),
+            "--model",
+            "minilm",
+            "--out",
+            str(out),
+            "--shard-rows",
+            "128",
+            "--text-batch-size",
+            "64",
+            "--device",
+            "cpu",
+            "--json",
+        )
     train = ["--dict-size", "512", "--k", "16", "--batch-size", "256", "--device", "cpu", "--seed", "3", "--json"]
     if writer == "train":
-        return _mmsae("train", str(inp["store"]), "--out", str(out), "--steps", "200", "--checkpoint-every", "20",
-                      *train, *(["--resume"] if again else []))
+        return _mmsae(
+            "train",
+            str(inp["store"]),
+            "--out",
+            str(out),
+            "--steps",
+            "200",
+            "--checkpoint-every",
+            "20",
+            *train,
+            *(["--resume"] if again else []),
+        )
     if writer == "sweep":
-        return _mmsae("train", str(inp["store"]), "--out", str(out), "--steps", "80", "--sweep", "k=8,16",
-                      "--overwrite", *[a for a in train if a not in ("--k", "16")])
+        return _mmsae(
+            "train",
+            str(inp["store"]),
+            "--out",
+            str(out),
+            "--steps",
+            "80",
+            "--sweep",
+            "k=8,16",
+            "--overwrite",
+            *[a for a in train if a not in ("--k", "16")],
+        )
     if writer == "index":
         shutil.copytree(inp["sae"], out, dirs_exist_ok=True)
-        code = ("import sys; from mmsae.explorer.index import find_run, load_explorer; "
-                "load_explorer(find_run(sys.argv[1], store=sys.argv[2]))")
+        code = (
+            "import sys; from mmsae.explorer.index import load_explorer; from mmsae.runs import find_run; "
+            "load_explorer(find_run(sys.argv[1], store=sys.argv[2]))"
+        )
         return [sys.executable, "-c", code, str(out), str(inp["store"])]
     raise ValueError(writer)
 
@@ -89,8 +165,11 @@ def _result(writer: str, out: Path) -> dict[str, np.ndarray]:
     if writer in ("train", "sweep"):
         from safetensors.numpy import load_file
 
-        return {f"{p.parent.relative_to(out)}/{k}": v for p in sorted(out.rglob("model.safetensors"))
-                for k, v in load_file(p).items()}
+        return {
+            f"{p.parent.relative_to(out)}/{k}": v
+            for p in sorted(out.rglob("model.safetensors"))
+            for k, v in load_file(p).items()
+        }
     with np.load(out / "explorer" / "stats.npz", allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -128,13 +207,20 @@ def run_writer(writer: str, inp: dict[str, Path], work: Path, rounds: int, rng: 
     subprocess.run(_command(writer, inp, ref, False), env=ENV, check=True, capture_output=True, timeout=1800)
     wall = time.monotonic() - t0
     want = _result(writer, ref)
-    stats = {"rounds": rounds, "reference_s": round(wall, 2), "killed": 0, "finished_before_kill": 0,
-             "equal_after_rerun": 0, "failures": []}
+    stats = {
+        "rounds": rounds,
+        "reference_s": round(wall, 2),
+        "killed": 0,
+        "finished_before_kill": 0,
+        "equal_after_rerun": 0,
+        "failures": [],
+    }
     for r in range(rounds):
         out = work / f"{writer}-{r}"
         delay = rng.uniform(0.15, 0.95) * wall
-        proc = subprocess.Popen(_command(writer, inp, out, False), env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _command(writer, inp, out, False), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             proc.wait(timeout=delay)
             stats["finished_before_kill"] += 1

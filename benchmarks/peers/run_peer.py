@@ -88,9 +88,19 @@ def run_mmsae(args, meta, val, select_dtype: str) -> dict:
     from mmsae.train.trainer import Trainer
 
     out = Path(args.scratch)
-    cfg = TrainConfig(arch="topk", dict_size=args.dict_size, k=args.k, batch_size=args.batch_size, steps=args.steps,
-                      val_fraction=0.01, checkpoint_every=0, log_every=5, device="cpu", seed=args.seed,
-                      select_dtype=select_dtype)
+    cfg = TrainConfig(
+        arch="topk",
+        dict_size=args.dict_size,
+        k=args.k,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        val_fraction=0.01,
+        checkpoint_every=0,
+        log_every=5,
+        device="cpu",
+        seed=args.seed,
+        select_dtype=select_dtype,
+    )
     Trainer(Path(args.data) / "store", out, cfg, overwrite=True, progress=False).run()
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     first = next(r for r in log if r["step"] > args.warm)  # the log's clock: steady-state steps only
@@ -144,8 +154,15 @@ def run_saelens(args, meta, val) -> dict:
     since_fired = torch.zeros(args.dict_size)
 
     def step(s, x):
-        out = sae.training_forward_pass(TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=since_fired > 10_000,
-                                                       n_training_steps=s, is_logging_step=False))
+        out = sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=x,
+                coefficients={},
+                dead_neuron_mask=since_fired > 10_000,
+                n_training_steps=s,
+                is_logging_step=False,
+            )
+        )
         out.loss.backward()
         opt.step()
         opt.zero_grad()
@@ -198,11 +215,25 @@ def run_dictionary_learning(args, meta, val) -> dict:
     from dictionary_learning.trainers.top_k import TopKTrainer
 
     warm = max(1, math.ceil(0.05 * args.steps))
-    trainer = TopKTrainer(steps=args.steps, activation_dim=meta["dim"], dict_size=args.dict_size, k=args.k, layer=0,
-                          lm_name="bench", lr=1e-3, warmup_steps=warm, decay_start=warm + 1, seed=args.seed,
-                          device="cpu")
-    vps = timed_loop(args.steps, args.warm, Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size),
-                     lambda s, x: trainer.update(s, x))
+    trainer = TopKTrainer(
+        steps=args.steps,
+        activation_dim=meta["dim"],
+        dict_size=args.dict_size,
+        k=args.k,
+        layer=0,
+        lm_name="bench",
+        lr=1e-3,
+        warmup_steps=warm,
+        decay_start=warm + 1,
+        seed=args.seed,
+        device="cpu",
+    )
+    vps = timed_loop(
+        args.steps,
+        args.warm,
+        Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size),
+        lambda s, x: trainer.update(s, x),
+    )
     ae = trainer.ae
 
     def enc_dec(x):
@@ -214,8 +245,9 @@ def run_dictionary_learning(args, meta, val) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("name", choices=["mmsae", "mmsae-bf16", "sparsify", "saelens", "overcomplete",
-                                     "dictionary_learning"])
+    ap.add_argument(
+        "name", choices=["mmsae", "mmsae-bf16", "sparsify", "saelens", "overcomplete", "dictionary_learning"]
+    )
     ap.add_argument("--data", required=True)
     ap.add_argument("--scratch", default="", help="mmsae: the SAE's output folder")
     ap.add_argument("--steps", type=int, required=True)
@@ -231,10 +263,23 @@ def main() -> None:
     if args.name.startswith("mmsae"):
         res = run_mmsae(args, meta, val, "bfloat16" if args.name == "mmsae-bf16" else "float32")
     else:
-        res = {"sparsify": run_sparsify, "saelens": run_saelens, "overcomplete": run_overcomplete,
-               "dictionary_learning": run_dictionary_learning}[args.name](args, meta, val)
-    print(json.dumps({"name": args.name, **res, "peak_rss_with_eval_mb": peak_rss_mb(), "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+        res = {
+            "sparsify": run_sparsify,
+            "saelens": run_saelens,
+            "overcomplete": run_overcomplete,
+            "dictionary_learning": run_dictionary_learning,
+        }[args.name](args, meta, val)
+    print(
+        json.dumps(
+            {
+                "name": args.name,
+                **res,
+                "peak_rss_with_eval_mb": peak_rss_mb(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def _matches(value: Any, annotation: str) -> bool:
             if value is None:
                 return True
         elif alt.startswith("tuple["):
-            inner = alt[len("tuple["):].split(",")[0].strip()
+            inner = alt[len("tuple[") :].split(",")[0].strip()
             if isinstance(value, tuple) and all(_matches(v, inner) for v in value):
                 return True
         elif alt in _SCALARS:

@@ -8,8 +8,19 @@ def small_multimodal(small_synth, tmp_path_factory):
     from mmsae.train.trainer import train
 
     out = tmp_path_factory.mktemp("mm") / "sae"
-    train(small_synth, out, arch="multimodal", dict_size=256, k=8, epochs=60, batch_size=256, lr=3e-3, device="cpu",
-          checkpoint_every=0, progress=False)
+    train(
+        small_synth,
+        out,
+        arch="multimodal",
+        dict_size=256,
+        k=8,
+        epochs=60,
+        batch_size=256,
+        lr=3e-3,
+        device="cpu",
+        checkpoint_every=0,
+        progress=False,
+    )
     return load_sae(out)
 
 
@@ -24,8 +35,19 @@ def bridge_synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("bridges")
     cfg = SynthConfig(dim=64, n_pairs=4000, n_shared=48, n_image=24, n_text=24, seed=3, n_bridges=8)
     store = write_synthetic(root / "store", cfg)
-    train(store, root / "sae", arch="topk", dict_size=256, k=8, epochs=30, batch_size=256, lr=3e-3, device="cpu",
-          checkpoint_every=0, progress=False)
+    train(
+        store,
+        root / "sae",
+        arch="topk",
+        dict_size=256,
+        k=8,
+        epochs=30,
+        batch_size=256,
+        lr=3e-3,
+        device="cpu",
+        checkpoint_every=0,
+        progress=False,
+    )
     return store, load_sae(root / "sae")
 
 

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
-from mmsae.analysis.bridges import (analyze_bridges, bridge_entries, bridge_matrix_dense, bridge_top, pair_codes)
+from mmsae.analysis.bridges import analyze_bridges, bridge_entries, bridge_matrix_dense, bridge_top, pair_codes
 from mmsae.data.synthetic import load_ground_truth
 from tests.analysis.conftest import best_latents
 
@@ -34,8 +34,9 @@ def test_fast_equals_the_formula_on_a_tiny_input(rng):
     np.testing.assert_allclose(res["mass_out"], pos.sum(1), rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(res["mass_in"], pos.sum(0), rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(res["self"], np.diag(B), rtol=1e-5, atol=1e-12)
-    np.testing.assert_allclose(bridge_entries(sp.csr_matrix(zi), sp.csr_matrix(zt), Di, Dt, [0, 3], [5, 3]),
-                               [B[0, 5], B[3, 3]], rtol=1e-5)
+    np.testing.assert_allclose(
+        bridge_entries(sp.csr_matrix(zi), sp.csr_matrix(zt), Di, Dt, [0, 3], [5, 3]), [B[0, 5], B[3, 3]], rtol=1e-5
+    )
 
 
 def test_planted_bridges_rank_above_unrelated_pairs(bridge_synth):
@@ -46,8 +47,12 @@ def test_planted_bridges_rank_above_unrelated_pairs(bridge_synth):
     Zi, Zt, _, _ = pair_codes(sae, store)
     kinds = np.array(gt.kinds)
     pos = [(best[i], best[t]) for i, t in gt.bridges]
-    neg = [(best[i], best[t]) for i in np.nonzero(kinds == "image")[0] for t in np.nonzero(kinds == "text")[0]
-           if (i, t) not in gt.bridges]
+    neg = [
+        (best[i], best[t])
+        for i in np.nonzero(kinds == "image")[0]
+        for t in np.nonzero(kinds == "text")[0]
+        if (i, t) not in gt.bridges
+    ]
     W = sae.W_dec.detach().numpy()
     scores = bridge_entries(Zi, Zt, W, W, [p[0] for p in pos + neg], [p[1] for p in pos + neg])
     auroc = roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], scores)

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from mmsae.analysis.hallucination import (HallucinationDetector, best_f1_threshold, clip_score,
-                                          compare_with_clip_score, mitigation_effect, own_image_retrieval)
+from mmsae.analysis.hallucination import (
+    HallucinationDetector,
+    best_f1_threshold,
+    clip_score,
+    compare_with_clip_score,
+    mitigation_effect,
+    own_image_retrieval,
+)
 from mmsae.data.synthetic import fresh_pairs, hallucination_set, load_ground_truth, synth_config_of
 
 

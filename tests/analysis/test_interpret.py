@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from mmsae.analysis.clustering import cluster_codes
-from mmsae.analysis.naming import (embed_vocabulary, name_concepts, name_in_text, naming_agreement,
-                                   read_vocabulary)
+from mmsae.analysis.naming import embed_vocabulary, name_concepts, name_in_text, naming_agreement, read_vocabulary
 from mmsae.analysis.search import encode_rows, query_concepts, rows_for_concepts, similar_rows
 from mmsae.analysis.splice import splice_decompose
 from mmsae.analysis.top_examples import to_table, top_examples
@@ -21,8 +20,19 @@ def planted(small_synth, tmp_path_factory):
     from mmsae.train.trainer import train
 
     out = tmp_path_factory.mktemp("interp") / "sae"
-    train(small_synth, out, arch="topk", dict_size=256, k=8, epochs=30, batch_size=256, lr=3e-3, device="cpu",
-          checkpoint_every=0, progress=False)
+    train(
+        small_synth,
+        out,
+        arch="topk",
+        dict_size=256,
+        k=8,
+        epochs=30,
+        batch_size=256,
+        lr=3e-3,
+        device="cpu",
+        checkpoint_every=0,
+        progress=False,
+    )
     return EmbeddingStore(small_synth), load_sae(out), load_ground_truth(small_synth)
 
 
@@ -55,7 +65,7 @@ def test_top_examples_equal_brute_force(planted):
             order = order[col[order] > 0]
             np.testing.assert_array_equal(ids[: len(order), c], rows[order])
             np.testing.assert_allclose(v[: len(order), c], col[order], rtol=1e-5)
-            assert (ids[len(order):, c] == -1).all()
+            assert (ids[len(order) :, c] == -1).all()
     t = to_table(tops)
     assert set(t.column_names) == {"concept", "modality", "rank", "row_id", "activation"}
     assert t.num_rows == int(sum((ids >= 0).sum() for _, ids in tops.values()))
@@ -65,7 +75,7 @@ def test_search_both_ways(planted):
     store, sae, gt = planted
     best, cos = best_latents(sae.W_dec.detach().numpy(), gt.dictionary_CD)
     c = int(np.argmax(np.where(cos >= 0.9, gt.frequency_C, -1)))  # a frequent, recovered concept
-    from mmsae.backends.base import text_encoder_for
+    from mmsae.backends.registry import text_encoder_for
 
     q = text_encoder_for(store).embed_texts([gt.names[c]])[0]
     found = query_concepts(sae, q)
@@ -105,6 +115,9 @@ def test_splice_is_sparse_and_reconstructs(planted):
     assert (res["weights"] >= 0).all() and (res["l0"] < len(terms) / 4).all()
     assert res["cosine"].mean() > 0.8
     # the decomposition names the planted concepts of a row
-    hits = [set(t for t, _ in res["top_terms"][n][:3]) & set(store.metadata(["text"]).column("text")[int(r)].as_py().split())
-            for n, r in enumerate(store.rows("text")[:20])]
+    hits = [
+        set(t for t, _ in res["top_terms"][n][:3])
+        & set(store.metadata(["text"]).column("text")[int(r)].as_py().split())
+        for n, r in enumerate(store.rows("text")[:20])
+    ]
     assert np.mean([len(h) > 0 for h in hits]) > 0.8

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mmsae.analysis.modality import (_auroc_columns, _best_accuracy_columns, analyze_modality, buckets,
-                                     modality_scores)
+from mmsae.analysis.modality import _auroc_columns, _best_accuracy_columns, analyze_modality, buckets, modality_scores
 from mmsae.data.synthetic import load_ground_truth
 from tests.analysis.conftest import best_latents
 

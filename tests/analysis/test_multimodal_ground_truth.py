@@ -9,9 +9,9 @@ import json
 import pytest
 
 from mmsae.analysis.crossmodal import shared_concept_recovery
-from mmsae.compare import CompareConfig, compare_models
 from mmsae.data.synthetic import SynthConfig, load_ground_truth, synth_config_of, write_synthetic
 from mmsae.models import load_sae
+from mmsae.pipelines.compare import CompareConfig, compare_models
 from mmsae.train.trainer import train
 
 
@@ -19,8 +19,9 @@ from mmsae.train.trainer import train
 def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("mm")
     store = write_synthetic(root / "store", SynthConfig())
-    res = compare_models(store, root / "cmp", CompareConfig(dict_size=1024, k=8, epochs=20, batch_size=1024),
-                         progress=False)
+    res = compare_models(
+        store, root / "cmp", CompareConfig(dict_size=1024, k=8, epochs=20, batch_size=1024), progress=False
+    )
     return root, {r["model"]: r for r in res["rows"]}, res
 
 
@@ -35,8 +36,20 @@ def test_vlsae_and_multimodal_recover_shared_concepts(planted):
 def test_centred_vlsae_recovers_shared_concepts(planted):
     root, _, _ = planted
     out = root / "vlsae-center"
-    train(root / "store", out, arch="vlsae", vlsae_center=True, dict_size=1024, k=8, epochs=20, batch_size=1024,
-          lr=3e-3, device="cpu", checkpoint_every=0, progress=False)
+    train(
+        root / "store",
+        out,
+        arch="vlsae",
+        vlsae_center=True,
+        dict_size=1024,
+        k=8,
+        epochs=20,
+        batch_size=1024,
+        lr=3e-3,
+        device="cpu",
+        checkpoint_every=0,
+        progress=False,
+    )
     rec = shared_concept_recovery(load_sae(out), synth_config_of(root / "store"), load_ground_truth(root / "store"))
     assert rec["shared_recovery"] >= 0.9, rec["shared_recovery"]
 

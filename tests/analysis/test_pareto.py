@@ -37,8 +37,14 @@ def test_saes_dominate_pca_and_kmeans_on_planted_data(bridge_synth, tmp_path):
     row) edges out TopK k=1 (one direction from b_dec, chosen by a linear encoder) here: 0.556 vs
     0.524 R²; the test pins that measured order too, so a change in either shows up."""
     store, _ = bridge_synth
-    cfg = ParetoConfig(levels=(1, 2, 4, 8), saes=("topk",), baselines=("pca", "kmeans", "nmf"), dict_size=256,
-                       epochs=20, batch_size=256)
+    cfg = ParetoConfig(
+        levels=(1, 2, 4, 8),
+        saes=("topk",),
+        baselines=("pca", "kmeans", "nmf"),
+        dict_size=256,
+        epochs=20,
+        batch_size=256,
+    )
     res = run_pareto(store, tmp_path, cfg, progress=False)
     pts = {p["label"]: p for p in res["points"]}
     for L in (1, 2, 4, 8):

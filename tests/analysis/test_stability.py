@@ -39,12 +39,29 @@ def test_frequent_planted_concepts_are_stable_across_seeds(bridge_synth, tmp_pat
     gt = load_ground_truth(store.root)
     saes = []
     for seed in range(3):
-        train(store, tmp_path / f"s{seed}", arch="topk", dict_size=256, k=8, epochs=30, batch_size=256, lr=3e-3,
-              seed=seed, device="cpu", checkpoint_every=0, progress=False)
+        train(
+            store,
+            tmp_path / f"s{seed}",
+            arch="topk",
+            dict_size=256,
+            k=8,
+            epochs=30,
+            batch_size=256,
+            lr=3e-3,
+            seed=seed,
+            device="cpu",
+            checkpoint_every=0,
+            progress=False,
+        )
         saes.append(load_sae(tmp_path / f"s{seed}"))
     ev = evaluate_store(saes[0], store)
-    res = stability_report([s.W_dec.detach().numpy() for s in saes], ev["_frequency"].numpy(), ev["_energy"].numpy(),
-                           ["s0", "s1", "s2"], out=tmp_path / "out")
+    res = stability_report(
+        [s.W_dec.detach().numpy() for s in saes],
+        ev["_frequency"].numpy(),
+        ev["_energy"].numpy(),
+        ["s0", "s1", "s2"],
+        out=tmp_path / "out",
+    )
     per = np.array([c["stability"] for c in res["per_concept"]])
     best, cos = best_latents(saes[0].W_dec.detach().numpy(), gt.dictionary_CD)
     frequent = np.argsort(-gt.frequency_C)[: len(gt.kinds) // 4]

@@ -40,8 +40,10 @@ def test_naming_and_bucket_accuracy():
 def test_bridge_recovery():
     latent = np.array([5, 6, 7, -1])
     planted = [(0, 1), (2, 3)]  # the second cannot be found: its text side is not recovered
-    found = [{"image_concept": 5, "text_concept": 6, "significant": True},
-             {"image_concept": 6, "text_concept": 5, "significant": True},   # reversed: not the planted direction
-             {"image_concept": 7, "text_concept": 1, "significant": False}]
+    found = [
+        {"image_concept": 5, "text_concept": 6, "significant": True},
+        {"image_concept": 6, "text_concept": 5, "significant": True},  # reversed: not the planted direction
+        {"image_concept": 7, "text_concept": 1, "significant": False},
+    ]
     res = truth.bridge_recovery(latent, planted, found)
     assert res["found"] == 1 and res["recall"] == 0.5 and res["precision"] == 0.5 and res["both_sides_recovered"] == 1

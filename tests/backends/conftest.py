@@ -10,13 +10,22 @@ from pathlib import Path
 
 import pytest
 
-WORDS = ("a an the of on in with and to at is are two man woman people person dog cat horse bus train "
-         "plane table kitchen street living room sitting standing red white black blue large small food "
-         "pizza beach water teddy bear cup coffee").split()
-TINY_TEXT = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                 max_position_embeddings=24)
-TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-                   patch_size=8)
+WORDS = (
+    "a an the of on in with and to at is are two man woman people person dog cat horse bus train "
+    "plane table kitchen street living room sitting standing red white black blue large small food "
+    "pizza beach water teddy bear cup coffee"
+).split()
+TINY_TEXT = dict(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    max_position_embeddings=24,
+)
+TINY_VISION = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+)
 
 
 def _tokenizer():
@@ -27,8 +36,9 @@ def _tokenizer():
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                                model_max_length=24)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", model_max_length=24
+    )
 
 
 def build_tiny(kind: str, folder: Path) -> Path:

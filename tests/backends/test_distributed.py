@@ -11,28 +11,69 @@ import numpy as np
 import pytest
 
 from mmsae.data.store import EmbeddingStore
-from tests.backends.conftest import write_pictures as _pictures, write_table
+from tests.backends.conftest import write_pictures as _pictures
+from tests.backends.conftest import write_table
 
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_process(tmp_path, tiny_clip):
     _pictures(tmp_path / "imgs", 45)
     (tmp_path / "imgs" / "sub1" / "broken.png").write_text("no picture")  # skipped on whichever rank
-    rows = [{"image_path": f"imgs/sub{i % 3}/im{i:05d}.png", "caption": c}
-            for i in range(45) for c in (f"a dog {i}", "a cat on a table")]
+    rows = [
+        {"image_path": f"imgs/sub{i % 3}/im{i:05d}.png", "caption": c}
+        for i in range(45)
+        for c in (f"a dog {i}", "a cat on a table")
+    ]
     rows.append({"image_path": "imgs/sub1/broken.png", "caption": "lost picture"})
     table = write_table(tmp_path / "pairs.jsonl", rows)
-    common = [str(table), "--model", f"hf:{tiny_clip}", "--batch-size", "4", "--text-batch-size", "16",
-              "--shard-rows", "10", "--workers", "1", "--json"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
+    common = [
+        str(table),
+        "--model",
+        f"hf:{tiny_clip}",
+        "--batch-size",
+        "4",
+        "--text-batch-size",
+        "16",
+        "--shard-rows",
+        "10",
+        "--workers",
+        "1",
+        "--json",
+    ]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
-    one = subprocess.run([sys.executable, "-m", "mmsae", "embed", *common, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    one = subprocess.run(
+        [sys.executable, "-m", "mmsae", "embed", *common, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "mmsae", "embed", *common, "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "mmsae",
+            "embed",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = EmbeddingStore(tmp_path / "one"), EmbeddingStore(tmp_path / "two")
     assert a.manifest.counts == b.manifest.counts == {"image": 45, "text": 91}
@@ -45,5 +86,6 @@ def test_two_ranks_equal_one_process(tmp_path, tiny_clip):
     rep_a = json.loads((tmp_path / "one" / "embed-report.json").read_text())
     rep_b = json.loads((tmp_path / "two" / "embed-report.json").read_text())
     (ra,), (rb,) = rep_a.values(), rep_b.values()
-    assert rb["world_size"] == 2 and [s["source"] for s in ra["skipped"]] == [s["source"] for s in rb["skipped"]] \
-        == ["imgs/sub1/broken.png"]
+    assert rb["world_size"] == 2 and [s["source"] for s in ra["skipped"]] == [s["source"] for s in rb["skipped"]] == [
+        "imgs/sub1/broken.png"
+    ]

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmsae.backends.base import load_backend, parse_model
 from mmsae.backends.embed import REPORT_NAME, EmbedConfig, embed
+from mmsae.backends.registry import load_backend, parse_model
 from mmsae.data.inputs import read_inputs
 from mmsae.data.store import EmbeddingStore
 from mmsae.errors import MmsaeError
-from tests.backends.conftest import write_pictures as _pictures, write_table
+from tests.backends.conftest import write_pictures as _pictures
+from tests.backends.conftest import write_table
 
 QUIET = EmbedConfig(batch_size=8, num_workers=0, shard_rows=16, progress=False)
 
@@ -75,13 +76,16 @@ def test_rows_equal_the_direct_call_and_do_not_depend_on_workers(tmp_path, clip)
 
 def test_captions_pairs_duplicates_and_normalisation(tmp_path, clip):
     _pictures(tmp_path / "imgs", 3)
-    rows = [{"image_path": "imgs/sub0/im00000.png", "caption": "a dog on a table"},
-            {"image_path": "imgs/sub0/im00000.png", "caption": "a dog on a table"},  # repeat: one row
-            {"image_path": "imgs/sub1/im00001.png", "caption": "a dog on a table"},  # same text, other image
-            {"image_path": "imgs/sub2/im00002.png", "caption": "two cats"}]
+    rows = [
+        {"image_path": "imgs/sub0/im00000.png", "caption": "a dog on a table"},
+        {"image_path": "imgs/sub0/im00000.png", "caption": "a dog on a table"},  # repeat: one row
+        {"image_path": "imgs/sub1/im00001.png", "caption": "a dog on a table"},  # same text, other image
+        {"image_path": "imgs/sub2/im00002.png", "caption": "two cats"},
+    ]
     table = write_table(tmp_path / "pairs.csv", rows)
-    rep = embed(read_inputs(table), clip, tmp_path / "store",
-                EmbedConfig(num_workers=0, normalize=False, progress=False))
+    rep = embed(
+        read_inputs(table), clip, tmp_path / "store", EmbedConfig(num_workers=0, normalize=False, progress=False)
+    )
     assert rep.duplicate_texts == 1 and rep.counts == {"image": 3, "text": 3}
     store = EmbeddingStore(tmp_path / "store")
     assert store.manifest.preprocessing["l2_normalized"] is False
@@ -116,8 +120,14 @@ def test_rerun_does_nothing_and_mismatched_appends_are_refused(tmp_path, clip, t
 
 
 def _run_embed(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "mmsae", "embed", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmsae", "embed", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def _part_done(out: Path) -> int:
@@ -134,10 +144,22 @@ def _part_done(out: Path) -> int:
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_clip):
     _pictures(tmp_path / "imgs", 2400, size=24)
     caps = tmp_path / "caps.csv"
-    write_table(caps, [{"image_path": f"imgs/sub{i % 3}/im{i:05d}.png", "caption": f"a dog number {i}"}
-                       for i in range(0, 2400, 7)])
-    args = [str(caps), "--model", f"hf:{tiny_clip}", "--batch-size", "16", "--shard-rows", "64", "--workers", "1",
-            "--json"]
+    write_table(
+        caps,
+        [{"image_path": f"imgs/sub{i % 3}/im{i:05d}.png", "caption": f"a dog number {i}"} for i in range(0, 2400, 7)],
+    )
+    args = [
+        str(caps),
+        "--model",
+        f"hf:{tiny_clip}",
+        "--batch-size",
+        "16",
+        "--shard-rows",
+        "64",
+        "--workers",
+        "1",
+        "--json",
+    ]
     ref = _run_embed([*args, "--out", str(tmp_path / "ref")])
     out_ref, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, err

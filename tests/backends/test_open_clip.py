@@ -13,13 +13,21 @@ import pytest
 import torch
 
 pytestmark = pytest.mark.open_clip
-SKIMAGE = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "horse.png", "rocket.jpg", "page.png",
-           "motorcycle_right.png")
+SKIMAGE = (
+    "astronaut.png",
+    "camera.png",
+    "chelsea.png",
+    "coffee.png",
+    "horse.png",
+    "rocket.jpg",
+    "page.png",
+    "motorcycle_right.png",
+)
 
 
 @pytest.fixture(scope="module")
 def vit_b32():
-    from mmsae.backends.base import load_backend, parse_model
+    from mmsae.backends.registry import load_backend, parse_model
 
     torch.manual_seed(0)
     return load_backend(parse_model("open_clip:ViT-B-32", "none"))
@@ -56,9 +64,28 @@ def test_store_equals_direct_call_and_checkpoint_round_trip(tmp_path, vit_b32, s
     ckpt = tmp_path / "vitb32.pt"
     torch.save(vit_b32._model.state_dict(), ckpt)
     for src in (pics, caps):
-        res = subprocess.run([sys.executable, "-m", "mmsae", "embed", str(src), "--model", "open_clip:ViT-B-32",
-                              "--weights", str(ckpt), "--out", str(tmp_path / "store"), "--workers", "2",
-                              "--batch-size", "8"], capture_output=True, text=True, timeout=600)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mmsae",
+                "embed",
+                str(src),
+                "--model",
+                "open_clip:ViT-B-32",
+                "--weights",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "store"),
+                "--workers",
+                "2",
+                "--batch-size",
+                "8",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert res.returncode == 0, res.stderr
     store = EmbeddingStore(tmp_path / "store")
     assert store.manifest.model_id == "open_clip:ViT-B-32/vitb32.pt" and store.dim == 512
@@ -78,16 +105,30 @@ def test_store_equals_direct_call_and_checkpoint_round_trip(tmp_path, vit_b32, s
 
 
 def test_offline_tag_is_a_fast_one_line_error(tmp_path, shared_data):
-    res = subprocess.run([sys.executable, "-m", "mmsae", "embed", str(shared_data / "coco-mini" / "images"),
-                          "--model", "open_clip:ViT-B-32/openai", "--out", str(tmp_path / "s")],
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmsae",
+            "embed",
+            str(shared_data / "coco-mini" / "images"),
+            "--model",
+            "open_clip:ViT-B-32/openai",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--weights FILE" in lines[0] and "cannot load weights" in lines[0], res.stderr
 
 
 def test_unknown_architecture(tmp_path):
-    from mmsae.backends.base import load_backend, parse_model
+    from mmsae.backends.registry import load_backend, parse_model
     from mmsae.errors import MmsaeError
 
     with pytest.raises(MmsaeError, match="no architecture 'ViT-Q-99'"):

@@ -41,40 +41,69 @@ def files(tmp_path, rng):
 def test_nan_rows(files, tmp_path, capsys):
     rc = main(["import", str(files["nan"]), "--modality", "image", "--out", str(tmp_path / "s")])
     _one_line_error(capsys, rc, "2 of 20 rows contain NaN or inf", "--drop-invalid")
-    assert main(["import", str(files["nan"]), "--modality", "image", "--out", str(tmp_path / "s"), "--drop-invalid",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                str(files["nan"]),
+                "--modality",
+                "image",
+                "--out",
+                str(tmp_path / "s"),
+                "--drop-invalid",
+                "--json",
+            ]
+        )
+        == 0
+    )
 
 
 def test_wrong_rank(files, tmp_path, capsys):
-    _one_line_error(capsys, main(["import", str(files["rank3"]), "--modality", "image", "--out", str(tmp_path / "s")]),
-                    "2-D [N, D]")
+    _one_line_error(
+        capsys, main(["import", str(files["rank3"]), "--modality", "image", "--out", str(tmp_path / "s")]), "2-D [N, D]"
+    )
 
 
 def test_empty(files, tmp_path, capsys):
-    _one_line_error(capsys, main(["import", str(files["empty"]), "--modality", "image", "--out", str(tmp_path / "s")]),
-                    "empty")
+    _one_line_error(
+        capsys, main(["import", str(files["empty"]), "--modality", "image", "--out", str(tmp_path / "s")]), "empty"
+    )
 
 
 def test_truncated(files, tmp_path, capsys):
-    _one_line_error(capsys, main(["import", str(files["trunc"]), "--modality", "image", "--out", str(tmp_path / "s")]),
-                    "cannot read")
+    _one_line_error(
+        capsys,
+        main(["import", str(files["trunc"]), "--modality", "image", "--out", str(tmp_path / "s")]),
+        "cannot read",
+    )
 
 
 def test_missing(tmp_path, capsys):
-    _one_line_error(capsys, main(["import", str(tmp_path / "x.npy"), "--modality", "image", "--out", str(tmp_path / "s")]),
-                    "no such file")
+    _one_line_error(
+        capsys,
+        main(["import", str(tmp_path / "x.npy"), "--modality", "image", "--out", str(tmp_path / "s")]),
+        "no such file",
+    )
 
 
 def test_dim_mismatch_with_store(files, tmp_path, capsys):
     assert main(["import", str(files["good"]), "--modality", "image", "--out", str(tmp_path / "s"), "--json"]) == 0
     capsys.readouterr()
-    _one_line_error(capsys, main(["import", str(files["d9"]), "--modality", "text", "--out", str(tmp_path / "s")]),
-                    "dimension mismatch", "8-d", "9-d")
+    _one_line_error(
+        capsys,
+        main(["import", str(files["d9"]), "--modality", "text", "--out", str(tmp_path / "s")]),
+        "dimension mismatch",
+        "8-d",
+        "9-d",
+    )
 
 
 def test_paired_count_mismatch(files, tmp_path, capsys):
-    _one_line_error(capsys, main(["import", "--images", str(files["good"]), "--texts", str(files["d9"]),
-                                  "--out", str(tmp_path / "s")]), "dimension mismatch")
+    _one_line_error(
+        capsys,
+        main(["import", "--images", str(files["good"]), "--texts", str(files["d9"]), "--out", str(tmp_path / "s")]),
+        "dimension mismatch",
+    )
 
 
 def test_missing_modality(files, tmp_path, capsys):
@@ -85,18 +114,33 @@ def test_bad_train_and_eval_inputs(files, tmp_path, capsys):
     _one_line_error(capsys, main(["train", str(tmp_path / "nostore"), "--out", str(tmp_path / "o")]), "does not exist")
     assert main(["import", str(files["good"]), "--modality", "image", "--out", str(tmp_path / "s"), "--json"]) == 0
     capsys.readouterr()
-    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "nope"]),
-                    "unknown --arch")
+    _one_line_error(
+        capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "nope"]), "unknown --arch"
+    )
     _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--k", "0"]), "k must be")
-    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "relu",
-                                  "--k", "4"]), "--l1")
+    _one_line_error(
+        capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "relu", "--k", "4"]), "--l1"
+    )
     _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o")]), "fewer than one batch")
     _one_line_error(capsys, main(["eval", str(tmp_path / "nosae"), str(tmp_path / "s")]), "no such SAE folder")
 
 
 def test_subprocess_exit_code_and_no_traceback(files, tmp_path):
     """The real entry point, as a user runs it."""
-    p = subprocess.run([sys.executable, "-m", "mmsae", "import", str(files["rank3"]), "--modality", "image",
-                        "--out", str(tmp_path / "s")], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmsae",
+            "import",
+            str(files["rank3"]),
+            "--modality",
+            "image",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2
     assert p.stderr.strip().startswith("mmsae import: error:") and len(p.stderr.strip().splitlines()) == 1

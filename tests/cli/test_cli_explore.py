@@ -43,9 +43,13 @@ def test_explore_serves_until_stopped(demo_run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mmsae.cli.main", "explore", str(demo_run), "--port", str(port),
-                             "--no-open"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmsae.cli.main", "explore", str(demo_run), "--port", str(port), "--no-open"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         summary = None
         for _ in range(300):

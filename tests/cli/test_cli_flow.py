@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from mmsae.cli.main import main
 from mmsae.cli.eval_cmd import KEYS
+from mmsae.cli.main import main
 
 
 def test_import_paired_then_train_then_eval(tmp_path, rng, capsys):
@@ -15,12 +15,47 @@ def test_import_paired_then_train_then_eval(tmp_path, rng, capsys):
     np.save(tmp_path / "txt.npy", txt)
     (tmp_path / "caps.txt").write_text("\n".join(f"a caption {i}" for i in range(600)))
     store = tmp_path / "store"
-    assert main(["import", "--images", str(tmp_path / "img.npy"), "--texts", str(tmp_path / "txt.npy"),
-                 "--captions", str(tmp_path / "caps.txt"), "--out", str(store), "--json"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "--images",
+                str(tmp_path / "img.npy"),
+                "--texts",
+                str(tmp_path / "txt.npy"),
+                "--captions",
+                str(tmp_path / "caps.txt"),
+                "--out",
+                str(store),
+                "--json",
+            ]
+        )
+        == 0
+    )
     rep = json.loads(capsys.readouterr().out)
     assert rep["counts"] == {"image": 600, "text": 600}
-    assert main(["train", str(store), "--arch", "topk", "--dict-size", "64", "--k", "4", "--out", str(tmp_path / "sae"),
-                 "--steps", "30", "--batch-size", "128", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(store),
+                "--arch",
+                "topk",
+                "--dict-size",
+                "64",
+                "--k",
+                "4",
+                "--out",
+                str(tmp_path / "sae"),
+                "--steps",
+                "30",
+                "--batch-size",
+                "128",
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "sae"), str(store), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -36,8 +71,24 @@ def test_import_paired_then_train_then_eval(tmp_path, rng, capsys):
 
 def test_demo_options(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--size", "small", "--out", str(out), "--archs", "topk,relu", "--no-multimodal", "--no-pareto",
-                 "--no-stability", "--json"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--size",
+                "small",
+                "--out",
+                str(out),
+                "--archs",
+                "topk,relu",
+                "--no-multimodal",
+                "--no-pareto",
+                "--no-stability",
+                "--json",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     rows = {r["arch"]: r for r in s["results"]}
     assert set(rows) == {"topk", "relu"} and rows["topk"]["recovery"] >= 0.9
@@ -53,14 +104,51 @@ def test_demo_options(tmp_path, capsys):
 
 def test_synth_and_info(tmp_path, capsys):
     store = tmp_path / "syn"
-    assert main(["synth", "--out", str(store), "--dim", "16", "--n-pairs", "300", "--n-shared", "8", "--n-image", "4",
-                 "--n-text", "4", "--json"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(store),
+                "--dim",
+                "16",
+                "--n-pairs",
+                "300",
+                "--n-shared",
+                "8",
+                "--n-image",
+                "4",
+                "--n-text",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     assert s["rows"] == 600 and s["concepts"] == {"shared": 8, "image": 4, "text": 4}
     assert main(["synth", "--out", str(store)]) == 2  # never overwrites a store
     assert "already holds a store" in capsys.readouterr().err
-    assert main(["train", str(store), "--out", str(tmp_path / "sae"), "--dict-size", "32", "--k", "4",
-                 "--batch-size", "64", "--steps", "5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(store),
+                "--out",
+                str(tmp_path / "sae"),
+                "--dict-size",
+                "32",
+                "--k",
+                "4",
+                "--batch-size",
+                "64",
+                "--steps",
+                "5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["info", str(tmp_path / "sae")]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -11,8 +11,28 @@ from mmsae.cli.main import main
 @pytest.fixture(scope="module")
 def sae(small_synth, tmp_path_factory):
     out = tmp_path_factory.mktemp("interp-cli") / "sae"
-    assert main(["train", str(small_synth), "--out", str(out), "--dict-size", "128", "--k", "8", "--batch-size", "256",
-                 "--epochs", "20", "--lr", "3e-3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(small_synth),
+                "--out",
+                str(out),
+                "--dict-size",
+                "128",
+                "--k",
+                "8",
+                "--batch-size",
+                "256",
+                "--epochs",
+                "20",
+                "--lr",
+                "3e-3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -32,8 +52,21 @@ def test_name_top_search_cluster(small_synth, sae, tmp_path, capsys):
     capsys.readouterr()
 
     best = next(c for c in names["concepts"] if c["name"] and c["name"].startswith("shared"))
-    assert main(["search", str(sae), str(small_synth), "--query", best["name"], "--names",
-                 str(tmp_path / "n" / "names.json"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(sae),
+                str(small_synth),
+                "--query",
+                best["name"],
+                "--names",
+                str(tmp_path / "n" / "names.json"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["target"] == "image" and res["rows"] and "by_name" in res
     assert best["concept"] in [c["concept"] for c in res["by_name"]]
@@ -45,14 +78,17 @@ def test_name_top_search_cluster(small_synth, sae, tmp_path, capsys):
     assert len(res["clusters"]) == 5 and res["clusters"][0]["examples"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["name", "{sae}", "{store}", "--vocab", "{tmp}/none.txt", "--out", "{tmp}/n"], "no such vocabulary"),
-    (["name", "{sae}", "{store}", "--vocab", "{vocab}", "--out", "{tmp}/n", "--template", "photo"], "has no {}"),
-    (["search", "{sae}", "{store}", "--row", "99999999"], "--row must be in"),
-    (["search", "{sae}", "{store}", "--query", " "], "empty"),
-    (["cluster", "{sae}", "{store}", "--clusters", "100000"], "fewer --clusters"),
-    (["top", "{sae}", "{store}", "--out", "{tmp}/t", "-k", "0"], "at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["name", "{sae}", "{store}", "--vocab", "{tmp}/none.txt", "--out", "{tmp}/n"], "no such vocabulary"),
+        (["name", "{sae}", "{store}", "--vocab", "{vocab}", "--out", "{tmp}/n", "--template", "photo"], "has no {}"),
+        (["search", "{sae}", "{store}", "--row", "99999999"], "--row must be in"),
+        (["search", "{sae}", "{store}", "--query", " "], "empty"),
+        (["cluster", "{sae}", "{store}", "--clusters", "100000"], "fewer --clusters"),
+        (["top", "{sae}", "{store}", "--out", "{tmp}/t", "-k", "0"], "at least 1"),
+    ],
+)
 def test_errors(small_synth, sae, tmp_path, capsys, argv, message):
     vocab = small_synth / "ground_truth" / "vocab.txt"
     argv = [a.format(store=small_synth, tmp=tmp_path, sae=sae, vocab=vocab) for a in argv]

@@ -36,8 +36,9 @@ def test_eval_independent_pair(small_synth, tmp_path, capsys):
     for m in ("image", "text"):
         assert main(["train", str(small_synth), "--modality", m, "--out", str(tmp_path / m), *TRAIN]) == 0
     capsys.readouterr()
-    assert main(["eval", str(tmp_path / "text"), str(small_synth), "--image-sae", str(tmp_path / "image"),
-                 "--json"]) == 0
+    assert (
+        main(["eval", str(tmp_path / "text"), str(small_synth), "--image-sae", str(tmp_path / "image"), "--json"]) == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["by_modality"]["image"]["fvu"] < 0.5 and "crossmodal" in res
 
@@ -51,37 +52,94 @@ def test_hallucination_and_steer_commands(small_synth, trained, tmp_path, capsys
 
     probe = tmp_path / "probe.npz"
     np.savez(probe, weight=np.ones((1, 64)), bias=np.array([0.5]))
-    assert main(["steer", str(trained / "multimodal"), str(small_synth), "--concept", "3", "--strength", "0.5",
-                 "--rows", "0,1", "--probe", str(probe), "--json"]) == 0
+    assert (
+        main(
+            [
+                "steer",
+                str(trained / "multimodal"),
+                str(small_synth),
+                "--concept",
+                "3",
+                "--strength",
+                "0.5",
+                "--rows",
+                "0,1",
+                "--probe",
+                str(probe),
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert [r["row"] for r in res["results"]] == [0, 1]
     assert res["results"][0]["before"][0]["row"] == 0  # unsteered, a row is its own nearest neighbour
     assert "probe_after" in res["results"][0]
-    assert main(["steer", str(trained / "vlsae"), str(small_synth), "--concept", "3", "--strength", "2",
-                 "--target", "text", "--n", "1"]) == 0
+    assert (
+        main(
+            [
+                "steer",
+                str(trained / "vlsae"),
+                str(small_synth),
+                "--concept",
+                "3",
+                "--strength",
+                "2",
+                "--target",
+                "text",
+                "--n",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "nearest text rows after" in capsys.readouterr().out
 
 
 def test_compare_command_small(small_synth, tmp_path, capsys):
-    assert main(["compare", str(small_synth), "--out", str(tmp_path / "cmp"), "--dict-size", "128", "--epochs", "5",
-                 "--batch-size", "256", "--models", "independent,multimodal", "--json"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(small_synth),
+                "--out",
+                str(tmp_path / "cmp"),
+                "--dict-size",
+                "128",
+                "--epochs",
+                "5",
+                "--batch-size",
+                "256",
+                "--models",
+                "independent,multimodal",
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in res["rows"]] == ["independent", "multimodal"]
     assert (tmp_path / "cmp" / "comparison.md").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "{store}", "--arch", "topk", "--lambda-align", "1", "--out", "{tmp}/x"], "applies to --arch multimodal"),
-    (["train", "{store}", "--arch", "topk", "--vlsae-center", "--out", "{tmp}/x"], "--vlsae-center applies"),
-    (["train", "{store}", "--arch", "multimodal", "--modality", "image", "--out", "{tmp}/x"], "does not apply"),
-    (["train", "{store}", "--arch", "vlsae", "--normalize", "center_scale", "--out", "{tmp}/x"], "centring"),
-    (["steer", "{sae}", "{store}", "--concept", "999", "--strength", "1"], "--concept must be in"),
-    (["steer", "{sae}", "{store}", "--concept", "1", "--strength", "1", "--rows", "4000"], "not --source image"),
-    (["steer", "{sae}", "{store}", "--concept", "1", "--strength", "1", "--rows", "x"], "comma-separated"),
-    (["steer", "{sae}", "{store}", "--direction", "{tmp}/none.npy", "--strength", "1"], "cannot read"),
-    (["hallucination", "{sae}", "{store}", "--beta", "2"], "--beta"),
-    (["compare", "{store}", "--out", "{tmp}/c", "--models", "nope"], "unknown model"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "{store}", "--arch", "topk", "--lambda-align", "1", "--out", "{tmp}/x"],
+            "applies to --arch multimodal",
+        ),
+        (["train", "{store}", "--arch", "topk", "--vlsae-center", "--out", "{tmp}/x"], "--vlsae-center applies"),
+        (["train", "{store}", "--arch", "multimodal", "--modality", "image", "--out", "{tmp}/x"], "does not apply"),
+        (["train", "{store}", "--arch", "vlsae", "--normalize", "center_scale", "--out", "{tmp}/x"], "centring"),
+        (["steer", "{sae}", "{store}", "--concept", "999", "--strength", "1"], "--concept must be in"),
+        (["steer", "{sae}", "{store}", "--concept", "1", "--strength", "1", "--rows", "4000"], "not --source image"),
+        (["steer", "{sae}", "{store}", "--concept", "1", "--strength", "1", "--rows", "x"], "comma-separated"),
+        (["steer", "{sae}", "{store}", "--direction", "{tmp}/none.npy", "--strength", "1"], "cannot read"),
+        (["hallucination", "{sae}", "{store}", "--beta", "2"], "--beta"),
+        (["compare", "{store}", "--out", "{tmp}/c", "--models", "nope"], "unknown model"),
+    ],
+)
 def test_errors_are_one_line(small_synth, trained, tmp_path, capsys, argv, message):
     argv = [a.format(store=small_synth, tmp=tmp_path, sae=trained / "multimodal") for a in argv]
     assert main(argv) == 2
@@ -96,16 +154,44 @@ def test_hallucination_scores_user_pairs(small_synth, trained, tmp_path, capsys)
     np.save(tmp_path / "img.npy", img)
     np.save(tmp_path / "txt.npy", txt)
     capsys.readouterr()
-    assert main(["hallucination", str(trained / "multimodal"), str(small_synth), "--n", "1000", "--score",
-                 str(tmp_path / "img.npy"), str(tmp_path / "txt.npy"), "--scores-out", str(tmp_path / "s.csv"),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "hallucination",
+                str(trained / "multimodal"),
+                str(small_synth),
+                "--n",
+                "1000",
+                "--score",
+                str(tmp_path / "img.npy"),
+                str(tmp_path / "txt.npy"),
+                "--scores-out",
+                str(tmp_path / "s.csv"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     sc = json.loads(capsys.readouterr().out)["scored"]
     flagged = np.array(sc["flagged"])
     assert sc["n"] == 300 and flagged[lab == 1].mean() > flagged[lab == 0].mean() + 0.15
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 301
     np.save(tmp_path / "short.npy", txt[:5])
-    assert main(["hallucination", str(trained / "multimodal"), str(small_synth), "--n", "200", "--score",
-                 str(tmp_path / "img.npy"), str(tmp_path / "short.npy")]) == 2
+    assert (
+        main(
+            [
+                "hallucination",
+                str(trained / "multimodal"),
+                str(small_synth),
+                "--n",
+                "200",
+                "--score",
+                str(tmp_path / "img.npy"),
+                str(tmp_path / "short.npy"),
+            ]
+        )
+        == 2
+    )
     assert "row i of each must be a pair" in capsys.readouterr().err
 
 
@@ -119,8 +205,12 @@ def test_commands_on_a_store_without_ground_truth(small_synth, trained, tmp_path
     with StoreWriter(tmp_path / "own", dim=src.dim, model_id="my-model") as w:
         for m in ("image", "text"):
             rows = np.nonzero(meta.column("modality").to_numpy(zero_copy_only=False) == m)[0]
-            w.append(src.get(rows), m, pair_id=meta.column("pair_id").to_numpy()[rows],
-                     text=[meta.column("text")[int(r)].as_py() for r in rows])
+            w.append(
+                src.get(rows),
+                m,
+                pair_id=meta.column("pair_id").to_numpy()[rows],
+                text=[meta.column("text")[int(r)].as_py() for r in rows],
+            )
     own = str(tmp_path / "own")
     capsys.readouterr()
     assert main(["eval", str(trained / "multimodal"), own, "--json"]) == 0
@@ -130,7 +220,25 @@ def test_commands_on_a_store_without_ground_truth(small_synth, trained, tmp_path
     res = json.loads(capsys.readouterr().out)
     assert res["labelled_set"].startswith("captions swapped")
     assert res["sae"]["auroc"] > 0.6 and res["clip_score"]["auroc"] > 0.6  # a mismatched caption is easy
-    assert main(["compare", own, "--out", str(tmp_path / "c"), "--dict-size", "64", "--epochs", "2",
-                 "--batch-size", "256", "--models", "pooled", "--json"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                own,
+                "--out",
+                str(tmp_path / "c"),
+                "--dict-size",
+                "64",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "256",
+                "--models",
+                "pooled",
+                "--json",
+            ]
+        )
+        == 0
+    )
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert "shared_recovery" not in row and 0 < row["fvu_image"] < 1

@@ -27,19 +27,27 @@ def test_every_field_has_a_flag_with_its_docstring():
         assert flag_name(f.name) in action.option_strings
         assert docs[f.name] and action.help.startswith(docs[f.name].replace("%", "%%")), f.name
         if f.type != "bool":
-            assert f"(default: " in action.help, f.name
+            assert "(default: " in action.help, f.name
     assert "float16" in by_dest["select_dtype"].help  # the hand-typed help had drifted and omitted it
 
 
-@pytest.mark.parametrize("flags,field,value", [
-    (["--select-dtype", "bfloat16"], "select_dtype", "bfloat16"), (["--l1", "2.5", "--arch", "relu"], "l1_coef", 2.5),
-    (["--matryoshka-ks", "4,8", "--arch", "matryoshka"], "matryoshka_ks", (4, 8)), (["--tensorboard"], "tensorboard", True),
-    (["--data-seed", "7"], "data_seed", 7), (["--min-lr-frac", "0.1"], "min_lr_frac", 0.1),
-    (["--init-rows", "512"], "init_rows", 512),
-])
+@pytest.mark.parametrize(
+    "flags,field,value",
+    [
+        (["--select-dtype", "bfloat16"], "select_dtype", "bfloat16"),
+        (["--l1", "2.5", "--arch", "relu"], "l1_coef", 2.5),
+        (["--matryoshka-ks", "4,8", "--arch", "matryoshka"], "matryoshka_ks", (4, 8)),
+        (["--tensorboard"], "tensorboard", True),
+        (["--data-seed", "7"], "data_seed", 7),
+        (["--min-lr-frac", "0.1"], "min_lr_frac", 0.1),
+        (["--init-rows", "512"], "init_rows", 512),
+    ],
+)
 def test_a_flag_sets_its_field(flags, field, value):
     args = build_parser().parse_args(["train", "S", "--out", "O", *flags])
     cfg = options_from_args(args)
     assert getattr(cfg, field) == value
-    changed = {f.name for f in dataclasses.fields(TrainConfig) if getattr(cfg, f.name) != getattr(TrainConfig(), f.name)}
+    changed = {
+        f.name for f in dataclasses.fields(TrainConfig) if getattr(cfg, f.name) != getattr(TrainConfig(), f.name)
+    }
     assert changed <= {field, "arch"}

@@ -74,15 +74,51 @@ def world(tmp_path_factory):
     img = rng.standard_normal((n, d)).astype(np.float32)
     np.save(root / "img.npy", img)
     np.save(root / "txt.npy", (img + 0.3 * rng.standard_normal((n, d))).astype(np.float32))
-    (root / "captions.txt").write_text("\n".join(f"a photo of thing {i % 37} and a {'red' if i % 2 else 'blue'} cat"
-                                                 for i in range(n)) + "\n")
+    (root / "captions.txt").write_text(
+        "\n".join(f"a photo of thing {i % 37} and a {'red' if i % 2 else 'blue'} cat" for i in range(n)) + "\n"
+    )
     (root / "vocab.txt").write_text("\n".join(["cat", "dog", "red", "blue", "photo", "thing", "car", "tree"]) + "\n")
     store = root / "store"
-    assert main(["import", "--images", str(root / "img.npy"), "--texts", str(root / "txt.npy"),
-                 "--captions", str(root / "captions.txt"), "--out", str(store), "--json"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "--images",
+                str(root / "img.npy"),
+                "--texts",
+                str(root / "txt.npy"),
+                "--captions",
+                str(root / "captions.txt"),
+                "--out",
+                str(store),
+                "--json",
+            ]
+        )
+        == 0
+    )
     sae = root / "sae"
-    assert main(["train", str(store), "--out", str(sae), "--dict-size", "32", "--k", "4", "--batch-size", "128",
-                 "--steps", "20", "--device", "cpu", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(store),
+                "--out",
+                str(sae),
+                "--dict-size",
+                "32",
+                "--k",
+                "4",
+                "--batch-size",
+                "128",
+                "--steps",
+                "20",
+                "--device",
+                "cpu",
+                "--json",
+            ]
+        )
+        == 0
+    )
     return {"root": root, "store": store, "sae": sae}
 
 
@@ -94,9 +130,41 @@ def _digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-_WORDS = st.sampled_from(["", "x", "-1", "0", "1", "3", "1e9", "nan", "inf", "-inf", "1e300", "2.5", str(2**70),
-                          "{} {}", "{}", "a:b", "nan:1", "1:3", "0,4", "4,8", "image", "text", "both", "cpu", "tpu",
-                          "..", "../../etc/passwd", "é\u2028x", " ", "-", "--"])
+_WORDS = st.sampled_from(
+    [
+        "",
+        "x",
+        "-1",
+        "0",
+        "1",
+        "3",
+        "1e9",
+        "nan",
+        "inf",
+        "-inf",
+        "1e300",
+        "2.5",
+        str(2**70),
+        "{} {}",
+        "{}",
+        "a:b",
+        "nan:1",
+        "1:3",
+        "0,4",
+        "4,8",
+        "image",
+        "text",
+        "both",
+        "cpu",
+        "tpu",
+        "..",
+        "../../etc/passwd",
+        "é\u2028x",
+        " ",
+        "-",
+        "--",
+    ]
+)
 
 
 def _value(action: argparse.Action, world, fresh: Path):
@@ -124,10 +192,22 @@ def _any_value(action: argparse.Action, world, fresh: Path):
 
 
 def _positional(dest: str, world):
-    good = {"store": world["store"], "sae": world["sae"], "path": world["store"], "run": world["sae"].parent,
-            "embeddings": world["root"] / "img.npy", "input": world["root"] / "captions.txt"}.get(dest, world["root"])
-    return st.sampled_from([str(good)] * 4 + [str(world["root"] / "missing"), str(world["root"] / "vocab.txt"),
-                                              str(world["sae"] if dest == "store" else world["store"])])
+    good = {
+        "store": world["store"],
+        "sae": world["sae"],
+        "path": world["store"],
+        "run": world["sae"].parent,
+        "embeddings": world["root"] / "img.npy",
+        "input": world["root"] / "captions.txt",
+    }.get(dest, world["root"])
+    return st.sampled_from(
+        [str(good)] * 4
+        + [
+            str(world["root"] / "missing"),
+            str(world["root"] / "vocab.txt"),
+            str(world["sae"] if dest == "store" else world["store"]),
+        ]
+    )
 
 
 @st.composite
@@ -154,8 +234,12 @@ def _alarm(signum, frame):
     raise _OverBudget
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("CI") is not None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("CI") is not None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_every_option_exits_cleanly(world, tmp_path_factory, capfd, data):
     fresh = tmp_path_factory.mktemp("out") / "o"
@@ -176,7 +260,7 @@ def test_every_option_exits_cleanly(world, tmp_path_factory, capfd, data):
     out, err = capfd.readouterr()
     if os.environ.get("MMSAE_FUZZ_LOG"):
         with open(os.environ["MMSAE_FUZZ_LOG"], "a") as f:
-            f.write(f"{rc}\t{argv}\t{err.strip().splitlines()[-1:] }\n")
+            f.write(f"{rc}\t{argv}\t{err.strip().splitlines()[-1:]}\n")
     assert "Traceback" not in err, (argv, err[-2000:])
     if rc is None:
         return

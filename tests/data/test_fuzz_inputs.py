@@ -22,8 +22,12 @@ from mmsae.cli.main import main  # noqa: E402
 from mmsae.data.store import EmbeddingStore  # noqa: E402
 
 EXAMPLES = int(os.environ.get("MMSAE_FUZZ_EXAMPLES", "40"))
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("CI") is not None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("CI") is not None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _clean_exit(capfd, rc, what):
@@ -47,9 +51,16 @@ _DTYPES = ["float16", "float32", "float64", "int8", "int32", "uint8", "bool", "c
 
 
 @SETTINGS
-@given(fmt=st.sampled_from(["npy", "npz", "safetensors", "pt", "parquet"]), dtype=st.sampled_from(_DTYPES),
-       shape=st.lists(st.integers(0, 7), min_size=0, max_size=3), nan=st.booleans(), big=st.booleans(),
-       cut=st.one_of(st.none(), st.floats(0, 1)), drop=st.booleans(), key=st.sampled_from([None, "x", "emb"]))
+@given(
+    fmt=st.sampled_from(["npy", "npz", "safetensors", "pt", "parquet"]),
+    dtype=st.sampled_from(_DTYPES),
+    shape=st.lists(st.integers(0, 7), min_size=0, max_size=3),
+    nan=st.booleans(),
+    big=st.booleans(),
+    cut=st.one_of(st.none(), st.floats(0, 1)),
+    drop=st.booleans(),
+    key=st.sampled_from([None, "x", "emb"]),
+)
 def test_random_embedding_files(tmp_path_factory, capfd, fmt, dtype, shape, nan, big, cut, drop, key):
     import torch
     from safetensors.numpy import save_file
@@ -74,7 +85,9 @@ def test_random_embedding_files(tmp_path_factory, capfd, fmt, dtype, shape, nan,
             torch.save({"emb": torch.from_numpy(arr)} if arr.dtype != np.uint8 else arr.tolist(), path)
         else:
             rows = arr.reshape(len(arr), -1) if arr.ndim >= 1 else arr.reshape(1, 1)
-            pq.write_table(pa.table({"emb": list(rows) if rows.dtype != np.complex64 else [str(r) for r in rows]}), path)
+            pq.write_table(
+                pa.table({"emb": list(rows) if rows.dtype != np.complex64 else [str(r) for r in rows]}), path
+            )
     except (TypeError, ValueError, pa.ArrowException):
         return  # a file this combination cannot even be written as
     if cut is not None:
@@ -94,13 +107,24 @@ def test_random_embedding_files(tmp_path_factory, capfd, fmt, dtype, shape, nan,
 def base_store(tmp_path_factory):
     d = tmp_path_factory.mktemp("base")
     np.save(d / "e.npy", np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32))
-    assert main(["import", str(d / "e.npy"), "--modality", "image", "--out", str(d / "S"), "--shard-rows", "100",
-                 "--json"]) == 0
+    assert (
+        main(
+            ["import", str(d / "e.npy"), "--modality", "image", "--out", str(d / "S"), "--shard-rows", "100", "--json"]
+        )
+        == 0
+    )
     return d / "S"
 
 
-_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**20), st.floats(), st.text(max_size=8),
-                  st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**20),
+    st.floats(),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 
 @SETTINGS
@@ -111,9 +135,24 @@ def test_mutated_manifest(base_store, tmp_path_factory, capfd, data):
     store = tmp_path_factory.mktemp("m") / "S"
     shutil.copytree(base_store, store)
     m = json.loads((store / "manifest.json").read_text())
-    path = data.draw(st.sampled_from([("dim",), ("dtype",), ("shards",), ("counts",), ("jobs",), ("model_id",),
-                                      ("shards", 0, "n_rows"), ("shards", 1, "name"), ("shards", 2, "row_start"),
-                                      ("counts", "image"), ("schema_version",), ("next_pair_id",)]))
+    path = data.draw(
+        st.sampled_from(
+            [
+                ("dim",),
+                ("dtype",),
+                ("shards",),
+                ("counts",),
+                ("jobs",),
+                ("model_id",),
+                ("shards", 0, "n_rows"),
+                ("shards", 1, "name"),
+                ("shards", 2, "row_start"),
+                ("counts", "image"),
+                ("schema_version",),
+                ("next_pair_id",),
+            ]
+        )
+    )
     target = m
     for p in path[:-1]:
         target = target[p]
@@ -123,8 +162,24 @@ def test_mutated_manifest(base_store, tmp_path_factory, capfd, data):
         target[path[-1]] = data.draw(_JUNK)
     (store / "manifest.json").write_text(json.dumps(m))
     before = _digest(store)
-    for argv in (["info", str(store), "--check"], ["train", str(store), "--out", str(store.parent / "sae"), "--steps",
-                                                    "2", "--batch-size", "64", "--dict-size", "8", "--k", "2", "--json"]):
+    for argv in (
+        ["info", str(store), "--check"],
+        [
+            "train",
+            str(store),
+            "--out",
+            str(store.parent / "sae"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "64",
+            "--dict-size",
+            "8",
+            "--k",
+            "2",
+            "--json",
+        ],
+    ):
         if _clean_exit(capfd, main(argv), argv) == 2:
             assert _digest(store) == before, argv
 
@@ -145,7 +200,9 @@ def test_mutated_metadata(base_store, tmp_path_factory, capfd, data):
     elif how == "null":
         t = t.set_column(t.column_names.index(col), col, pa.nulls(t.num_rows, t.schema.field(col).type))
     elif how == "retype":
-        t = t.set_column(t.column_names.index(col), col, pa.array([data.draw(st.sampled_from(["x", "1", ""]))] * t.num_rows))
+        t = t.set_column(
+            t.column_names.index(col), col, pa.array([data.draw(st.sampled_from(["x", "1", ""]))] * t.num_rows)
+        )
     elif how == "rows":
         t = t.slice(0, data.draw(st.integers(0, t.num_rows - 1)))
     if how == "garbage":
@@ -155,19 +212,62 @@ def test_mutated_metadata(base_store, tmp_path_factory, capfd, data):
     else:
         pq.write_table(t, meta)
     before = _digest(store)
-    for argv in (["info", str(store), "--check"], ["train", str(store), "--out", str(store.parent / "sae"), "--steps",
-                                                    "2", "--batch-size", "64", "--dict-size", "8", "--k", "2", "--json"]):
+    for argv in (
+        ["info", str(store), "--check"],
+        [
+            "train",
+            str(store),
+            "--out",
+            str(store.parent / "sae"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "64",
+            "--dict-size",
+            "8",
+            "--k",
+            "2",
+            "--json",
+        ],
+    ):
         if _clean_exit(capfd, main(argv), (how, col, argv)) == 2:
             assert _digest(store) == before
 
 
-_OPTIONS = ["arch", "dict_size", "k", "l1_coef", "steps", "epochs", "batch_size", "lr", "warmup_frac", "decay",
-            "weight_decay", "grad_clip", "normalize", "aux_k", "aux_coef", "dead_after", "seed", "val_fraction",
-            "modality", "mix", "shuffle_buffer", "log_every", "device", "select_dtype", "matryoshka_ks", "nonsense"]
+_OPTIONS = [
+    "arch",
+    "dict_size",
+    "k",
+    "l1_coef",
+    "steps",
+    "epochs",
+    "batch_size",
+    "lr",
+    "warmup_frac",
+    "decay",
+    "weight_decay",
+    "grad_clip",
+    "normalize",
+    "aux_k",
+    "aux_coef",
+    "dead_after",
+    "seed",
+    "val_fraction",
+    "modality",
+    "mix",
+    "shuffle_buffer",
+    "log_every",
+    "device",
+    "select_dtype",
+    "matryoshka_ks",
+    "nonsense",
+]
 
 
 @SETTINGS
-@given(opts=st.dictionaries(st.sampled_from(_OPTIONS), _JUNK, max_size=4), fmt=st.sampled_from(["toml", "json", "yaml"]))
+@given(
+    opts=st.dictionaries(st.sampled_from(_OPTIONS), _JUNK, max_size=4), fmt=st.sampled_from(["toml", "json", "yaml"])
+)
 def test_random_config_files(base_store, tmp_path_factory, capfd, opts, fmt):
     d = tmp_path_factory.mktemp("cfg")
     opts = {"steps": 2, "batch_size": 64, "dict_size": 8, "k": 2, "device": "cpu", **opts}
@@ -179,6 +279,7 @@ def test_random_config_files(base_store, tmp_path_factory, capfd, opts, fmt):
 
         path.write_text(yaml.safe_dump(opts))
     else:
+
         def tv(v):
             if v is None:
                 return '""'
@@ -189,6 +290,7 @@ def test_random_config_files(base_store, tmp_path_factory, capfd, opts, fmt):
             if isinstance(v, dict):
                 return "{" + ", ".join(f"{json.dumps(k)} = {tv(x)}" for k, x in v.items()) + "}"
             return json.dumps(v)
+
         path.write_text("\n".join(f"{k} = {tv(v)}" for k, v in opts.items()) + "\n")
     argv = ["train", str(base_store), "--out", str(d / "sae"), "--config", str(path), "--json"]
     _clean_exit(capfd, main(argv), (opts, fmt))

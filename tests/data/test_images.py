@@ -27,8 +27,20 @@ def test_inside_files_resolve(tree):
     assert safe_file(tree, "sub/missing.png", IMAGE_SUFFIXES) is None
 
 
-@pytest.mark.parametrize("name", ["../secret.png", "sub/../../secret.png", "escape.png", "up/secret.png",
-                                  "/etc/passwd", "file:///etc/passwd", "sub/a.png\x00.png", "", "../notes.txt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../secret.png",
+        "sub/../../secret.png",
+        "escape.png",
+        "up/secret.png",
+        "/etc/passwd",
+        "file:///etc/passwd",
+        "sub/a.png\x00.png",
+        "",
+        "../notes.txt",
+    ],
+)
 def test_escapes_are_refused(tree, name):
     with pytest.raises(OutsideRoot):
         safe_file(tree, name, IMAGE_SUFFIXES)

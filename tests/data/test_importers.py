@@ -100,13 +100,16 @@ def test_nan_rows_reported_and_dropped(tmp_path, arr):
     assert rep.rows_written == 47 and rep.rows_dropped_invalid == 3
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda p: np.save(p, np.zeros((3, 4, 5))), "2-D"),
-    (lambda p: np.save(p, np.zeros(7)), "2-D"),
-    (lambda p: np.save(p, np.zeros((0, 4))), "empty"),
-    (lambda p: p.write_bytes(b""), "empty"),
-    (lambda p: p.write_bytes(np.lib.format.magic(1, 0) + b"garbage"), "cannot read"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: np.save(p, np.zeros((3, 4, 5))), "2-D"),
+        (lambda p: np.save(p, np.zeros(7)), "2-D"),
+        (lambda p: np.save(p, np.zeros((0, 4))), "empty"),
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(np.lib.format.magic(1, 0) + b"garbage"), "cannot read"),
+    ],
+)
 def test_bad_inputs(tmp_path, make, match):
     p = tmp_path / "bad.npy"
     make(p)

@@ -30,13 +30,22 @@ def test_folder_is_recursive_and_sorted(tmp_path):
 
 def test_csv_many_captions_per_image_keep_one_pair_id(tmp_path):
     _touch(tmp_path / "img" / "x.jpg")
-    rows = [{"image_path": "img/x.jpg", "caption": "one"}, {"image_path": "img/y.jpg", "caption": "two"},
-            {"image_path": "img/x.jpg", "caption": "three || four"}, {"image_path": "", "caption": "alone"},
-            {"image_path": "img/x.jpg", "caption": "one"}]
+    rows = [
+        {"image_path": "img/x.jpg", "caption": "one"},
+        {"image_path": "img/y.jpg", "caption": "two"},
+        {"image_path": "img/x.jpg", "caption": "three || four"},
+        {"image_path": "", "caption": "alone"},
+        {"image_path": "img/x.jpg", "caption": "one"},
+    ]
     inp = read_inputs(write_table(tmp_path / "t.csv", rows))
     assert [i.source for i in inp.images] == ["img/x.jpg", "img/y.jpg"]
-    assert [(t.text, t.pair_id) for t in inp.texts] == [("one", 0), ("two", 1), ("three", 0), ("four", 0),
-                                                        ("alone", NO_PAIR)]
+    assert [(t.text, t.pair_id) for t in inp.texts] == [
+        ("one", 0),
+        ("two", 1),
+        ("three", 0),
+        ("four", 0),
+        ("alone", NO_PAIR),
+    ]
     assert inp.duplicate_texts == 1
 
 
@@ -72,16 +81,19 @@ def test_text_file(tmp_path):
     assert {t.pair_id for t in inp.texts} == {NO_PAIR} and not inp.images
 
 
-@pytest.mark.parametrize("name,content,match", [
-    ("x.parquet", "", "cannot tell the input layout"),
-    ("x.json", "{not json", "not valid JSON"),
-    ("x.json", '{"a": 1}', "not a COCO captions file"),
-    ("x.json", '{"images": [{"id": 1}], "annotations": []}', "needs 'id' and 'file_name'"),
-    ("x.csv", "foo,bar\n1,2\n", "no image column"),
-    ("x.csv", "image_path,caption\n", "no rows"),
-    ("x.jsonl", '{"caption": "a"}\n[1]\n', "a JSON object per line"),
-    ("x.txt", "\n\n", "no captions"),
-])
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("x.parquet", "", "cannot tell the input layout"),
+        ("x.json", "{not json", "not valid JSON"),
+        ("x.json", '{"a": 1}', "not a COCO captions file"),
+        ("x.json", '{"images": [{"id": 1}], "annotations": []}', "needs 'id' and 'file_name'"),
+        ("x.csv", "foo,bar\n1,2\n", "no image column"),
+        ("x.csv", "image_path,caption\n", "no rows"),
+        ("x.jsonl", '{"caption": "a"}\n[1]\n', "a JSON object per line"),
+        ("x.txt", "\n\n", "no captions"),
+    ],
+)
 def test_bad_inputs_are_one_line_errors(tmp_path, name, content, match):
     p = tmp_path / name
     p.write_text(content)

@@ -138,7 +138,9 @@ def test_get_reads_any_rows_in_the_order_given(tmp_path, dtype):
     with StoreWriter(tmp_path / "s", dim=24, dtype=dtype, shard_rows=1000) as w:
         w.append(data, "image")
     store = EmbeddingStore(tmp_path / "s")
-    rows = np.concatenate([rng.integers(0, 2500, 300), np.arange(990, 1020), [5, 5, 2499, 0], np.arange(1999, 2003)[::-1]])
+    rows = np.concatenate(
+        [rng.integers(0, 2500, 300), np.arange(990, 1020), [5, 5, 2499, 0], np.arange(1999, 2003)[::-1]]
+    )
     got = store.get(rows)
     assert got.dtype == np.float32 and got.shape == (len(rows), 24)
     np.testing.assert_array_equal(got, data[rows].astype(np.float32))
@@ -156,7 +158,9 @@ def test_column_array_equals_pyarrow_conversion():
 
     ints = pa.chunked_array([pa.array([5, -1, 7], pa.int64()), pa.array([1, 2, 3, 4], pa.int64()).slice(1, 2)])
     floats = pa.chunked_array([pa.array([0.5, 1.5], pa.float32()), pa.array([2.5, None, 3.5, 4.5, 5.5], pa.float32())])
-    mods = pa.chunked_array([pa.array(["image", "text", "image"]), pa.array(["text", "audio", "image", None, "x"]).slice(1, 2)])
+    mods = pa.chunked_array(
+        [pa.array(["image", "text", "image"]), pa.array(["text", "audio", "image", None, "x"]).slice(1, 2)]
+    )
     t = pa.table({"i": ints, "m": mods.combine_chunks(), "f": floats.slice(0, 5)})
     for name in ("i", "m", "f"):
         got, want = column_array(t, name), t.column(name).to_numpy()

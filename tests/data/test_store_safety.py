@@ -14,7 +14,7 @@ import pytest
 
 from mmsae.cli.main import main
 from mmsae.data.importers import import_embeddings
-from mmsae.data.store import LOCK_NAME, NO_PAIR, EmbeddingStore, StoreWriter
+from mmsae.data.store import LOCK_NAME, EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
 
 
@@ -109,8 +109,12 @@ def test_concurrent_imports_keep_every_row(tmp_path):
     """Two imports started together into one store: the second waits for the first, then appends."""
     out = tmp_path / "S"
     files = [_paired_files(tmp_path, f"P{i}", 25_000, 16, i) for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(out), str(img), str(txt)], stderr=subprocess.PIPE,
-                              text=True) for img, txt in files]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(out), str(img), str(txt)], stderr=subprocess.PIPE, text=True
+        )
+        for img, txt in files
+    ]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
     store = EmbeddingStore(out)
@@ -118,7 +122,7 @@ def test_concurrent_imports_keep_every_row(tmp_path):
     assert store.check() == []
     assert len(_assert_pairs_match(store)[1]) == 50_000
     rows = store.all_embeddings()
-    for img, txt in files:  # each file's rows are all there, exactly once
+    for img, _txt in files:  # each file's rows are all there, exactly once
         want = np.load(img)
         found = {r.tobytes() for r in rows}
         assert all(r.tobytes() in found for r in want)
@@ -207,28 +211,57 @@ def test_info_check_passes_a_sound_store_and_finds_nan_rows(small_store, capsys)
     assert "2 row(s) hold NaN/inf (rows 2003, 2007)" in problems[0] and "shard-000003" in problems[1]
 
 
-@pytest.mark.parametrize("manifest", ["[]", "null", '{"dim": "8", "dtype": "float32"}', '{"dim": 8, "dtype": "int8"}',
-                                      '{"dim": 8, "dtype": "float32", "shards": [{"name": "../../etc/passwd", '
-                                      '"n_rows": 1, "row_start": 0}]}',
-                                      '{"dim": 8, "dtype": "float32", "counts": {"image": "many"}}',
-                                      '{"dim": 8, "dtype": "float32", "shards": [{"name": "s", "n_rows": 5, '
-                                      '"row_start": 3}]}', "\xff\xfe", "{" * 5000])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "[]",
+        "null",
+        '{"dim": "8", "dtype": "float32"}',
+        '{"dim": 8, "dtype": "int8"}',
+        '{"dim": 8, "dtype": "float32", "shards": [{"name": "../../etc/passwd", "n_rows": 1, "row_start": 0}]}',
+        '{"dim": 8, "dtype": "float32", "counts": {"image": "many"}}',
+        '{"dim": 8, "dtype": "float32", "shards": [{"name": "s", "n_rows": 5, "row_start": 3}]}',
+        "\xff\xfe",
+        "{" * 5000,
+    ],
+)
 def test_damaged_manifest_is_one_line(small_store, capsys, manifest):
     (small_store / "manifest.json").write_text(manifest, encoding="latin-1")
     _one_line(capsys, main(["info", str(small_store)]), "manifest.json is damaged")
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda t: t.drop_columns(["modality"]), "lacks column(s) modality"),
-    (lambda t: t.set_column(1, "modality", pa.array([None] * t.num_rows, pa.string())), "'modality' has 1000 empty"),
-    (lambda t: t.set_column(2, "pair_id", pa.array(["x"] * t.num_rows)), "'pair_id' is string, expected int64"),
-    (lambda t: t.set_column(2, "pair_id", pa.array(np.zeros(t.num_rows, np.int32))), None),  # a safe cast: fine
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda t: t.drop_columns(["modality"]), "lacks column(s) modality"),
+        (
+            lambda t: t.set_column(1, "modality", pa.array([None] * t.num_rows, pa.string())),
+            "'modality' has 1000 empty",
+        ),
+        (lambda t: t.set_column(2, "pair_id", pa.array(["x"] * t.num_rows)), "'pair_id' is string, expected int64"),
+        (lambda t: t.set_column(2, "pair_id", pa.array(np.zeros(t.num_rows, np.int32))), None),  # a safe cast: fine
+    ],
+)
 def test_mistyped_metadata(small_store, capsys, mutate, needle):
     meta = small_store / "shards" / "shard-000000.parquet"
     pq.write_table(mutate(pq.read_table(meta)), meta)
-    rc = main(["train", str(small_store), "--out", str(small_store.parent / "sae"), "--steps", "2",
-               "--batch-size", "256", "--dict-size", "16", "--k", "4", "--json"])
+    rc = main(
+        [
+            "train",
+            str(small_store),
+            "--out",
+            str(small_store.parent / "sae"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "256",
+            "--dict-size",
+            "16",
+            "--k",
+            "4",
+            "--json",
+        ]
+    )
     if needle is None:
         assert rc == 0
     else:
@@ -238,12 +271,17 @@ def test_mistyped_metadata(small_store, capsys, mutate, needle):
 def test_appending_keeps_the_store_dtype(tmp_path, rng, capsys):
     np.save(tmp_path / "e.npy", rng.standard_normal((10, 4)))
     out = tmp_path / "S"
-    assert main(["import", str(tmp_path / "e.npy"), "--modality", "image", "--out", str(out), "--dtype", "float16"]) == 0
+    assert (
+        main(["import", str(tmp_path / "e.npy"), "--modality", "image", "--out", str(out), "--dtype", "float16"]) == 0
+    )
     before = (out / "manifest.json").read_bytes()
     np.save(tmp_path / "f.npy", rng.standard_normal((10, 4)))
     capsys.readouterr()
-    _one_line(capsys, main(["import", str(tmp_path / "f.npy"), "--modality", "text", "--out", str(out),
-                            "--dtype", "float32"]), "holds float16 embeddings")
+    _one_line(
+        capsys,
+        main(["import", str(tmp_path / "f.npy"), "--modality", "text", "--out", str(out), "--dtype", "float32"]),
+        "holds float16 embeddings",
+    )
     assert (out / "manifest.json").read_bytes() == before
     assert main(["import", str(tmp_path / "f.npy"), "--modality", "text", "--out", str(out)]) == 0
     store = EmbeddingStore(out)
@@ -278,14 +316,20 @@ def test_values_out_of_float32_range_are_named(tmp_path, capsys):
     arr = np.ones((4, 3))
     arr[2, 1] = 1e300
     np.save(tmp_path / "big.npy", arr)
-    _one_line(capsys, main(["import", str(tmp_path / "big.npy"), "--modality", "image", "--out", str(tmp_path / "S")]),
-              "row 2 holds values out of float32 range")
+    _one_line(
+        capsys,
+        main(["import", str(tmp_path / "big.npy"), "--modality", "image", "--out", str(tmp_path / "S")]),
+        "row 2 holds values out of float32 range",
+    )
     assert not (tmp_path / "S").exists()
 
 
 @pytest.mark.parametrize("name", ["<img src=x onerror=alert(1)>", "a b", "", "x" * 40, "1abc", "../x"])
 def test_modality_must_be_a_short_name(tmp_path, rng, capsys, name):
     np.save(tmp_path / "e.npy", rng.standard_normal((3, 4)).astype(np.float32))
-    _one_line(capsys, main(["import", str(tmp_path / "e.npy"), "--modality", name, "--out", str(tmp_path / "S")]),
-              "modality" if name else "--modality")
+    _one_line(
+        capsys,
+        main(["import", str(tmp_path / "e.npy"), "--modality", name, "--out", str(tmp_path / "S")]),
+        "modality" if name else "--modality",
+    )
     assert not (tmp_path / "S").exists()

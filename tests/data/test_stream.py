@@ -125,7 +125,7 @@ def test_streaming_maps_no_store_pages(tmp_path):
     dim, n = 512, 65536  # float16: 64 MB
     rng = np.random.default_rng(0)
     with StoreWriter(tmp_path / "big", dim=dim, dtype="float16", shard_rows=16384) as w:
-        for i in range(0, n, 16384):
+        for _i in range(0, n, 16384):
             w.append(rng.standard_normal((16384, dim)).astype(np.float16), "image")
     store = EmbeddingStore(tmp_path / "big")
     cfg = StreamConfig(batch_size=128, buffer_rows=8192, chunk_rows=2048)

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from mmsae.explorer.app import create_app
-from mmsae.explorer.index import find_run, load_explorer
+from mmsae.explorer.index import load_explorer
+from mmsae.runs import find_run
 
 
 def chromium() -> str:

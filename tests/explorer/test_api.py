@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 from mmsae.analysis import truth
 from mmsae.data.synthetic import load_ground_truth
 from mmsae.explorer.app import MAX_LIMIT, create_app
-from mmsae.explorer.index import find_run, load_explorer
+from mmsae.explorer.index import load_explorer
+from mmsae.runs import find_run
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_concept_list_sorts_filters_and_pages(run):
     asc = client.get("/api/concepts", params={"sort": "modality_score", "order": "asc", "limit": MAX_LIMIT}).json()
     mu = [c["modality_score"] for c in asc["items"]]
     known = [m for m in mu if m is not None]
-    assert known == sorted(known) and all(m is None for m in mu[len(known):])  # missing values last
+    assert known == sorted(known) and all(m is None for m in mu[len(known) :])  # missing values last
     names = client.get("/api/concepts", params={"sort": "name", "order": "asc", "limit": 20}).json()
     got = [c["name"] for c in names["items"]]
     assert got == sorted(got)
@@ -125,27 +126,55 @@ def test_text_query(run):
     assert odd["method"] == "names" and "note" in odd
 
 
-@pytest.mark.parametrize("url, status", [
-    ("/api/concepts?sort=password", 400), ("/api/concepts?order=sideways", 400), ("/api/concepts?bucket=x", 400),
-    ("/api/concepts?limit=0", 422), (f"/api/concepts?limit={MAX_LIMIT + 1}", 422), ("/api/concepts?offset=-1", 422),
-    ("/api/concepts?min_frequency=2", 422), ("/api/concepts?q=" + "x" * 201, 422), ("/api/concepts/-1", 404),
-    ("/api/concepts/100000", 404), ("/api/concepts/abc", 422), ("/api/concepts/3?examples=0", 422),
-    ("/api/rows/99999999", 404), ("/api/rows/-5", 404), ("/api/rows/1?similar=101", 422), ("/api/search", 422),
-    ("/api/search?q=", 422), ("/api/search?q=" + "y" * 201, 422), ("/api/nothing", 404), ("/plots/passwd.png", 404),
-])
+@pytest.mark.parametrize(
+    "url, status",
+    [
+        ("/api/concepts?sort=password", 400),
+        ("/api/concepts?order=sideways", 400),
+        ("/api/concepts?bucket=x", 400),
+        ("/api/concepts?limit=0", 422),
+        (f"/api/concepts?limit={MAX_LIMIT + 1}", 422),
+        ("/api/concepts?offset=-1", 422),
+        ("/api/concepts?min_frequency=2", 422),
+        ("/api/concepts?q=" + "x" * 201, 422),
+        ("/api/concepts/-1", 404),
+        ("/api/concepts/100000", 404),
+        ("/api/concepts/abc", 422),
+        ("/api/concepts/3?examples=0", 422),
+        ("/api/rows/99999999", 404),
+        ("/api/rows/-5", 404),
+        ("/api/rows/1?similar=101", 422),
+        ("/api/search", 422),
+        ("/api/search?q=", 422),
+        ("/api/search?q=" + "y" * 201, 422),
+        ("/api/nothing", 404),
+        ("/plots/passwd.png", 404),
+    ],
+)
 def test_bad_parameters_get_4xx_with_a_message(run, url, status):
     r = run[0].get(url)
     assert r.status_code == status, (url, r.text)
     assert r.json()["detail"]
 
 
-@pytest.mark.parametrize("path", [
-    "/images/..%2fmanifest.json", "/images/%2e%2e/%2e%2e/etc/passwd", "/images/%2e%2e%2fmanifest.json",
-    "/images/%2Fetc%2Fpasswd", "/images//etc/passwd", "/images/0000/..%2F..%2Fmanifest.json",
-    "/images/0000/%2e%2e/%2e%2e/ground_truth/config.json", "/images/%252e%252e/manifest.json",
-    "/images/0000/0.png%00.txt", "/static/..%2f..%2fexplorer%2findex.py", "/static/%2e%2e/app.py",
-    "/plots/..%2f..%2fmanifest", "/images/file:%2F%2F%2Fetc%2Fpasswd",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/images/..%2fmanifest.json",
+        "/images/%2e%2e/%2e%2e/etc/passwd",
+        "/images/%2e%2e%2fmanifest.json",
+        "/images/%2Fetc%2Fpasswd",
+        "/images//etc/passwd",
+        "/images/0000/..%2F..%2Fmanifest.json",
+        "/images/0000/%2e%2e/%2e%2e/ground_truth/config.json",
+        "/images/%252e%252e/manifest.json",
+        "/images/0000/0.png%00.txt",
+        "/static/..%2f..%2fexplorer%2findex.py",
+        "/static/%2e%2e/app.py",
+        "/plots/..%2f..%2fmanifest",
+        "/images/file:%2F%2F%2Fetc%2Fpasswd",
+    ],
+)
 def test_path_traversal_is_refused(run, path):
     r = run[0].get(path)
     assert r.status_code in (403, 404), (path, r.status_code)
@@ -184,12 +213,32 @@ def test_hostile_metadata_never_yields_a_url(tmp_path):
     rng = np.random.default_rng(0)
     sources = ["ok.png", "../outside.png", str(tmp_path / "outside.png"), "missing.png", "http://x/y.png"]
     with StoreWriter(tmp_path / "store", dim=8, preprocessing={"image_root": str(root)}) as w:
-        w.append(rng.standard_normal((5, 8)).astype(np.float32), "image", pair_id=np.arange(5), source=sources,
-                 text=[f"row {i}" for i in range(5)])
-        w.append(rng.standard_normal((5, 8)).astype(np.float32), "text", pair_id=np.arange(5),
-                 source=[""] * 5, text=[f"caption {i}" for i in range(5)])
-    train(tmp_path / "store", tmp_path / "sae", arch="topk", dict_size=16, k=2, steps=3, batch_size=4,
-          device="cpu", checkpoint_every=0, progress=False)
+        w.append(
+            rng.standard_normal((5, 8)).astype(np.float32),
+            "image",
+            pair_id=np.arange(5),
+            source=sources,
+            text=[f"row {i}" for i in range(5)],
+        )
+        w.append(
+            rng.standard_normal((5, 8)).astype(np.float32),
+            "text",
+            pair_id=np.arange(5),
+            source=[""] * 5,
+            text=[f"caption {i}" for i in range(5)],
+        )
+    train(
+        tmp_path / "store",
+        tmp_path / "sae",
+        arch="topk",
+        dict_size=16,
+        k=2,
+        steps=3,
+        batch_size=4,
+        device="cpu",
+        checkpoint_every=0,
+        progress=False,
+    )
     client = TestClient(create_app(load_explorer(find_run(tmp_path / "sae"))), base_url="http://localhost")
     urls = [client.get(f"/api/rows/{r}").json()["image_url"] for r in range(5)]
     assert urls == ["/images/ok.png", None, None, None, None]

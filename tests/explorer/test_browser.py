@@ -10,7 +10,8 @@ import pytest
 
 from mmsae.analysis import truth
 from mmsae.data.synthetic import load_ground_truth
-from tests.explorer.conftest import chromium as _chromium, wait_ready as _wait
+from tests.explorer.conftest import chromium as _chromium
+from tests.explorer.conftest import wait_ready as _wait
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,16 @@ def test_index_sort_filter(server, page):
     page.click("[data-testid=th-concept]")  # sort by concept id, descending
     page.wait_for_function("() => location.hash.includes('sort=concept')")
     page.wait_for_selector("th.sorted[data-key=concept]")
-    ids = [int(x) for x in page.locator("[data-testid=concept-row]").evaluate_all("rs => rs.map(r => r.dataset.concept)")]
+    ids = [
+        int(x) for x in page.locator("[data-testid=concept-row]").evaluate_all("rs => rs.map(r => r.dataset.concept)")
+    ]
     assert ids == list(range(data.dict_size - 1, data.dict_size - 51, -1))
     page.click("[data-testid=th-concept]")  # again: ascending
     page.wait_for_function("() => location.hash.includes('order=asc')")
     page.wait_for_selector("th.sorted.asc[data-key=concept]")
-    ids = [int(x) for x in page.locator("[data-testid=concept-row]").evaluate_all("rs => rs.map(r => r.dataset.concept)")]
+    ids = [
+        int(x) for x in page.locator("[data-testid=concept-row]").evaluate_all("rs => rs.map(r => r.dataset.concept)")
+    ]
     assert ids == list(range(50))
     page.select_option("[data-testid=filter-bucket]", "text")
     page.wait_for_function("() => location.hash.includes('bucket=text')")
@@ -64,9 +69,11 @@ def test_index_sort_filter(server, page):
     name = next(n for n in data.table["name"] if n.startswith("text-"))
     page.fill("[data-testid=filter-q]", name)
     page.wait_for_function("n => location.hash.includes('q=' + n)", arg=name)
-    page.wait_for_function("n => [...document.querySelectorAll('[data-testid=concept-row]')].length >= 1 && "
-                           "[...document.querySelectorAll('[data-testid=concept-row]')].every(r => r.innerText.includes(n))",
-                           arg=name)
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('[data-testid=concept-row]')].length >= 1 && "
+        "[...document.querySelectorAll('[data-testid=concept-row]')].every(r => r.innerText.includes(n))",
+        arg=name,
+    )
     assert not page.errors
 
 
@@ -81,8 +88,10 @@ def test_concept_page_images_texts_and_bridge(server, page):
     page.goto(f"{url}/#/concept/{j}")
     _wait(page, f"#/concept/{j}")
     assert f"#{j}" in page.inner_text("[data-testid=concept-title]")
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=top-images] img')].length > 0 && "
-                           "[...document.querySelectorAll('[data-testid=top-images] img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=top-images] img')].length > 0 && "
+        "[...document.querySelectorAll('[data-testid=top-images] img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     assert page.locator("[data-testid=top-images] img").count() >= 6
     assert page.locator("[data-testid=histogram] rect").count() > 0
     png = page.screenshot(full_page=True)
@@ -111,8 +120,10 @@ def test_row_page_and_text_query(server, page):
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=search-rows] img')].length > 0")
     page.locator("[data-testid=search-rows] a").first.click()
     page.wait_for_selector("[data-testid=row-title]")
-    page.wait_for_function("() => { const i = document.querySelector('[data-testid=row-image]'); "
-                           "return i && i.complete && i.naturalWidth > 0 }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=row-image]'); "
+        "return i && i.complete && i.naturalWidth > 0 }"
+    )
     assert page.locator("[data-testid=row-concepts] a").count() >= 1
     assert page.locator("[data-testid=similar] a").count() >= 1
     page.goto(url + "/#/plots")

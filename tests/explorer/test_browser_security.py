@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from mmsae.explorer.app import create_app
-from mmsae.explorer.index import find_run, load_explorer
-from tests.explorer.conftest import chromium as _chromium, serving, wait_ready as _wait
+from mmsae.explorer.index import load_explorer
+from mmsae.runs import find_run
+from tests.explorer.conftest import chromium as _chromium
+from tests.explorer.conftest import serving
+from tests.explorer.conftest import wait_ready as _wait
 
 EVIL_MOD = "<img src=x onerror=window.__xss=1>"
 EVIL_TEXT = "<img src=x onerror=window.__xss=2> & <svg onload=window.__xss=3></svg>"
@@ -37,18 +40,49 @@ def hostile_run(tmp_path_factory):
     n = 24
     pid = np.arange(n)
     with StoreWriter(run / "store", dim=8, preprocessing={"image_root": str(run / "imgs")}) as w:
-        w.append(rng.standard_normal((n, 8)).astype(np.float32), "image", pair_id=pid,
-                 source=[["ok.png", EVIL_SOURCE, "a" * 300 + ".png"][i % 3] for i in range(n)],
-                 text=[f"picture {i}" for i in range(n)])
-        w.append(rng.standard_normal((n, 8)).astype(np.float32), "text", pair_id=pid, source=[""] * n,
-                 text=[f"{EVIL_TEXT} {i}" for i in range(n)])
-        w.append(rng.standard_normal((n, 8)).astype(np.float32), EVIL_MOD, pair_id=pid, source=[EVIL_SOURCE] * n,
-                 text=[f"{EVIL_TEXT} other {i}" for i in range(n)])
-    train(run / "store", run / "sae", arch="topk", dict_size=16, k=4, steps=5, batch_size=8, device="cpu",
-          checkpoint_every=0, progress=False)
+        w.append(
+            rng.standard_normal((n, 8)).astype(np.float32),
+            "image",
+            pair_id=pid,
+            source=[["ok.png", EVIL_SOURCE, "a" * 300 + ".png"][i % 3] for i in range(n)],
+            text=[f"picture {i}" for i in range(n)],
+        )
+        w.append(
+            rng.standard_normal((n, 8)).astype(np.float32),
+            "text",
+            pair_id=pid,
+            source=[""] * n,
+            text=[f"{EVIL_TEXT} {i}" for i in range(n)],
+        )
+        w.append(
+            rng.standard_normal((n, 8)).astype(np.float32),
+            EVIL_MOD,
+            pair_id=pid,
+            source=[EVIL_SOURCE] * n,
+            text=[f"{EVIL_TEXT} other {i}" for i in range(n)],
+        )
+    train(
+        run / "store",
+        run / "sae",
+        arch="topk",
+        dict_size=16,
+        k=4,
+        steps=5,
+        batch_size=8,
+        device="cpu",
+        checkpoint_every=0,
+        progress=False,
+    )
     (run / "names").mkdir()
-    (run / "names" / "names.json").write_text(json.dumps({"concepts": [
-        {"concept": j, "name": f"{EVIL_NAME} {j}", "terms": [EVIL_NAME, EVIL_TEXT]} for j in range(16)]}))
+    (run / "names" / "names.json").write_text(
+        json.dumps(
+            {
+                "concepts": [
+                    {"concept": j, "name": f"{EVIL_NAME} {j}", "terms": [EVIL_NAME, EVIL_TEXT]} for j in range(16)
+                ]
+            }
+        )
+    )
     (run / "run.json").write_text(json.dumps({"sae": "sae", "store": "store"}))
     data = load_explorer(find_run(run))
     assert EVIL_MOD in data.modalities  # the payload really is a modality of the store
@@ -80,10 +114,13 @@ def test_stored_payloads_are_shown_as_text(hostile_run, browser):
     evil_rows = np.nonzero(data.store.modalities() == EVIL_MOD)[0]
     image_rows = np.nonzero(data.store.modalities() == "image")[0]
     pg = _page(browser)
-    visits = {"#/": "[data-testid=concept-row]", f"#/concept/{j}": "[data-testid=histogram]",
-              f"#/row/{int(evil_rows[0])}": "[data-testid=row-title]",
-              f"#/row/{int(image_rows[1])}": "[data-testid=row-title]",
-              "#/search?q=img": "[data-testid=search-concepts]"}
+    visits = {
+        "#/": "[data-testid=concept-row]",
+        f"#/concept/{j}": "[data-testid=histogram]",
+        f"#/row/{int(evil_rows[0])}": "[data-testid=row-title]",
+        f"#/row/{int(image_rows[1])}": "[data-testid=row-title]",
+        "#/search?q=img": "[data-testid=search-concepts]",
+    }
     for hash_, sel in visits.items():
         pg.goto(f"{url}/{hash_}")
         _wait(pg, hash_)
@@ -116,7 +153,8 @@ def test_demo_pages_keep_to_the_content_security_policy(server, browser):  # noq
     pg.goto(f"{url}/#/row/{row}")
     _wait(pg, f"#/row/{row}")
     widths = pg.locator("[data-testid=row-concepts] .bar").evaluate_all(
-        "bs => bs.map(b => b.getBoundingClientRect().width)")
+        "bs => bs.map(b => b.getBoundingClientRect().width)"
+    )
     assert widths and max(widths) == pytest.approx(150, abs=1)  # the bars' widths, set under the policy
     assert pg.evaluate("window.__csp") == [] and not pg.errors
     pg.close()

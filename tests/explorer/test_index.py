@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from mmsae.errors import MmsaeError
-from mmsae.explorer.index import HIST_BINS, HIST_LOG10_RANGE, concept_stats, find_run, load_explorer
+from mmsae.explorer.index import HIST_BINS, HIST_LOG10_RANGE, concept_stats, load_explorer
 from mmsae.metrics.evaluate import routed_forward
+from mmsae.runs import find_run
 
 
 def test_concept_stats_equal_brute_force(demo_run):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import httpx
 
-_spec = importlib.util.spec_from_file_location("explorer_load",
-                                               Path(__file__).parents[2] / "benchmarks" / "explorer_load.py")
+_spec = importlib.util.spec_from_file_location(
+    "explorer_load", Path(__file__).parents[2] / "benchmarks" / "explorer_load.py"
+)
 load = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(load)
 

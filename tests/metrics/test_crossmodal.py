@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmsae.metrics.crossmodal import (alignment_quality, crossmodal_report, retrieval_recall, top_decile_overlap,
-                                      zero_shot_accuracy)
+from mmsae.metrics.crossmodal import (
+    alignment_quality,
+    crossmodal_report,
+    retrieval_recall,
+    top_decile_overlap,
+    zero_shot_accuracy,
+)
 
 
 def _cos(a, b):

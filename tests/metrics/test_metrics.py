@@ -67,7 +67,7 @@ def test_streaming_accumulator_equals_one_shot(data):
     x, xh, z = data
     acc = MetricAccumulator(30)
     for i in range(0, 200, 37):  # uneven batches
-        acc.update(torch.tensor(x[i:i + 37]), torch.tensor(xh[i:i + 37]), torch.tensor(z[i:i + 37]))
+        acc.update(torch.tensor(x[i : i + 37]), torch.tensor(xh[i : i + 37]), torch.tensor(z[i : i + 37]))
     r = acc.result()
     assert r["fvu"] == pytest.approx(np_fvu(x, xh), rel=1e-9)
     assert r["r2"] == pytest.approx(1 - np_fvu(x, xh), rel=1e-9)

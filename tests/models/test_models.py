@@ -8,7 +8,9 @@ from mmsae.models import ARCHITECTURES, PAIRED_ARCHITECTURES, build_sae, load_sa
 from mmsae.models.io import SAELoadError
 
 ARCH_KW = {"relu": {}, "topk": {"k": 4}, "batchtopk": {"k": 4}, "matryoshka": {"k": 8}}
-SINGLE = sorted(set(ARCHITECTURES) - set(PAIRED_ARCHITECTURES))  # paired SAEs: tests/models/test_vlsae.py, test_multimodal.py
+SINGLE = sorted(
+    set(ARCHITECTURES) - set(PAIRED_ARCHITECTURES)
+)  # paired SAEs: tests/models/test_vlsae.py, test_multimodal.py
 
 
 def _sae(arch, D=12, F=40, seed=0):
@@ -31,8 +33,9 @@ def test_forward_shapes_and_formula(arch):
     assert (out.codes_BF >= 0).all()
     # x̂ = z W_dec + b_dec, transcribed in numpy
     z = out.codes_BF.detach().numpy()
-    np.testing.assert_allclose(out.x_hat_BD.detach().numpy(),
-                               z @ sae.W_dec.detach().numpy() + sae.b_dec.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out.x_hat_BD.detach().numpy(), z @ sae.W_dec.detach().numpy() + sae.b_dec.detach().numpy(), rtol=1e-5, atol=1e-5
+    )
     pre = (x.numpy() - sae.b_dec.detach().numpy()) @ sae.W_enc.detach().numpy() + sae.b_enc.detach().numpy()
     nz = z > 0
     np.testing.assert_allclose(z[nz], pre[nz], rtol=1e-5, atol=1e-6)  # active codes equal their pre-activation

@@ -8,8 +8,19 @@ from mmsae.models import ModalityRouter, MultiModalConfig, MultiModalSAE, as_pai
 
 def _model(**kw):
     torch.manual_seed(0)
-    cfg = MultiModalConfig(**{"d_in": 5, "dict_size": 12, "d_image": 7, "d_text": 4, "k": 3, "lambda_image": 0.7,
-                              "lambda_align": 0.3, "aux_k": 0, **kw})
+    cfg = MultiModalConfig(
+        **{
+            "d_in": 5,
+            "dict_size": 12,
+            "d_image": 7,
+            "d_text": 4,
+            "k": 3,
+            "lambda_image": 0.7,
+            "lambda_align": 0.3,
+            "aux_k": 0,
+            **kw,
+        }
+    )
     m = MultiModalSAE(cfg)
     with torch.no_grad():
         for p in m.parameters():
@@ -39,8 +50,9 @@ def test_loss_matches_transcription(sparsity):
     align = ((z_t - z_i) ** 2).sum(1).mean()
     expected = l_txt + 0.7 * l_img + 0.3 * align
     if sparsity == "l1":
-        expected = expected + 0.2 * ((z_i * m.W_dec_image.norm(dim=1)).sum(1).mean()
-                                     + (z_t * m.W_dec_text.norm(dim=1)).sum(1).mean())
+        expected = expected + 0.2 * (
+            (z_i * m.W_dec_image.norm(dim=1)).sum(1).mean() + (z_t * m.W_dec_text.norm(dim=1)).sum(1).mean()
+        )
     torch.testing.assert_close(out.loss, expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(m.encode(img, "image"), z_i)
     assert out.recons["image"].shape == (9, 7) and out.recons["text"].shape == (9, 4)

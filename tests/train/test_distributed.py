@@ -18,16 +18,57 @@ from mmsae.models.io import load_sae
 @pytest.mark.parametrize("arch", ["topk", "relu"])
 def test_two_processes_equal_one(tmp_path, small_synth, arch):
     sparsity = ["--k", "8"] if arch == "topk" else ["--l1", "2.0"]
-    common = ["train", str(small_synth), "--arch", arch, "--dict-size", "128", *sparsity, "--batch-size", "256",
-              "--steps", "40", "--lr", "3e-3", "--seed", "4", "--device", "cpu", "--json", "--checkpoint-every", "15"]
+    common = [
+        "train",
+        str(small_synth),
+        "--arch",
+        arch,
+        "--dict-size",
+        "128",
+        *sparsity,
+        "--batch-size",
+        "256",
+        "--steps",
+        "40",
+        "--lr",
+        "3e-3",
+        "--seed",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+        "--checkpoint-every",
+        "15",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    one = subprocess.run([sys.executable, "-m", "mmsae", *common, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-m", "mmsae", *common, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "mmsae", *common, "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "mmsae",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = load_sae(tmp_path / "one"), load_sae(tmp_path / "two")
     for name, t in a.named_tensors().items():

@@ -38,12 +38,16 @@ def test_resume_after_interruption_gives_identical_weights(small_synth, tmp_path
 
 def test_multimodal_folds_per_modality_normalisation(small_synth, tmp_path):
     """The saved model works on raw embeddings: its held-out FVU equals the one computed by hand."""
-    res = Trainer(small_synth, tmp_path / "mm", TrainConfig(arch="multimodal", epochs=5, **COMMON), progress=False).run()
+    res = Trainer(
+        small_synth, tmp_path / "mm", TrainConfig(arch="multimodal", epochs=5, **COMMON), progress=False
+    ).run()
     sae = load_sae(tmp_path / "mm")
     store = EmbeddingStore(small_synth)
     from mmsae.data.stream import split_mask
 
-    rows = np.nonzero(split_mask(store.pair_ids(), np.arange(len(store)), "val", 0.1) & (store.modalities() == "text"))[0]
+    rows = np.nonzero(split_mask(store.pair_ids(), np.arange(len(store)), "val", 0.1) & (store.modalities() == "text"))[
+        0
+    ]
     x = torch.from_numpy(store.get(rows))
     x_hat = sae(x, "text").x_hat_BD.detach()
     fvu = float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())

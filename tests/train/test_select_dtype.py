@@ -15,8 +15,17 @@ def test_bf16_selection_trains_like_fp32(small_synth, tmp_path):
     gt = load_ground_truth(small_synth)
     res = {}
     for dt in ("float32", "bfloat16"):
-        cfg = TrainConfig(arch="topk", dict_size=256, k=8, epochs=20, batch_size=256, lr=3e-3, device="cpu",
-                          checkpoint_every=0, select_dtype=dt)
+        cfg = TrainConfig(
+            arch="topk",
+            dict_size=256,
+            k=8,
+            epochs=20,
+            batch_size=256,
+            lr=3e-3,
+            device="cpu",
+            checkpoint_every=0,
+            select_dtype=dt,
+        )
         out = Trainer(small_synth, tmp_path / dt, cfg, progress=False).run()
         sae = load_sae(out.out_dir)
         assert sae.select_dtype is None  # a training setting: never saved into the model

@@ -11,8 +11,18 @@ from mmsae.errors import MmsaeError
 from mmsae.models.io import load_sae
 from mmsae.train import TrainConfig, train, train_sweep
 
-BASE = TrainConfig(arch="topk", dict_size=96, k=4, batch_size=256, steps=30, lr=3e-3, seed=1, device="cpu",
-                   checkpoint_every=0, init_rows=2048)
+BASE = TrainConfig(
+    arch="topk",
+    dict_size=96,
+    k=4,
+    batch_size=256,
+    steps=30,
+    lr=3e-3,
+    seed=1,
+    device="cpu",
+    checkpoint_every=0,
+    init_rows=2048,
+)
 
 
 def _weights(path):
@@ -20,8 +30,12 @@ def _weights(path):
 
 
 def test_sweep_equals_separate_runs(tmp_path, small_synth):
-    runs = [BASE, dataclasses.replace(BASE, k=8), dataclasses.replace(BASE, arch="relu", l1_coef=2.0),
-            dataclasses.replace(BASE, seed=7, data_seed=1, steps=20)]  # another init, same batches, fewer steps
+    runs = [
+        BASE,
+        dataclasses.replace(BASE, k=8),
+        dataclasses.replace(BASE, arch="relu", l1_coef=2.0),
+        dataclasses.replace(BASE, seed=7, data_seed=1, steps=20),
+    ]  # another init, same batches, fewer steps
     results = train_sweep(small_synth, [(tmp_path / f"sweep{i}", c) for i, c in enumerate(runs)], progress=False)
     assert [r.steps for r in results] == [30, 30, 30, 20]
     for i, cfg in enumerate(runs):
@@ -35,14 +49,19 @@ def test_sweep_equals_separate_runs(tmp_path, small_synth):
 
 def test_sweep_refuses_runs_that_draw_other_batches(tmp_path, small_synth):
     with pytest.raises(MmsaeError, match="batch_size"):
-        train_sweep(small_synth, [(tmp_path / "a", BASE), (tmp_path / "b", dataclasses.replace(BASE, batch_size=128))],
-                    progress=False)
+        train_sweep(
+            small_synth,
+            [(tmp_path / "a", BASE), (tmp_path / "b", dataclasses.replace(BASE, batch_size=128))],
+            progress=False,
+        )
     with pytest.raises(MmsaeError, match="fix data_seed"):
-        train_sweep(small_synth, [(tmp_path / "a", BASE), (tmp_path / "b", dataclasses.replace(BASE, seed=2))],
-                    progress=False)
+        train_sweep(
+            small_synth, [(tmp_path / "a", BASE), (tmp_path / "b", dataclasses.replace(BASE, seed=2))], progress=False
+        )
     with pytest.raises(MmsaeError, match="same folder"):
-        train_sweep(small_synth, [(tmp_path / "a", BASE), (tmp_path / "a", dataclasses.replace(BASE, k=8))],
-                    progress=False)
+        train_sweep(
+            small_synth, [(tmp_path / "a", BASE), (tmp_path / "a", dataclasses.replace(BASE, k=8))], progress=False
+        )
 
 
 def test_cli_sweep_grid(tmp_path, small_synth):
@@ -50,16 +69,43 @@ def test_cli_sweep_grid(tmp_path, small_synth):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "mmsae", "train", str(small_synth), "--out", str(tmp_path / "grid"),
-                          "--dict-size", "64", "--batch-size", "256", "--steps", "10", "--sweep", "k=4,8",
-                          "--sweep", "seed=0,1", "--json", "--device", "cpu"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmsae",
+            "train",
+            str(small_synth),
+            "--out",
+            str(tmp_path / "grid"),
+            "--dict-size",
+            "64",
+            "--batch-size",
+            "256",
+            "--steps",
+            "10",
+            "--sweep",
+            "k=4,8",
+            "--sweep",
+            "seed=0,1",
+            "--json",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     names = sorted(p.name for p in (tmp_path / "grid").iterdir())
     assert names == ["k-4_seed-0", "k-4_seed-1", "k-8_seed-0", "k-8_seed-1"] and len(out) == 4
     cfg = json.loads((tmp_path / "grid" / "k-8_seed-1" / "train_config.json").read_text())
     assert cfg["k"] == 8 and cfg["seed"] == 1 and cfg["data_seed"] == 0
-    bad = subprocess.run([sys.executable, "-m", "mmsae", "train", str(small_synth), "--out", str(tmp_path / "x"),
-                          "--sweep", "kk=1,2"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mmsae", "train", str(small_synth), "--out", str(tmp_path / "x"), "--sweep", "kk=1,2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "unknown training option 'kk'" in bad.stderr

@@ -15,8 +15,21 @@ from mmsae.cli.main import main
 from mmsae.data.synthetic import load_ground_truth, recovery
 from mmsae.models import build_sae, load_sae
 
-TRAIN_ARGS = ["--dict-size", "256", "--k", "8", "--batch-size", "256", "--epochs", "30", "--lr", "3e-3",
-              "--device", "cpu", "--json"]
+TRAIN_ARGS = [
+    "--dict-size",
+    "256",
+    "--k",
+    "8",
+    "--batch-size",
+    "256",
+    "--epochs",
+    "30",
+    "--lr",
+    "3e-3",
+    "--device",
+    "cpu",
+    "--json",
+]
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka"])
@@ -41,8 +54,30 @@ def test_recovers_planted_concepts(small_synth, tmp_path, arch, capsys):
 
 def test_relu_trains_sparse(small_synth, tmp_path, capsys):
     out = tmp_path / "relu"
-    assert main(["train", str(small_synth), "--arch", "relu", "--l1", "1.0", "--out", str(out), "--dict-size", "256",
-                 "--batch-size", "256", "--epochs", "10", "--lr", "3e-3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(small_synth),
+                "--arch",
+                "relu",
+                "--l1",
+                "1.0",
+                "--out",
+                str(out),
+                "--dict-size",
+                "256",
+                "--batch-size",
+                "256",
+                "--epochs",
+                "10",
+                "--lr",
+                "3e-3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     val = json.loads(capsys.readouterr().out)["val_metrics"]
     assert val["fvu"] < 0.2 and val["l0"] < 64  # far sparser than dense (256)
 
@@ -53,8 +88,25 @@ def _cli(*args):
 
 
 def test_resume_after_kill_gives_identical_weights(small_synth, tmp_path):
-    common = ["--dict-size", "128", "--k", "8", "--batch-size", "64", "--steps", "3000", "--checkpoint-every", "50",
-              "--lr", "1e-3", "--seed", "7", "--device", "cpu", "--json"]
+    common = [
+        "--dict-size",
+        "128",
+        "--k",
+        "8",
+        "--batch-size",
+        "64",
+        "--steps",
+        "3000",
+        "--checkpoint-every",
+        "50",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "7",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     cmd, env = _cli("train", str(small_synth), "--out", str(tmp_path / "full"), *common)
     subprocess.run(cmd, env=env, check=True, capture_output=True)
 
@@ -93,8 +145,21 @@ def test_config_file_and_flag_override(small_synth, tmp_path, capsys):
 
 def test_refuses_to_overwrite_and_bad_resume(small_synth, tmp_path, capsys):
     out = tmp_path / "sae"
-    args = ["train", str(small_synth), "--out", str(out), "--dict-size", "32", "--k", "4", "--steps", "5",
-            "--batch-size", "64", "--json"]
+    args = [
+        "train",
+        str(small_synth),
+        "--out",
+        str(out),
+        "--dict-size",
+        "32",
+        "--k",
+        "4",
+        "--steps",
+        "5",
+        "--batch-size",
+        "64",
+        "--json",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 2
@@ -106,8 +171,9 @@ def test_refuses_to_overwrite_and_bad_resume(small_synth, tmp_path, capsys):
 
 def test_trained_sae_works_on_raw_embeddings(small_synth, tmp_path, capsys):
     """Saved weights already include the normalisation: plain numpy on raw rows reproduces eval's FVU."""
-    from mmsae.data.store import EmbeddingStore
     from safetensors.numpy import load_file
+
+    from mmsae.data.store import EmbeddingStore
 
     out = tmp_path / "sae"
     assert main(["train", str(small_synth), "--out", str(out), *TRAIN_ARGS[:-3], "--epochs", "3", "--json"]) == 0
@@ -127,8 +193,23 @@ def test_trained_sae_works_on_raw_embeddings(small_synth, tmp_path, capsys):
 
 def test_resume_with_other_options_is_refused(small_synth, tmp_path, capsys):
     out = tmp_path / "sae"
-    base = ["train", str(small_synth), "--out", str(out), "--dict-size", "32", "--k", "4", "--batch-size", "64",
-            "--checkpoint-every", "5", "--steps", "12", "--json"]
+    base = [
+        "train",
+        str(small_synth),
+        "--out",
+        str(out),
+        "--dict-size",
+        "32",
+        "--k",
+        "4",
+        "--batch-size",
+        "64",
+        "--checkpoint-every",
+        "5",
+        "--steps",
+        "12",
+        "--json",
+    ]
     from mmsae.train.config import TrainConfig
     from mmsae.train.trainer import Trainer
 

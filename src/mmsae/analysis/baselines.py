@@ -39,7 +39,7 @@ class Baseline:
     model: Any = None
     shift_D: np.ndarray | None = None
 
-    def fit(self, X_ND: np.ndarray) -> "Baseline":
+    def fit(self, X_ND: np.ndarray) -> Baseline:
         from sklearn.cluster import MiniBatchKMeans
         from sklearn.decomposition import NMF, PCA, FastICA, MiniBatchDictionaryLearning
 
@@ -49,19 +49,28 @@ class Baseline:
             if self.method == "pca":
                 self.model = PCA(n_components=self.size, random_state=self.seed, **self.params).fit(X)
             elif self.method == "ica":
-                self.model = FastICA(n_components=self.size, random_state=self.seed, max_iter=400,
-                                     whiten="unit-variance", **self.params).fit(X)
+                self.model = FastICA(
+                    n_components=self.size, random_state=self.seed, max_iter=400, whiten="unit-variance", **self.params
+                ).fit(X)
             elif self.method == "nmf":
                 self.shift_D = X.min(axis=0)
-                self.model = NMF(n_components=self.size, init="nndsvda", max_iter=400, random_state=self.seed,
-                                 **self.params).fit(X - self.shift_D)
+                self.model = NMF(
+                    n_components=self.size, init="nndsvda", max_iter=400, random_state=self.seed, **self.params
+                ).fit(X - self.shift_D)
             elif self.method == "kmeans":
-                self.model = MiniBatchKMeans(n_clusters=self.size, random_state=self.seed, n_init=3,
-                                             batch_size=4096, **self.params).fit(X)
+                self.model = MiniBatchKMeans(
+                    n_clusters=self.size, random_state=self.seed, n_init=3, batch_size=4096, **self.params
+                ).fit(X)
             elif self.method == "dictionary":
                 self.model = MiniBatchDictionaryLearning(
-                    n_components=self.size, transform_algorithm="omp", transform_n_nonzero_coefs=self.k,
-                    random_state=self.seed, batch_size=256, max_iter=20, **self.params).fit(X)
+                    n_components=self.size,
+                    transform_algorithm="omp",
+                    transform_n_nonzero_coefs=self.k,
+                    random_state=self.seed,
+                    batch_size=256,
+                    max_iter=20,
+                    **self.params,
+                ).fit(X)
             else:
                 raise ValueError(f"unknown baseline {self.method!r}")
         return self
@@ -98,7 +107,7 @@ class SAEMethod:
     label: str
     modality: str | None = None
 
-    def fit(self, X_ND) -> "SAEMethod":
+    def fit(self, X_ND) -> SAEMethod:
         return self
 
     @torch.no_grad()

@@ -42,8 +42,15 @@ def _unit(D) -> np.ndarray:
     return D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
 
 
-def bridge_top(Z_img: sp.csr_matrix, Z_txt: sp.csr_matrix, D_img_FD, D_txt_FD, top: int = 100,
-               block: int | None = None, include_self: bool = False) -> dict[str, Any]:
+def bridge_top(
+    Z_img: sp.csr_matrix,
+    Z_txt: sp.csr_matrix,
+    D_img_FD,
+    D_txt_FD,
+    top: int = 100,
+    block: int | None = None,
+    include_self: bool = False,
+) -> dict[str, Any]:
     """The `top` largest B_ij (i ≠ j unless `include_self`), per-concept bridge mass, and B_ii.
 
     Z_img, Z_txt: [N, F] sparse codes, row n of each a matched pair. Bridge mass: Σ_{j≠i} max(B_ij, 0)
@@ -86,9 +93,16 @@ def bridge_top(Z_img: sp.csr_matrix, Z_txt: sp.csr_matrix, D_img_FD, D_txt_FD, t
             elif item[0] > heap[0][0]:
                 heapq.heapreplace(heap, item)
     best = sorted(heap, reverse=True)
-    return {"top": [{"image_concept": i, "text_concept": j, "score": s,
-                     "cosine": float(Di[i] @ Dt[j])} for s, i, j in best],
-            "mass_out": mass_out, "mass_in": mass_in, "self": self_F, "coactivation_nnz": int(nnz), "n_pairs": N}
+    return {
+        "top": [
+            {"image_concept": i, "text_concept": j, "score": s, "cosine": float(Di[i] @ Dt[j])} for s, i, j in best
+        ],
+        "mass_out": mass_out,
+        "mass_in": mass_in,
+        "self": self_F,
+        "coactivation_nnz": int(nnz),
+        "n_pairs": N,
+    }
 
 
 def bridge_entries(Z_img: sp.csr_matrix, Z_txt: sp.csr_matrix, D_img_FD, D_txt_FD, I, J) -> np.ndarray:
@@ -102,8 +116,16 @@ def bridge_entries(Z_img: sp.csr_matrix, Z_txt: sp.csr_matrix, D_img_FD, D_txt_F
 
 
 @torch.no_grad()
-def pair_codes(model, store, split: str = "all", val_fraction: float = 0.1, max_pairs: int | None = None,
-               seed: int = 0, block: int = 4096, device="cpu") -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
+def pair_codes(
+    model,
+    store,
+    split: str = "all",
+    val_fraction: float = 0.1,
+    max_pairs: int | None = None,
+    seed: int = 0,
+    block: int = 4096,
+    device="cpu",
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
     """Sparse codes of every (image, caption) pair of a store: (Z_img, Z_txt, image rows, text rows)."""
     from mmsae.data.stream import split_mask
     from mmsae.models.paired import as_paired
@@ -125,7 +147,9 @@ def pair_codes(model, store, split: str = "all", val_fraction: float = 0.1, max_
     return out[0], out[1], img_rows, txt_rows
 
 
-def null_threshold(Z_img, Z_txt, D_img, D_txt, shuffles: int = 5, seed: int = 0, block: int | None = None) -> dict[str, Any]:
+def null_threshold(
+    Z_img, Z_txt, D_img, D_txt, shuffles: int = 5, seed: int = 0, block: int | None = None
+) -> dict[str, Any]:
     """Largest off-diagonal B with the captions shuffled across pairs, per shuffle; the max is the threshold."""
     rng = np.random.default_rng(seed)
     tops = []
@@ -136,9 +160,18 @@ def null_threshold(Z_img, Z_txt, D_img, D_txt, shuffles: int = 5, seed: int = 0,
     return {"threshold": float(max(tops)) if tops else 0.0, "shuffled_max": tops}
 
 
-def analyze_bridges(model, store, out: str | Path | None = None, top: int = 50, split: str = "all",
-                    max_pairs: int | None = None, shuffles: int = 5, names: list[str] | None = None,
-                    examples: int = 3, seed: int = 0) -> dict[str, Any]:
+def analyze_bridges(
+    model,
+    store,
+    out: str | Path | None = None,
+    top: int = 50,
+    split: str = "all",
+    max_pairs: int | None = None,
+    shuffles: int = 5,
+    names: list[str] | None = None,
+    examples: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Top bridges with modality scores, names, significance and example pairs; writes bridges.* into `out`."""
     from mmsae.analysis.modality import buckets, modality_scores
     from mmsae.models.paired import as_paired
@@ -159,18 +192,46 @@ def analyze_bridges(model, store, out: str | Path | None = None, top: int = 50, 
         i, j = b["image_concept"], b["text_concept"]
         prod = Zi_c[:, [i]].multiply(Zt_c[:, [j]]).tocoo()
         best = prod.row[np.argsort(-prod.data)[:examples]]
-        rows.append({**b, "significant": b["score"] > null["threshold"],
-                     "modality_score_image_side": None if np.isnan(mu[i]) else float(mu[i]),
-                     "modality_score_text_side": None if np.isnan(mu[j]) else float(mu[j]),
-                     "bucket_image_side": str(bk[i]), "bucket_text_side": str(bk[j]),
-                     "name_image_side": names[i] if names else None, "name_text_side": names[j] if names else None,
-                     "examples": [{"image_row": int(img_rows[n]), "text_row": int(txt_rows[n]),
-                                   "image_text": texts[img_rows[n]], "caption": texts[txt_rows[n]]} for n in best]})
-    result = {"n_pairs": res["n_pairs"], "dict_size": int(Zi.shape[1]), "split": split,
-              "null": null, "top": rows, "n_significant": int(sum(r["significant"] for r in rows)),
-              "coactivation_nnz": res["coactivation_nnz"], "seconds": time.perf_counter() - t0,
-              "mass": [{"concept": c, "mass_out": float(res["mass_out"][c]), "mass_in": float(res["mass_in"][c]),
-                        "self": float(res["self"][c])} for c in range(len(mu))]}
+        rows.append(
+            {
+                **b,
+                "significant": b["score"] > null["threshold"],
+                "modality_score_image_side": None if np.isnan(mu[i]) else float(mu[i]),
+                "modality_score_text_side": None if np.isnan(mu[j]) else float(mu[j]),
+                "bucket_image_side": str(bk[i]),
+                "bucket_text_side": str(bk[j]),
+                "name_image_side": names[i] if names else None,
+                "name_text_side": names[j] if names else None,
+                "examples": [
+                    {
+                        "image_row": int(img_rows[n]),
+                        "text_row": int(txt_rows[n]),
+                        "image_text": texts[img_rows[n]],
+                        "caption": texts[txt_rows[n]],
+                    }
+                    for n in best
+                ],
+            }
+        )
+    result = {
+        "n_pairs": res["n_pairs"],
+        "dict_size": int(Zi.shape[1]),
+        "split": split,
+        "null": null,
+        "top": rows,
+        "n_significant": int(sum(r["significant"] for r in rows)),
+        "coactivation_nnz": res["coactivation_nnz"],
+        "seconds": time.perf_counter() - t0,
+        "mass": [
+            {
+                "concept": c,
+                "mass_out": float(res["mass_out"][c]),
+                "mass_in": float(res["mass_in"][c]),
+                "self": float(res["self"][c]),
+            }
+            for c in range(len(mu))
+        ],
+    }
     if out is not None:
         _write(result, Path(out))
     return result
@@ -190,17 +251,23 @@ def _write(res: dict[str, Any], out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, out, "bridges")
-    lines = ["# Bridges", "",
-             f"{res['n_pairs']} pairs, F = {res['dict_size']}. Null threshold (largest off-diagonal score over "
-             f"{len(res['null']['shuffled_max'])} caption shuffles): {res['null']['threshold']:.3g}.", "",
-             "| image concept | text concept | score | cosine | μ image side | μ text side | significant | example caption |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Bridges",
+        "",
+        f"{res['n_pairs']} pairs, F = {res['dict_size']}. Null threshold (largest off-diagonal score over "
+        f"{len(res['null']['shuffled_max'])} caption shuffles): {res['null']['threshold']:.3g}.",
+        "",
+        "| image concept | text concept | score | cosine | μ image side | μ text side | significant | example caption |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["top"][:25]:
         ni = f"{r['image_concept']}" + (f" ({r['name_image_side']})" if r["name_image_side"] else "")
         nt = f"{r['text_concept']}" + (f" ({r['name_text_side']})" if r["name_text_side"] else "")
         ex = (r["examples"][0]["caption"] or "")[:60] if r["examples"] else ""
         mi = "–" if r["modality_score_image_side"] is None else f"{r['modality_score_image_side']:.2f}"
         mt = "–" if r["modality_score_text_side"] is None else f"{r['modality_score_text_side']:.2f}"
-        lines.append(f"| {ni} | {nt} | {r['score']:.3g} | {r['cosine']:.2f} | {mi} | {mt} | "
-                     f"{'yes' if r['significant'] else 'no'} | {ex} |")
+        lines.append(
+            f"| {ni} | {nt} | {r['score']:.3g} | {r['cosine']:.2f} | {mi} | {mt} | "
+            f"{'yes' if r['significant'] else 'no'} | {ex} |"
+        )
     write_markdown(out, "bridges", "\n".join(lines))

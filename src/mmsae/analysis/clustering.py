@@ -10,8 +10,14 @@ import numpy as np
 from mmsae.analysis.naming import ConceptName
 
 
-def cluster_codes(codes_NF: np.ndarray, n_clusters: int = 20, names: list[ConceptName] | None = None,
-                  top_concepts: int = 5, examples: int = 5, seed: int = 0) -> dict[str, Any]:
+def cluster_codes(
+    codes_NF: np.ndarray,
+    n_clusters: int = 20,
+    names: list[ConceptName] | None = None,
+    top_concepts: int = 5,
+    examples: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
     """MiniBatchKMeans on L2-normalised codes (cosine geometry, like similar-image search)."""
     from sklearn.cluster import MiniBatchKMeans
 
@@ -27,8 +33,16 @@ def cluster_codes(codes_NF: np.ndarray, n_clusters: int = 20, names: list[Concep
         mean = Z[members].mean(axis=0)
         dom = np.argsort(-mean)[:top_concepts]
         near = members[np.argsort(dist[members, c])[:examples]]
-        clusters.append({"cluster": c, "size": int(len(members)),
-                         "concepts": [{"concept": int(j), "mean_activation": float(mean[j]),
-                                       "name": names[j].name if names else None} for j in dom if mean[j] > 0],
-                         "examples": [int(i) for i in near]})
+        clusters.append(
+            {
+                "cluster": c,
+                "size": int(len(members)),
+                "concepts": [
+                    {"concept": int(j), "mean_activation": float(mean[j]), "name": names[j].name if names else None}
+                    for j in dom
+                    if mean[j] > 0
+                ],
+                "examples": [int(i) for i in near],
+            }
+        )
     return {"n_clusters": n_clusters, "labels": km.labels_, "clusters": sorted(clusters, key=lambda c: -c["size"])}

@@ -18,8 +18,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def shared_concept_recovery(model, cfg: SynthConfig, gt: GroundTruth, threshold: float = 0.9, cofire: float = 0.5,
-                            n_pairs: int = 20000, min_support: int = 5, seed: int = 0) -> dict[str, Any]:
+def shared_concept_recovery(
+    model,
+    cfg: SynthConfig,
+    gt: GroundTruth,
+    threshold: float = 0.9,
+    cofire: float = 0.5,
+    n_pairs: int = 20000,
+    min_support: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Share of planted shared concepts that one latent captures on both sides of a pair.
 
     Concept c counts as recovered by latent j when j's image-decoder and text-decoder directions
@@ -52,14 +60,23 @@ def shared_concept_recovery(model, cfg: SynthConfig, gt: GroundTruth, threshold:
         "n_evaluable": int(evaluable.sum()),
         "threshold": threshold,
         "cofire": cofire,
-        "per_concept": [{"concept": int(c), "latent": int(best_C[i]), "cosine": float(best_cos_C[i]),
-                         "cofire": float(cofire_C[i]), "support": int(support_C[i]), "recovered": bool(recovered[i])}
-                        for i, c in enumerate(shared)],
+        "per_concept": [
+            {
+                "concept": int(c),
+                "latent": int(best_C[i]),
+                "cosine": float(best_cos_C[i]),
+                "cofire": float(cofire_C[i]),
+                "support": int(support_C[i]),
+                "recovered": bool(recovered[i]),
+            }
+            for i, c in enumerate(shared)
+        ],
     }
 
 
-def synthetic_zero_shot(model, cfg: SynthConfig, gt: GroundTruth, n: int = 5000, n_classes: int = 20,
-                        seed: int = 0) -> dict[str, float]:
+def synthetic_zero_shot(
+    model, cfg: SynthConfig, gt: GroundTruth, n: int = 5000, n_classes: int = 20, seed: int = 0
+) -> dict[str, float]:
     """Zero-shot retention on the planted task of `zero_shot_set`."""
     images, labels, prompts, _ = zero_shot_set(cfg, gt, n, n_classes, seed)
     return zero_shot_retention(model, images, labels, prompts)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmsae.metrics.crossmodal import encode_decode, cosine_matrix
+from mmsae.metrics.crossmodal import cosine_matrix, encode_decode
 from mmsae.models.paired import as_paired
 
 
@@ -40,7 +40,7 @@ class HallucinationDetector:
     """Mean non-zero activation on captions (1 where never active)."""
 
     @classmethod
-    def fit(cls, model, img_ND: np.ndarray, txt_ND: np.ndarray, device="cpu") -> "HallucinationDetector":
+    def fit(cls, model, img_ND: np.ndarray, txt_ND: np.ndarray, device="cpu") -> HallucinationDetector:
         m = as_paired(model)
         z_img, _ = encode_decode(m, img_ND, "image", device)
         z_txt, _ = encode_decode(m, txt_ND, "text", device)
@@ -95,8 +95,13 @@ def detection_metrics(scores_N, labels_N, threshold: float) -> dict[str, float]:
     y = np.asarray(labels_N).astype(int)
     pred = (np.asarray(scores_N) >= threshold).astype(int)
     p, r, f1, _ = precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
-    return {"precision": float(p), "recall": float(r), "f1": float(f1),
-            "auroc": float(roc_auc_score(y, scores_N)), "threshold": float(threshold)}
+    return {
+        "precision": float(p),
+        "recall": float(r),
+        "f1": float(f1),
+        "auroc": float(roc_auc_score(y, scores_N)),
+        "threshold": float(threshold),
+    }
 
 
 def compare_with_clip_score(sae_scores_N, clip_scores_N, labels_N, seed: int = 0) -> dict[str, Any]:
@@ -142,5 +147,10 @@ def mitigation_effect(model, img_ND, txt_ND, labels_N, n_concepts: int = 4, beta
     bad = np.asarray(labels_N).astype(bool)
     own = np.nonzero(bad)[0]
     fixed = mitigate(model, img_ND[bad], txt_ND[bad], n_concepts, beta)
-    return {"before": own_image_retrieval(txt_ND[bad], img_ND, own), "after": own_image_retrieval(fixed, img_ND, own),
-            "n_concepts": n_concepts, "beta": beta, "n_corrupted": int(bad.sum())}
+    return {
+        "before": own_image_retrieval(txt_ND[bad], img_ND, own),
+        "after": own_image_retrieval(fixed, img_ND, own),
+        "n_concepts": n_concepts,
+        "beta": beta,
+        "n_corrupted": int(bad.sum()),
+    }

@@ -46,8 +46,9 @@ def buckets(mu_F: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def modality_energy(model, store: EmbeddingStore, split: str = "all", val_fraction: float = 0.1,
-                    device="cpu") -> dict[str, np.ndarray]:
+def modality_energy(
+    model, store: EmbeddingStore, split: str = "all", val_fraction: float = 0.1, device="cpu"
+) -> dict[str, np.ndarray]:
     """E_m[z_i] per modality m (zeros included) and firing frequency, in one pass over the store."""
     sums: dict[str, np.ndarray] = {}
     fires: dict[str, np.ndarray] = {}
@@ -67,8 +68,12 @@ def modality_energy(model, store: EmbeddingStore, split: str = "all", val_fracti
                 counts[m] = counts.get(m, 0) + int(sel.sum())
     if set(counts) != {"image", "text"}:
         raise MmsaeError(f"the modality analysis needs image and text rows; found {sorted(counts) or 'none'}")
-    return {**{f"energy_{m}": sums[m] / counts[m] for m in counts}, **{f"frequency_{m}": fires[m] / counts[m] for m in counts},
-            "n_image": counts["image"], "n_text": counts["text"]}
+    return {
+        **{f"energy_{m}": sums[m] / counts[m] for m in counts},
+        **{f"frequency_{m}": fires[m] / counts[m] for m in counts},
+        "n_image": counts["image"],
+        "n_text": counts["text"],
+    }
 
 
 def _auroc_columns(scores_NF: np.ndarray, y_N: np.ndarray) -> np.ndarray:
@@ -116,7 +121,10 @@ def modality_probe(X_img: np.ndarray, X_txt: np.ndarray, seed: int = 0) -> tuple
     clf = LogisticRegression(max_iter=2000).fit(X[~test], y[~test])
     w = clf.coef_[0] / np.linalg.norm(clf.coef_[0])
     p = clf.decision_function(X[test])
-    return ProbeResult(w, float(clf.score(X[test], y[test])), float(roc_auc_score(y[test], p))), {"X": X[test], "y": y[test]}
+    return ProbeResult(w, float(clf.score(X[test], y[test])), float(roc_auc_score(y[test], p))), {
+        "X": X[test],
+        "y": y[test],
+    }
 
 
 def concept_directions(model) -> np.ndarray:
@@ -131,16 +139,24 @@ def concept_directions(model) -> np.ndarray:
     return D_FD / np.maximum(np.linalg.norm(D_FD, axis=1, keepdims=True), 1e-12)
 
 
-def analyze_modality(model, store: EmbeddingStore | str, out: str | Path | None = None, max_rows: int = 20000,
-                     orthogonal_below: float = 0.1, seed: int = 0, device="cpu") -> dict[str, Any]:
+def analyze_modality(
+    model,
+    store: EmbeddingStore | str,
+    out: str | Path | None = None,
+    max_rows: int = 20000,
+    orthogonal_below: float = 0.1,
+    seed: int = 0,
+    device="cpu",
+) -> dict[str, Any]:
     """Every modality analysis of `model` on `store`; writes modality.{json,png,svg,md} into `out`."""
 
     store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
     en = modality_energy(model, store, device=device)
     mu = modality_scores(en["energy_image"], en["energy_text"])
     bk = buckets(mu)
-    energy = en["energy_image"] * en["n_image"] / (en["n_image"] + en["n_text"]) + \
-        en["energy_text"] * en["n_text"] / (en["n_image"] + en["n_text"])
+    energy = en["energy_image"] * en["n_image"] / (en["n_image"] + en["n_text"]) + en["energy_text"] * en["n_text"] / (
+        en["n_image"] + en["n_text"]
+    )
 
     rng = np.random.default_rng(seed)
     rows = {}
@@ -148,9 +164,11 @@ def analyze_modality(model, store: EmbeddingStore | str, out: str | Path | None 
         r = store.rows(m)
         rows[m] = np.sort(rng.choice(r, min(len(r), max_rows // 2), replace=False))
     if min(len(r) for r in rows.values()) < 20:
-        raise MmsaeError(f"the modality probe needs at least 20 rows of each modality (it fits on half, scores on the "
-                         f"other); it has {len(rows['image'])} image and {len(rows['text'])} text rows "
-                         f"(--max-rows {max_rows})")
+        raise MmsaeError(
+            f"the modality probe needs at least 20 rows of each modality (it fits on half, scores on the "
+            f"other); it has {len(rows['image'])} image and {len(rows['text'])} text rows "
+            f"(--max-rows {max_rows})"
+        )
     probe, held = modality_probe(store.get(rows["image"]), store.get(rows["text"]), seed)
     D_FD = concept_directions(model)
     cos_w = np.abs(D_FD @ probe.weight_D)
@@ -160,23 +178,39 @@ def analyze_modality(model, store: EmbeddingStore | str, out: str | Path | None 
     live = ~np.isnan(mu)
     counts = {b: int((bk == b).sum()) for b in ("image", "text", "bimodal", "dead")}
     res = {
-        "store": str(store.root), "n_image_rows": en["n_image"], "n_text_rows": en["n_text"],
+        "store": str(store.root),
+        "n_image_rows": en["n_image"],
+        "n_text_rows": en["n_text"],
         "buckets": counts,
         "thresholds": {"image_above": IMAGE_ABOVE, "text_below": TEXT_BELOW, "orthogonal_below": orthogonal_below},
         "probe": {"accuracy": probe.accuracy, "auroc": probe.auroc},
         "cos_with_modality_direction": {
             "mean": float(cos_w[live].mean()) if live.any() else float("nan"),
             "energy_weighted_mean": float((cos_w * energy)[live].sum() / max(energy[live].sum(), 1e-12)),
-            "fraction_nearly_orthogonal": float((cos_w[live] < orthogonal_below).mean()) if live.any() else float("nan")},
+            "fraction_nearly_orthogonal": float((cos_w[live] < orthogonal_below).mean())
+            if live.any()
+            else float("nan"),
+        },
         "single_concept_classifiers": {
             "median_accuracy": float(np.median(acc[live])) if live.any() else float("nan"),
             "max_accuracy": float(acc[live].max()) if live.any() else float("nan"),
-            "fraction_below_probe": float((acc[live] < probe.accuracy).mean()) if live.any() else float("nan")},
-        "per_concept": [{"concept": i, "modality_score": None if np.isnan(mu[i]) else float(mu[i]), "bucket": str(bk[i]),
-                         "energy_image": float(en["energy_image"][i]), "energy_text": float(en["energy_text"][i]),
-                         "frequency_image": float(en["frequency_image"][i]), "frequency_text": float(en["frequency_text"][i]),
-                         "abs_cos_modality": float(cos_w[i]), "auroc": float(auroc[i]), "accuracy": float(acc[i])}
-                        for i in range(len(mu))],
+            "fraction_below_probe": float((acc[live] < probe.accuracy).mean()) if live.any() else float("nan"),
+        },
+        "per_concept": [
+            {
+                "concept": i,
+                "modality_score": None if np.isnan(mu[i]) else float(mu[i]),
+                "bucket": str(bk[i]),
+                "energy_image": float(en["energy_image"][i]),
+                "energy_text": float(en["energy_text"][i]),
+                "frequency_image": float(en["frequency_image"][i]),
+                "frequency_text": float(en["frequency_text"][i]),
+                "abs_cos_modality": float(cos_w[i]),
+                "auroc": float(auroc[i]),
+                "accuracy": float(acc[i]),
+            }
+            for i in range(len(mu))
+        ],
     }
     if out is not None:
         _write(res, mu, Path(out))
@@ -195,12 +229,16 @@ def _write(res: dict[str, Any], mu: np.ndarray, out: Path) -> None:
     ax.set_title(f"text {b['text']} · bimodal {b['bimodal']} · image {b['image']} · dead {b['dead']}")
     save_figure(fig, out, "modality")
     c, s = res["cos_with_modality_direction"], res["single_concept_classifiers"]
-    lines = ["# Modality", "",
-             f"Buckets (μ > {IMAGE_ABOVE} image, μ < {TEXT_BELOW} text): image {b['image']}, text {b['text']}, "
-             f"bimodal {b['bimodal']}, dead {b['dead']}.", "",
-             f"Linear probe image vs text: accuracy {res['probe']['accuracy']:.4f}, AUROC {res['probe']['auroc']:.4f}.",
-             f"|cos(concept, probe direction)|: mean {c['mean']:.3f}, energy-weighted {c['energy_weighted_mean']:.3f}; "
-             f"{c['fraction_nearly_orthogonal']:.1%} of live concepts below {res['thresholds']['orthogonal_below']}.",
-             f"Each concept direction alone as a classifier: median accuracy {s['median_accuracy']:.3f}, best "
-             f"{s['max_accuracy']:.3f}; {s['fraction_below_probe']:.1%} below the probe."]
+    lines = [
+        "# Modality",
+        "",
+        f"Buckets (μ > {IMAGE_ABOVE} image, μ < {TEXT_BELOW} text): image {b['image']}, text {b['text']}, "
+        f"bimodal {b['bimodal']}, dead {b['dead']}.",
+        "",
+        f"Linear probe image vs text: accuracy {res['probe']['accuracy']:.4f}, AUROC {res['probe']['auroc']:.4f}.",
+        f"|cos(concept, probe direction)|: mean {c['mean']:.3f}, energy-weighted {c['energy_weighted_mean']:.3f}; "
+        f"{c['fraction_nearly_orthogonal']:.1%} of live concepts below {res['thresholds']['orthogonal_below']}.",
+        f"Each concept direction alone as a classifier: median accuracy {s['median_accuracy']:.3f}, best "
+        f"{s['max_accuracy']:.3f}; {s['fraction_below_probe']:.1%} below the probe.",
+    ]
     write_markdown(out, "modality", "\n".join(lines))

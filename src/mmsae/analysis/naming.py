@@ -17,9 +17,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,11 +52,17 @@ def read_vocabulary(path: str | Path, drop_stopwords: bool = True, min_length: i
     return terms
 
 
-def embed_vocabulary(store, terms: Sequence[str], encoder=None, templates: Sequence[str] = ("{}",),
-                     cache: bool = True, progress: bool = False) -> np.ndarray:
+def embed_vocabulary(
+    store,
+    terms: Sequence[str],
+    encoder=None,
+    templates: Sequence[str] = ("{}",),
+    cache: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
     """[T, D] unit term embeddings in the store's space (template prompts averaged, then
     renormalised), cached in STORE/vocab/ under a hash of terms, templates and model."""
-    from mmsae.backends.base import text_encoder_for
+    from mmsae.backends.registry import text_encoder_for
 
     for tpl in templates:
         try:
@@ -65,7 +72,9 @@ def embed_vocabulary(store, terms: Sequence[str], encoder=None, templates: Seque
         if "{}" not in tpl:
             raise MmsaeError(f"template {tpl!r} has no {{}} for the term")
         if not ok:
-            raise MmsaeError(f"template {tpl!r} must hold exactly one {{}} for the term (write other braces as {{{{ }}}})")
+            raise MmsaeError(
+                f"template {tpl!r} must hold exactly one {{}} for the term (write other braces as {{{{ }}}})"
+            )
     key = hashlib.sha256(json.dumps([list(terms), list(templates), store.manifest.model_id]).encode()).hexdigest()[:16]
     path = Path(store.root) / VOCAB_DIR / f"{key}.npy"
     if cache and path.exists():
@@ -105,9 +114,15 @@ def write_names(names: list[ConceptName], out: str | Path, meta: dict[str, Any])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "names.json", {**meta, "concepts": [dataclasses.asdict(n) for n in names]})
-    table = pa.table({"concept": [n.concept for n in names], "name": [n.name for n in names],
-                      "terms": [n.terms for n in names], "scores": [n.scores for n in names],
-                      "confidence": [n.confidence for n in names]})
+    table = pa.table(
+        {
+            "concept": [n.concept for n in names],
+            "name": [n.name for n in names],
+            "terms": [n.terms for n in names],
+            "scores": [n.scores for n in names],
+            "confidence": [n.confidence for n in names],
+        }
+    )
     atomic_write(out / "names.parquet", lambda tmp: pq.write_table(table, tmp))
     return [out / "names.json", out / "names.parquet"]
 
@@ -121,14 +136,28 @@ def _records(S_FT: np.ndarray, terms: Sequence[str], top: int, min_score: float 
     out = []
     for i in range(len(S_FT)):
         ok = min_score is None or vals[i, 0] > min_score
-        out.append(ConceptName(i, terms[idx[i, 0]] if ok else None, [terms[j] for j in idx[i]],
-                               [float(v) for v in vals[i]], float(vals[i, 0] - vals[i, 1]) if k > 1 else float("nan")))
+        out.append(
+            ConceptName(
+                i,
+                terms[idx[i, 0]] if ok else None,
+                [terms[j] for j in idx[i]],
+                [float(v) for v in vals[i]],
+                float(vals[i, 0] - vals[i, 1]) if k > 1 else float("nan"),
+            )
+        )
     return out
 
 
 @torch.no_grad()
-def name_concepts(model, E_TD: np.ndarray, terms: Sequence[str], method: str = "decoder", modality: str = "text",
-                  center: bool = True, top: int = 5) -> list[ConceptName]:
+def name_concepts(
+    model,
+    E_TD: np.ndarray,
+    terms: Sequence[str],
+    method: str = "decoder",
+    modality: str = "text",
+    center: bool = True,
+    top: int = 5,
+) -> list[ConceptName]:
     """Names of every concept of `model` from the term embeddings `E_TD` (see the module docstring)."""
     from mmsae.models.paired import as_paired
 
@@ -168,13 +197,18 @@ def name_in_text(name: str, text: str) -> bool:
     return all(stem(w) in words for w in re.findall(r"[a-zA-Z]+", name))
 
 
-def naming_agreement(names: list[ConceptName], top_texts: dict[int, list[str]], concepts: Sequence[int],
-                     need: int = 5) -> dict[str, Any]:
+def naming_agreement(
+    names: list[ConceptName], top_texts: dict[int, list[str]], concepts: Sequence[int], need: int = 5
+) -> dict[str, Any]:
     """For each concept, in how many of its top texts its name occurs; the share of concepts with ≥ `need`."""
     hits = {}
     for c in concepts:
         n = names[c].name
         hits[c] = sum(name_in_text(n, t) for t in top_texts.get(c, [])) if n else 0
     ok = [c for c in concepts if hits[c] >= need]
-    return {"share": len(ok) / max(len(concepts), 1), "n_concepts": len(concepts), "need": need,
-            "hits": {int(c): int(h) for c, h in hits.items()}}
+    return {
+        "share": len(ok) / max(len(concepts), 1),
+        "n_concepts": len(concepts),
+        "need": need,
+        "hits": {int(c): int(h) for c, h in hits.items()},
+    }

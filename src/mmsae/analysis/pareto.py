@@ -68,8 +68,9 @@ def _rows(store: EmbeddingStore, split: str, cfg: ParetoConfig, n: int) -> np.nd
     return rows
 
 
-def run_pareto(store: EmbeddingStore | str, out: str | Path, cfg: ParetoConfig = ParetoConfig(),
-               progress: bool = True) -> dict[str, Any]:
+def run_pareto(
+    store: EmbeddingStore | str, out: str | Path, cfg: ParetoConfig = ParetoConfig(), progress: bool = True
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from mmsae.models.io import load_sae
@@ -105,13 +106,25 @@ def run_pareto(store: EmbeddingStore | str, out: str | Path, cfg: ParetoConfig =
     for arch in cfg.saes:
         sweep = [("l1_coef", v) for v in cfg.l1_coefs] if arch == "relu" else [("k", k) for k in levels]
         for key, v in sweep:
+
             def make(arch=arch, key=key, v=v):
                 label = f"{arch}-{key.replace('_coef', '')}{v:g}"
-                tc = TrainConfig(arch=arch, dict_size=F, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                 seed=cfg.seed, modality=cfg.modality, val_fraction=cfg.val_fraction, device="cpu",
-                                 checkpoint_every=0, **{key: v})
+                tc = TrainConfig(
+                    arch=arch,
+                    dict_size=F,
+                    epochs=cfg.epochs,
+                    batch_size=cfg.batch_size,
+                    lr=cfg.lr,
+                    seed=cfg.seed,
+                    modality=cfg.modality,
+                    val_fraction=cfg.val_fraction,
+                    device="cpu",
+                    checkpoint_every=0,
+                    **{key: v},
+                )
                 Trainer(store, out / "saes" / label, tc, overwrite=True, progress=False).run()
                 return SAEMethod(load_sae(out / "saes" / label), label, cfg.modality)
+
             jobs.append((arch, make))
 
     points = []
@@ -125,8 +138,14 @@ def run_pareto(store: EmbeddingStore | str, out: str | Path, cfg: ParetoConfig =
         s = score(method, X_val)
         points.append({"method": family, "label": method.label, **s, "seconds": time.perf_counter() - t0})
     bar.close()
-    result = {"store": str(store.root), "config": dataclasses.asdict(cfg), "dict_size": F, "n_fit": len(X_fit),
-              "n_eval": len(X_val), "points": points}
+    result = {
+        "store": str(store.root),
+        "config": dataclasses.asdict(cfg),
+        "dict_size": F,
+        "n_fit": len(X_fit),
+        "n_eval": len(X_val),
+        "points": points,
+    }
     result["frontier"] = frontier(points)
     write_json(out, "pareto", result)
     plot_pareto(points, out)
@@ -158,14 +177,21 @@ def plot_pareto(points: list[dict], out: Path) -> list[str]:
 
 
 def format_pareto(res: dict[str, Any]) -> str:
-    lines = ["# Pareto: reconstruction vs sparsity", "",
-             f"Store `{res['store']}`; methods fitted on {res['n_fit']} training rows, scored on {res['n_eval']} "
-             f"held-out rows; SAEs and dictionary learning with {res['dict_size']} atoms. R² = 1 − FVU (dataset "
-             "level); R² global is overcomplete's (scalar mean). Points on the frontier are marked *.", "",
-             "| method | label | L0 | R² | R² global | FVU | seconds |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Pareto: reconstruction vs sparsity",
+        "",
+        f"Store `{res['store']}`; methods fitted on {res['n_fit']} training rows, scored on {res['n_eval']} "
+        f"held-out rows; SAEs and dictionary learning with {res['dict_size']} atoms. R² = 1 − FVU (dataset "
+        "level); R² global is overcomplete's (scalar mean). Points on the frontier are marked *.",
+        "",
+        "| method | label | L0 | R² | R² global | FVU | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     front = set(res["frontier"])
     for p in sorted(res["points"], key=lambda p: (p["method"], p["l0"])):
         star = " *" if p["label"] in front else ""
-        lines.append(f"| {p['method']} | {p['label']}{star} | {p['l0']:.2f} | {p['r2']:.4f} | {p['r2_global']:.4f} | "
-                     f"{p['fvu']:.4f} | {p['seconds']:.1f} |")
+        lines.append(
+            f"| {p['method']} | {p['label']}{star} | {p['l0']:.2f} | {p['r2']:.4f} | {p['r2_global']:.4f} | "
+            f"{p['fvu']:.4f} | {p['seconds']:.1f} |"
+        )
     return "\n".join(lines)

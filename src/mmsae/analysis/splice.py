@@ -11,7 +11,8 @@ reconstruction is normalise(Cᵀ w) + mean, compared with the input by cosine.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def splice_decompose(X_ND: np.ndarray, vocab_TD: np.ndarray, mean_D: np.ndarray, l1: float = 0.25,
-                     terms: Sequence[str] | None = None, top: int = 10) -> dict[str, Any]:
+def splice_decompose(
+    X_ND: np.ndarray,
+    vocab_TD: np.ndarray,
+    mean_D: np.ndarray,
+    l1: float = 0.25,
+    terms: Sequence[str] | None = None,
+    top: int = 10,
+) -> dict[str, Any]:
     """Weights [N, T] (sparse, non-negative), reconstruction cosine and L0 per row, top terms per row."""
     from sklearn.linear_model import Lasso
 
@@ -37,6 +44,7 @@ def splice_decompose(X_ND: np.ndarray, vocab_TD: np.ndarray, mean_D: np.ndarray,
     cos = (recon * x).sum(1) / np.maximum(np.linalg.norm(recon, axis=1) * np.linalg.norm(x, axis=1), 1e-12)
     out = {"weights": W, "cosine": cos, "l0": (W > 0).sum(1)}
     if terms is not None:
-        out["top_terms"] = [[(terms[j], float(W[n, j])) for j in np.argsort(-W[n])[:top] if W[n, j] > 0]
-                            for n in range(len(W))]
+        out["top_terms"] = [
+            [(terms[j], float(W[n, j])) for j in np.argsort(-W[n])[:top] if W[n, j] > 0] for n in range(len(W))
+        ]
     return out

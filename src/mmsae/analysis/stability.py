@@ -31,8 +31,14 @@ def _unit(W: np.ndarray) -> np.ndarray:
     return W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
 
 
-def match_dictionaries(A_FD: np.ndarray, B_FD: np.ndarray, absolute: bool = False, candidates: int = 32,
-                       dense_limit: int = DENSE_LIMIT, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def match_dictionaries(
+    A_FD: np.ndarray,
+    B_FD: np.ndarray,
+    absolute: bool = False,
+    candidates: int = 32,
+    dense_limit: int = DENSE_LIMIT,
+    block: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
     """(perm, cos): concept i of A is matched to concept perm[i] of B, with cosine cos[i].
 
     `absolute` matches on |cos| (a sign flip counts as the same concept).
@@ -89,8 +95,14 @@ def stability(A_FD, B_FD, absolute: bool = False, **kw) -> float:
     return float(match_dictionaries(A_FD, B_FD, absolute, **kw)[1].mean())
 
 
-def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, energy_F: np.ndarray,
-                     labels: list[str], out: str | Path | None = None, absolute: bool = False) -> dict[str, Any]:
+def stability_report(
+    dictionaries: list[np.ndarray],
+    frequency_F: np.ndarray,
+    energy_F: np.ndarray,
+    labels: list[str],
+    out: str | Path | None = None,
+    absolute: bool = False,
+) -> dict[str, Any]:
     """Match dictionary 0 against each other one; per concept of dictionary 0, its mean matched cosine.
 
     Writes stability.{json,png,svg,md} into `out` when given.
@@ -110,13 +122,22 @@ def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, en
     rho_f = spearmanr(frequency_F[live], per_concept[live]).statistic if live.sum() > 2 else float("nan")
     rho_e = spearmanr(energy_F[live], per_concept[live]).statistic if live.sum() > 2 else float("nan")
     res = {
-        "reference": labels[0], "runs": per_run,
+        "reference": labels[0],
+        "runs": per_run,
         "stability": float(np.mean([r["stability"] for r in per_run])),
         "stability_live": float(per_concept[live].mean()) if live.any() else float("nan"),
         "n_live": int(live.sum()),
-        "spearman_stability_vs_frequency": float(rho_f), "spearman_stability_vs_energy": float(rho_e),
-        "per_concept": [{"concept": int(i), "stability": float(per_concept[i]), "frequency": float(frequency_F[i]),
-                         "energy": float(energy_F[i])} for i in range(len(per_concept))],
+        "spearman_stability_vs_frequency": float(rho_f),
+        "spearman_stability_vs_energy": float(rho_e),
+        "per_concept": [
+            {
+                "concept": int(i),
+                "stability": float(per_concept[i]),
+                "frequency": float(frequency_F[i]),
+                "energy": float(energy_F[i]),
+            }
+            for i in range(len(per_concept))
+        ],
         "absolute": absolute,
     }
     if out is not None:
@@ -129,7 +150,7 @@ def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, en
             ax.scatter(ranks, per_concept[order], s=4, alpha=0.5)
             w = max(5, len(order) // 50)
             smooth = np.convolve(per_concept[order], np.ones(w) / w, mode="valid")
-            ax.plot(ranks[w - 1:], smooth, color="C3", label=f"running mean ({w})")
+            ax.plot(ranks[w - 1 :], smooth, color="C3", label=f"running mean ({w})")
             ax.set_xscale("log")
             ax.set_xlabel(f"concept {what} rank (1 = highest, reference run)")
             ax.set_ylabel("matched cosine across runs")
@@ -139,13 +160,65 @@ def stability_report(dictionaries: list[np.ndarray], frequency_F: np.ndarray, en
         fig.suptitle(f"Stability {res['stability']:.3f}")
         save_figure(fig, out, "stability")
         top = sorted(res["per_concept"], key=lambda c: -c["frequency"])[:10]
-        lines = ["# Stability across retrains", "",
-                 f"Reference `{labels[0]}` matched one-to-one (Hungarian assignment on {'|cosine|' if absolute else 'cosine'}) "
-                 f"against {len(per_run)} other run(s). Overall stability **{res['stability']:.4f}** "
-                 f"({res['stability_live']:.4f} over the {res['n_live']} concepts live in the reference); Spearman "
-                 f"correlation of a concept's stability with its frequency {rho_f:.3f}, with its energy {rho_e:.3f}.", "",
-                 "| run | stability |", "|---|---|", *[f"| {r['against']} | {r['stability']:.4f} |" for r in per_run], "",
-                 "Most frequent concepts:", "", "| concept | frequency | stability |", "|---|---|---|",
-                 *[f"| {c['concept']} | {c['frequency']:.4f} | {c['stability']:.3f} |" for c in top]]
+        lines = [
+            "# Stability across retrains",
+            "",
+            f"Reference `{labels[0]}` matched one-to-one (Hungarian assignment on {'|cosine|' if absolute else 'cosine'}) "
+            f"against {len(per_run)} other run(s). Overall stability **{res['stability']:.4f}** "
+            f"({res['stability_live']:.4f} over the {res['n_live']} concepts live in the reference); Spearman "
+            f"correlation of a concept's stability with its frequency {rho_f:.3f}, with its energy {rho_e:.3f}.",
+            "",
+            "| run | stability |",
+            "|---|---|",
+            *[f"| {r['against']} | {r['stability']:.4f} |" for r in per_run],
+            "",
+            "Most frequent concepts:",
+            "",
+            "| concept | frequency | stability |",
+            "|---|---|---|",
+            *[f"| {c['concept']} | {c['frequency']:.4f} | {c['stability']:.3f} |" for c in top],
+        ]
         write_markdown(out, "stability", "\n".join(lines))
     return res
+
+
+def stability_of_saes(
+    store, folders: list[str | Path], out: str | Path | None = None, modality: str | None = None, absolute: bool = False
+) -> dict[str, Any]:
+    """Match the dictionaries of SAE folders against the first (frequency and energy measured with
+    the first SAE on `store`): the analysis behind `mmsae analyze stability` and the demo's."""
+    from mmsae.errors import MmsaeError
+    from mmsae.metrics.evaluate import evaluate_store
+    from mmsae.runs import load_model
+
+    if len(folders) < 2:
+        raise MmsaeError("stability needs at least two SAEs")
+    models = [load_model(str(f)) for f in folders]
+    if getattr(models[0], "paired", False):
+        raise MmsaeError("stability compares single-dictionary SAEs; pass SAEs trained with --arch topk/batchtopk/...")
+    shapes = {tuple(m.W_dec.shape) for m in models}
+    if len(shapes) != 1:
+        raise MmsaeError(f"the SAEs must have the same shape, got {sorted(shapes)}")
+    ev = evaluate_store(models[0], store, modality=modality)
+    return stability_report(
+        [m.W_dec.detach().numpy() for m in models],
+        ev["_frequency"].numpy(),
+        ev["_energy"].numpy(),
+        [str(f) for f in folders],
+        out=out,
+        absolute=absolute,
+    )
+
+
+def retrain_for_stability(store, out: str | Path, configs: list[tuple[str, Any]], progress: bool = False) -> list[str]:
+    """Train one SAE per (name, TrainConfig) into OUT/saes/NAME; returns the folders."""
+    from tqdm.auto import tqdm
+
+    from mmsae.train.trainer import Trainer
+
+    folders = []
+    for name, cfg in tqdm(configs, desc="stability: train", unit="sae", disable=not progress):
+        folder = Path(out) / "saes" / name
+        Trainer(store, folder, cfg, overwrite=True, progress=False).run()
+        folders.append(str(folder))
+    return folders

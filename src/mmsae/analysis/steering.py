@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmsae.metrics.crossmodal import encode_decode, cosine_matrix
+from mmsae.metrics.crossmodal import cosine_matrix, encode_decode
 from mmsae.models.paired import as_paired
 
 
@@ -39,8 +39,9 @@ def steer(x_ND, direction_D, strength: float, keep_norm: bool = True) -> np.ndar
 
 
 @torch.no_grad()
-def edit_and_decode(model, x_ND, source: str, target: str, edits: dict[int, float], mode: str = "add",
-                    device="cpu") -> np.ndarray:
+def edit_and_decode(
+    model, x_ND, source: str, target: str, edits: dict[int, float], mode: str = "add", device="cpu"
+) -> np.ndarray:
     """Encode x (a `source` embedding), change concepts (`add` to or `set` their activations),
     decode into the `target` modality."""
     if mode not in ("add", "set"):
@@ -64,3 +65,95 @@ def nearest(queries_ND, gallery_MD, k: int = 5) -> tuple[np.ndarray, np.ndarray]
 def probe_score(x_ND, weight_D, bias: float = 0.0) -> np.ndarray:
     """A linear probe's output ⟨x, w⟩ + b (e.g. the LAION aesthetic head)."""
     return np.asarray(x_ND, dtype=np.float64) @ np.asarray(weight_D, dtype=np.float64).reshape(-1) + float(bias)
+
+
+def steer_rows(
+    model,
+    store,
+    *,
+    source: str,
+    target: str,
+    strength: float,
+    concept: int | None = None,
+    direction_D: np.ndarray | None = None,
+    direction_name: str | None = None,
+    rows=None,
+    n: int = 3,
+    top: int = 5,
+    gallery: int = 50000,
+    mode: str = "add",
+    probe: tuple[np.ndarray, float] | None = None,
+    seed: int = 0,
+) -> dict:
+    """Steer rows of `source` along a concept (or `direction_D`) and judge them in `target` space:
+    the `top` nearest `target` rows (of at most `gallery`, sampled) before and after, and a linear
+    probe's score before and after. With target ≠ source the concept's activation is edited and
+    the code decoded into the target modality (`edit_and_decode`). What `mmsae steer` prints."""
+    from mmsae.errors import MmsaeError
+
+    if direction_D is not None and target != source:
+        raise MmsaeError("--direction steers within one modality; leave --target out or use --concept")
+    if direction_D is None and concept is None:
+        raise MmsaeError("say what to steer along: a concept or a direction")
+    mods = store.modalities()
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0 or rows.min() < 0 or rows.max() >= len(store):
+            raise MmsaeError(f"--rows must be row ids in [0, {len(store)})")
+        wrong = rows[mods[rows] != source]
+        if len(wrong):
+            raise MmsaeError(f"row {int(wrong[0])} is a {mods[wrong[0]]} row, not --source {source}")
+    else:
+        rows = store.rows(source)[:n]
+        if len(rows) == 0:
+            raise MmsaeError(f"the store has no {source} rows")
+    pool = store.rows(target)
+    if len(pool) == 0:
+        raise MmsaeError(f"the store has no {target} rows to retrieve")
+    if len(pool) > gallery:
+        pool = np.sort(np.random.default_rng(seed).choice(pool, gallery, replace=False))
+    x = store.get(rows)
+    if direction_D is not None:
+        moved = steer(x, direction_D, strength)
+    else:
+        n_concepts = model.cfg.dict_size
+        if not 0 <= concept < n_concepts:
+            raise MmsaeError(f"--concept must be in [0, {n_concepts}), got {concept}")
+        if target == source:
+            moved = steer(x, concept_direction(model, concept, source), strength)
+        else:
+            moved = edit_and_decode(model, x, source, target, {concept: strength}, mode=mode)
+    G = store.get(pool)
+    meta = store.metadata(["text", "source"])
+    texts, sources = meta.column("text").to_pylist(), meta.column("source").to_pylist()
+
+    def show(idx, sims):
+        return [
+            {"row": int(pool[i]), "cosine": float(s), "text": texts[pool[i]], "source": sources[pool[i]]}
+            for i, s in zip(idx, sims)
+        ]
+
+    before_i, before_s = nearest(x, G, top)
+    after_i, after_s = nearest(moved, G, top)
+    out = {
+        "concept": concept,
+        "direction": direction_name,
+        "strength": strength,
+        "source": source,
+        "target": target,
+        "rows": [int(r) for r in rows],
+        "results": [],
+    }
+    for i, r in enumerate(rows):
+        item = {
+            "row": int(r),
+            "text": texts[r],
+            "source": sources[r],
+            "before": show(before_i[i], before_s[i]),
+            "after": show(after_i[i], after_s[i]),
+        }
+        if probe is not None:
+            item["probe_before"] = float(probe_score(x[i : i + 1], *probe)[0])
+            item["probe_after"] = float(probe_score(moved[i : i + 1], *probe)[0])
+        out["results"].append(item)
+    return out

@@ -24,8 +24,15 @@ TABLE_NAME = "top_examples.parquet"
 
 
 @torch.no_grad()
-def top_examples(model, store, k: int = 10, modalities: tuple[str, ...] | None = None, block: int = 1024,
-                 device="cpu", progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def top_examples(
+    model,
+    store,
+    k: int = 10,
+    modalities: tuple[str, ...] | None = None,
+    block: int = 1024,
+    device="cpu",
+    progress: bool = False,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{modality: (activations [k, F], row ids [k, F])}, best first."""
     from tqdm.auto import tqdm
 
@@ -69,12 +76,18 @@ def to_table(tops: dict[str, tuple[np.ndarray, np.ndarray]]) -> pa.Table:
         cols["row_id"].append(ids[rank, concept])
         cols["activation"].append(v[rank, concept])
     arrays = {k: np.concatenate(v) if v else np.array([]) for k, v in cols.items()}
-    order = np.lexsort((arrays["rank"], arrays["modality"].astype(str), arrays["concept"])) if len(arrays["rank"]) else []
-    return pa.table({"concept": pa.array(arrays["concept"][order], pa.int32()),
-                     "modality": pa.array(arrays["modality"][order].astype(str), pa.string()),
-                     "rank": pa.array(arrays["rank"][order], pa.int16()),
-                     "row_id": pa.array(arrays["row_id"][order], pa.int64()),
-                     "activation": pa.array(arrays["activation"][order], pa.float32())})
+    order = (
+        np.lexsort((arrays["rank"], arrays["modality"].astype(str), arrays["concept"])) if len(arrays["rank"]) else []
+    )
+    return pa.table(
+        {
+            "concept": pa.array(arrays["concept"][order], pa.int32()),
+            "modality": pa.array(arrays["modality"][order].astype(str), pa.string()),
+            "rank": pa.array(arrays["rank"][order], pa.int16()),
+            "row_id": pa.array(arrays["row_id"][order], pa.int64()),
+            "activation": pa.array(arrays["activation"][order], pa.float32()),
+        }
+    )
 
 
 def write_top_examples(model, store, out: str | Path, k: int = 10, progress: bool = False):

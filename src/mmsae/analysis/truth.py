@@ -7,7 +7,8 @@ rule as `recovery`); each planted concept is represented by its best such latent
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,9 @@ def decoder_cosines(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray) -> np.ndarr
     return W @ np.asarray(dictionary_CD, dtype=np.float64).T
 
 
-def match_planted(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+def match_planted(
+    W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float = 0.9
+) -> tuple[np.ndarray, np.ndarray]:
     """(latent_C, cos_C): per planted concept its best latent by decoder cosine (-1 below threshold)."""
     cos = decoder_cosines(W_dec_FD, dictionary_CD)
     best, top = cos.argmax(axis=0), cos.max(axis=0)
@@ -52,11 +55,17 @@ def planted_of_latents(latent_C: np.ndarray, F: int) -> np.ndarray:
     return out
 
 
-def naming_accuracy(latent_C: np.ndarray, names_F: Sequence[str | None], planted_names: Sequence[str]) -> dict[str, Any]:
+def naming_accuracy(
+    latent_C: np.ndarray, names_F: Sequence[str | None], planted_names: Sequence[str]
+) -> dict[str, Any]:
     """Share of recovered planted concepts whose latent got the planted name."""
     rec = np.nonzero(latent_C >= 0)[0]
     hits = [names_F[latent_C[c]] == planted_names[c] for c in rec]
-    return {"recovered": int(len(rec)), "correct": int(sum(hits)), "accuracy": float(np.mean(hits)) if hits else float("nan")}
+    return {
+        "recovered": int(len(rec)),
+        "correct": int(sum(hits)),
+        "accuracy": float(np.mean(hits)) if hits else float("nan"),
+    }
 
 
 def bucket_accuracy(latent_C: np.ndarray, buckets_F: Sequence[str], kinds: Sequence[str]) -> dict[str, Any]:
@@ -67,19 +76,35 @@ def bucket_accuracy(latent_C: np.ndarray, buckets_F: Sequence[str], kinds: Seque
         rec = [c for c in np.nonzero(latent_C >= 0)[0] if kinds[c] == kind]
         hits = [buckets_F[latent_C[c]] == want for c in rec]
         hits_all += hits
-        out[kind] = {"expected": want, "recovered": len(rec), "accuracy": float(np.mean(hits)) if hits else float("nan")}
+        out[kind] = {
+            "expected": want,
+            "recovered": len(rec),
+            "accuracy": float(np.mean(hits)) if hits else float("nan"),
+        }
     out["accuracy"] = float(np.mean(hits_all)) if hits_all else float("nan")
     return out
 
 
-def bridge_recovery(latent_C: np.ndarray, planted: Sequence[tuple[int, int]], found: Sequence[dict[str, Any]],
-                    significant_only: bool = True) -> dict[str, Any]:
+def bridge_recovery(
+    latent_C: np.ndarray,
+    planted: Sequence[tuple[int, int]],
+    found: Sequence[dict[str, Any]],
+    significant_only: bool = True,
+) -> dict[str, Any]:
     """Share of planted (image concept, text concept) bridges that appear among `found` bridges
     (`image_concept`, `text_concept` latents), and the share of found bridges that are planted."""
-    pairs = {(int(b["image_concept"]), int(b["text_concept"])) for b in found
-             if b.get("significant", True) or not significant_only}
+    pairs = {
+        (int(b["image_concept"]), int(b["text_concept"]))
+        for b in found
+        if b.get("significant", True) or not significant_only
+    }
     want = {(int(latent_C[i]), int(latent_C[t])) for i, t in planted if latent_C[i] >= 0 and latent_C[t] >= 0}
     hit = pairs & want
-    return {"planted": len(planted), "both_sides_recovered": len(want), "found": len(hit),
-            "recall": len(hit) / len(planted) if planted else float("nan"),
-            "precision": len(hit) / len(pairs) if pairs else float("nan"), "reported": len(pairs)}
+    return {
+        "planted": len(planted),
+        "both_sides_recovered": len(want),
+        "found": len(hit),
+        "recall": len(hit) / len(planted) if planted else float("nan"),
+        "precision": len(hit) / len(pairs) if pairs else float("nan"),
+        "reported": len(pairs),
+    }

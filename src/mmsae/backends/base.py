@@ -12,9 +12,10 @@ search embed words with it, in the same space as the store. Heavy libraries load
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -114,8 +115,9 @@ class Backend:
             out.append(self.finish(self.encode_images(pixels), normalize))
         return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
 
-    def embed_texts(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256,
-                    progress: bool = False) -> np.ndarray:
+    def embed_texts(
+        self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256, progress: bool = False
+    ) -> np.ndarray:
         out = []
         for i in range(0, len(texts), batch_size):
             out.append(self.finish(self.encode_texts(self.tokenize(list(texts[i : i + batch_size]))), normalize))
@@ -130,47 +132,6 @@ class Backend:
         if normalize:
             emb_BD = torch.nn.functional.normalize(emb_BD, dim=-1)
         return emb_BD.cpu().numpy()
-
-
-def parse_model(model: str, weights: str | None = None) -> BackendSpec:
-    """`open_clip:ARCH[/TAG]`, `hf:NAME_OR_DIR`, `minilm`; a bare local folder holding a
-    `config.json` or a bare `org/name` means transformers."""
-    if model in ("minilm", MINILM_ID, "all-MiniLM-L6-v2"):
-        return BackendSpec("minilm", "minilm")
-    kind, sep, rest = model.partition(":")
-    if sep and kind in ("open_clip", "openclip", "open-clip"):
-        name, slash, tag = rest.partition("/")
-        if not name:
-            raise MmsaeError("open_clip needs an architecture, e.g. --model open_clip:ViT-B-32 --weights openai")
-        if slash and weights is not None and weights != tag:
-            raise MmsaeError(f"--model names weights {tag!r} and --weights {weights!r}; give them once")
-        return BackendSpec("open_clip", name, weights if weights is not None else (tag or None))
-    if sep and kind in ("hf", "transformers"):
-        if not rest:
-            raise MmsaeError("hf needs a model name or folder, e.g. --model hf:openai/clip-vit-base-patch32")
-        return BackendSpec("hf", rest if weights is None else weights)
-    if Path(model).is_dir() or ("/" in model and not sep):
-        return BackendSpec("hf", model if weights is None else weights)
-    raise MmsaeError(f"unknown model {model!r}; use open_clip:ARCH (with --weights TAG|FILE|DIR), hf:NAME_OR_DIR, "
-                     "or minilm")
-
-
-def load_backend(spec: BackendSpec, device: str = "cpu", precision: str = "fp32") -> Backend:
-    if precision not in ("fp32", "fp16", "bf16"):
-        raise MmsaeError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
-    if spec.kind == "open_clip":
-        from mmsae.backends.open_clip import OpenClipBackend
-
-        return OpenClipBackend(spec, device=device, precision=precision)
-    if spec.kind == "hf":
-        from mmsae.backends.hf import HFBackend
-
-        return HFBackend(spec, device=device, precision=precision)
-    if spec.kind == "minilm":
-        from mmsae.backends.minilm import MiniLMTextEncoder
-
-        return MiniLMTextEncoder(device=device)
-    raise MmsaeError(f"unknown backend kind {spec.kind!r} (known: {', '.join(KINDS)})")
 
 
 class quiet_transformers:
@@ -236,27 +197,16 @@ def weights_error(spec: BackendSpec, exc: BaseException, offline: bool = False) 
     """One line that says what is missing and how to supply it, for any failure to load weights."""
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     if spec.kind == "open_clip":
-        how = ("download the checkpoint where a network exists and pass it with --weights FILE (or a folder "
-               "holding open_clip_config.json and the weights), or --weights none for random weights")
+        how = (
+            "download the checkpoint where a network exists and pass it with --weights FILE (or a folder "
+            "holding open_clip_config.json and the weights), or --weights none for random weights"
+        )
     else:
-        how = ("download the model folder where a network exists (e.g. `huggingface-cli download NAME "
-               "--local-dir DIR`) and pass --model hf:DIR, or set HF_HOME to a cache that holds it")
-    where = "not in the local cache and the model hub cannot be reached" if offline else \
-        f"{type(exc).__name__}: {reason}"
+        how = (
+            "download the model folder where a network exists (e.g. `huggingface-cli download NAME "
+            "--local-dir DIR`) and pass --model hf:DIR, or set HF_HOME to a cache that holds it"
+        )
+    where = (
+        "not in the local cache and the model hub cannot be reached" if offline else f"{type(exc).__name__}: {reason}"
+    )
     return MmsaeError(f"cannot load weights for {spec.model_id} ({where}); {how}")
-
-
-def text_encoder_for(store) -> TextEncoder:
-    """The text encoder matching the store's embeddings, or a one-line error saying what to do."""
-    model_id = store.manifest.model_id
-    if model_id == "synthetic":
-        from mmsae.backends.synthetic import SyntheticTextEncoder
-
-        return SyntheticTextEncoder.from_store(store)
-    recorded = store.manifest.preprocessing.get(BACKEND_KEY)
-    if isinstance(recorded, dict) and recorded.get("kind") in KINDS:
-        return load_backend(BackendSpec(**{k: recorded.get(k) for k in ("kind", "name", "weights")}))
-    if model_id == MINILM_ID:
-        return load_backend(BackendSpec("minilm", "minilm"))
-    raise MmsaeError(f"no text encoder available for the store's model {model_id!r}; embed the vocabulary "
-                     "yourself and pass it with --vocab-embeddings (an .npy with one row per vocabulary line)")

@@ -20,9 +20,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -96,8 +96,18 @@ class EmbedReport:
 def job_key(inputs: EmbedInputs, backend: Backend, cfg: EmbedConfig, source: str) -> str:
     """Fingerprint of everything that decides the rows: same command, same key."""
     h = hashlib.sha256()
-    parts = [source, inputs.layout, inputs.image_root, backend.model_id, backend.spec.to_json(), cfg.normalize,
-             cfg.dtype, list(cfg.modalities), len(inputs.images), len(inputs.texts)]
+    parts = [
+        source,
+        inputs.layout,
+        inputs.image_root,
+        backend.model_id,
+        backend.spec.to_json(),
+        cfg.normalize,
+        cfg.dtype,
+        list(cfg.modalities),
+        len(inputs.images),
+        len(inputs.texts),
+    ]
     for p in parts:
         h.update(json.dumps(p, sort_keys=True, default=str).encode())
     for it in inputs.images[:: max(1, len(inputs.images) // 64)]:
@@ -169,16 +179,30 @@ class _Part:
         self.skipped: dict[int, dict] = {}
         if self.skipped_path.exists():
             self.skipped = {int(k): v for k, v in json.loads(self.skipped_path.read_text()).items()}
-        self.writer = StoreWriter(root, dim=backend.dim, dtype=cfg.dtype, model_id=backend.model_id,
-                                  preprocessing=preprocessing, shard_rows=cfg.shard_rows, job="part",
-                                  before_commit=self._save_skipped)
+        self.writer = StoreWriter(
+            root,
+            dim=backend.dim,
+            dtype=cfg.dtype,
+            model_id=backend.model_id,
+            preprocessing=preprocessing,
+            shard_rows=cfg.shard_rows,
+            job="part",
+            before_commit=self._save_skipped,
+        )
 
     def _save_skipped(self) -> None:
         write_json_atomic(self.skipped_path, {str(k): v for k, v in sorted(self.skipped.items())})
 
 
-def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem], first_image: int,
-                part: _Part, cfg: EmbedConfig, show: bool) -> int:
+def _embed_part(
+    backend: Backend,
+    images: list[ImageItem],
+    texts: list[TextItem],
+    first_image: int,
+    part: _Part,
+    cfg: EmbedConfig,
+    show: bool,
+) -> int:
     """Embed this rank's items after the ones already committed; returns how many were resumed."""
     import torch
     from tqdm.auto import tqdm
@@ -190,9 +214,15 @@ def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem]
         todo = images[img_done:]
         bar = tqdm(total=len(images), initial=img_done, desc="images", unit="img", disable=not show)
         loader = torch.utils.data.DataLoader(
-            _ImageDataset(todo, backend.image_transform()), batch_size=cfg.batch_size, shuffle=False,
-            num_workers=_num_workers(cfg), collate_fn=_collate, worker_init_fn=_worker_init,
-            pin_memory=str(backend.device).startswith("cuda"), persistent_workers=False)
+            _ImageDataset(todo, backend.image_transform()),
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            num_workers=_num_workers(cfg),
+            collate_fn=_collate,
+            worker_init_fn=_worker_init,
+            pin_memory=str(backend.device).startswith("cuda"),
+            persistent_workers=False,
+        )
         for idx, pixels, failed in loader:
             for i, why in failed:
                 it = todo[i]
@@ -200,8 +230,13 @@ def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem]
             if idx:
                 emb = backend.finish(backend.encode_images(pixels), cfg.normalize)
                 sel = [todo[i] for i in idx]
-                writer.append(emb, "image", pair_id=[it.pair_id for it in sel], source=[it.source for it in sel],
-                              consumed=len(idx) + len(failed))
+                writer.append(
+                    emb,
+                    "image",
+                    pair_id=[it.pair_id for it in sel],
+                    source=[it.source for it in sel],
+                    consumed=len(idx) + len(failed),
+                )
             else:
                 writer.append(np.empty((0, backend.dim), np.float32), "image", consumed=len(failed))
             bar.update(len(idx) + len(failed))
@@ -216,8 +251,13 @@ def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem]
             unique = list(dict.fromkeys(t.text for t in batch))  # identical captions are embedded once
             emb_U = backend.finish(backend.encode_texts(backend.tokenize(unique)), cfg.normalize)
             where = {t: j for j, t in enumerate(unique)}
-            writer.append(emb_U[[where[t.text] for t in batch]], "text", pair_id=[t.pair_id for t in batch],
-                          source=[t.source for t in batch], text=[t.text for t in batch])
+            writer.append(
+                emb_U[[where[t.text] for t in batch]],
+                "text",
+                pair_id=[t.pair_id for t in batch],
+                source=[t.source for t in batch],
+                text=[t.text for t in batch],
+            )
             bar.update(len(batch))
         bar.close()
     writer.flush()
@@ -225,8 +265,17 @@ def _embed_part(backend: Backend, images: list[ImageItem], texts: list[TextItem]
 
 
 # --- the whole job --------------------------------------------------------------------------
-def embed(inputs: EmbedInputs, backend: Backend, out: str | os.PathLike, cfg: EmbedConfig = EmbedConfig(),
-          *, source: str = "", rank: int = 0, world_size: int = 1, barrier=None) -> EmbedReport:
+def embed(
+    inputs: EmbedInputs,
+    backend: Backend,
+    out: str | os.PathLike,
+    cfg: EmbedConfig = EmbedConfig(),
+    *,
+    source: str = "",
+    rank: int = 0,
+    world_size: int = 1,
+    barrier=None,
+) -> EmbedReport:
     """Embed `inputs` with `backend` into the store at `out` (created or appended to).
 
     With `world_size` > 1 every rank calls this with its `rank` and a `barrier` callable
@@ -242,13 +291,21 @@ def embed(inputs: EmbedInputs, backend: Backend, out: str | os.PathLike, cfg: Em
     images = inputs.images if "image" in want else []
     texts = inputs.texts if "text" in want else []
     if not images and not texts:
-        raise MmsaeError("nothing to embed: the input has no " + (" or ".join(want) or "selected modality")
-                         + " items" + (" (the model is text-only)" if backend.text_only and inputs.images else ""))
+        raise MmsaeError(
+            "nothing to embed: the input has no "
+            + (" or ".join(want) or "selected modality")
+            + " items"
+            + (" (the model is text-only)" if backend.text_only and inputs.images else "")
+        )
     if cfg.dtype is None:
         existing = EmbeddingStore(out).manifest if (out / "manifest.json").exists() else None
         cfg = replace(cfg, dtype=existing.dtype if existing is not None and existing.n_rows else "float32")
     key = job_key(inputs, backend, cfg, source)
-    preprocessing = {"l2_normalized": cfg.normalize, BACKEND_KEY: backend.spec.to_json(), "precision": backend.precision}
+    preprocessing = {
+        "l2_normalized": cfg.normalize,
+        BACKEND_KEY: backend.spec.to_json(),
+        "precision": backend.precision,
+    }
     if images and inputs.image_root:
         preprocessing[IMAGE_ROOT_KEY] = inputs.image_root
     _check_target(out, backend, cfg, preprocessing)
@@ -262,17 +319,30 @@ def embed(inputs: EmbedInputs, backend: Backend, out: str | os.PathLike, cfg: Em
     part = _Part(staging / f"rank-{rank:05d}", backend, cfg, preprocessing)
     img_sl, txt_sl = _split(len(images), rank, world_size), _split(len(texts), rank, world_size)
     try:
-        resumed = _embed_part(backend, images[img_sl], texts[txt_sl], img_sl.start, part, cfg,
-                              show=cfg.progress and rank == 0)
+        resumed = _embed_part(
+            backend, images[img_sl], texts[txt_sl], img_sl.start, part, cfg, show=cfg.progress and rank == 0
+        )
     finally:
         part.writer.release()
     if barrier is not None:
         barrier()
     if rank != 0:
-        return EmbedReport(str(out), backend.model_id, inputs.layout, len(images), len(texts), 0, 0,
-                           inputs.duplicate_texts, resumed, world_size, time.perf_counter() - t0)
-    report = _merge(out, staging, world_size, key, total, backend, cfg, preprocessing,
-                    local_pair_ids=not inputs.pair_ids_given)
+        return EmbedReport(
+            str(out),
+            backend.model_id,
+            inputs.layout,
+            len(images),
+            len(texts),
+            0,
+            0,
+            inputs.duplicate_texts,
+            resumed,
+            world_size,
+            time.perf_counter() - t0,
+        )
+    report = _merge(
+        out, staging, world_size, key, total, backend, cfg, preprocessing, local_pair_ids=not inputs.pair_ids_given
+    )
     report.layout, report.images_in, report.texts_in = inputs.layout, len(images), len(texts)
     report.duplicate_texts, report.resumed_items = inputs.duplicate_texts, resumed
     report.seconds = time.perf_counter() - t0
@@ -291,14 +361,20 @@ def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: 
     if m.n_rows == 0:
         return
     if m.dim != backend.dim or m.model_id not in ("unknown", backend.model_id):
-        raise MmsaeError(f"{out} holds {m.dim}-d embeddings of {m.model_id!r}; {backend.model_id} makes "
-                         f"{backend.dim}-d ones: embed into a new store")
+        raise MmsaeError(
+            f"{out} holds {m.dim}-d embeddings of {m.model_id!r}; {backend.model_id} makes "
+            f"{backend.dim}-d ones: embed into a new store"
+        )
     if m.dtype != cfg.dtype:
-        raise MmsaeError(f"{out} holds {m.dtype} embeddings; pass --dtype {m.dtype} (or leave --dtype out) to append, "
-                         "or embed into a new store")
+        raise MmsaeError(
+            f"{out} holds {m.dtype} embeddings; pass --dtype {m.dtype} (or leave --dtype out) to append, "
+            "or embed into a new store"
+        )
     if "l2_normalized" in m.preprocessing and m.preprocessing["l2_normalized"] != preprocessing["l2_normalized"]:
-        raise MmsaeError(f"{out} holds embeddings with l2_normalized={m.preprocessing['l2_normalized']}; "
-                         "use the same --normalize setting or a new store")
+        raise MmsaeError(
+            f"{out} holds embeddings with l2_normalized={m.preprocessing['l2_normalized']}; "
+            "use the same --normalize setting or a new store"
+        )
     root, new_root = m.preprocessing.get(IMAGE_ROOT_KEY), preprocessing.get(IMAGE_ROOT_KEY)
     if root and new_root and Path(root).resolve() != Path(new_root).resolve():
         raise MmsaeError(f"{out} holds images under {root}; these are under {new_root}: embed into a new store")
@@ -310,10 +386,27 @@ def _job_done(out: Path, key: str) -> int:
     return EmbeddingStore(out).manifest.jobs.get(key, 0)
 
 
-def _merge(out: Path, staging: Path, world: int, key: str, total: int, backend: Backend, cfg: EmbedConfig,
-           preprocessing: dict, local_pair_ids: bool) -> EmbedReport:
-    with StoreWriter(out, dim=backend.dim, dtype=cfg.dtype, model_id=backend.model_id, preprocessing=preprocessing,
-                     shard_rows=cfg.shard_rows, job=key, local_pair_ids=local_pair_ids) as writer:
+def _merge(
+    out: Path,
+    staging: Path,
+    world: int,
+    key: str,
+    total: int,
+    backend: Backend,
+    cfg: EmbedConfig,
+    preprocessing: dict,
+    local_pair_ids: bool,
+) -> EmbedReport:
+    with StoreWriter(
+        out,
+        dim=backend.dim,
+        dtype=cfg.dtype,
+        model_id=backend.model_id,
+        preprocessing=preprocessing,
+        shard_rows=cfg.shard_rows,
+        job=key,
+        local_pair_ids=local_pair_ids,
+    ) as writer:
         if writer.rows_done >= total:  # the same job, run beside this one, merged while we waited for the lock
             return _read_report(out, key)
         parts = [EmbeddingStore(staging / f"rank-{r:05d}") for r in range(world)]
@@ -329,8 +422,21 @@ def _merge(out: Path, staging: Path, world: int, key: str, total: int, backend: 
             skipped += [v | {"item": int(k)} for k, v in json.loads(path.read_text()).items()]
     skipped.sort(key=lambda v: v["item"])
     store = EmbeddingStore(out)
-    return EmbedReport(str(out), backend.model_id, "", 0, 0, written, len(skipped), 0, 0, world, 0.0,
-                       counts=dict(store.manifest.counts), skipped=skipped)
+    return EmbedReport(
+        str(out),
+        backend.model_id,
+        "",
+        0,
+        0,
+        written,
+        len(skipped),
+        0,
+        0,
+        world,
+        0.0,
+        counts=dict(store.manifest.counts),
+        skipped=skipped,
+    )
 
 
 def _adopt_parts(writer: StoreWriter, parts: list[EmbeddingStore], preprocessing: dict) -> int:
@@ -362,6 +468,7 @@ def _read_report(out: Path, key: str) -> EmbedReport:
     obj = json.loads(path.read_text()).get(key) if path.exists() else None
     if obj is None:
         store = EmbeddingStore(out)
-        return EmbedReport(str(out), store.manifest.model_id, "", 0, 0, 0, 0, 0, 0, 1, 0.0,
-                           counts=dict(store.manifest.counts))
+        return EmbedReport(
+            str(out), store.manifest.model_id, "", 0, 0, 0, 0, 0, 0, 1, 0.0, counts=dict(store.manifest.counts)
+        )
     return EmbedReport(**obj)

@@ -4,8 +4,8 @@ has) through `from_pretrained(name_or_local_folder)`. Embeddings are `get_image_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mmsae.backends.base import Backend, BackendSpec, load_offline_first, quiet_transformers, weights_error
 from mmsae.errors import MmsaeError
@@ -43,6 +43,7 @@ class HFBackend(Backend):
         if ("/" in spec.name and spec.name.startswith((".", "/", "~"))) and not Path(spec.name).expanduser().is_dir():
             raise MmsaeError(f"--model hf:{spec.name}: no such folder")
         name = str(Path(spec.name).expanduser()) if Path(spec.name).expanduser().is_dir() else spec.name
+
         def load(local_only: bool):
             model = transformers.AutoModel.from_pretrained(name, local_files_only=local_only)
             processor = None
@@ -60,8 +61,10 @@ class HFBackend(Backend):
                 model, self._image_processor, self._tokenizer = load_offline_first(spec, load)
         self._model = model.to(device).eval()
         if not hasattr(self._model, "get_text_features"):
-            raise MmsaeError(f"{spec.name} ({type(self._model).__name__}) has no get_text_features/get_image_features; "
-                             "use a vision-language model such as CLIP, SigLIP, SigLIP2 or AIMv2")
+            raise MmsaeError(
+                f"{spec.name} ({type(self._model).__name__}) has no get_text_features/get_image_features; "
+                "use a vision-language model such as CLIP, SigLIP, SigLIP2 or AIMv2"
+            )
         if self._image_processor is None:
             self.modalities = ("text",)
         self._model_type = getattr(self._model.config, "model_type", "")
@@ -84,8 +87,13 @@ class HFBackend(Backend):
 
     def tokenize(self, texts: Sequence[str]):
         fixed = self._model_type in FIXED_LENGTH_TEXT
-        return self._tokenizer(list(texts), padding="max_length" if fixed else True, truncation=True,
-                               max_length=self._max_length, return_tensors="pt")
+        return self._tokenizer(
+            list(texts),
+            padding="max_length" if fixed else True,
+            truncation=True,
+            max_length=self._max_length,
+            return_tensors="pt",
+        )
 
     def encode_texts(self, tokens):
         import torch

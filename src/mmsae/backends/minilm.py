@@ -4,7 +4,7 @@ makes hold text rows only."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from mmsae.backends.base import Backend, BackendSpec, quiet_transformers
 from mmsae.errors import MmsaeError
@@ -30,5 +30,10 @@ class MiniLMTextEncoder(Backend):
         return list(texts)
 
     def encode_texts(self, tokens: list[str]):
-        return self._model.encode(tokens, batch_size=max(len(tokens), 1), convert_to_tensor=True,
-                                  normalize_embeddings=False, show_progress_bar=False)
+        return self._model.encode(
+            tokens,
+            batch_size=max(len(tokens), 1),
+            convert_to_tensor=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )

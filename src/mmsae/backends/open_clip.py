@@ -4,8 +4,8 @@ a local folder (`open_clip_config.json` + weights) or random weights (`none`). E
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mmsae.backends.base import Backend, BackendSpec, load_offline_first, weights_error
 from mmsae.errors import MmsaeError
@@ -16,8 +16,10 @@ class OpenClipBackend(Backend):
         try:
             import open_clip
         except ImportError as exc:
-            raise MmsaeError(f"the open_clip backend needs open-clip-torch and torchvision: pip install 'mmsae[clip]' "
-                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
+            raise MmsaeError(
+                f"the open_clip backend needs open-clip-torch and torchvision: pip install 'mmsae[clip]' "
+                f"({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
         import torch
 
         self.spec, self.device, self.precision = spec, device, precision
@@ -28,8 +30,11 @@ class OpenClipBackend(Backend):
         elif weights is not None and ("/" in weights or Path(weights).suffix) and not Path(weights).is_file():
             raise MmsaeError(f"--weights {weights}: no such checkpoint file or folder")
         if spec.name not in open_clip.list_models() and not name.startswith("local-dir:"):
-            raise MmsaeError(f"open_clip has no architecture {spec.name!r}; see open_clip.list_models() "
-                             f"(e.g. ViT-B-32, ViT-B-16-SigLIP, ViT-L-14)")
+            raise MmsaeError(
+                f"open_clip has no architecture {spec.name!r}; see open_clip.list_models() "
+                f"(e.g. ViT-B-32, ViT-B-16-SigLIP, ViT-L-14)"
+            )
+
         def load(local_only: bool):
             import logging
 

@@ -5,7 +5,7 @@ known answer."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ class SyntheticTextEncoder:
         self.dim = len(next(iter(table.values())))
 
     @classmethod
-    def from_store(cls, store) -> "SyntheticTextEncoder":
+    def from_store(cls, store) -> SyntheticTextEncoder:
         from mmsae.data.synthetic import name_embeddings
 
         terms, emb = name_embeddings(store.root)

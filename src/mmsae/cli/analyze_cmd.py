@@ -9,37 +9,50 @@ from mmsae.cli.output import nonneg_int, positive_float, positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser("analyze", help="linear-structure analyses: pareto, stability, modality, bridges",
-                       description="Analyses of Papadimitriou et al. (2025). Each writes JSON, PNG/SVG plots and a "
-                                   "Markdown summary into --out.")
+    p = sub.add_parser(
+        "analyze",
+        help="linear-structure analyses: pareto, stability, modality, bridges",
+        description="Analyses of Papadimitriou et al. (2025). Each writes JSON, PNG/SVG plots and a "
+        "Markdown summary into --out.",
+    )
     a = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
 
-    q = a.add_parser("pareto", help="R² vs L0 of SAEs and PCA/ICA/NMF/k-means/dictionary learning",
-                     description="Fits PCA, ICA, NMF (on data shifted to be non-negative), k-means (L0 = 1) and "
-                                 "sparse dictionary learning (OMP), and trains TopK, BatchTopK, Matryoshka and ReLU "
-                                 "SAEs, over a sweep of sparsity levels; scores all on the same held-out rows.")
+    q = a.add_parser(
+        "pareto",
+        help="R² vs L0 of SAEs and PCA/ICA/NMF/k-means/dictionary learning",
+        description="Fits PCA, ICA, NMF (on data shifted to be non-negative), k-means (L0 = 1) and "
+        "sparse dictionary learning (OMP), and trains TopK, BatchTopK, Matryoshka and ReLU "
+        "SAEs, over a sweep of sparsity levels; scores all on the same held-out rows.",
+    )
     q.add_argument("store")
     q.add_argument("--out", required=True)
     q.add_argument("--levels", default="2,4,8,16,32", help="L0 targets (components, k) (default 2,4,8,16,32)")
     q.add_argument("--saes", default="topk,batchtopk,matryoshka,relu", help="SAE architectures ('' for none)")
     q.add_argument("--baselines", default="pca,ica,nmf,kmeans,dictionary", help="baselines ('' for none)")
     q.add_argument("--l1", default="0.3,1,3,10", help="ReLU SAE L1 sweep (default 0.3,1,3,10)")
-    q.add_argument("--dict-size", type=positive_int, default=None, help="SAE latents and dictionary atoms (default 4 × D)")
+    q.add_argument(
+        "--dict-size", type=positive_int, default=None, help="SAE latents and dictionary atoms (default 4 × D)"
+    )
     q.add_argument("--epochs", type=positive_float, default=10.0, help="SAE training passes (default 10)")
     q.add_argument("--batch-size", type=positive_int, default=1024)
     q.add_argument("--lr", type=positive_float, default=3e-3)
-    q.add_argument("--fit-rows", type=positive_int, default=20000, help="training rows for the baselines (default 20000)")
+    q.add_argument(
+        "--fit-rows", type=positive_int, default=20000, help="training rows for the baselines (default 20000)"
+    )
     q.add_argument("--eval-rows", type=positive_int, default=10000, help="held-out rows scored (default 10000)")
     q.add_argument("--modality", help="use one modality only")
     q.add_argument("--seed", type=nonneg_int, default=0)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_pareto)
 
-    s = a.add_parser("stability", help="match dictionaries of retrained SAEs (Hungarian on cosine)",
-                     description="Trains --seeds SAEs that differ only by seed, or --mixes SAEs that differ only by "
-                                 "the image:text ratio of their training rows (or takes --saes), matches each "
-                                 "against the first one-to-one by cosine, and relates each concept's stability to "
-                                 "its frequency and energy.")
+    s = a.add_parser(
+        "stability",
+        help="match dictionaries of retrained SAEs (Hungarian on cosine)",
+        description="Trains --seeds SAEs that differ only by seed, or --mixes SAEs that differ only by "
+        "the image:text ratio of their training rows (or takes --saes), matches each "
+        "against the first one-to-one by cosine, and relates each concept's stability to "
+        "its frequency and energy.",
+    )
     s.add_argument("store")
     s.add_argument("--out", required=True)
     s.add_argument("--saes", help="comma-separated SAE folders to compare instead of training (e.g. other data mixes)")
@@ -60,7 +73,9 @@ def register(sub) -> None:
     m.add_argument("sae")
     m.add_argument("store")
     m.add_argument("--out", required=True)
-    m.add_argument("--max-rows", type=positive_int, default=20000, help="rows (both modalities) for the probe (default 20000)")
+    m.add_argument(
+        "--max-rows", type=positive_int, default=20000, help="rows (both modalities) for the probe (default 20000)"
+    )
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run_modality)
 
@@ -99,26 +114,31 @@ def _finish(args, res: dict, name: str) -> int:
 
 
 def run_pareto(args) -> int:
-    from mmsae.analysis.pareto import ParetoConfig, run_pareto as run
+    from mmsae.analysis.pareto import ParetoConfig
+    from mmsae.analysis.pareto import run_pareto as run
 
-    cfg = ParetoConfig(levels=_list(args.levels, int), saes=_list(args.saes), baselines=_list(args.baselines),
-                       l1_coefs=_list(args.l1, float), dict_size=args.dict_size, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, fit_rows=args.fit_rows, eval_rows=args.eval_rows,
-                       modality=args.modality, seed=args.seed)
+    cfg = ParetoConfig(
+        levels=_list(args.levels, int),
+        saes=_list(args.saes),
+        baselines=_list(args.baselines),
+        l1_coefs=_list(args.l1, float),
+        dict_size=args.dict_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        fit_rows=args.fit_rows,
+        eval_rows=args.eval_rows,
+        modality=args.modality,
+        seed=args.seed,
+    )
     return _finish(args, run(args.store, args.out, cfg, progress=not args.json), "pareto")
 
 
 def run_stability(args) -> int:
-    from tqdm.auto import tqdm
-
-    from mmsae.analysis.stability import stability_report
-    from mmsae.cli.common import load_model
+    from mmsae.analysis.stability import retrain_for_stability, stability_of_saes
     from mmsae.data.store import EmbeddingStore
     from mmsae.errors import MmsaeError
-    from mmsae.metrics.evaluate import evaluate_store
     from mmsae.train.config import TrainConfig
-    from mmsae.train.trainer import Trainer
-    from pathlib import Path
 
     store = EmbeddingStore(args.store)
     if args.saes:
@@ -130,25 +150,26 @@ def run_stability(args) -> int:
             if args.seeds < 2:
                 raise MmsaeError(f"--seeds must be at least 2, got {args.seeds}")
             runs = [(f"seed{seed}", {"seed": seed}) for seed in range(args.seeds)]
-        folders = []
-        for name, extra in tqdm(runs, desc="stability: train", unit="sae", disable=args.json):
-            out = Path(args.out) / "saes" / name
-            cfg = TrainConfig(arch=args.arch, dict_size=args.dict_size, k=args.k, epochs=args.epochs,
-                              batch_size=args.batch_size, lr=args.lr, modality=args.modality, device="cpu",
-                              checkpoint_every=0, **extra)
-            Trainer(store, out, cfg, overwrite=True, progress=False).run()
-            folders.append(str(out))
-    if len(folders) < 2:
-        raise MmsaeError("stability needs at least two SAEs")
-    models = [load_model(f) for f in folders]
-    if getattr(models[0], "paired", False):
-        raise MmsaeError("stability compares single-dictionary SAEs; pass SAEs trained with --arch topk/batchtopk/...")
-    shapes = {tuple(m.W_dec.shape) for m in models}
-    if len(shapes) != 1:
-        raise MmsaeError(f"the SAEs must have the same shape, got {sorted(shapes)}")
-    ev = evaluate_store(models[0], store, modality=args.modality)
-    res = stability_report([m.W_dec.detach().numpy() for m in models], ev["_frequency"].numpy(),
-                           ev["_energy"].numpy(), folders, out=args.out, absolute=args.absolute)
+        configs = [
+            (
+                name,
+                TrainConfig(
+                    arch=args.arch,
+                    dict_size=args.dict_size,
+                    k=args.k,
+                    epochs=args.epochs,
+                    batch_size=args.batch_size,
+                    lr=args.lr,
+                    modality=args.modality,
+                    device="cpu",
+                    checkpoint_every=0,
+                    **extra,
+                ),
+            )
+            for name, extra in runs
+        ]
+        folders = retrain_for_stability(store, args.out, configs, progress=not args.json)
+    res = stability_of_saes(store, folders, out=args.out, modality=args.modality, absolute=args.absolute)
     return _finish(args, res, "stability")
 
 
@@ -169,6 +190,14 @@ def run_bridges(args) -> int:
     model = load_model(args.sae)
     store = open_store_for(model, args.store)
     require_pairs(store, "the Bridge Score")
-    res = analyze_bridges(model, store, out=args.out, top=args.top, split=args.split, max_pairs=args.max_pairs,
-                          shuffles=args.shuffles, names=latent_names(model, store))
+    res = analyze_bridges(
+        model,
+        store,
+        out=args.out,
+        top=args.top,
+        split=args.split,
+        max_pairs=args.max_pairs,
+        shuffles=args.shuffles,
+        names=latent_names(model, store),
+    )
     return _finish(args, res, "bridges")

@@ -3,28 +3,7 @@
 from __future__ import annotations
 
 from mmsae.errors import MmsaeError
-
-
-def load_model(path: str, device: str = "cpu"):
-    from mmsae.models.io import SAELoadError, load_sae
-
-    try:
-        return load_sae(path, device=device)
-    except SAELoadError as exc:
-        raise MmsaeError(str(exc)) from None
-
-
-def open_store_for(model, path: str):
-    """The store at `path`, checked against the model's input dimension(s)."""
-    from mmsae.data.store import EmbeddingStore
-
-    store = EmbeddingStore(path)
-    dims = {m: model.input_dim(m) for m in ("image", "text")} if getattr(model, "paired", False) else {"*": model.cfg.d_in}
-    bad = {m: d for m, d in dims.items() if d != store.dim}
-    if bad:
-        raise MmsaeError(f"dimension mismatch: the SAE takes {sorted(set(dims.values()))}-d input, "
-                         f"the store holds {store.dim}-d")
-    return store
+from mmsae.runs import load_model, open_store_for  # noqa: F401 (what the commands load with)
 
 
 def val_fraction_of(model, given: float | None) -> float:
@@ -37,5 +16,6 @@ def val_fraction_of(model, given: float | None) -> float:
 def require_pairs(store, what: str) -> None:
     img_rows, _ = store.pairs()
     if len(img_rows) == 0:
-        raise MmsaeError(f"{what} needs (image, text) pairs; {store.root} has none "
-                         f"(rows by modality: {dict(store.manifest.counts)})")
+        raise MmsaeError(
+            f"{what} needs (image, text) pairs; {store.root} has none (rows by modality: {dict(store.manifest.counts)})"
+        )

@@ -20,8 +20,13 @@ def field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body
     docs = {}
     for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -32,6 +37,7 @@ def _items(kind):
             return tuple(kind(s.strip()) for s in text.split(",") if s.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
     parse.__name__ = f"{kind.__name__} list"
     return parse
 
@@ -43,7 +49,7 @@ def _flag_type(annotation: str):
     if ann == "bool":
         return None, True
     if ann.startswith("tuple["):
-        inner = ann[len("tuple["):].split(",")[0].strip()
+        inner = ann[len("tuple[") :].split(",")[0].strip()
         return _items({"int": int, "float": float}.get(inner, str)), False
     return {"int": int, "float": float}.get(ann, str), False
 
@@ -58,8 +64,13 @@ def _default_text(value: Any) -> str:
     return str(value)
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
-                     aliases: dict[str, tuple[str, ...]] | None = None) -> None:
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip: tuple[str, ...] = (),
+    aliases: dict[str, tuple[str, ...]] | None = None,
+) -> None:
     """One flag per field of `cls` (not in `skip`). Every flag defaults to None, "not given", so a
     value from a config file is overridden only by a flag that was typed."""
     docs, aliases = field_docs(cls), aliases or {}
@@ -67,19 +78,31 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[
         if f.name in skip:
             continue
         typ, switch = _flag_type(f.type if isinstance(f.type, str) else f.type.__name__)
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
         help_text = docs.get(f.name, "").replace("%", "%%")
         names = (flag_name(f.name), *aliases.get(f.name, ()))
         if switch:
             action = argparse.BooleanOptionalAction if default else "store_true"
             parser.add_argument(*names, dest=f.name, action=action, default=None, help=help_text)
         else:
-            parser.add_argument(*names, dest=f.name, type=typ, default=None, metavar=f.name.upper(),
-                                help=f"{help_text} (default: {_default_text(default)})")
+            parser.add_argument(
+                *names,
+                dest=f.name,
+                type=typ,
+                default=None,
+                metavar=f.name.upper(),
+                help=f"{help_text} (default: {_default_text(default)})",
+            )
 
 
 def given_options(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """The fields of `cls` that were set on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if f.name not in skip and getattr(args, f.name, None) is not None}
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if f.name not in skip and getattr(args, f.name, None) is not None
+    }

@@ -4,25 +4,47 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="synthetic data → SAEs → analyses → report → explorer, scored against ground truth",
-                       description="Builds the built-in synthetic paired data set (with a picture per image row), "
-                                   "trains TopK, BatchTopK, Matryoshka and ReLU SAEs and a MultiModalSAE on it, "
-                                   "evaluates them on held-out pairs, names the TopK SAE's concepts, finds their top "
-                                   "examples, runs the modality, Bridge Score, Pareto (vs PCA/NMF/k-means) and "
-                                   "stability analyses and the "
-                                   "hallucination comparison, scores each against the planted truth, writes "
-                                   "RUN/report.html and starts the explorer. No network needed.")
-    p.add_argument("--out", default="mmsae-demo", help="run folder (default ./mmsae-demo); a previous demo there is replaced")
-    p.add_argument("--size", choices=["default", "small"], default="default",
-                   help="default: 20,000 pairs of 256-d embeddings; small: 4,000 pairs of 64-d (for CI)")
-    p.add_argument("--archs", default="topk,batchtopk,matryoshka,relu",
-                   help="comma-separated single-SAE architectures; the first is analysed and explored")
-    p.add_argument("--data", choices=["synthetic", "coco-captions"], default="synthetic",
-                   help="synthetic (default), or coco-captions: real COCO captions embedded with MiniLM (text only)")
-    p.add_argument("--captions", help="with --data coco-captions: a COCO captions JSON (default: "
-                                      "$MMSAE_SHARED_DATA/coco-val2017-captions/captions_val2017.json)")
-    p.add_argument("--vocab", help="with --data coco-captions: vocabulary for naming (default: SpLiCE's mscoco.txt "
-                                   "in $MMSAE_SHARED_DATA/splice/vocab, else the captions' own frequent words)")
+    p = sub.add_parser(
+        "demo",
+        help="synthetic data → SAEs → analyses → report → explorer, scored against ground truth",
+        description="Builds the built-in synthetic paired data set (with a picture per image row), "
+        "trains TopK, BatchTopK, Matryoshka and ReLU SAEs and a MultiModalSAE on it, "
+        "evaluates them on held-out pairs, names the TopK SAE's concepts, finds their top "
+        "examples, runs the modality, Bridge Score, Pareto (vs PCA/NMF/k-means) and "
+        "stability analyses and the "
+        "hallucination comparison, scores each against the planted truth, writes "
+        "RUN/report.html and starts the explorer. No network needed.",
+    )
+    p.add_argument(
+        "--out", default="mmsae-demo", help="run folder (default ./mmsae-demo); a previous demo there is replaced"
+    )
+    p.add_argument(
+        "--size",
+        choices=["default", "small"],
+        default="default",
+        help="default: 20,000 pairs of 256-d embeddings; small: 4,000 pairs of 64-d (for CI)",
+    )
+    p.add_argument(
+        "--archs",
+        default="topk,batchtopk,matryoshka,relu",
+        help="comma-separated single-SAE architectures; the first is analysed and explored",
+    )
+    p.add_argument(
+        "--data",
+        choices=["synthetic", "coco-captions"],
+        default="synthetic",
+        help="synthetic (default), or coco-captions: real COCO captions embedded with MiniLM (text only)",
+    )
+    p.add_argument(
+        "--captions",
+        help="with --data coco-captions: a COCO captions JSON (default: "
+        "$MMSAE_SHARED_DATA/coco-val2017-captions/captions_val2017.json)",
+    )
+    p.add_argument(
+        "--vocab",
+        help="with --data coco-captions: vocabulary for naming (default: SpLiCE's mscoco.txt "
+        "in $MMSAE_SHARED_DATA/splice/vocab, else the captions' own frequent words)",
+    )
     p.add_argument("--no-multimodal", action="store_true", help="skip the MultiModalSAE comparison")
     p.add_argument("--no-stability", action="store_true", help="skip the stability retrains")
     p.add_argument("--no-pareto", action="store_true", help="skip the SAE vs PCA/NMF/k-means Pareto comparison")
@@ -36,8 +58,8 @@ def run(args) -> int:
     import sys
 
     from mmsae.cli.output import print_json
-    from mmsae.demo import DemoConfig, run_demo
     from mmsae.errors import MmsaeError
+    from mmsae.pipelines.demo import DemoConfig, run_demo
 
     archs = tuple(a.strip() for a in args.archs.split(",") if a.strip())
     if not archs:
@@ -50,21 +72,35 @@ def run(args) -> int:
         check_port("127.0.0.1", args.port)  # fail now, not after ten minutes of training
     log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     if args.data == "coco-captions":
-        from mmsae.demo_text import run_text_demo
+        from mmsae.pipelines.demo_text import run_text_demo
 
-        summary = run_text_demo(args.out, captions=args.captions, vocab=args.vocab, size=args.size, archs=archs,
-                                stability=not args.no_stability, progress=not args.json, log=log)
+        summary = run_text_demo(
+            args.out,
+            captions=args.captions,
+            vocab=args.vocab,
+            size=args.size,
+            archs=archs,
+            stability=not args.no_stability,
+            progress=not args.json,
+            log=log,
+        )
     else:
-        cfg = DemoConfig.preset(args.size, archs=archs, stability_seeds=0 if args.no_stability else 3,
-                                multimodal=not args.no_multimodal, pareto=not args.no_pareto)
+        cfg = DemoConfig.preset(
+            args.size,
+            archs=archs,
+            stability_seeds=0 if args.no_stability else 3,
+            multimodal=not args.no_multimodal,
+            pareto=not args.no_pareto,
+        )
         summary = run_demo(cfg, args.out, progress=not args.json, log=log)
     if args.json:
         print_json(summary)
         return 0
     print(summary["report"])
     if serve:
-        from mmsae.explorer.index import find_run, load_explorer
+        from mmsae.explorer.index import load_explorer
         from mmsae.explorer.serve import serve as start
+        from mmsae.runs import find_run
 
         start(load_explorer(find_run(args.out)), port=args.port)
     return 0

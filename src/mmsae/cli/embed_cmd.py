@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mmsae.cli.output import positive_int
-
 import os
 import sys
+
+from mmsae.cli.output import positive_int
 
 EPILOG = """\
 inputs (told apart by the path, or --layout):
@@ -38,31 +38,55 @@ def register(sub) -> None:
     import argparse
 
     p = sub.add_parser(
-        "embed", help="embed images and captions with a vision-language model into a store",
+        "embed",
+        help="embed images and captions with a vision-language model into a store",
         description="Embed an image folder, a CSV/JSONL of image_path,caption, a COCO captions JSON or a "
-                    "text file of captions with open_clip, transformers or MiniLM, into a store "
-                    "(created, or appended to). Under torchrun each rank embeds its part; rank 0 merges.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "text file of captions with open_clip, transformers or MiniLM, into a store "
+        "(created, or appended to). Under torchrun each rank embeds its part; rank 0 merges.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("input", help="image folder, .csv/.tsv/.jsonl table, COCO .json or .txt of captions")
     p.add_argument("--out", required=True, help="store folder (created, or appended to)")
     p.add_argument("--model", required=True, help="open_clip:ARCH, hf:NAME_OR_DIR or minilm (see below)")
     p.add_argument("--weights", help="open_clip: pretrained tag, checkpoint file, folder, or none (random)")
     p.add_argument("--image-root", help="folder relative image paths resolve against (default: the input's folder)")
-    p.add_argument("--layout", default="auto", choices=["auto", "folder", "table", "coco", "text"],
-                   help="input layout (default: from the path)")
-    p.add_argument("--modality", choices=["both", "image", "text"], default="both",
-                   help="embed only the images or only the captions (default both)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto; under torchrun "
-                                                    "cuda:LOCAL_RANK)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                   help="autocast on a GPU (default auto: fp16 on CUDA, fp32 on CPU)")
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=["auto", "folder", "table", "coco", "text"],
+        help="input layout (default: from the path)",
+    )
+    p.add_argument(
+        "--modality",
+        choices=["both", "image", "text"],
+        default="both",
+        help="embed only the images or only the captions (default both)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto; under torchrun cuda:LOCAL_RANK)"
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="autocast on a GPU (default auto: fp16 on CUDA, fp32 on CPU)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
     p.add_argument("--text-batch-size", type=positive_int, default=256, help="captions per batch (default 256)")
-    p.add_argument("--workers", type=int, default=-1, help="image-decoding worker processes (default: one per "
-                                                           "core, up to 8; 0 decodes in the main process)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=-1,
+        help="image-decoding worker processes (default: one per core, up to 8; 0 decodes in the main process)",
+    )
     p.add_argument("--no-normalize", action="store_true", help="store raw embeddings (default: L2-normalised)")
-    p.add_argument("--dtype", choices=["float32", "float16"], default=None,
-                   help="on-disk dtype (default: the store's own, float32 for a new store)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float16"],
+        default=None,
+        help="on-disk dtype (default: the store's own, float32 for a new store)",
+    )
     p.add_argument("--shard-rows", type=positive_int, default=16384, help="rows per committed shard (default 16384)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of progress bars")
     p.set_defaults(func=run)
@@ -71,8 +95,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import dataclasses
 
-    from mmsae.backends.base import load_backend, parse_model
     from mmsae.backends.embed import EmbedConfig, embed
+    from mmsae.backends.registry import load_backend, parse_model
     from mmsae.cli.output import print_json
     from mmsae.data.inputs import read_inputs
     from mmsae.errors import MmsaeError
@@ -93,16 +117,36 @@ def run(args) -> int:
     modalities = ("image", "text") if args.modality == "both" else (args.modality,)
     backend = load_backend(spec, device=device, precision=precision)
     if backend.text_only and not (inputs.texts and "text" in modalities):
-        raise MmsaeError(f"{backend.model_id} is text-only and there are no captions to embed "
-                         f"({len(inputs.images)} images); use a vision-language model (open_clip:ARCH or hf:NAME)")
+        raise MmsaeError(
+            f"{backend.model_id} is text-only and there are no captions to embed "
+            f"({len(inputs.images)} images); use a vision-language model (open_clip:ARCH or hf:NAME)"
+        )
     if backend.text_only and inputs.images and "image" in modalities and rank == 0:
-        print(f"note: {backend.model_id} is text-only: embedding the {len(inputs.texts)} captions, not the "
-              f"{len(inputs.images)} images", file=sys.stderr)
-    cfg = EmbedConfig(batch_size=args.batch_size, text_batch_size=args.text_batch_size, num_workers=args.workers,
-                      normalize=not args.no_normalize, dtype=args.dtype, shard_rows=args.shard_rows,
-                      modalities=modalities, progress=not args.json)
-    rep = embed(inputs, backend, args.out, cfg, source=os.path.abspath(args.input), rank=rank, world_size=world,
-                barrier=ctx.barrier if ctx.active else None)
+        print(
+            f"note: {backend.model_id} is text-only: embedding the {len(inputs.texts)} captions, not the "
+            f"{len(inputs.images)} images",
+            file=sys.stderr,
+        )
+    cfg = EmbedConfig(
+        batch_size=args.batch_size,
+        text_batch_size=args.text_batch_size,
+        num_workers=args.workers,
+        normalize=not args.no_normalize,
+        dtype=args.dtype,
+        shard_rows=args.shard_rows,
+        modalities=modalities,
+        progress=not args.json,
+    )
+    rep = embed(
+        inputs,
+        backend,
+        args.out,
+        cfg,
+        source=os.path.abspath(args.input),
+        rank=rank,
+        world_size=world,
+        barrier=ctx.barrier if ctx.active else None,
+    )
     ctx.shutdown()  # the others wait for rank 0's merge, so the store is whole when torchrun returns
     if rank != 0:
         return 0
@@ -113,13 +157,18 @@ def run(args) -> int:
         print(f"nothing to do: {rep.store} already holds this job's {rep.rows_written} rows ({rep.counts})")
         return 0
     rate = (rep.images_in + rep.texts_in - rep.resumed_items) / max(rep.seconds, 1e-9)
-    extra = [f"{rep.images_skipped} unreadable images skipped (listed in {rep.store}/embed-report.json)"] \
-        if rep.images_skipped else []
+    extra = (
+        [f"{rep.images_skipped} unreadable images skipped (listed in {rep.store}/embed-report.json)"]
+        if rep.images_skipped
+        else []
+    )
     if rep.duplicate_texts:
         extra.append(f"{rep.duplicate_texts} repeated captions dropped")
     if rep.resumed_items:
         extra.append(f"resumed after {rep.resumed_items} items")
-    print(f"embedded {rep.images_in} images and {rep.texts_in} captions with {rep.model_id} into {rep.store} "
-          f"in {rep.seconds:.1f} s ({rate:.1f} items/s); store holds {rep.counts}"
-          + ("; " + "; ".join(extra) if extra else ""))
+    print(
+        f"embedded {rep.images_in} images and {rep.texts_in} captions with {rep.model_id} into {rep.store} "
+        f"in {rep.seconds:.1f} s ({rate:.1f} items/s); store holds {rep.counts}"
+        + ("; " + "; ".join(extra) if extra else "")
+    )
     return 0

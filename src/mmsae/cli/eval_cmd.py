@@ -4,28 +4,55 @@ from __future__ import annotations
 
 from mmsae.cli.output import fraction, positive_int
 
-KEYS = ("fvu", "r2", "fvu_per_sample", "r2_global", "nmae", "cosine", "l0", "l0_fraction_zero", "dead_fraction",
-        "dense_fraction", "n_rows")
+KEYS = (
+    "fvu",
+    "r2",
+    "fvu_per_sample",
+    "r2_global",
+    "nmae",
+    "cosine",
+    "l0",
+    "l0_fraction_zero",
+    "dead_fraction",
+    "dense_fraction",
+    "n_rows",
+)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate an SAE on a store (every metric, per modality)",
-                       description="Evaluate SAE on every row of STORE (or --split val/train, as split by the "
-                                   "trainer's pair-id hash) in one streaming pass.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate an SAE on a store (every metric, per modality)",
+        description="Evaluate SAE on every row of STORE (or --split val/train, as split by the "
+        "trainer's pair-id hash) in one streaming pass.",
+    )
     p.add_argument("sae", help="SAE folder (mmsae or SAELens format)")
     p.add_argument("store", help="store folder")
     p.add_argument("--split", choices=["all", "train", "val"], default="all", help="rows to evaluate (default all)")
-    p.add_argument("--val-fraction", type=fraction, default=None,
-                   help="held-out share defining the split (default: the SAE's training value, else 0.1)")
+    p.add_argument(
+        "--val-fraction",
+        type=fraction,
+        default=None,
+        help="held-out share defining the split (default: the SAE's training value, else 0.1)",
+    )
     p.add_argument("--modality", help="evaluate only this modality")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--crossmodal", choices=["auto", "yes", "no"], default="auto",
-                   help="cross-modal section (alignment, code-space retrieval, concept discovery, retrieval "
-                        "retention; on synthetic stores also shared-concept recovery and zero-shot retention); "
-                        "auto = when the store has image/text pairs")
-    p.add_argument("--max-pairs", type=positive_int, default=5000, help="held-out pairs used by the cross-modal section")
-    p.add_argument("--image-sae", help="with SAE as the text SAE: evaluate two independent SAEs (this one "
-                                       "encodes images) as one cross-modal model")
+    p.add_argument(
+        "--crossmodal",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="cross-modal section (alignment, code-space retrieval, concept discovery, retrieval "
+        "retention; on synthetic stores also shared-concept recovery and zero-shot retention); "
+        "auto = when the store has image/text pairs",
+    )
+    p.add_argument(
+        "--max-pairs", type=positive_int, default=5000, help="held-out pairs used by the cross-modal section"
+    )
+    p.add_argument(
+        "--image-sae",
+        help="with SAE as the text SAE: evaluate two independent SAEs (this one "
+        "encodes images) as one cross-modal model",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -33,11 +60,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from mmsae.cli.common import load_model, open_store_for, val_fraction_of
     from mmsae.cli.output import print_json
+    from mmsae.device import resolve_device
     from mmsae.errors import MmsaeError
     from mmsae.metrics.evaluate import evaluate_store
     from mmsae.models.paired import ModalityRouter
-
-    from mmsae.device import resolve_device
 
     args.device = str(resolve_device(args.device))
     sae = load_model(args.sae, args.device)
@@ -52,8 +78,15 @@ def run(args) -> int:
             sae = ModalityRouter({"image": image_sae, "text": sae}).to(args.device)
         except ValueError as exc:
             raise MmsaeError(str(exc)) from None
-    res = evaluate_store(sae, store, split=args.split, val_fraction=vf, modality=args.modality, device=args.device,
-                         progress=not args.json)
+    res = evaluate_store(
+        sae,
+        store,
+        split=args.split,
+        val_fraction=vf,
+        modality=args.modality,
+        device=args.device,
+        progress=not args.json,
+    )
     if res.get("n_rows", 0) == 0:
         raise MmsaeError("no rows to evaluate for that split/modality")
     out = {k: res[k] for k in KEYS}
@@ -86,8 +119,10 @@ def crossmodal_section(sae, store, split: str, val_fraction: float, max_pairs: i
 
         gt, cfg = load_ground_truth(store.root), synth_config_of(store.root)
         rec = shared_concept_recovery(sae.cpu(), cfg, gt)
-        cm["planted"] = {"shared_recovery": {k: v for k, v in rec.items() if k != "per_concept"},
-                         "zero_shot_retention": synthetic_zero_shot(sae, cfg, gt)}
+        cm["planted"] = {
+            "shared_recovery": {k: v for k, v in rec.items() if k != "per_concept"},
+            "zero_shot_retention": synthetic_zero_shot(sae, cfg, gt),
+        }
     return cm
 
 
@@ -95,26 +130,36 @@ def format_crossmodal(cm: dict) -> str:
     if cm.get("n_pairs", 0) < 2:
         return "cross-modal: fewer than two held-out pairs"
     a, r = cm["alignment"], cm["code_retrieval"]
-    lines = [f"cross-modal, {cm['n_pairs']} held-out pairs ({cm['split']} split, one caption per image)",
-             f"  code space: alignment score {a['alignment_score']:.3f}, pair similarity mean {a['mean_pair_similarity']:.3f} "
-             f"min {a['min_pair_similarity']:.3f}, all-pairs mean {a['mean_similarity']:.3f}",
-             "  code-space retrieval     " + "  ".join(f"{k.replace('_recall', ' R')} {v:.3f}" for k, v in r.items())]
+    lines = [
+        f"cross-modal, {cm['n_pairs']} held-out pairs ({cm['split']} split, one caption per image)",
+        f"  code space: alignment score {a['alignment_score']:.3f}, pair similarity mean {a['mean_pair_similarity']:.3f} "
+        f"min {a['min_pair_similarity']:.3f}, all-pairs mean {a['mean_similarity']:.3f}",
+        "  code-space retrieval     " + "  ".join(f"{k.replace('_recall', ' R')} {v:.3f}" for k, v in r.items()),
+    ]
     ret = cm["retrieval_retention"]
     lines.append("  retrieval retention (recall with reconstructions / recall with originals):")
     for name in ("recon_image", "recon_text", "recon_both"):
         rel = ret[f"{name}_relative"]
-        lines.append(f"    {name:<12} i2t R@1 {rel['i2t_recall@1']:.3f}  R@10 {rel['i2t_recall@10']:.3f}   "
-                     f"t2i R@1 {rel['t2i_recall@1']:.3f}  R@10 {rel['t2i_recall@10']:.3f}")
+        lines.append(
+            f"    {name:<12} i2t R@1 {rel['i2t_recall@1']:.3f}  R@10 {rel['i2t_recall@10']:.3f}   "
+            f"t2i R@1 {rel['t2i_recall@1']:.3f}  R@10 {rel['t2i_recall@10']:.3f}"
+        )
     d = cm["concept_discovery"]
     top = ", ".join(f"{c['concept']} ({c['overlap']:.2f})" for c in d["ranked"][:8])
-    lines.append(f"  concept discovery: mean top-decile overlap {d['mean_overlap_live']:.3f} over "
-                 f"{d['n_live_both_modalities']} concepts live in both; top: {top}")
+    lines.append(
+        f"  concept discovery: mean top-decile overlap {d['mean_overlap_live']:.3f} over "
+        f"{d['n_live_both_modalities']} concepts live in both; top: {top}"
+    )
     if "planted" in cm:
         s, z = cm["planted"]["shared_recovery"], cm["planted"]["zero_shot_retention"]
-        lines.append(f"  planted truth: shared concepts recovered as one latent firing on both sides "
-                     f"{s['shared_recovery']:.3f} ({s['n_evaluable']} evaluable)")
-        lines.append(f"  zero-shot accuracy: original {z['original']:.3f}, recon image {z['recon_image']:.3f}, "
-                     f"recon prompts {z['recon_text']:.3f}, both {z['recon_both']:.3f}")
+        lines.append(
+            f"  planted truth: shared concepts recovered as one latent firing on both sides "
+            f"{s['shared_recovery']:.3f} ({s['n_evaluable']} evaluable)"
+        )
+        lines.append(
+            f"  zero-shot accuracy: original {z['original']:.3f}, recon image {z['recon_image']:.3f}, "
+            f"recon prompts {z['recon_text']:.3f}, both {z['recon_both']:.3f}"
+        )
     return "\n".join(lines)
 
 

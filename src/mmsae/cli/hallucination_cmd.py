@@ -6,24 +6,33 @@ from mmsae.cli.output import nonneg_int, positive_int, unit_float
 
 
 def register(sub) -> None:
-    p = sub.add_parser("hallucination", help="score concept-level hallucination detection and mitigation",
-                       description="Fits the concept detector (per-concept weights from matched training pairs, "
-                                   "no labels), then evaluates it against the raw image-caption cosine on a "
-                                   "labelled set: on a synthetic store, fresh pairs half of whose captions had one "
-                                   "object concept swapped for one absent from the image; on any other paired store, "
-                                   "held-out pairs half of whose captions were replaced by another image's caption. "
-                                   "Thresholds are fitted on one half, metrics reported on the other. Also reports "
-                                   "how mitigation (moving the caption's code toward the image's on the most "
-                                   "different concepts) changes the retrieval of the caption's own image.")
+    p = sub.add_parser(
+        "hallucination",
+        help="score concept-level hallucination detection and mitigation",
+        description="Fits the concept detector (per-concept weights from matched training pairs, "
+        "no labels), then evaluates it against the raw image-caption cosine on a "
+        "labelled set: on a synthetic store, fresh pairs half of whose captions had one "
+        "object concept swapped for one absent from the image; on any other paired store, "
+        "held-out pairs half of whose captions were replaced by another image's caption. "
+        "Thresholds are fitted on one half, metrics reported on the other. Also reports "
+        "how mitigation (moving the caption's code toward the image's on the most "
+        "different concepts) changes the retrieval of the caption's own image.",
+    )
     p.add_argument("sae", help="SAE folder (multimodal, vlsae, or a single SAE used for both modalities)")
     p.add_argument("store", help="paired store folder")
     p.add_argument("--n", type=positive_int, default=4000, help="labelled pairs to evaluate (default 4000)")
-    p.add_argument("--reference", type=positive_int, default=20000, help="matched training pairs used to fit the detector")
+    p.add_argument(
+        "--reference", type=positive_int, default=20000, help="matched training pairs used to fit the detector"
+    )
     p.add_argument("--mitigate-concepts", type=nonneg_int, default=4, help="concepts moved by mitigation (default 4)")
     p.add_argument("--beta", type=unit_float, default=1.0, help="mitigation strength in [0, 1] (default 1)")
-    p.add_argument("--score", nargs=2, metavar=("IMAGES", "TEXTS"),
-                   help="also score your own pairs: two embedding files (.npy/.npz/.safetensors/.pt/.parquet) "
-                        "whose row i is a pair; each gets a score and a decision at the SAE threshold fitted above")
+    p.add_argument(
+        "--score",
+        nargs=2,
+        metavar=("IMAGES", "TEXTS"),
+        help="also score your own pairs: two embedding files (.npy/.npz/.safetensors/.pt/.parquet) "
+        "whose row i is a pair; each gets a score and a decision at the SAE threshold fitted above",
+    )
     p.add_argument("--scores-out", help="with --score: write row, score, flagged as CSV here")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -51,8 +60,12 @@ def labelled_set(store, n: int, val_fraction: float, seed: int):
 
 def run(args) -> int:
 
-    from mmsae.analysis.hallucination import (HallucinationDetector, clip_score, compare_with_clip_score,
-                                              mitigation_effect)
+    from mmsae.analysis.hallucination import (
+        HallucinationDetector,
+        clip_score,
+        compare_with_clip_score,
+        mitigation_effect,
+    )
     from mmsae.cli.common import load_model, open_store_for, require_pairs, val_fraction_of
     from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
@@ -82,20 +95,26 @@ def run(args) -> int:
     if args.json:
         print_json(res)
         return 0
-    print(f"hallucination detection on {res['n_test']} test pairs ({kind}); thresholds fitted on "
-          f"{res['n_calibration']} others; detector fitted on {res['n_reference_pairs']} matched training pairs")
+    print(
+        f"hallucination detection on {res['n_test']} test pairs ({kind}); thresholds fitted on "
+        f"{res['n_calibration']} others; detector fitted on {res['n_reference_pairs']} matched training pairs"
+    )
     print(f"{'method':<22}{'precision':>10}{'recall':>9}{'F1':>8}{'AUROC':>8}")
     for name, label in (("sae", "SAE concepts"), ("clip_score", "raw cosine (CLIP score)")):
         r = res[name]
         print(f"{label:<22}{r['precision']:>10.3f}{r['recall']:>9.3f}{r['f1']:>8.3f}{r['auroc']:>8.3f}")
     mt = res["mitigation"]
-    print(f"mitigation ({mt['n_concepts']} concepts, beta {mt['beta']}): corrupted captions retrieve their own image "
-          f"at R@1 {mt['before']['recall@1']:.3f} → {mt['after']['recall@1']:.3f}, mean rank "
-          f"{mt['before']['mean_rank']:.1f} → {mt['after']['mean_rank']:.1f} (of {len(img)} images)")
+    print(
+        f"mitigation ({mt['n_concepts']} concepts, beta {mt['beta']}): corrupted captions retrieve their own image "
+        f"at R@1 {mt['before']['recall@1']:.3f} → {mt['after']['recall@1']:.3f}, mean rank "
+        f"{mt['before']['mean_rank']:.1f} → {mt['after']['mean_rank']:.1f} (of {len(img)} images)"
+    )
     if args.score:
         sc = res["scored"]
-        print(f"your pairs: {sc['n']} scored, {sc['n_flagged']} flagged (score ≥ {sc['threshold']:.3f})"
-              + (f"; written to {args.scores_out}" if args.scores_out else ""))
+        print(
+            f"your pairs: {sc['n']} scored, {sc['n_flagged']} flagged (score ≥ {sc['threshold']:.3f})"
+            + (f"; written to {args.scores_out}" if args.scores_out else "")
+        )
         for i, (s_, f_) in enumerate(zip(sc["scores"][:20], sc["flagged"][:20])):
             print(f"  pair {i}: score {s_:.3f}{'  FLAGGED' if f_ else ''}")
         if sc["n"] > 20:
@@ -127,5 +146,10 @@ def score_user_pairs(det, model, dim: int, paths, threshold: float, out_csv: str
             w = csv.writer(f)
             w.writerow(["row", "score", "flagged"])
             w.writerows((i, f"{s:.6f}", int(fl)) for i, (s, fl) in enumerate(zip(scores, flagged)))
-    return {"n": int(len(scores)), "n_flagged": int(flagged.sum()), "threshold": float(threshold),
-            "scores": [float(s) for s in scores], "flagged": [bool(f) for f in flagged]}
+    return {
+        "n": int(len(scores)),
+        "n_flagged": int(flagged.sum()),
+        "threshold": float(threshold),
+        "scores": [float(s) for s in scores],
+        "flagged": [bool(f) for f in flagged],
+    }

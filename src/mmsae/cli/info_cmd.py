@@ -6,13 +6,19 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="describe a store or an SAE folder",
-                       description="Describe a store or an SAE folder. With --check, read every shard of a store "
-                                   "and list each way its files disagree with the manifest (exit 2 if any).")
+    p = sub.add_parser(
+        "info",
+        help="describe a store or an SAE folder",
+        description="Describe a store or an SAE folder. With --check, read every shard of a store "
+        "and list each way its files disagree with the manifest (exit 2 if any).",
+    )
     p.add_argument("path")
-    p.add_argument("--check", action="store_true",
-                   help="store: verify every shard's files exist, load and agree (shapes, row counts, row ids, "
-                        "modality counts, no NaN/inf)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="store: verify every shard's files exist, load and agree (shapes, row counts, row ids, "
+        "modality counts, no NaN/inf)",
+    )
     p.set_defaults(func=run)
 
 
@@ -32,8 +38,10 @@ def run(args) -> int:
             summary["check"] = {"ok": not problems, "problems": problems}
             print_json(summary)
             if problems:
-                raise MmsaeError(f"{len(problems)} problem(s) in {path}: {problems[0]}"
-                                 + (" (all of them above)" if len(problems) > 1 else ""))
+                raise MmsaeError(
+                    f"{len(problems)} problem(s) in {path}: {problems[0]}"
+                    + (" (all of them above)" if len(problems) > 1 else "")
+                )
             return 0
         print_json(summary)
     elif (path / "config.json").exists() or (path / "cfg.json").exists():
@@ -43,8 +51,14 @@ def run(args) -> int:
             sae = load_sae(path)
         except SAELoadError as exc:
             raise MmsaeError(str(exc)) from None
-        print_json({"sae": str(path), "architecture": sae.architecture, **sae.cfg.to_dict(),
-                     "provenance": getattr(sae, "provenance", {})})
+        print_json(
+            {
+                "sae": str(path),
+                "architecture": sae.architecture,
+                **sae.cfg.to_dict(),
+                "provenance": getattr(sae, "provenance", {}),
+            }
+        )
     else:
         raise MmsaeError(f"{path} is neither a store nor an SAE folder")
     return 0

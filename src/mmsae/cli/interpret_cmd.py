@@ -2,35 +2,47 @@
 
 from __future__ import annotations
 
-from mmsae.cli.output import nonneg_int, positive_int
-
 import json
 from pathlib import Path
 
+from mmsae.cli.output import nonneg_int, positive_int
+
 
 def register(sub) -> None:
-    p = sub.add_parser("name", help="name every concept from a vocabulary",
-                       description="Embeds a vocabulary (one term a line; English stop words and terms under 3 "
-                                   "letters dropped unless --keep-stopwords) with the store's own text encoder "
-                                   "(cached in STORE/vocab/), then names each concept by the term closest to its "
-                                   "decoder direction (--method decoder, centred term embeddings) or the term that "
-                                   "activates it most through the encoder (--method encoder). Writes "
-                                   "OUT/names.json and OUT/names.parquet (top-5 terms, scores, confidence).")
+    p = sub.add_parser(
+        "name",
+        help="name every concept from a vocabulary",
+        description="Embeds a vocabulary (one term a line; English stop words and terms under 3 "
+        "letters dropped unless --keep-stopwords) with the store's own text encoder "
+        "(cached in STORE/vocab/), then names each concept by the term closest to its "
+        "decoder direction (--method decoder, centred term embeddings) or the term that "
+        "activates it most through the encoder (--method encoder). Writes "
+        "OUT/names.json and OUT/names.parquet (top-5 terms, scores, confidence).",
+    )
     p.add_argument("sae")
     p.add_argument("store")
-    p.add_argument("--vocab", required=True, help="vocabulary file, one term a line (e.g. the SpLiCE MSCOCO vocabulary)")
+    p.add_argument(
+        "--vocab", required=True, help="vocabulary file, one term a line (e.g. the SpLiCE MSCOCO vocabulary)"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=["decoder", "encoder"], default="decoder")
-    p.add_argument("--template", action="append", default=None,
-                   help="prompt template with {} for the term; repeat to average several (default 'a photo of a {}.')")
+    p.add_argument(
+        "--template",
+        action="append",
+        default=None,
+        help="prompt template with {} for the term; repeat to average several (default 'a photo of a {}.')",
+    )
     p.add_argument("--modality", choices=["image", "text"], default="text", help="decoder side to name (paired SAEs)")
     p.add_argument("--keep-stopwords", action="store_true")
     p.add_argument("--vocab-embeddings", help=".npy of precomputed term embeddings, one row per kept vocabulary term")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_name)
 
-    t = sub.add_parser("top", help="top-k images and texts of every concept (one streaming pass)",
-                       description="Writes OUT/top_examples.parquet: concept, modality, rank, row_id, activation.")
+    t = sub.add_parser(
+        "top",
+        help="top-k images and texts of every concept (one streaming pass)",
+        description="Writes OUT/top_examples.parquet: concept, modality, rank, row_id, activation.",
+    )
     t.add_argument("sae")
     t.add_argument("store")
     t.add_argument("--out", required=True)
@@ -39,19 +51,26 @@ def register(sub) -> None:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=run_top)
 
-    s = sub.add_parser("search", help="word → concepts → rows, or row → concepts and similar rows",
-                       description="--query: embeds the text with the store's text encoder, finds its concepts "
-                                   "(by encoding it, and by name when --names is given) and the rows where they fire "
-                                   "most. --row: the row's top concepts (with names) and its most similar rows of the "
-                                   "same modality by code cosine; --splice also decomposes it over the vocabulary.")
+    s = sub.add_parser(
+        "search",
+        help="word → concepts → rows, or row → concepts and similar rows",
+        description="--query: embeds the text with the store's text encoder, finds its concepts "
+        "(by encoding it, and by name when --names is given) and the rows where they fire "
+        "most. --row: the row's top concepts (with names) and its most similar rows of the "
+        "same modality by code cosine; --splice also decomposes it over the vocabulary.",
+    )
     s.add_argument("sae")
     s.add_argument("store")
     what = s.add_mutually_exclusive_group(required=True)
     what.add_argument("--query", help="text to search for")
     what.add_argument("--row", type=nonneg_int, help="row id to explain")
     s.add_argument("--names", help="names.json from `mmsae name`")
-    s.add_argument("--target", choices=["image", "text"], default=None,
-                   help="modality of the rows to return (default: image if the store has images, else text)")
+    s.add_argument(
+        "--target",
+        choices=["image", "text"],
+        default=None,
+        help="modality of the rows to return (default: image if the store has images, else text)",
+    )
     s.add_argument("--top", type=positive_int, default=5)
     s.add_argument("--splice", help="with --row: vocabulary file for a SpLiCE decomposition beside the SAE's")
     s.add_argument("--json", action="store_true")
@@ -104,18 +123,32 @@ def run_name(args) -> int:
 
         E = np.asarray(load_embeddings(args.vocab_embeddings), dtype=np.float32)
         if E.shape != (len(terms), store.dim):
-            raise MmsaeError(f"--vocab-embeddings has shape {E.shape}; expected ({len(terms)}, {store.dim}) "
-                             "(one row per term kept after filtering)")
+            raise MmsaeError(
+                f"--vocab-embeddings has shape {E.shape}; expected ({len(terms)}, {store.dim}) "
+                "(one row per term kept after filtering)"
+            )
     else:
-        E = embed_vocabulary(store, terms, templates=tuple(args.template or ("a photo of a {}.",)), progress=not args.json)
+        E = embed_vocabulary(
+            store, terms, templates=tuple(args.template or ("a photo of a {}.",)), progress=not args.json
+        )
     names = name_concepts(model, E, terms, method=args.method, modality=args.modality)
     out = Path(args.out)
-    meta = {"vocab": str(args.vocab), "n_terms": len(terms), "method": args.method,
-            "templates": args.template or ["a photo of a {}."], "modality": args.modality}
+    meta = {
+        "vocab": str(args.vocab),
+        "n_terms": len(terms),
+        "method": args.method,
+        "templates": args.template or ["a photo of a {}."],
+        "modality": args.modality,
+    }
     write_names(names, out, meta)
     if args.json:
-        print_json({**meta, "written": [str(out / "names.json"), str(out / "names.parquet")],
-                     "concepts": [dataclasses.asdict(n) for n in names[:20]]})
+        print_json(
+            {
+                **meta,
+                "written": [str(out / "names.json"), str(out / "names.parquet")],
+                "concepts": [dataclasses.asdict(n) for n in names[:20]],
+            }
+        )
     else:
         best = sorted(names, key=lambda n: -n.confidence)[:10]
         print(f"named {len(names)} concepts from {len(terms)} terms ({args.method}); most confident:")
@@ -147,60 +180,16 @@ def run_top(args) -> int:
 
 
 def run_search(args) -> int:
-    import numpy as np
-
-    from mmsae.analysis.search import concepts_of, encode_rows, query_concepts, rows_for_concepts, similar_rows
-    from mmsae.analysis.top_examples import top_examples
-    from mmsae.backends.base import text_encoder_for
+    from mmsae.analysis.search import explain_row, search_text
+    from mmsae.backends.registry import text_encoder_for
     from mmsae.cli.output import print_json
-    from mmsae.errors import MmsaeError
 
     model, store = _load(args)
     names = _names(args.names)
-    mods = store.modalities()
-    target = args.target or ("image" if (mods == "image").any() else "text")
-    texts = store.metadata(["text"]).column("text").to_pylist()
     if args.query is not None:
-        if not args.query.strip():
-            raise MmsaeError("--query is empty")
-        enc = text_encoder_for(store)
-        q = enc.embed_texts([args.query])[0]
-        name_emb = None
-        if names:
-            named = [n.name or "" for n in names]
-            name_emb = enc.embed_texts([f"a photo of a {n}." for n in named])
-        found = query_concepts(model, q, names, name_emb, top=args.top)
-        concepts = [c["concept"] for c in found["by_encoding"]]
-        tops = top_examples(model, store, k=args.top, modalities=(target,))
-        rows = rows_for_concepts(tops, concepts, target, k=args.top)
-        for r in rows:
-            r["text"] = texts[r["row"]]
-        res = {"query": args.query, **found, "rows": rows, "target": target}
+        res = search_text(model, store, args.query, text_encoder_for(store), names, top=args.top, target=args.target)
     else:
-        if not 0 <= args.row < len(store):
-            raise MmsaeError(f"--row must be in [0, {len(store)})")
-        z = encode_rows(model, store, np.array([args.row]))
-        same = np.nonzero(mods == mods[args.row])[0]
-        G = encode_rows(model, store, same)
-        pos = int(np.searchsorted(same, args.row))
-        idx, sim = similar_rows(z, G, k=args.top, exclude_self=np.array([pos]))
-        res = {"row": args.row, "modality": str(mods[args.row]), "text": texts[args.row],
-               "concepts": concepts_of(z[0], names, args.top),
-               "similar": [{"row": int(same[i]), "cosine": float(s), "text": texts[same[i]]} for i, s in zip(idx[0], sim[0])]}
-        if args.splice:
-            from mmsae.analysis.naming import embed_vocabulary, read_vocabulary
-            from mmsae.analysis.splice import splice_decompose
-
-            terms = read_vocabulary(args.splice)
-            E = embed_vocabulary(store, terms, templates=("a photo of a {}.",))
-            rows_m = np.nonzero(mods == mods[args.row])[0]
-            mean = store.get(rows_m[:: max(1, len(rows_m) // 20000)]).mean(0)
-            x = store.get([args.row])[0]
-            sp = splice_decompose(x[None], E, mean, terms=terms)
-            x_hat = _decode(model, z, str(mods[args.row]))[0]
-            sae_cos = float(x @ x_hat / max(np.linalg.norm(x) * np.linalg.norm(x_hat), 1e-12))
-            res["splice"] = {"terms": sp["top_terms"][0], "l0": int(sp["l0"][0]), "cosine": float(sp["cosine"][0])}
-            res["sae_reconstruction"] = {"l0": int((z[0] > 0).sum()), "cosine": sae_cos}
+        res = explain_row(model, store, args.row, names, top=args.top, splice_vocab=args.splice)
     if args.json:
         print_json(res)
         return 0
@@ -212,7 +201,7 @@ def run_search(args) -> int:
             print("concepts by name:")
             for c in res["by_name"]:
                 print(f"  {c['concept']:>6}  {c['similarity']:.3f}  {c['name'] or ''}")
-        print(f"{target} rows where they fire most:")
+        print(f"{res['target']} rows where they fire most:")
         for r in res["rows"]:
             print(f"  row {r['row']:>7}  {r['activation']:.3f}  {(r['text'] or '')[:70]}")
     else:
@@ -225,18 +214,12 @@ def run_search(args) -> int:
             print(f"  row {s['row']:>7}  {s['cosine']:.3f}  {(s['text'] or '')[:70]}")
         if "splice" in res:
             sp, sa = res["splice"], res["sae_reconstruction"]
-            print(f"SpLiCE: L0 {sp['l0']}, cosine {sp['cosine']:.3f}: " + ", ".join(f"{t} {w:.2f}" for t, w in sp["terms"][:8]))
+            print(
+                f"SpLiCE: L0 {sp['l0']}, cosine {sp['cosine']:.3f}: "
+                + ", ".join(f"{t} {w:.2f}" for t, w in sp["terms"][:8])
+            )
             print(f"SAE:    L0 {sa['l0']}, cosine {sa['cosine']:.3f}")
     return 0
-
-
-def _decode(model, z, modality):
-    import torch
-
-    from mmsae.models.paired import as_paired
-
-    with torch.no_grad():
-        return as_paired(model).decode(torch.as_tensor(z), modality).numpy()
 
 
 def run_cluster(args) -> int:
@@ -252,7 +235,9 @@ def run_cluster(args) -> int:
     if len(rows) > args.max_rows:
         rows = np.sort(np.random.default_rng(0).choice(rows, args.max_rows, replace=False))
     if len(rows) < args.clusters:
-        raise MmsaeError(f"{len(rows)} rows for {args.clusters} clusters; ask for fewer --clusters (or more --max-rows)")
+        raise MmsaeError(
+            f"{len(rows)} rows for {args.clusters} clusters; ask for fewer --clusters (or more --max-rows)"
+        )
     res = cluster_codes(encode_rows(model, store, rows), args.clusters, _names(args.names))
     texts = store.metadata(["text"]).column("text").to_pylist()
     for c in res["clusters"]:

@@ -27,8 +27,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _crash_log(exc: BaseException, argv: list[str] | None) -> Path | None:
-    text = (f"mmsae {sys.argv[0]!r} argv={argv if argv is not None else sys.argv[1:]!r}\n"
-            + "".join(traceback.format_exception(exc)))
+    text = f"mmsae {sys.argv[0]!r} argv={argv if argv is not None else sys.argv[1:]!r}\n" + "".join(
+        traceback.format_exception(exc)
+    )
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for folder in (os.environ.get("MMSAE_LOG_DIR"), Path.home() / ".cache" / "mmsae", tempfile.gettempdir()):
         if not folder:
@@ -45,14 +46,40 @@ def _crash_log(exc: BaseException, argv: list[str] | None) -> Path | None:
 
 def build_parser() -> argparse.ArgumentParser:
     from mmsae import __version__
-    from mmsae.cli import (analyze_cmd, compare_cmd, demo_cmd, embed_cmd, eval_cmd, explore_cmd, hallucination_cmd, import_cmd,
-                           info_cmd, interpret_cmd, steer_cmd, synth_cmd, train_cmd)
+    from mmsae.cli import (
+        analyze_cmd,
+        compare_cmd,
+        demo_cmd,
+        embed_cmd,
+        eval_cmd,
+        explore_cmd,
+        hallucination_cmd,
+        import_cmd,
+        info_cmd,
+        interpret_cmd,
+        steer_cmd,
+        synth_cmd,
+        train_cmd,
+    )
 
     p = _Parser(prog="mmsae", description="Sparse autoencoders on vision-language embedding spaces.")
     p.add_argument("--version", action="version", version=f"mmsae {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (demo_cmd, embed_cmd, synth_cmd, import_cmd, train_cmd, eval_cmd, analyze_cmd, interpret_cmd, compare_cmd,
-                hallucination_cmd, steer_cmd, explore_cmd, info_cmd):
+    for mod in (
+        demo_cmd,
+        embed_cmd,
+        synth_cmd,
+        import_cmd,
+        train_cmd,
+        eval_cmd,
+        analyze_cmd,
+        interpret_cmd,
+        compare_cmd,
+        hallucination_cmd,
+        steer_cmd,
+        explore_cmd,
+        info_cmd,
+    ):
         mod.register(sub)
     return p
 
@@ -82,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MemoryError:
         _close_progress_bars()
-        print(f"{name}: error: out of memory; ask for less (fewer rows, latents or examples) or use a larger "
-              "machine", file=sys.stderr)
+        print(
+            f"{name}: error: out of memory; ask for less (fewer rows, latents or examples) or use a larger machine",
+            file=sys.stderr,
+        )
         return 2
     except OSError as exc:  # the environment's answer (no space, no permission, no such file): not a bug
         _close_progress_bars()
@@ -95,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _close_progress_bars()
         log = _crash_log(exc, argv)
-        print(f"{name}: internal error ({type(exc).__name__}: {_one_line(str(exc))[:200]}); this is a bug in mmsae, "
-              f"please report it{f' with {log}' if log else ''}", file=sys.stderr)
+        print(
+            f"{name}: internal error ({type(exc).__name__}: {_one_line(str(exc))[:200]}); this is a bug in mmsae, "
+            f"please report it{f' with {log}' if log else ''}",
+            file=sys.stderr,
+        )
         return 1
 
 

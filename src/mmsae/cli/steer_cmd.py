@@ -6,27 +6,38 @@ from mmsae.cli.output import finite_float, nonneg_int, positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser("steer", help="steer embeddings along a concept and show what they retrieve",
-                       description="Takes rows of SOURCE modality from the store. With --target equal to --source "
-                                   "(the default), adds STRENGTH times the concept's unit decoder direction (or "
-                                   "--direction) to each embedding, keeping its norm. With another --target, encodes "
-                                   "the rows, adds STRENGTH to the concept's activation (or sets it, --mode set) and "
-                                   "decodes into the target modality. Prints each row's nearest target-modality rows "
-                                   "of the store before and after, and a linear probe's score change with --probe.")
+    p = sub.add_parser(
+        "steer",
+        help="steer embeddings along a concept and show what they retrieve",
+        description="Takes rows of SOURCE modality from the store. With --target equal to --source "
+        "(the default), adds STRENGTH times the concept's unit decoder direction (or "
+        "--direction) to each embedding, keeping its norm. With another --target, encodes "
+        "the rows, adds STRENGTH to the concept's activation (or sets it, --mode set) and "
+        "decodes into the target modality. Prints each row's nearest target-modality rows "
+        "of the store before and after, and a linear probe's score change with --probe.",
+    )
     p.add_argument("sae", help="SAE folder")
     p.add_argument("store", help="store folder (its rows are the queries and the retrieval gallery)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--concept", type=nonneg_int, help="latent index to steer along")
     what.add_argument("--direction", help=".npy or .npz (key 'weight') vector to steer along instead of a concept")
-    p.add_argument("--strength", type=finite_float, required=True,
-                   help="step along the unit direction (same modality) or added activation (cross-modal)")
+    p.add_argument(
+        "--strength",
+        type=finite_float,
+        required=True,
+        help="step along the unit direction (same modality) or added activation (cross-modal)",
+    )
     p.add_argument("--source", choices=["image", "text"], default="image", help="modality of the query rows")
-    p.add_argument("--target", choices=["image", "text"], default=None, help="modality to decode into (default: source)")
+    p.add_argument(
+        "--target", choices=["image", "text"], default=None, help="modality to decode into (default: source)"
+    )
     p.add_argument("--mode", choices=["add", "set"], default="add", help="cross-modal: add to or set the activation")
     p.add_argument("--rows", help="comma-separated row ids to steer (default: the first --n rows of SOURCE)")
     p.add_argument("--n", type=positive_int, default=3, help="rows to steer when --rows is not given (default 3)")
     p.add_argument("--top", type=positive_int, default=5, help="nearest gallery rows to show (default 5)")
-    p.add_argument("--gallery", type=positive_int, default=50000, help="at most this many target rows to search (default 50000)")
+    p.add_argument(
+        "--gallery", type=positive_int, default=50000, help="at most this many target rows to search (default 50000)"
+    )
     p.add_argument("--probe", help=".npz with 'weight' [1, D] (and optional 'bias'), e.g. a LAION aesthetic head")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -49,75 +60,45 @@ def _vector(path: str, dim: int, what: str):
         w, b = obj, 0.0
     w = np.asarray(w, dtype=np.float64).reshape(-1)
     if w.shape[0] != dim or not np.isfinite(w).all():
-        raise MmsaeError(f"{what} {path}: expected {dim} finite values, got shape {np.shape(obj['weight'] if hasattr(obj, 'keys') else obj)}")
+        raise MmsaeError(
+            f"{what} {path}: expected {dim} finite values, got shape {np.shape(obj['weight'] if hasattr(obj, 'keys') else obj)}"
+        )
     return w, b
 
 
 def run(args) -> int:
     import numpy as np
 
-    from mmsae.analysis.steering import concept_direction, edit_and_decode, nearest, probe_score, steer
+    from mmsae.analysis.steering import steer_rows
     from mmsae.cli.common import load_model, open_store_for
     from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
     model = load_model(args.sae)
     store = open_store_for(model, args.store)
-    target = args.target or args.source
-    if args.direction and target != args.source:
-        raise MmsaeError("--direction steers within one modality; leave --target out or use --concept")
-    mods = store.modalities()
+    rows = None
     if args.rows:
         try:
             rows = np.array([int(r) for r in args.rows.split(",") if r.strip()])
         except ValueError:
             raise MmsaeError(f"--rows must be comma-separated integers, got {args.rows!r}") from None
-        if len(rows) == 0 or rows.min() < 0 or rows.max() >= len(store):
-            raise MmsaeError(f"--rows must be row ids in [0, {len(store)})")
-        wrong = rows[mods[rows] != args.source]
-        if len(wrong):
-            raise MmsaeError(f"row {int(wrong[0])} is a {mods[wrong[0]]} row, not --source {args.source}")
-    else:
-        rows = store.rows(args.source)[: args.n]
-        if len(rows) == 0:
-            raise MmsaeError(f"the store has no {args.source} rows")
-    gallery = store.rows(target)
-    if len(gallery) == 0:
-        raise MmsaeError(f"the store has no {target} rows to retrieve")
-    if len(gallery) > args.gallery:
-        gallery = np.sort(np.random.default_rng(0).choice(gallery, args.gallery, replace=False))
-    x = store.get(rows)
-    if args.direction:
-        d, _ = _vector(args.direction, store.dim, "--direction")
-        moved = steer(x, d, args.strength)
-    else:
-        n_concepts = model.cfg.dict_size
-        if not 0 <= args.concept < n_concepts:
-            raise MmsaeError(f"--concept must be in [0, {n_concepts}), got {args.concept}")
-        if target == args.source:
-            moved = steer(x, concept_direction(model, args.concept, args.source), args.strength)
-        else:
-            moved = edit_and_decode(model, x, args.source, target, {args.concept: args.strength}, mode=args.mode)
-    G = store.get(gallery)
-    meta = store.metadata(["text", "source"])
-    texts, sources = meta.column("text").to_pylist(), meta.column("source").to_pylist()
-
-    def show(idx, sims):
-        return [{"row": int(gallery[i]), "cosine": float(s), "text": texts[gallery[i]], "source": sources[gallery[i]]}
-                for i, s in zip(idx, sims)]
-
-    before_i, before_s = nearest(x, G, args.top)
-    after_i, after_s = nearest(moved, G, args.top)
-    out = {"concept": args.concept, "direction": args.direction, "strength": args.strength, "source": args.source,
-           "target": target, "results": []}
-    probe = _vector(args.probe, store.dim, "--probe") if args.probe else None
-    for n, r in enumerate(rows):
-        item = {"row": int(r), "text": texts[r], "source": sources[r], "before": show(before_i[n], before_s[n]),
-                "after": show(after_i[n], after_s[n])}
-        if probe is not None:
-            item["probe_before"] = float(probe_score(x[n : n + 1], *probe)[0])
-            item["probe_after"] = float(probe_score(moved[n : n + 1], *probe)[0])
-        out["results"].append(item)
+    out = steer_rows(
+        model,
+        store,
+        source=args.source,
+        target=args.target or args.source,
+        concept=args.concept,
+        direction_D=_vector(args.direction, store.dim, "--direction")[0] if args.direction else None,
+        direction_name=args.direction,
+        strength=args.strength,
+        rows=rows,
+        n=args.n,
+        top=args.top,
+        gallery=args.gallery,
+        mode=args.mode,
+        probe=_vector(args.probe, store.dim, "--probe") if args.probe else None,
+    )
+    target, rows = out["target"], out["rows"]
     if args.json:
         print_json(out)
         return 0

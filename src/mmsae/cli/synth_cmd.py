@@ -8,14 +8,21 @@ from mmsae.data.synthetic import SynthConfig
 
 
 def register(sub) -> None:
-    p = sub.add_parser("synth", help="write synthetic paired embeddings with planted concepts",
-                       description="Write synthetic image/text embeddings built from a known dictionary of "
-                                   "shared, image-only and text-only concepts, plus the ground truth (STORE/ground_truth/).")
+    p = sub.add_parser(
+        "synth",
+        help="write synthetic paired embeddings with planted concepts",
+        description="Write synthetic image/text embeddings built from a known dictionary of "
+        "shared, image-only and text-only concepts, plus the ground truth (STORE/ground_truth/).",
+    )
     p.add_argument("--out", required=True, help="store folder to create")
     d = SynthConfig()
     for f in dataclasses.fields(SynthConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(d, f.name)), default=getattr(d, f.name),
-                       help=f"(default {getattr(d, f.name)})")
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(getattr(d, f.name)),
+            default=getattr(d, f.name),
+            help=f"(default {getattr(d, f.name)})",
+        )
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
@@ -38,6 +45,8 @@ def run(args) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {summary['rows']} rows ({summary['counts']}) of dim {summary['dim']} to {args.out}; "
-              f"{cfg.n_concepts} planted concepts in {args.out}/ground_truth")
+        print(
+            f"wrote {summary['rows']} rows ({summary['counts']}) of dim {summary['dim']} to {args.out}; "
+            f"{cfg.n_concepts} planted concepts in {args.out}/ground_truth"
+        )
     return 0

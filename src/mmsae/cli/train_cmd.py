@@ -13,23 +13,29 @@ ALIASES = {"l1_coef": ("--l1",)}
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "train", help="train an SAE from a store",
+        "train",
+        help="train an SAE from a store",
         description="Train an SAE by streaming a store; under `torchrun --nproc_per_node N -m mmsae train ...` "
-                    "each process reads its slice of every batch and gradients are averaged (data parallel; "
-                    "--batch-size is the global batch). Options come from --config (TOML/YAML/JSON, "
-                    "optionally under a [train] table) and are overridden by flags. The SAE folder gets "
-                    "config.json, model.safetensors, train_config.json, train_log.jsonl and metrics.json "
-                    "(held-out validation metrics).")
+        "each process reads its slice of every batch and gradients are averaged (data parallel; "
+        "--batch-size is the global batch). Options come from --config (TOML/YAML/JSON, "
+        "optionally under a [train] table) and are overridden by flags. The SAE folder gets "
+        "config.json, model.safetensors, train_config.json, train_log.jsonl and metrics.json "
+        "(held-out validation metrics).",
+    )
     p.add_argument("store", help="store folder")
     p.add_argument("--out", required=True, help="SAE folder to write")
     p.add_argument("--config", help="TOML/YAML/JSON file of training options (any of the flags below, by field name)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an SAE already in --out")
     add_config_flags(p.add_argument_group("training options (TrainConfig)"), TrainConfig, aliases=ALIASES)
-    p.add_argument("--sweep", action="append", metavar="OPTION=V1,V2",
-                   help="train one SAE per value (repeat for a grid), all in one read of the data, into "
-                        "OUT/OPTION-V...; e.g. --sweep k=16,32,64 --sweep seed=0,1,2 (a seed sweep keeps the "
-                        "batch order of the base seed)")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        metavar="OPTION=V1,V2",
+        help="train one SAE per value (repeat for a grid), all in one read of the data, into "
+        "OUT/OPTION-V...; e.g. --sweep k=16,32,64 --sweep seed=0,1,2 (a seed sweep keeps the "
+        "batch order of the base seed)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     p.set_defaults(func=run)
 
@@ -101,14 +107,18 @@ def run(args) -> int:
     else:
         v = res.val_metrics
         if v:
-            print(f"saved {cfg.arch} SAE (F={cfg.dict_size}) to {res.out_dir} after {res.steps} steps "
-                  f"({res.vectors_per_second:,.0f} vectors/s); held-out FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, "
-                  f"dead {v['dead_fraction']:.3f}")
+            print(
+                f"saved {cfg.arch} SAE (F={cfg.dict_size}) to {res.out_dir} after {res.steps} steps "
+                f"({res.vectors_per_second:,.0f} vectors/s); held-out FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, "
+                f"dead {v['dead_fraction']:.3f}"
+            )
             if "crossmodal" in v and "alignment" in v["crossmodal"]:
                 bym = v["by_modality"]
-                print(f"  held-out FVU image {bym['image']['fvu']:.4f}, text {bym['text']['fvu']:.4f}; code-space "
-                      f"alignment score {v['crossmodal']['alignment']['alignment_score']:.3f}, image→text R@1 "
-                      f"{v['crossmodal']['code_retrieval']['i2t_recall@1']:.3f}")
+                print(
+                    f"  held-out FVU image {bym['image']['fvu']:.4f}, text {bym['text']['fvu']:.4f}; code-space "
+                    f"alignment score {v['crossmodal']['alignment']['alignment_score']:.3f}, image→text R@1 "
+                    f"{v['crossmodal']['code_retrieval']['i2t_recall@1']:.3f}"
+                )
         else:
             print(f"saved {cfg.arch} SAE to {res.out_dir} after {res.steps} steps")
     return 0

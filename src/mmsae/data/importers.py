@@ -81,9 +81,13 @@ def load_embeddings(path: str | os.PathLike, key: str | None = None) -> np.ndarr
         raise MmsaeError(f"{path}: cannot read ({msg}); is the file truncated or of another format?") from None
     except Exception as exc:  # e.g. pickle.UnpicklingError from a .pt holding non-tensor objects
         if type(exc).__name__ in ("UnpicklingError", "SafetensorError", "ArrowInvalid"):
-            raise MmsaeError(f"{path}: cannot read safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+            raise MmsaeError(
+                f"{path}: cannot read safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            ) from None
         raise
-    if (not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer)) or arr.dtype == np.bool_:
+    if (
+        not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer)
+    ) or arr.dtype == np.bool_:
         raise MmsaeError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise MmsaeError(f"{path}: expected a 2-D [N, D] array, got shape {tuple(arr.shape)}")
@@ -111,18 +115,27 @@ def _load_parquet(path: Path, column: str | None) -> np.ndarray:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    list_cols = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type)]
+    list_cols = [
+        f.name
+        for f in table.schema
+        if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type)
+    ]
     if column is None:
         column = "embedding" if "embedding" in list_cols else (list_cols[0] if len(list_cols) == 1 else None)
         if column is None:
-            raise MmsaeError(f"{path}: cannot tell the embedding column among {list_cols or table.column_names}; say which with --key")
+            raise MmsaeError(
+                f"{path}: cannot tell the embedding column among {list_cols or table.column_names}; say which with --key"
+            )
     if column not in table.column_names:
         raise MmsaeError(f"{path}: no column {column!r} (has {table.column_names})")
     col = table.column(column).combine_chunks()
     typ = col.type
     if not (pa.types.is_list(typ) or pa.types.is_fixed_size_list(typ) or pa.types.is_large_list(typ)) or not (
-            pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)):
-        raise MmsaeError(f"{path}: column {column!r} holds {typ}; the embedding column must hold a list of numbers a row")
+        pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)
+    ):
+        raise MmsaeError(
+            f"{path}: column {column!r} holds {typ}; the embedding column must hold a list of numbers a row"
+        )
     if col.null_count:
         raise MmsaeError(f"{path}: column {column!r} has {col.null_count} null rows")
     lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
@@ -201,8 +214,10 @@ MODALITY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 
 def check_modality(name: str) -> str:
     if not MODALITY_NAME.fullmatch(name):
-        raise MmsaeError(f"modality {name[:40]!r} is not a short name (a letter, then up to 31 letters, digits, "
-                         "'_' or '-'), e.g. image or text")
+        raise MmsaeError(
+            f"modality {name[:40]!r} is not a short name (a letter, then up to 31 letters, digits, "
+            "'_' or '-'), e.g. image or text"
+        )
     return name
 
 
@@ -246,8 +261,11 @@ def _check_range(arr: np.ndarray, keep: np.ndarray, path: Path, dtype: str) -> N
         sel = keep[i : i + 65536]
         big = np.abs(np.asarray(arr[sel])).max(axis=1) > limit
         if big.any():
-            raise MmsaeError(f"{path}: row {int(sel[np.argmax(big)])} holds values out of {dtype} range "
-                             f"(|x| > {limit:.3g}); rescale the embeddings" + (" or use a float32 store" if dtype == "float16" else ""))
+            raise MmsaeError(
+                f"{path}: row {int(sel[np.argmax(big)])} holds values out of {dtype} range "
+                f"(|x| > {limit:.3g}); rescale the embeddings"
+                + (" or use a float32 store" if dtype == "float16" else "")
+            )
 
 
 @dataclass(frozen=True)
@@ -301,8 +319,10 @@ def import_embeddings(
         raise MmsaeError(f"--out {out} is a file, not a store folder")
     existing = read_manifest(out) if (out / MANIFEST_NAME).exists() else None
     if existing is not None and dtype is not None and existing.n_rows and existing.dtype != dtype:
-        raise MmsaeError(f"store {out} holds {existing.dtype} embeddings; leave out --dtype (rows are stored as "
-                         f"{existing.dtype}) or import into a new store")
+        raise MmsaeError(
+            f"store {out} holds {existing.dtype} embeddings; leave out --dtype (rows are stored as "
+            f"{existing.dtype}) or import into a new store"
+        )
     target_dtype = existing.dtype if existing is not None and existing.n_rows else (dtype or "float32")
     parts = _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_invalid)
     for part in parts:
@@ -318,8 +338,9 @@ def import_embeddings(
     dropped = sum(len(p.arr) - len(p.keep) for p in parts)
     from tqdm.auto import tqdm
 
-    with StoreWriter(out, dim=dim, dtype=dtype, model_id=model_id, shard_rows=shard_rows, job=job,
-                     local_pair_ids=True) as writer:
+    with StoreWriter(
+        out, dim=dim, dtype=dtype, model_id=model_id, shard_rows=shard_rows, job=job, local_pair_ids=True
+    ) as writer:
         done = writer.rows_done  # read under the lock: a concurrent run of the same import is seen
         skip = done
         written = 0
@@ -361,8 +382,16 @@ def _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_
             raise MmsaeError("--pairs pairs an --images file with a --texts file; it does not apply to one file")
         p = Path(embeddings)
         arr = load_embeddings(p, key)
-        parts.append(_Part(arr, _check_finite(arr, p, drop_invalid), modality, np.full(len(arr), NO_PAIR, np.int64), p,
-                           _read_captions(Path(captions), len(arr)) if captions else None))
+        parts.append(
+            _Part(
+                arr,
+                _check_finite(arr, p, drop_invalid),
+                modality,
+                np.full(len(arr), NO_PAIR, np.int64),
+                p,
+                _read_captions(Path(captions), len(arr)) if captions else None,
+            )
+        )
         return parts
     if images is None and texts is None:
         raise MmsaeError("nothing to import: give an embedding file, or --images and/or --texts")
@@ -375,8 +404,16 @@ def _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_
     if captions is not None and txt is None:
         raise MmsaeError("--captions gives the text of the --texts rows; it needs --texts")
     if img is not None:
-        parts.append(_Part(img, _check_finite(img, Path(images), drop_invalid), "image",
-                           np.arange(len(img), dtype=np.int64), Path(images), None))
+        parts.append(
+            _Part(
+                img,
+                _check_finite(img, Path(images), drop_invalid),
+                "image",
+                np.arange(len(img), dtype=np.int64),
+                Path(images),
+                None,
+            )
+        )
     if txt is not None:
         if pairs is not None:
             if img is None:
@@ -397,5 +434,13 @@ def _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_
 
 def store_summary(store: EmbeddingStore) -> dict:
     m = store.manifest
-    return {"store": str(store.root), "rows": m.n_rows, "dim": m.dim, "dtype": m.dtype, "model_id": m.model_id,
-            "counts": m.counts, "shards": len(m.shards), "preprocessing": m.preprocessing}
+    return {
+        "store": str(store.root),
+        "rows": m.n_rows,
+        "dim": m.dim,
+        "dtype": m.dtype,
+        "model_id": m.model_id,
+        "counts": m.counts,
+        "shards": len(m.shards),
+        "preprocessing": m.preprocessing,
+    }

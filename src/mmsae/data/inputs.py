@@ -79,11 +79,15 @@ def detect_layout(path: Path) -> str:
         return "coco"
     if suffix == ".txt":
         return "text"
-    raise MmsaeError(f"{path}: cannot tell the input layout from the name; give an image folder, a .csv/.tsv/.jsonl "
-                     "table, a COCO captions .json or a .txt of captions (or say which with --layout)")
+    raise MmsaeError(
+        f"{path}: cannot tell the input layout from the name; give an image folder, a .csv/.tsv/.jsonl "
+        "table, a COCO captions .json or a .txt of captions (or say which with --layout)"
+    )
 
 
-def read_inputs(path: str | os.PathLike, *, layout: str = "auto", image_root: str | os.PathLike | None = None) -> EmbedInputs:
+def read_inputs(
+    path: str | os.PathLike, *, layout: str = "auto", image_root: str | os.PathLike | None = None
+) -> EmbedInputs:
     """The images and captions named by `path`; relative image paths resolve against `image_root`
     (default: the folder of the input file)."""
     path = Path(path)
@@ -226,8 +230,10 @@ def _read_table(path: Path, root: Path) -> EmbedInputs:
         if first:
             img_col, txt_col = _column(rec.keys(), IMAGE_COLUMNS), _column(rec.keys(), TEXT_COLUMNS)
             if img_col is None and txt_col is None:
-                raise MmsaeError(f"{path}: no image column ({', '.join(IMAGE_COLUMNS)}) and no caption column "
-                                 f"({', '.join(TEXT_COLUMNS)}); found {list(rec.keys())}")
+                raise MmsaeError(
+                    f"{path}: no image column ({', '.join(IMAGE_COLUMNS)}) and no caption column "
+                    f"({', '.join(TEXT_COLUMNS)}); found {list(rec.keys())}"
+                )
             first = False
         name = rec.get(img_col) if img_col is not None else None
         pair = images.add(str(name).strip()) if name not in (None, "") and str(name).strip() else NO_PAIR

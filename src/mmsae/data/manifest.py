@@ -73,7 +73,7 @@ class Manifest:
         return out
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Manifest":
+    def from_json(cls, obj: Any) -> Manifest:
         """Checked field by field: a damaged or hand-edited manifest is refused with what is wrong."""
         if not isinstance(obj, dict):
             raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
@@ -94,9 +94,14 @@ class Manifest:
             name = sh.get("name")
             if not isinstance(name, str) or not _SHARD_NAME.fullmatch(name):
                 raise ValueError(f"shards[{i}].name {name!r} is not a shard file name")
-            n, row_start = _int(sh.get("n_rows"), f"shards[{i}].n_rows"), _int(sh.get("row_start"), f"shards[{i}].row_start")
+            n, row_start = (
+                _int(sh.get("n_rows"), f"shards[{i}].n_rows"),
+                _int(sh.get("row_start"), f"shards[{i}].row_start"),
+            )
             if n < 0 or row_start != start:
-                raise ValueError(f"shards[{i}] ({name}) starts at row {row_start} with {n} rows; expected to start at {start}")
+                raise ValueError(
+                    f"shards[{i}] ({name}) starts at row {row_start} with {n} rows; expected to start at {start}"
+                )
             shards.append(ShardInfo(name=name, n_rows=n, row_start=row_start))
             start += n
         model_id = obj.get("model_id", "unknown")

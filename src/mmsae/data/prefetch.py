@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator, TypeVar
+from collections.abc import Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -63,7 +64,7 @@ class Prefetch(Iterator[T]):
                 break
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "Prefetch[T]":
+    def __enter__(self) -> Prefetch[T]:
         return self
 
     def __exit__(self, *exc) -> None:

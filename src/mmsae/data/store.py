@@ -16,9 +16,9 @@ import fcntl
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -42,8 +42,15 @@ METADATA_SCHEMA = pa.schema(
         ("model_id", pa.string()),
     ]
 )
-_NUMPY_TYPES = {pa.int64(): np.int64, pa.int32(): np.int32, pa.int16(): np.int16, pa.int8(): np.int8,
-                pa.uint32(): np.uint32, pa.float64(): np.float64, pa.float32(): np.float32}
+_NUMPY_TYPES = {
+    pa.int64(): np.int64,
+    pa.int32(): np.int32,
+    pa.int16(): np.int16,
+    pa.int8(): np.int8,
+    pa.uint32(): np.uint32,
+    pa.float64(): np.float64,
+    pa.float32(): np.float32,
+}
 
 
 def column_array(table: pa.Table, name: str) -> np.ndarray:
@@ -55,8 +62,10 @@ def column_array(table: pa.Table, name: str) -> np.ndarray:
     column has a handful of distinct values)."""
     col = table.column(name)
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        parts = [np.array(c.dictionary.to_pylist(), dtype=object)[_fixed_width(c.indices)]
-                 for c in col.dictionary_encode().chunks]
+        parts = [
+            np.array(c.dictionary.to_pylist(), dtype=object)[_fixed_width(c.indices)]
+            for c in col.dictionary_encode().chunks
+        ]
         return np.concatenate(parts) if parts else np.empty(0, dtype=object)
     if col.type not in _NUMPY_TYPES:
         return col.to_numpy(zero_copy_only=False)
@@ -225,11 +234,15 @@ class EmbeddingStore:
                 if missing:
                     raise MmsaeError(f"metadata {path} lacks column(s) {', '.join(missing)}")
                 if f.metadata.num_rows != info.n_rows:
-                    raise MmsaeError(f"metadata {path} has {f.metadata.num_rows} rows, its shard {info.n_rows}; "
-                                     "the store is damaged (`mmsae info STORE --check` lists what)")
+                    raise MmsaeError(
+                        f"metadata {path} has {f.metadata.num_rows} rows, its shard {info.n_rows}; "
+                        "the store is damaged (`mmsae info STORE --check` lists what)"
+                    )
                 table = f.read(columns=wanted)
         except (OSError, pa.ArrowException) as exc:
-            raise MmsaeError(f"metadata {path} is missing or damaged: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise MmsaeError(
+                f"metadata {path} is missing or damaged: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
         return _conform(table, path)
 
     def metadata(self, columns: Iterable[str] | None = None) -> pa.Table:
@@ -256,9 +269,7 @@ class EmbeddingStore:
         keep = np.ones(len(self), dtype=bool)
         if modality is not None:
             if modality not in self.manifest.counts:
-                raise MmsaeError(
-                    f"modality {modality!r} not in store (has {sorted(self.manifest.counts)})"
-                )
+                raise MmsaeError(f"modality {modality!r} not in store (has {sorted(self.manifest.counts)})")
             keep &= self.modalities() == modality
         if pair_ids is not None:
             keep &= np.isin(self.pair_ids(), np.fromiter(pair_ids, dtype=np.int64))
@@ -285,7 +296,6 @@ class EmbeddingStore:
         found = (len(uniq) > 0) & (uniq[pos_clipped] == pids[txt_rows]) if len(uniq) else np.zeros(len(txt_rows), bool)
         return img_rows_sorted[first[pos_clipped[found]]], txt_rows[found]
 
-
     def check(self, block_rows: int = 65536) -> list[str]:
         """Every way the store's files disagree with its manifest, one line each (empty: sound).
 
@@ -302,13 +312,16 @@ class EmbeddingStore:
                     bad = np.nonzero(~np.isfinite(np.asarray(emb[a : a + block_rows], dtype=np.float32)).all(1))[0]
                     if len(bad):
                         rows = ", ".join(str(info.row_start + a + int(r)) for r in bad[:5])
-                        problems.append(f"shard {info.name}: {len(bad)} row(s) hold NaN/inf (rows {rows}"
-                                        f"{', ...' if len(bad) > 5 else ''})")
+                        problems.append(
+                            f"shard {info.name}: {len(bad)} row(s) hold NaN/inf (rows {rows}"
+                            f"{', ...' if len(bad) > 5 else ''})"
+                        )
                 meta = self.shard_metadata(i, ["row_id", "modality"])
                 row_ids = column_array(meta, "row_id")
                 if not np.array_equal(row_ids, np.arange(info.row_start, info.row_start + info.n_rows)):
-                    problems.append(f"shard {info.name}: row ids do not run {info.row_start} … "
-                                    f"{info.row_start + info.n_rows - 1}")
+                    problems.append(
+                        f"shard {info.name}: row ids do not run {info.row_start} … {info.row_start + info.n_rows - 1}"
+                    )
                 counts.update(column_array(meta, "modality").tolist())
             except MmsaeError as exc:
                 problems.append(str(exc))
@@ -341,9 +354,15 @@ class StoreLock:
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
             if holder == str(os.getpid()):
                 self.release()
-                raise MmsaeError(f"store {root} is already open for writing in this process; close that writer first") from None
-            print(f"mmsae: store {root} is being written by another process (pid {holder or '?'}); "
-                  "waiting for it to finish ...", file=sys.stderr, flush=True)
+                raise MmsaeError(
+                    f"store {root} is already open for writing in this process; close that writer first"
+                ) from None
+            print(
+                f"mmsae: store {root} is being written by another process (pid {holder or '?'}); "
+                "waiting for it to finish ...",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
@@ -436,9 +455,11 @@ class StoreWriter:
                     f"dimension mismatch: store {self.root} holds {self.manifest.dim}-d embeddings, input is {dim}-d"
                 )
             if dtype is not None and dtype != self.manifest.dtype and self.manifest.n_rows:
-                raise MmsaeError(f"store {self.root} holds {self.manifest.dtype} embeddings; appending {dtype} ones "
-                                 f"would mix the two: leave out --dtype (rows are stored as {self.manifest.dtype}) "
-                                 "or write a new store")
+                raise MmsaeError(
+                    f"store {self.root} holds {self.manifest.dtype} embeddings; appending {dtype} ones "
+                    f"would mix the two: leave out --dtype (rows are stored as {self.manifest.dtype}) "
+                    "or write a new store"
+                )
             if self.manifest.n_rows and model_id != "unknown" and self.manifest.model_id not in ("unknown", model_id):
                 raise MmsaeError(
                     f"model mismatch: store {self.root} holds {self.manifest.model_id!r} embeddings, input is {model_id!r}"
@@ -448,8 +469,13 @@ class StoreWriter:
             if not self.manifest.n_rows and dtype is not None:
                 self.manifest.dtype = dtype
         else:
-            self.manifest = Manifest(dim=dim, dtype=dtype or "float32", model_id=model_id,
-                                     preprocessing=dict(preprocessing or {}), next_pair_id=0)
+            self.manifest = Manifest(
+                dim=dim,
+                dtype=dtype or "float32",
+                model_id=model_id,
+                preprocessing=dict(preprocessing or {}),
+                next_pair_id=0,
+            )
             write_manifest(self.root, self.manifest)
         self._clean_orphans()
 
@@ -579,23 +605,27 @@ class StoreWriter:
         except OSError as exc:
             for p in (tmp_npy, tmp_pq, shard_dir / f"{name}.npy", shard_dir / f"{name}.parquet"):
                 p.unlink(missing_ok=True)
-            raise MmsaeError(f"cannot write shard {name} of {self.root}: {exc.strerror or exc}; "
-                             "the store keeps every row committed before") from None
+            raise MmsaeError(
+                f"cannot write shard {name} of {self.root}: {exc.strerror or exc}; "
+                "the store keeps every row committed before"
+            ) from None
 
     def _add_shard(self, name: str, n: int, counts: Counter) -> None:
         self.manifest.shards.append(ShardInfo(name=name, n_rows=n, row_start=self.manifest.n_rows))
         for m, c in counts.items():
             self.manifest.counts[m] = self.manifest.counts.get(m, 0) + c
 
-    def adopt(self, src: "EmbeddingStore", shard: int) -> None:
+    def adopt(self, src: EmbeddingStore, shard: int) -> None:
         """Append shard `shard` of another store of the same dim/dtype (e.g. one rank's part),
         renumbering its rows (and shifting its pair ids, with `local_pair_ids`); the embedding
         file is hard-linked where possible. Nothing is visible until `commit`."""
         self.flush()
         info = src.shards[shard]
         if src.dim != self.manifest.dim or src.manifest.dtype != self.manifest.dtype:
-            raise MmsaeError(f"cannot merge a {src.dim}-d {src.manifest.dtype} shard into a {self.manifest.dim}-d "
-                             f"{self.manifest.dtype} store")
+            raise MmsaeError(
+                f"cannot merge a {src.dim}-d {src.manifest.dtype} shard into a {self.manifest.dim}-d "
+                f"{self.manifest.dtype} store"
+            )
         row_start = self.manifest.n_rows
         name = f"shard-{len(self.manifest.shards):06d}"
         table = src.shard_metadata(shard)
@@ -646,7 +676,7 @@ class StoreWriter:
         """Give up the lock without committing what is pending (it is re-done on resume)."""
         self._lock.release()
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -9,8 +9,9 @@ pair always land on the same side of the split, and it needs no state on disk.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -40,8 +41,15 @@ def split_mask(pair_id_N: np.ndarray, row_id_N: np.ndarray, split: Split, val_fr
     return is_val if split == "val" else ~is_val
 
 
-def shard_mask(store: EmbeddingStore, shard: int, split: Split, val_fraction: float, modality: str | None,
-               table=None, subsample: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
+def shard_mask(
+    store: EmbeddingStore,
+    shard: int,
+    split: Split,
+    val_fraction: float,
+    modality: str | None,
+    table=None,
+    subsample: tuple[tuple[str, float], ...] = (),
+) -> np.ndarray:
     """Which rows of one shard pass the split and modality filters (`table`: its metadata, if already read).
 
     `subsample`: (modality, p) pairs; a row of that modality stays with probability p, decided by a
@@ -57,8 +65,9 @@ def shard_mask(store: EmbeddingStore, shard: int, split: Split, val_fraction: fl
         for m, p in subsample:
             if p < 1.0:
                 with np.errstate(over="ignore"):
-                    u = (_splitmix64(row_ids.astype(np.int64).view(np.uint64) ^ np.uint64(0x5EED)) >> np.uint64(11)
-                         ).astype(np.float64) / float(1 << 53)
+                    u = (
+                        _splitmix64(row_ids.astype(np.int64).view(np.uint64) ^ np.uint64(0x5EED)) >> np.uint64(11)
+                    ).astype(np.float64) / float(1 << 53)
                 keep &= (mods != m) | (u < p)
     return keep
 

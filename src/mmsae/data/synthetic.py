@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-from mmsae.fileio import write_json_atomic
 from mmsae.data.store import EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
+from mmsae.fileio import write_json_atomic
 
 KINDS = ("shared", "image", "text")
 GROUND_TRUTH_DIR = "ground_truth"
@@ -78,21 +78,45 @@ class SynthConfig:
 
         check_types(self)
         # generous bounds, but finite ones: beyond them the rows overflow float32
-        floats = {"active_shared": 1e4, "active_specific": 1e4, "zipf_exponent": 10, "magnitude_sigma": 5,
-                  "pair_jitter": 5, "offset_norm": 1e3, "noise": 1e3}
-        check_all([
-            (self.dim > 1, f"dim must be at least 2, got {self.dim}"),
-            (self.n_pairs > 0, f"n_pairs must be positive, got {self.n_pairs}"),
-            (min(self.n_shared, self.n_image, self.n_text) >= 0 and 0 < self.n_concepts <= 1_000_000,
-             f"concept counts must be 0 or more, with 1 to 1,000,000 in all, got {self.n_concepts}"),
-            *((finite(getattr(self, f)) and 0 <= getattr(self, f) <= hi, f"{f} must be in [0, {hi:g}], got {getattr(self, f)}")
-              for f, hi in floats.items()),
-            (finite(self.offset_cosine) and -1 <= self.offset_cosine <= 1, f"offset_cosine must be in [-1, 1], got {self.offset_cosine}"),
-            (finite(self.bridge_cosine) and -1 <= self.bridge_cosine <= 1, f"bridge_cosine must be in [-1, 1], got {self.bridge_cosine}"),
-            (0 <= self.n_bridges <= min(self.n_image, self.n_text),
-             f"n_bridges must be in [0, min(n_image, n_text) = {min(self.n_image, self.n_text)}], got {self.n_bridges}"),
-            (0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}"),
-        ])
+        floats = {
+            "active_shared": 1e4,
+            "active_specific": 1e4,
+            "zipf_exponent": 10,
+            "magnitude_sigma": 5,
+            "pair_jitter": 5,
+            "offset_norm": 1e3,
+            "noise": 1e3,
+        }
+        check_all(
+            [
+                (self.dim > 1, f"dim must be at least 2, got {self.dim}"),
+                (self.n_pairs > 0, f"n_pairs must be positive, got {self.n_pairs}"),
+                (
+                    min(self.n_shared, self.n_image, self.n_text) >= 0 and 0 < self.n_concepts <= 1_000_000,
+                    f"concept counts must be 0 or more, with 1 to 1,000,000 in all, got {self.n_concepts}",
+                ),
+                *(
+                    (
+                        finite(getattr(self, f)) and 0 <= getattr(self, f) <= hi,
+                        f"{f} must be in [0, {hi:g}], got {getattr(self, f)}",
+                    )
+                    for f, hi in floats.items()
+                ),
+                (
+                    finite(self.offset_cosine) and -1 <= self.offset_cosine <= 1,
+                    f"offset_cosine must be in [-1, 1], got {self.offset_cosine}",
+                ),
+                (
+                    finite(self.bridge_cosine) and -1 <= self.bridge_cosine <= 1,
+                    f"bridge_cosine must be in [-1, 1], got {self.bridge_cosine}",
+                ),
+                (
+                    0 <= self.n_bridges <= min(self.n_image, self.n_text),
+                    f"n_bridges must be in [0, min(n_image, n_text) = {min(self.n_image, self.n_text)}], got {self.n_bridges}",
+                ),
+                (0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}"),
+            ]
+        )
 
     @property
     def n_concepts(self) -> int:
@@ -127,8 +151,11 @@ def planted_dictionary(cfg: SynthConfig) -> GroundTruth:
     kinds = ["shared"] * cfg.n_shared + ["image"] * cfg.n_image + ["text"] * cfg.n_text
     names = [f"{k}-{i:04d}" for i, k in enumerate(kinds)]
     freq = np.empty(cfg.n_concepts)
-    for kind, n, active in (("shared", cfg.n_shared, cfg.active_shared), ("image", cfg.n_image, cfg.active_specific),
-                            ("text", cfg.n_text, cfg.active_specific)):
+    for kind, n, active in (
+        ("shared", cfg.n_shared, cfg.active_shared),
+        ("image", cfg.n_image, cfg.active_specific),
+        ("text", cfg.n_text, cfg.active_specific),
+    ):
         idx = [i for i, k in enumerate(kinds) if k == kind]
         if n == 0:
             continue
@@ -176,8 +203,9 @@ def sample_codes(cfg: SynthConfig, gt: GroundTruth, n: int, rng: np.random.Gener
     return code_img, code_txt
 
 
-def embed_codes(cfg: SynthConfig, gt: GroundTruth, code_NC: np.ndarray, modality: str, rng: np.random.Generator,
-                noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def embed_codes(
+    cfg: SynthConfig, gt: GroundTruth, code_NC: np.ndarray, modality: str, rng: np.random.Generator, noise: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows x = normalize(offset_modality + code @ D + noise) and their codes in the row's units."""
     off_img, off_txt = _offsets(cfg)
     offset = off_img if modality == "image" else off_txt
@@ -192,6 +220,7 @@ def embed_codes(cfg: SynthConfig, gt: GroundTruth, code_NC: np.ndarray, modality
 def generate_chunk(cfg: SynthConfig, gt: GroundTruth, chunk: int, n: int):
     """Rows for pairs [chunk_start, chunk_start + n): (img_ND, txt_ND, codes_img, codes_txt)."""
     import scipy.sparse as sp  # here, not at import: training never needs it
+
     rng = np.random.default_rng([cfg.seed, 2, chunk])
     code_img, code_txt = sample_codes(cfg, gt, n, rng)
     img, c_img = embed_codes(cfg, gt, code_img, "image", rng)
@@ -199,14 +228,21 @@ def generate_chunk(cfg: SynthConfig, gt: GroundTruth, chunk: int, n: int):
     return img, txt, sp.csr_matrix(c_img), sp.csr_matrix(c_txt)
 
 
-def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), chunk_pairs: int = 16384,
-                    progress: bool = False, dtype: str = "float32", images: bool = False) -> EmbeddingStore:
+def write_synthetic(
+    out: str | os.PathLike,
+    cfg: SynthConfig = SynthConfig(),
+    chunk_pairs: int = 16384,
+    progress: bool = False,
+    dtype: str = "float32",
+    images: bool = False,
+) -> EmbeddingStore:
     """Write the data set as a store (images then texts per chunk) plus its ground truth.
 
     Pair p has pair id p; its image and text rows carry it. With `images`, each image row also
     gets a picture of its planted concepts (`synthetic_images`) under STORE/images/.
     """
     import scipy.sparse as sp  # here, not at import: training never needs it
+
     out = Path(out)
     if (out / "manifest.json").exists():
         raise MmsaeError(f"{out} already holds a store; choose another --out or delete it")
@@ -223,8 +259,14 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
 
         preprocessing[IMAGE_ROOT_KEY] = pics.IMAGE_DIR
         ranks = pics.visible_ranks(gt.kinds)
-    writer = StoreWriter(out, dim=cfg.dim, dtype=dtype, model_id="synthetic", preprocessing=preprocessing,
-                         shard_rows=max(2 * chunk_pairs, 1024))
+    writer = StoreWriter(
+        out,
+        dim=cfg.dim,
+        dtype=dtype,
+        model_id="synthetic",
+        preprocessing=preprocessing,
+        shard_rows=max(2 * chunk_pairs, 1024),
+    )
     from tqdm.auto import tqdm
 
     codes = []
@@ -256,14 +298,25 @@ def write_synthetic(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), ch
 
 def save_ground_truth(root: Path, gt: GroundTruth, cfg: SynthConfig) -> None:
     import scipy.sparse as sp  # here, not at import: training never needs it
+
     d = Path(root) / GROUND_TRUTH_DIR
     d.mkdir(parents=True, exist_ok=True)
     np.save(d / "dictionary.npy", gt.dictionary_CD)
     partner = np.full(len(gt.kinds), -1)
     for i, t in gt.bridges:
         partner[i], partner[t] = t, i
-    pq.write_table(pa.table({"concept": np.arange(len(gt.kinds)), "kind": gt.kinds, "name": gt.names,
-                             "frequency": gt.frequency_C, "bridge": partner}), d / "concepts.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "concept": np.arange(len(gt.kinds)),
+                "kind": gt.kinds,
+                "name": gt.names,
+                "frequency": gt.frequency_C,
+                "bridge": partner,
+            }
+        ),
+        d / "concepts.parquet",
+    )
     if gt.codes is not None:
         sp.save_npz(d / "codes.npz", gt.codes)
     write_json_atomic(d / "config.json", asdict(cfg))
@@ -271,6 +324,7 @@ def save_ground_truth(root: Path, gt: GroundTruth, cfg: SynthConfig) -> None:
 
 def load_ground_truth(root: str | os.PathLike) -> GroundTruth:
     import scipy.sparse as sp  # here, not at import: training never needs it
+
     d = Path(root) / GROUND_TRUTH_DIR
     if not (d / "dictionary.npy").exists():
         raise MmsaeError(f"{root} has no planted ground truth (only `mmsae synth` stores do)")
@@ -281,8 +335,14 @@ def load_ground_truth(root: str | os.PathLike) -> GroundTruth:
         partner = t.column("bridge").to_numpy()
         kinds = t.column("kind").to_pylist()
         bridges = [(int(i), int(partner[i])) for i in range(len(partner)) if partner[i] >= 0 and kinds[i] == "image"]
-    return GroundTruth(np.load(d / "dictionary.npy"), t.column("kind").to_pylist(), t.column("name").to_pylist(),
-                       t.column("frequency").to_numpy(), codes, bridges)
+    return GroundTruth(
+        np.load(d / "dictionary.npy"),
+        t.column("kind").to_pylist(),
+        t.column("name").to_pylist(),
+        t.column("frequency").to_numpy(),
+        codes,
+        bridges,
+    )
 
 
 def recovery(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float = 0.9) -> tuple[float, np.ndarray]:
@@ -392,7 +452,9 @@ def name_embeddings(root: str | os.PathLike, n_distractors: int | None = None) -
     n_d = C if n_distractors is None else n_distractors
     off_img, off_txt = _offsets(cfg)
     scale = _signal_scale(cfg)
-    raw = cfg.offset_norm * scale * off_txt + np.exp(cfg.magnitude_sigma**2 / 2) * _unit(rng.standard_normal((n_d, cfg.dim)))
+    raw = cfg.offset_norm * scale * off_txt + np.exp(cfg.magnitude_sigma**2 / 2) * _unit(
+        rng.standard_normal((n_d, cfg.dim))
+    )
     distract = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
     terms = list(gt.names) + [f"distractor-{i:04d}" for i in range(n_d)]
     return terms, np.concatenate([named, distract])

@@ -12,8 +12,20 @@ from pathlib import Path
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "diamond", "ring", "cross")
-COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
-          "#808000", "#000075", "#469990", "#800000")
+COLORS = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#9a6324",
+    "#808000",
+    "#000075",
+    "#469990",
+    "#800000",
+)
 SIZE = 72
 
 

@@ -35,12 +35,16 @@ MAX_LIMIT = 500
 SCAN_BLOCK = 65536
 SMALL_FILE = 4 << 20
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
-CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; "
-       "base-uri 'none'; frame-ancestors 'none'")
-DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; object-src 'none'; "
-            "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "base-uri 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; object-src 'none'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 """FastAPI's /api/docs page is Swagger UI from a CDN with an inline script; it shows no stored data."""
 
 
@@ -94,8 +98,16 @@ class Explorer:
         row["terms"] = self.data.terms[j][:5]
         return row
 
-    def concepts(self, sort: str = "frequency", order: str = "desc", q: str = "", bucket: str = "",
-                 min_frequency: float = 0.0, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+    def concepts(
+        self,
+        sort: str = "frequency",
+        order: str = "desc",
+        q: str = "",
+        bucket: str = "",
+        min_frequency: float = 0.0,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> dict[str, Any]:
         if sort not in SORT_KEYS:
             raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}")
         if order not in ("asc", "desc"):
@@ -108,8 +120,13 @@ class Explorer:
             keep &= t["bucket"] == bucket
         if q:
             ql = q.lower()
-            keep &= np.array([ql in n or any(ql in s for s in terms) or ql == str(c)
-                              for c, (n, terms) in enumerate(zip(self._names_l, self._terms_l))], dtype=bool)
+            keep &= np.array(
+                [
+                    ql in n or any(ql in s for s in terms) or ql == str(c)
+                    for c, (n, terms) in enumerate(zip(self._names_l, self._terms_l))
+                ],
+                dtype=bool,
+            )
         idx = np.nonzero(keep)[0]
         if sort == "name":
             order_idx = np.argsort(self._name_rank[idx], kind="stable")  # = a stable sort of the lowercased names
@@ -120,28 +137,44 @@ class Explorer:
             v = np.where(np.isnan(v), -np.inf if order == "desc" else np.inf, v)  # missing values go last
             order_idx = np.argsort(-v if order == "desc" else v, kind="stable")
         page = idx[order_idx][offset : offset + limit]
-        return {"total": int(len(idx)), "offset": offset, "limit": limit, "sort": sort, "order": order,
-                "items": [self.concept_row(int(j)) for j in page]}
+        return {
+            "total": int(len(idx)),
+            "offset": offset,
+            "limit": limit,
+            "sort": sort,
+            "order": order,
+            "items": [self.concept_row(int(j)) for j in page],
+        }
 
     def concept(self, j: int, examples: int = 12) -> dict[str, Any]:
         self._check_concept(j)
         out = self.concept_row(j)
         out["top"] = {}
         for m, (acts, ids) in self.data.tops.items():
-            out["top"][m] = [{**self.row_brief(int(r)), "activation": _num(a)}
-                             for a, r in zip(acts[:examples, j], ids[:examples, j]) if r >= 0]
+            out["top"][m] = [
+                {**self.row_brief(int(r)), "activation": _num(a)}
+                for a, r in zip(acts[:examples, j], ids[:examples, j])
+                if r >= 0
+            ]
         lo, hi = HIST_LOG10_RANGE
         edges = 10 ** np.linspace(lo, hi, HIST_BINS + 1)
         counts = self.data.hist_FMB[j]
         nz = np.nonzero(counts.sum(0))[0]
         a, b = (int(nz.min()), int(nz.max()) + 1) if len(nz) else (0, 0)
-        out["histogram"] = {"edges": [float(e) for e in edges[a : b + 1]],
-                            "counts": {m: counts[i, a:b].tolist() for i, m in enumerate(self.data.modalities)}}
+        out["histogram"] = {
+            "edges": [float(e) for e in edges[a : b + 1]],
+            "counts": {m: counts[i, a:b].tolist() for i, m in enumerate(self.data.modalities)},
+        }
         out["bridges"] = [
-            {"concept": b["text_concept"] if b["image_concept"] == j else b["image_concept"],
-             "side": "image" if b["image_concept"] == j else "text",
-             "score": b["score"], "significant": b["significant"]}
-            for b in self.data.bridges if j in (b["image_concept"], b["text_concept"])]
+            {
+                "concept": b["text_concept"] if b["image_concept"] == j else b["image_concept"],
+                "side": "image" if b["image_concept"] == j else "text",
+                "score": b["score"],
+                "significant": b["significant"],
+            }
+            for b in self.data.bridges
+            if j in (b["image_concept"], b["text_concept"])
+        ]
         for b in out["bridges"]:
             b["name"] = self.data.table["name"][b["concept"]] or None
         out["neighbors"] = self.neighbors(j)
@@ -172,8 +205,13 @@ class Explorer:
         return None if path is None else "/images/" + quote(path.relative_to(self.root).as_posix())
 
     def row_brief(self, r: int) -> dict[str, Any]:
-        return {"row": r, "modality": str(self.modality[r]), "pair_id": int(self.pair_id[r]),
-                "text": self.text[r].as_py(), "image_url": self.image_url(r)}
+        return {
+            "row": r,
+            "modality": str(self.modality[r]),
+            "pair_id": int(self.pair_id[r]),
+            "text": self.text[r].as_py(),
+            "image_url": self.image_url(r),
+        }
 
     def _check_row(self, r: int) -> None:
         if not 0 <= r < len(self.store):
@@ -190,12 +228,16 @@ class Explorer:
         vals, idx = z.topk(n) if n else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
         out = self.row_brief(r)
         out["source"] = self.source[r].as_py()
-        out["concepts"] = [{"concept": int(j), "activation": float(v), "name": self.data.table["name"][j] or None}
-                           for v, j in zip(vals.tolist(), idx.tolist())]
+        out["concepts"] = [
+            {"concept": int(j), "activation": float(v), "name": self.data.table["name"][j] or None}
+            for v, j in zip(vals.tolist(), idx.tolist())
+        ]
         partners = np.nonzero(self.pair_id == self.pair_id[r])[0] if self.pair_id[r] >= 0 else np.array([], int)
         out["pair"] = [self.row_brief(int(p)) for p in partners[:20] if p != r]
-        out["similar"] = [{**self.row_brief(i), "cosine": s}
-                          for i, s in self.nearest(x[0], str(self.modality[r]), n_similar, exclude=r)]
+        out["similar"] = [
+            {**self.row_brief(i), "cosine": s}
+            for i, s in self.nearest(x[0], str(self.modality[r]), n_similar, exclude=r)
+        ]
         return out
 
     def nearest(self, v_D: np.ndarray, modality: str | None, n: int, exclude: int = -1) -> list[tuple[int, float]]:
@@ -239,14 +281,18 @@ class Explorer:
         if shard not in self._norms:
             emb = self.store.shard_embeddings(shard)
             self._norms[shard] = np.concatenate(
-                [torch.linalg.vector_norm(_readonly_tensor(emb[lo : lo + SCAN_BLOCK]).float(), dim=1).numpy()
-                 for lo in range(0, len(emb), SCAN_BLOCK)] or [np.zeros(0, np.float32)])
+                [
+                    torch.linalg.vector_norm(_readonly_tensor(emb[lo : lo + SCAN_BLOCK]).float(), dim=1).numpy()
+                    for lo in range(0, len(emb), SCAN_BLOCK)
+                ]
+                or [np.zeros(0, np.float32)]
+            )
         return self._norms[shard]
 
     # ---- text query -----------------------------------------------------------------------
     def encoder(self):
         if self._encoder is None and self._encoder_error is None:
-            from mmsae.backends.base import text_encoder_for
+            from mmsae.backends.registry import text_encoder_for
 
             try:
                 self._encoder = text_encoder_for(self.store)
@@ -281,7 +327,9 @@ class Explorer:
             k = min(n, int((z > 0).sum()))
             vals, idx = z.topk(k) if k else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
             out["method"] = "encoder"
-            out["concepts"] = [{**self.concept_row(int(j)), "activation": float(v)} for v, j in zip(vals.tolist(), idx.tolist())]
+            out["concepts"] = [
+                {**self.concept_row(int(j)), "activation": float(v)} for v, j in zip(vals.tolist(), idx.tolist())
+            ]
         seen = {c["concept"] for c in out["concepts"]}
         out["concepts"] += [{**self.concept_row(j), "activation": None} for j in by_name[:n] if j not in seen]
         out["rows"] = self.rows_for([(c["concept"], c["activation"] or 1.0) for c in out["concepts"][:3]], n)
@@ -323,14 +371,19 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         csp = DOCS_CSP if scope["path"] == self.docs_url else CSP
-        extra = [(b"content-security-policy", csp.encode()), (b"x-content-type-options", b"nosniff"),
-                 (b"referrer-policy", b"no-referrer")]
+        extra = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         if _hostname(host) not in self.hosts:
             from starlette.responses import PlainTextResponse
 
-            msg = (f"host {host[:100]!r} is not served here; pass `mmsae explore ... --allow-host NAME` to allow "
-                   "another name for this machine\n")
+            msg = (
+                f"host {host[:100]!r} is not served here; pass `mmsae explore ... --allow-host NAME` to allow "
+                "another name for this machine\n"
+            )
             resp = PlainTextResponse(msg, 403)
             resp.raw_headers += extra
             return await resp(scope, receive, send)
@@ -346,8 +399,13 @@ class Guard:
 def _json_bytes(obj: Any) -> bytes:
     """What FastAPI would send for `obj`, without its per-value `jsonable_encoder` walk, which cost
     more than the queries themselves; numpy scalars are the only non-JSON values the queries make."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                      default=lambda v: v.item() if isinstance(v, np.generic) else str(v)).encode()
+    return json.dumps(
+        obj,
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+        default=lambda v: v.item() if isinstance(v, np.generic) else str(v),
+    ).encode()
 
 
 def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cache_bytes: int = 16 << 20):
@@ -396,7 +454,11 @@ def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cach
         return answer
 
     get_concepts, get_concept, get_row, get_search = (
-        cached(ex.concepts), cached(ex.concept), cached(lambda r, n: ex.row(r, n_similar=n)), cached(ex.search))
+        cached(ex.concepts),
+        cached(ex.concept),
+        cached(lambda r, n: ex.row(r, n_similar=n)),
+        cached(ex.search),
+    )
 
     def send_file(path: Path, media_type: str | None = None, headers: dict[str, str] | None = None):
         """A small file in one read, in the handler's thread: FileResponse streams through several
@@ -419,8 +481,15 @@ def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cach
             raise HTTPException(404, f"no file {name[:100]!r} in the front end")
         return Response(static[name][0], media_type=static[name][1])
 
-    summary_bytes = _json_bytes({**data.meta, "has_images": ex.root is not None, "modalities": data.modalities,
-                                 "n_bridges": len(data.bridges), "run": str(data.layout.root)})
+    summary_bytes = _json_bytes(
+        {
+            **data.meta,
+            "has_images": ex.root is not None,
+            "modalities": data.modalities,
+            "n_bridges": len(data.bridges),
+            "run": str(data.layout.root),
+        }
+    )
     plots_bytes = _json_bytes([{"name": n, "url": f"/plots/{quote(n)}.png"} for n in sorted(data.layout.plots)])
 
     @app.get("/api/summary")
@@ -428,9 +497,15 @@ def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cach
         return Response(summary_bytes, media_type="application/json")
 
     @app.get("/api/concepts")
-    async def concepts(sort: str = "frequency", order: str = "desc", q: str = Query("", max_length=200),
-                       bucket: str = "", min_frequency: float = Query(0.0, ge=0.0, le=1.0),
-                       offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_LIMIT)):
+    async def concepts(
+        sort: str = "frequency",
+        order: str = "desc",
+        q: str = Query("", max_length=200),
+        bucket: str = "",
+        min_frequency: float = Query(0.0, ge=0.0, le=1.0),
+        offset: int = Query(0, ge=0),
+        limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    ):
         return await get_concepts(sort, order, q, bucket, min_frequency, offset, limit)
 
     @app.get("/api/concepts/{j}")
@@ -453,7 +528,9 @@ def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cach
     def plot(name: str):
         path = data.layout.plots.get(name)
         if path is None:
-            raise HTTPException(404, f"no plot named {name!r}; available: {', '.join(sorted(data.layout.plots)) or 'none'}")
+            raise HTTPException(
+                404, f"no plot named {name!r}; available: {', '.join(sorted(data.layout.plots)) or 'none'}"
+            )
         return send_file(path, "image/png")
 
     @app.get("/images/{path:path}")

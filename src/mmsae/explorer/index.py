@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,87 +24,27 @@ import pyarrow.parquet as pq
 import torch
 
 from mmsae.errors import MmsaeError
+from mmsae.runs import EXPLORER_CACHE, RunLayout
 
-RUN_FILE = "run.json"
-CACHE_DIR = "explorer"
-ANALYSES = ("names", "modality", "bridges", "stability", "pareto")
+CACHE_DIR = EXPLORER_CACHE
 HIST_BINS = 64
 HIST_LOG10_RANGE = (-4.0, 4.0)
 """Histogram bins are log-spaced over activations 1e-4 … 1e4 (values beyond go to the end bins)."""
 
 
-@dataclass(frozen=True)
-class RunLayout:
-    """Where a run's pieces are."""
-
-    root: Path
-    """The run folder."""
-    sae: Path
-    """The SAE folder (config.json + model.safetensors)."""
-    store: Path
-    """The store the SAE was trained on or is explored with."""
-    files: dict[str, Path] = field(default_factory=dict)
-    """Analysis outputs found in the run folder: `names`, `top_examples`, `modality`, `bridges`, ..."""
-    plots: dict[str, Path] = field(default_factory=dict)
-    """PNG plots of those analyses, by analysis name."""
-
-
-def _is_sae(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
-
-
-def find_analysis(root: Path, name: str, depth: int = 3) -> Path | None:
-    """The shallowest `name` under root (sorted order among equals), skipping the explorer cache."""
-    for level in range(depth + 1):
-        hits = sorted(p for p in root.glob("/".join(["*"] * level + [name])) if CACHE_DIR not in p.relative_to(root).parts[:-1])
-        if hits:
-            return hits[0]
-    return None
-
-
-def find_run(run_dir: str | os.PathLike, sae: str | None = None, store: str | None = None) -> RunLayout:
-    """Locate the SAE (argument, RUN/run.json, or RUN itself), its store (argument, run.json or the
-    SAE's provenance) and the analyses in the run folder."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise MmsaeError(f"{root} is not a folder; pass a run folder (e.g. the one `mmsae demo` writes) or an SAE folder")
-    spec: dict[str, Any] = {}
-    if (root / RUN_FILE).is_file():
-        try:
-            spec = json.loads((root / RUN_FILE).read_text())
-        except ValueError as exc:
-            raise MmsaeError(f"{root / RUN_FILE} is damaged: {exc}") from None
-    sae_dir = Path(sae) if sae else (root / spec["sae"] if "sae" in spec else root)
-    if not _is_sae(sae_dir):
-        raise MmsaeError(f"no SAE in {sae_dir} (config.json + model.safetensors); pass --sae, or a folder with "
-                         f"{RUN_FILE} naming one")
-    if store:
-        store_dir = Path(store)
-    elif "store" in spec:
-        store_dir = root / spec["store"]
-    else:
-        prov = json.loads((sae_dir / "config.json").read_text()).get("provenance", {})
-        if not prov.get("store"):
-            raise MmsaeError(f"the SAE in {sae_dir} does not record its store; pass --store")
-        store_dir = Path(prov["store"])
-    files, plots = {}, {}
-    top = find_analysis(root, "top_examples.parquet")
-    if top:
-        files["top_examples"] = top
-    for name in ANALYSES:
-        hit = find_analysis(root, f"{name}.json")
-        if hit:
-            files[name] = hit
-            if hit.with_suffix(".png").is_file():
-                plots[name] = hit.with_suffix(".png")
-    return RunLayout(root, sae_dir, store_dir, files, plots)
-
-
 def _fingerprint(layout: RunLayout, store) -> str:
     st = (layout.sae / "model.safetensors").stat()
     man = (Path(store.root) / "manifest.json").stat()
-    key = [str(layout.sae.resolve()), st.st_size, st.st_mtime_ns, str(Path(store.root).resolve()), man.st_mtime_ns,
-           len(store), HIST_BINS, HIST_LOG10_RANGE]
+    key = [
+        str(layout.sae.resolve()),
+        st.st_size,
+        st.st_mtime_ns,
+        str(Path(store.root).resolve()),
+        man.st_mtime_ns,
+        len(store),
+        HIST_BINS,
+        HIST_LOG10_RANGE,
+    ]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
@@ -145,8 +84,13 @@ def concept_stats(model, store, block: int = 2048, progress: bool = False) -> di
         bar.update(len(mods))
     bar.close()
     n = np.maximum(counts, 1)
-    return {"modalities": np.array(mods_all), "counts": counts, "frequency_FM": fires / n, "energy_FM": sums / n,
-            "hist_FMB": hist}
+    return {
+        "modalities": np.array(mods_all),
+        "counts": counts,
+        "frequency_FM": fires / n,
+        "energy_FM": sums / n,
+        "hist_FMB": hist,
+    }
 
 
 @dataclass
@@ -224,7 +168,7 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
     """Open the run's SAE and store, build or reuse the cache, and read the analyses."""
     from mmsae.analysis.modality import buckets, concept_directions, modality_scores
     from mmsae.analysis.top_examples import TABLE_NAME, write_top_examples
-    from mmsae.cli.common import load_model, open_store_for
+    from mmsae.runs import load_model, open_store_for
 
     model = load_model(str(layout.sae))
     store = open_store_for(model, str(layout.store))
@@ -263,8 +207,13 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
         bucket = buckets(mu)
     else:
         mu, bucket = np.full(F, np.nan), np.where(freq > 0, mods[0] if mods else "dead", "dead").astype(object)
-    table: dict[str, np.ndarray] = {"concept": np.arange(F), "frequency": freq, "energy": energy,
-                                    "modality_score": mu, "bucket": bucket.astype(str)}
+    table: dict[str, np.ndarray] = {
+        "concept": np.arange(F),
+        "frequency": freq,
+        "energy": energy,
+        "modality_score": mu,
+        "bucket": bucket.astype(str),
+    }
     for i, m in enumerate(mods):
         table[f"frequency_{m}"] = stats["frequency_FM"][:, i]
     names: list[str | None] = [None] * F
@@ -289,13 +238,40 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
         for c in data.get("mass", []):
             if 0 <= c["concept"] < F:
                 table["bridge_mass"][c["concept"]] = c["mass_out"] + c["mass_in"]
-        bridges = [{"image_concept": int(b["image_concept"]), "text_concept": int(b["text_concept"]),
-                    "score": float(b["score"]), "significant": bool(b.get("significant", False))}
-                   for b in data.get("top", [])]
-    meta.update({"sae": str(layout.sae), "store": str(layout.store), "rows": len(store), "dim": store.dim,
-                 "model_id": store.manifest.model_id, "arch": getattr(model, "architecture", "") or type(model).__name__,
-                 "dict_size": F, "k": getattr(model.cfg, "k", None), "counts": dict(store.manifest.counts),
-                 "plots": sorted(layout.plots), "paired": bool(getattr(model, "paired", False))})
-    return ExplorerData(layout, model, store, table, terms, stats["hist_FMB"], mods, tops, bridges,
-                        concept_directions(model).astype(np.float32),
-                        meta)
+        bridges = [
+            {
+                "image_concept": int(b["image_concept"]),
+                "text_concept": int(b["text_concept"]),
+                "score": float(b["score"]),
+                "significant": bool(b.get("significant", False)),
+            }
+            for b in data.get("top", [])
+        ]
+    meta.update(
+        {
+            "sae": str(layout.sae),
+            "store": str(layout.store),
+            "rows": len(store),
+            "dim": store.dim,
+            "model_id": store.manifest.model_id,
+            "arch": getattr(model, "architecture", "") or type(model).__name__,
+            "dict_size": F,
+            "k": getattr(model.cfg, "k", None),
+            "counts": dict(store.manifest.counts),
+            "plots": sorted(layout.plots),
+            "paired": bool(getattr(model, "paired", False)),
+        }
+    )
+    return ExplorerData(
+        layout,
+        model,
+        store,
+        table,
+        terms,
+        stats["hist_FMB"],
+        mods,
+        tops,
+        bridges,
+        concept_directions(model).astype(np.float32),
+        meta,
+    )

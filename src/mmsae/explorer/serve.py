@@ -47,7 +47,8 @@ def allowed_hosts(host: str, extra=()) -> list[str]:
 def worker_app():
     """The app factory each worker process imports: it reopens the run (the index is already cached)."""
     from mmsae.explorer.app import create_app
-    from mmsae.explorer.index import find_run, load_explorer
+    from mmsae.explorer.index import load_explorer
+    from mmsae.runs import find_run
 
     spec = json.loads(os.environ[WORKER_ENV])
     app = create_app(load_explorer(find_run(spec["run"], sae=spec["sae"], store=spec["store"])), spec["hosts"])
@@ -62,8 +63,9 @@ def _freeze() -> None:
     gc.freeze()
 
 
-def serve(data, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False, allow_hosts=(),
-          workers: int = 1) -> None:
+def serve(
+    data, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False, allow_hosts=(), workers: int = 1
+) -> None:
     """Blocks until Ctrl-C. With several workers, each worker process loads the run itself (from
     the cache `data` was loaded with) and this one lets go of `data`, which it would hold unused."""
     _require_server()
@@ -78,8 +80,10 @@ def serve(data, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = 
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
     print(f"mmsae explorer: {url}  (Ctrl-C to stop)")
     if host not in ("127.0.0.1", "::1", "localhost"):
-        print(f"warning: bound to {host}; anyone who can reach this machine can browse the store "
-              f"(requests must name one of: {', '.join(dict.fromkeys(hosts))}; add others with --allow-host)")
+        print(
+            f"warning: bound to {host}; anyone who can reach this machine can browse the store "
+            f"(requests must name one of: {', '.join(dict.fromkeys(hosts))}; add others with --allow-host)"
+        )
     if open_browser:
         import threading
         import webbrowser
@@ -91,7 +95,8 @@ def serve(data, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = 
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
     lay = data.layout
-    os.environ[WORKER_ENV] = json.dumps({"run": str(lay.root), "sae": str(lay.sae), "store": str(lay.store),
-                                         "hosts": hosts})
+    os.environ[WORKER_ENV] = json.dumps(
+        {"run": str(lay.root), "sae": str(lay.sae), "store": str(lay.store), "hosts": hosts}
+    )
     del data
     uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, log_level="warning")

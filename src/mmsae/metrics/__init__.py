@@ -6,7 +6,18 @@ from mmsae.metrics.reconstruction import cosine, fvu, fvu_per_sample, nmae, r2_g
 from mmsae.metrics.sparsity import dead_fraction, dense_fraction, energy, frequency, l0, l0_fraction_zero
 
 __all__ = [
-    "fvu", "fvu_per_sample", "r2_global", "nmae", "cosine",
-    "l0", "l0_fraction_zero", "frequency", "energy", "dead_fraction", "dense_fraction",
-    "MetricAccumulator", "evaluate_batches", "evaluate_store",
+    "fvu",
+    "fvu_per_sample",
+    "r2_global",
+    "nmae",
+    "cosine",
+    "l0",
+    "l0_fraction_zero",
+    "frequency",
+    "energy",
+    "dead_fraction",
+    "dense_fraction",
+    "MetricAccumulator",
+    "evaluate_batches",
+    "evaluate_store",
 ]

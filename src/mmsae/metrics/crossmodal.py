@@ -8,7 +8,8 @@ Rows i of `z_img_NF` and `z_txt_NF` are a matched pair.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +45,9 @@ def alignment_quality(z_img_NF, z_txt_NF) -> dict[str, float]:
     }
 
 
-def retrieval_recall(query_NF, gallery_MF, query_keys_N, gallery_keys_M, ks: Sequence[int] = KS,
-                     block: int = 2048) -> dict[str, float]:
+def retrieval_recall(
+    query_NF, gallery_MF, query_keys_N, gallery_keys_M, ks: Sequence[int] = KS, block: int = 2048
+) -> dict[str, float]:
     """Recall@k by cosine: a query scores if an item with its key is among its k nearest.
 
     Ties count against the query (an all-zero code retrieves nothing), and the gallery is
@@ -113,7 +115,9 @@ def encode_decode(model, x_ND: np.ndarray, modality: str, device, block: int = 4
     """(codes [N, F], reconstructions [N, D]) of a paired model on rows of one modality, in blocks."""
     codes, recon = [], []
     for lo in range(0, len(x_ND), block):
-        x = torch.as_tensor(np.array(x_ND[lo : lo + block], dtype=np.float32), device=device)  # a copy: input may be a read-only memmap
+        x = torch.as_tensor(
+            np.array(x_ND[lo : lo + block], dtype=np.float32), device=device
+        )  # a copy: input may be a read-only memmap
         out = model(x, modality)
         codes.append(out.codes_BF.cpu())
         recon.append(out.x_hat_BD.cpu())
@@ -129,17 +133,20 @@ def zero_shot_retention(model, images_ND, labels_N, prompts_CD, device="cpu") ->
     _, img_hat = encode_decode(m, np.asarray(images_ND), "image", device)
     _, txt_hat = encode_decode(m, np.asarray(prompts_CD), "text", device)
     orig = zero_shot_accuracy(images_ND, labels_N, prompts_CD)
-    res = {"original": orig,
-           "recon_image": zero_shot_accuracy(img_hat, labels_N, prompts_CD),
-           "recon_text": zero_shot_accuracy(images_ND, labels_N, txt_hat),
-           "recon_both": zero_shot_accuracy(img_hat, labels_N, txt_hat)}
+    res = {
+        "original": orig,
+        "recon_image": zero_shot_accuracy(img_hat, labels_N, prompts_CD),
+        "recon_text": zero_shot_accuracy(images_ND, labels_N, txt_hat),
+        "recon_both": zero_shot_accuracy(img_hat, labels_N, txt_hat),
+    }
     for k in ("recon_image", "recon_text", "recon_both"):
         res[f"{k}_relative"] = res[k] / orig if orig > 0 else math.nan
     return res
 
 
-def held_out_pairs(store, split: str = "val", val_fraction: float = 0.1, max_pairs: int = 5000,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def held_out_pairs(
+    store, split: str = "val", val_fraction: float = 0.1, max_pairs: int = 5000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(image rows, text rows): one caption per image (its first), at most `max_pairs` sampled."""
     from mmsae.data.stream import split_mask
 
@@ -155,8 +162,9 @@ def held_out_pairs(store, split: str = "val", val_fraction: float = 0.1, max_pai
 
 
 @torch.no_grad()
-def crossmodal_report(model, store, split: str = "val", val_fraction: float = 0.1, max_pairs: int = 5000,
-                      seed: int = 0, device="cpu") -> dict[str, Any]:
+def crossmodal_report(
+    model, store, split: str = "val", val_fraction: float = 0.1, max_pairs: int = 5000, seed: int = 0, device="cpu"
+) -> dict[str, Any]:
     """Every cross-modal metric of `model` on held-out pairs of `store`.
 
     `model`: a paired SAE, a single SAE (used for both modalities), or {"image": sae, "text": sae}.
@@ -180,10 +188,16 @@ def crossmodal_report(model, store, split: str = "val", val_fraction: float = 0.
         return {**{f"i2t_{k}": v for k, v in i2t.items()}, **{f"t2i_{k}": v for k, v in t2i.items()}}
 
     orig = both_ways(X_img, X_txt)
-    retention = {"original": orig, "recon_image": both_ways(img_hat, X_txt), "recon_text": both_ways(X_img, txt_hat),
-                 "recon_both": both_ways(img_hat, txt_hat)}
+    retention = {
+        "original": orig,
+        "recon_image": both_ways(img_hat, X_txt),
+        "recon_text": both_ways(X_img, txt_hat),
+        "recon_both": both_ways(img_hat, txt_hat),
+    }
     for name in ("recon_image", "recon_text", "recon_both"):
-        retention[f"{name}_relative"] = {k: (v / orig[k] if orig[k] > 0 else math.nan) for k, v in retention[name].items()}
+        retention[f"{name}_relative"] = {
+            k: (v / orig[k] if orig[k] > 0 else math.nan) for k, v in retention[name].items()
+        }
     discovery = concept_discovery(z_img, z_txt)
     return {
         "n_pairs": int(len(img_rows)),

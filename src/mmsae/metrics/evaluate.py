@@ -20,8 +20,10 @@ def routed_encode(sae, x_BD: torch.Tensor, mods_B: np.ndarray) -> torch.Tensor:
     codes = torch.zeros(len(x_BD), sae.cfg.dict_size, device=x_BD.device)
     for m in np.unique(mods_B):
         if m not in MODALITIES:
-            raise MmsaeError(f"a paired SAE encodes only {MODALITIES} rows; this store also has {m!r} rows "
-                             "(pass --modality image or text)")
+            raise MmsaeError(
+                f"a paired SAE encodes only {MODALITIES} rows; this store also has {m!r} rows "
+                "(pass --modality image or text)"
+            )
         sel = torch.as_tensor(np.nonzero(mods_B == m)[0], device=x_BD.device)
         codes[sel] = sae.encode(x_BD[sel], str(m))
     return codes
@@ -35,8 +37,10 @@ def routed_forward(sae, x_BD: torch.Tensor, mods_B: np.ndarray) -> SAEOutput:
     x_hat = torch.empty_like(x_BD)
     for m in np.unique(mods_B):
         if m not in MODALITIES:
-            raise MmsaeError(f"a paired SAE encodes only {MODALITIES} rows; this store also has {m!r} rows "
-                             "(pass --modality image or text)")
+            raise MmsaeError(
+                f"a paired SAE encodes only {MODALITIES} rows; this store also has {m!r} rows "
+                "(pass --modality image or text)"
+            )
         sel = torch.as_tensor(np.nonzero(mods_B == m)[0], device=x_BD.device)
         out = sae(x_BD[sel], str(m))
         codes[sel], x_hat[sel] = out.codes_BF, out.x_hat_BD
@@ -64,8 +68,16 @@ def evaluate_batches(sae, batches, device: str | torch.device = "cpu") -> dict[s
     return result
 
 
-def evaluate_store(sae, store, split: str = "all", val_fraction: float = 0.1, modality: str | None = None,
-                   chunk_rows: int = 8192, device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
+def evaluate_store(
+    sae,
+    store,
+    split: str = "all",
+    val_fraction: float = 0.1,
+    modality: str | None = None,
+    chunk_rows: int = 8192,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Metrics of `sae` on every row of `store` (or one split / modality), read once in order."""
     from tqdm.auto import tqdm
 

@@ -129,8 +129,9 @@ class SparseAutoencoder(nn.Module):
         return decode_topk(idx_BK, val_BK, self.W_dec) + self.b_dec
 
     # --- training ----------------------------------------------------------------------------------
-    def training_loss(self, x_BD: torch.Tensor, dead_F: torch.Tensor | None = None, step: int = 0,
-                      total_steps: int = 1) -> LossOutput:
+    def training_loss(
+        self, x_BD: torch.Tensor, dead_F: torch.Tensor | None = None, step: int = 0, total_steps: int = 1
+    ) -> LossOutput:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -198,8 +199,14 @@ def dense_from_sparse(idx_BK: torch.Tensor, val_BK: torch.Tensor, dict_size: int
     return out.scatter_(-1, idx_BK, val_BK)
 
 
-def auxk_loss(W_dec_FD: torch.Tensor, pre_BF: torch.Tensor, x_BD: torch.Tensor, x_hat_BD: torch.Tensor,
-              dead_F: torch.Tensor | None, aux_k: int) -> torch.Tensor:
+def auxk_loss(
+    W_dec_FD: torch.Tensor,
+    pre_BF: torch.Tensor,
+    x_BD: torch.Tensor,
+    x_hat_BD: torch.Tensor,
+    dead_F: torch.Tensor | None,
+    aux_k: int,
+) -> torch.Tensor:
     """AuxK (Gao et al. 2024): dead latents learn to explain what the live ones miss.
 
     The residual x - x̂ is a fixed target; the loss is its normalised MSE from the top `aux_k` dead latents.
@@ -215,8 +222,9 @@ def auxk_loss(W_dec_FD: torch.Tensor, pre_BF: torch.Tensor, x_BD: torch.Tensor, 
     return auxk_from_selection(W_dec_FD, idx_BK, val_BK, x_BD, x_hat_BD)
 
 
-def auxk_from_selection(W_dec_FD: torch.Tensor, idx_BA: torch.Tensor, val_BA: torch.Tensor, x_BD: torch.Tensor,
-                        x_hat_BD: torch.Tensor) -> torch.Tensor:
+def auxk_from_selection(
+    W_dec_FD: torch.Tensor, idx_BA: torch.Tensor, val_BA: torch.Tensor, x_BD: torch.Tensor, x_hat_BD: torch.Tensor
+) -> torch.Tensor:
     """The AuxK loss once its dead latents are chosen (an empty selection, the usual case, gives 0
     without computing the residual)."""
     if idx_BA.shape[1] == 0:

@@ -11,8 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k, fired_latents,
-                               recon_loss)
+from mmsae.models.base import (
+    LossOutput,
+    SAEConfig,
+    SparseAutoencoder,
+    auxk_from_selection,
+    check_k,
+    fired_latents,
+    recon_loss,
+)
 from mmsae.models.kernels.sparse_decode import decode_csr
 from mmsae.models.kernels.sparse_encode import batch_topk_encode
 
@@ -47,8 +54,9 @@ class BatchTopKSAE(SparseAutoencoder):
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
         B, F_ = len(x_BD), self.cfg.dict_size
         # the encoder GEMM is the step's only O(B·F·D) work (see mmsae.models.kernels.sparse_encode)
-        rows, cols, vals, aux_idx, aux_val = batch_topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, B * self.cfg.k,
-                                                               dead_F, self.cfg.aux_k)
+        rows, cols, vals, aux_idx, aux_val = batch_topk_encode(
+            x_BD, self.W_enc, self.b_enc, self.b_dec, B * self.cfg.k, dead_F, self.cfg.aux_k
+        )
         crow = torch.zeros(B + 1, dtype=torch.long, device=x_BD.device)
         crow[1:] = torch.cumsum(torch.bincount(rows, minlength=B), 0)
         x_hat_BD = decode_csr(crow, cols, vals, self.W_dec) + self.b_dec
@@ -64,8 +72,13 @@ class BatchTopKSAE(SparseAutoencoder):
                     self.threshold.mul_(1 - m).add_(m * smallest)
         fired_F = fired_latents(cols, vals, F_)
         l0 = torch.tensor(len(vals) / B)
-        return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0,
-                          {"mse": mse.item(), "auxk": aux.item(), "threshold": float(self.threshold.mean())})
+        return LossOutput(
+            mse + self.cfg.aux_coef * aux,
+            x_hat_BD,
+            fired_F,
+            l0,
+            {"mse": mse.item(), "auxk": aux.item(), "threshold": float(self.threshold.mean())},
+        )
 
     def extra_state_tensors(self) -> dict[str, torch.Tensor]:
         return {"threshold": self.threshold}

@@ -27,9 +27,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-
-
-def save_sae(sae: SparseAutoencoder | PairedSAE, folder: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+def save_sae(
+    sae: SparseAutoencoder | PairedSAE, folder: str | os.PathLike, provenance: dict[str, Any] | None = None
+) -> Path:
     """Write `model.safetensors` then `config.json`, each atomically; other files in the folder stay.
 
     `config.json` goes last, so a folder that has one always has the matching weights.
@@ -44,7 +44,7 @@ def save_sae(sae: SparseAutoencoder | PairedSAE, folder: str | os.PathLike, prov
         "architecture": sae.architecture,
         **sae.cfg.to_dict(),
         "mmsae_version": __version__,
-        "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "saved_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "provenance": provenance or {},
     }
     (folder / CONFIG_NAME).unlink(missing_ok=True)
@@ -101,7 +101,8 @@ def load_tensors_(sae: SparseAutoencoder | PairedSAE, tensors: dict[str, torch.T
         if name not in tensors:
             raise SAELoadError(f"{where}: tensor {name!r} missing")
         if tuple(tensors[name].shape) != tuple(target.shape):
-            raise SAELoadError(f"{where}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
-                               f"config implies {tuple(target.shape)}")
+            raise SAELoadError(
+                f"{where}: tensor {name!r} has shape {tuple(tensors[name].shape)}, config implies {tuple(target.shape)}"
+            )
         with torch.no_grad():
             target.copy_(tensors[name].float())

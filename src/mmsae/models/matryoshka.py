@@ -55,8 +55,9 @@ class MatryoshkaSAE(TopKSAE):
         ks = self.cfg.nested_ks()
         weights = self.cfg.weights or (1.0,) * len(ks)
         # sorted, largest first: every prefix is a smaller TopK; sparse backward as in TopKSAE
-        idx_BK, val_BK, aux_idx, aux_val = topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, ks[-1], dead_F,
-                                                       self.cfg.aux_k, self.select_dtype)
+        idx_BK, val_BK, aux_idx, aux_val = topk_encode(
+            x_BD, self.W_enc, self.b_enc, self.b_dec, ks[-1], dead_F, self.cfg.aux_k, self.select_dtype
+        )
         total = x_BD.new_zeros(())
         parts: dict[str, float] = {}
         x_hat_BD = None

@@ -23,10 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmsae.models.base import (LossOutput, SAEConfig, auxk_loss, check_k, dense_from_sparse, recon_loss,
-                               remove_parallel_grad_, topk_sparse)
-from mmsae.models.paired import MODALITIES, PairedSAE, check_modality
+from mmsae.models.base import (
+    LossOutput,
+    SAEConfig,
+    auxk_loss,
+    check_k,
+    dense_from_sparse,
+    recon_loss,
+    remove_parallel_grad_,
+    topk_sparse,
+)
 from mmsae.models.kernels.sparse_decode import decode_topk
+from mmsae.models.paired import MODALITIES, PairedSAE, check_modality
 
 
 @dataclass(frozen=True)
@@ -182,4 +190,3 @@ class MultiModalSAE(PairedSAE):
             getattr(self, f"W_dec_{m}").div_(scale)
             b = getattr(self, f"b_dec_{m}")
             b.copy_(b / scale + mean_D)
-

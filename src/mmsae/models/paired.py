@@ -49,8 +49,14 @@ class PairedSAE(nn.Module):
         """[F, D_modality] rows: where each concept points in that modality's embedding space."""
         raise NotImplementedError
 
-    def training_loss(self, img_BD: torch.Tensor, txt_BD: torch.Tensor, dead_F: torch.Tensor | None = None,
-                      step: int = 0, total_steps: int = 1):
+    def training_loss(
+        self,
+        img_BD: torch.Tensor,
+        txt_BD: torch.Tensor,
+        dead_F: torch.Tensor | None = None,
+        step: int = 0,
+        total_steps: int = 1,
+    ):
         raise NotImplementedError
 
     def named_tensors(self) -> dict[str, torch.Tensor]:
@@ -107,7 +113,7 @@ class ModalityRouter(nn.Module):
         return self.saes[modality].W_dec
 
 
-def as_paired(model) -> "PairedSAE | ModalityRouter":
+def as_paired(model) -> PairedSAE | ModalityRouter:
     """A paired SAE as is; a single SAE as the same SAE for both modalities; a dict as a router."""
     if isinstance(model, dict):
         return ModalityRouter(model)

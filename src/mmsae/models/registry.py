@@ -5,9 +5,9 @@ from __future__ import annotations
 from mmsae.models.base import SparseAutoencoder
 from mmsae.models.batchtopk import BatchTopKSAE
 from mmsae.models.matryoshka import MatryoshkaSAE
-from mmsae.models.relu import ReLUSAE
 from mmsae.models.multimodal import MultiModalSAE
 from mmsae.models.paired import PairedSAE
+from mmsae.models.relu import ReLUSAE
 from mmsae.models.topk import TopKSAE
 from mmsae.models.vlsae import VLSAE
 

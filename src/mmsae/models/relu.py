@@ -33,5 +33,4 @@ class ReLUSAE(SparseAutoencoder):
         l1 = (codes_BF * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
         fired_F = (codes_BF > 0).any(dim=0)
         l0 = (codes_BF > 0).float().sum(dim=-1).mean()
-        return LossOutput(mse + lam * l1, x_hat_BD, fired_F, l0,
-                          {"mse": mse.item(), "l1": l1.item(), "l1_coef": lam})
+        return LossOutput(mse + lam * l1, x_hat_BD, fired_F, l0, {"mse": mse.item(), "l1": l1.item(), "l1_coef": lam})

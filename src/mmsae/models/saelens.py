@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from mmsae.errors import SAELoadError
 from mmsae.models.base import SparseAutoencoder
 from mmsae.models.batchtopk import BatchTopKConfig, BatchTopKSAE
-from mmsae.errors import SAELoadError
 from mmsae.models.relu import ReLUConfig, ReLUSAE
 from mmsae.models.topk import TopKConfig, TopKSAE
 

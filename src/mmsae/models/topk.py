@@ -6,8 +6,17 @@ from dataclasses import dataclass
 
 import torch
 
-from mmsae.models.base import (LossOutput, SAEConfig, SparseAutoencoder, auxk_from_selection, check_k,
-                               dense_from_sparse, fired_latents, recon_loss, topk_sparse)
+from mmsae.models.base import (
+    LossOutput,
+    SAEConfig,
+    SparseAutoencoder,
+    auxk_from_selection,
+    check_k,
+    dense_from_sparse,
+    fired_latents,
+    recon_loss,
+    topk_sparse,
+)
 from mmsae.models.kernels.sparse_encode import topk_encode
 
 
@@ -38,8 +47,9 @@ class TopKSAE(SparseAutoencoder):
 
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
         # the encoder GEMM is the step's only O(B·F·D) work: sparse backward, sparse decode
-        idx_BK, val_BK, aux_idx, aux_val = topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, self.cfg.k,
-                                                       dead_F, self.cfg.aux_k, self.select_dtype)
+        idx_BK, val_BK, aux_idx, aux_val = topk_encode(
+            x_BD, self.W_enc, self.b_enc, self.b_dec, self.cfg.k, dead_F, self.cfg.aux_k, self.select_dtype
+        )
         x_hat_BD = self.decode_sparse(idx_BK, val_BK)
         mse = recon_loss(x_BD, x_hat_BD)
         aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmsae.models.base import LossOutput, SAEConfig, check_k, dense_from_sparse, fired_latents, recon_loss, topk_sparse
-from mmsae.models.paired import PairedSAE, check_modality
 from mmsae.models.kernels.sparse_decode import decode_topk
+from mmsae.models.paired import PairedSAE, check_modality
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,9 @@ class VLSAE(PairedSAE):
             outs.append(x_hat)
         loss = parts["mse_image"] + parts["mse_text"]
         l0 = torch.tensor(float(self.cfg.k))
-        return LossOutput(loss, outs[0], fired_F, l0, {k: v.item() for k, v in parts.items()},
-                          {"image": outs[0], "text": outs[1]})
+        return LossOutput(
+            loss, outs[0], fired_F, l0, {k: v.item() for k, v in parts.items()}, {"image": outs[0], "text": outs[1]}
+        )
 
     @torch.no_grad()
     def set_input_means_(self, means: dict[str, torch.Tensor]) -> None:

@@ -105,40 +105,89 @@ class TrainConfig:
             raise MmsaeError(f"unknown --arch {self.arch!r}; choose from {', '.join(sorted(ARCHITECTURES))}")
         checks = [
             (self.dict_size > 0, f"dict size must be positive, got {self.dict_size}"),
-            (self.arch == "relu" or (self.arch == "multimodal" and self.sparsity == "l1") or 0 < self.k <= self.dict_size, f"k must be in [1, dict size {self.dict_size}], got {self.k}"),
+            (
+                self.arch == "relu"
+                or (self.arch == "multimodal" and self.sparsity == "l1")
+                or 0 < self.k <= self.dict_size,
+                f"k must be in [1, dict size {self.dict_size}], got {self.k}",
+            ),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
             (finite(self.lr) and self.lr > 0, f"learning rate must be a positive number, got {self.lr}"),
             (self.steps is None or self.steps > 0, f"steps must be positive, got {self.steps}"),
             (finite(self.epochs) and self.epochs > 0, f"epochs must be a positive number, got {self.epochs}"),
-            (finite(self.warmup_frac) and 0 <= self.warmup_frac < 1, f"warmup fraction must be in [0, 1), got {self.warmup_frac}"),
-            (finite(self.min_lr_frac) and 0 <= self.min_lr_frac <= 1, f"min lr fraction must be in [0, 1], got {self.min_lr_frac}"),
-            (finite(self.weight_decay) and self.weight_decay >= 0, f"weight decay must be 0 or more, got {self.weight_decay}"),
-            (finite(self.grad_clip) and self.grad_clip >= 0, f"grad clip must be 0 (off) or more, got {self.grad_clip}"),
+            (
+                finite(self.warmup_frac) and 0 <= self.warmup_frac < 1,
+                f"warmup fraction must be in [0, 1), got {self.warmup_frac}",
+            ),
+            (
+                finite(self.min_lr_frac) and 0 <= self.min_lr_frac <= 1,
+                f"min lr fraction must be in [0, 1], got {self.min_lr_frac}",
+            ),
+            (
+                finite(self.weight_decay) and self.weight_decay >= 0,
+                f"weight decay must be 0 or more, got {self.weight_decay}",
+            ),
+            (
+                finite(self.grad_clip) and self.grad_clip >= 0,
+                f"grad clip must be 0 (off) or more, got {self.grad_clip}",
+            ),
             (self.aux_k >= 0, f"aux k must be 0 or more, got {self.aux_k}"),
             (finite(self.aux_coef) and self.aux_coef >= 0, f"aux coefficient must be 0 or more, got {self.aux_coef}"),
             (self.init_rows > 0, f"init rows must be positive, got {self.init_rows}"),
             (self.dead_after is None or self.dead_after > 0, f"dead after must be positive, got {self.dead_after}"),
             (0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2^63 - 2^20], got {self.seed}"),
-            (self.data_seed is None or 0 <= self.data_seed <= MAX_SEED, f"data seed must be in [0, 2^63 - 2^20], got {self.data_seed}"),
+            (
+                self.data_seed is None or 0 <= self.data_seed <= MAX_SEED,
+                f"data seed must be in [0, 2^63 - 2^20], got {self.data_seed}",
+            ),
             (self.shuffle_buffer > 0, f"shuffle buffer must be positive, got {self.shuffle_buffer}"),
             (self.checkpoint_every >= 0, f"checkpoint every must be 0 (never) or more, got {self.checkpoint_every}"),
             (self.log_every > 0, f"log every must be positive, got {self.log_every}"),
             (self.modality is None or bool(self.modality), "modality must be a name or left out"),
-            (self.decay in ("cosine", "linear", "constant"), f"decay must be cosine, linear or constant, got {self.decay!r}"),
-            (self.normalize in ("auto", "center_scale", "scale", "none"), f"normalize must be auto, center_scale, scale or none, got {self.normalize!r}"),
-            (self.arch != "vlsae" or self.normalize != "center_scale", "vlsae L2-normalises its input itself, so centring cannot be folded into it; use --normalize auto, scale or none"),
+            (
+                self.decay in ("cosine", "linear", "constant"),
+                f"decay must be cosine, linear or constant, got {self.decay!r}",
+            ),
+            (
+                self.normalize in ("auto", "center_scale", "scale", "none"),
+                f"normalize must be auto, center_scale, scale or none, got {self.normalize!r}",
+            ),
+            (
+                self.arch != "vlsae" or self.normalize != "center_scale",
+                "vlsae L2-normalises its input itself, so centring cannot be folded into it; use --normalize auto, scale or none",
+            ),
             (self.sparsity in ("topk", "l1"), f"sparsity must be topk or l1, got {self.sparsity!r}"),
-            (finite(self.lambda_align) and finite(self.lambda_image) and self.lambda_align >= 0 and self.lambda_image >= 0,
-             "lambda_align and lambda_image must be non-negative numbers"),
-            (self.arch not in ("vlsae", "multimodal") or self.modality is None, f"--arch {self.arch} trains on image/text pairs; --modality does not apply"),
-            (self.arch not in ("vlsae", "multimodal") or self.mix is None, f"--arch {self.arch} trains on image/text pairs; --mix does not apply"),
+            (
+                finite(self.lambda_align)
+                and finite(self.lambda_image)
+                and self.lambda_align >= 0
+                and self.lambda_image >= 0,
+                "lambda_align and lambda_image must be non-negative numbers",
+            ),
+            (
+                self.arch not in ("vlsae", "multimodal") or self.modality is None,
+                f"--arch {self.arch} trains on image/text pairs; --modality does not apply",
+            ),
+            (
+                self.arch not in ("vlsae", "multimodal") or self.mix is None,
+                f"--arch {self.arch} trains on image/text pairs; --mix does not apply",
+            ),
             (self.mix is None or self.modality is None, "--mix and --modality exclude each other"),
-            (self.b_dec_init in ("geometric_median", "mean", "zeros"), f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}"),
+            (
+                self.b_dec_init in ("geometric_median", "mean", "zeros"),
+                f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}",
+            ),
             (0 < self.val_fraction < 1, f"val fraction must be in (0, 1), got {self.val_fraction}"),
             (finite(self.l1_coef) and self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
-            (self.select_dtype in ("float32", "bfloat16", "float16"), f"select dtype must be float32, bfloat16 or float16, got {self.select_dtype!r}"),
-            (all(0 < m <= self.dict_size for m in self.matryoshka_ks) and list(self.matryoshka_ks) == sorted(set(self.matryoshka_ks)),
-             f"matryoshka ks must rise strictly, each in [1, dict size {self.dict_size}], got {list(self.matryoshka_ks)}"),
+            (
+                self.select_dtype in ("float32", "bfloat16", "float16"),
+                f"select dtype must be float32, bfloat16 or float16, got {self.select_dtype!r}",
+            ),
+            (
+                all(0 < m <= self.dict_size for m in self.matryoshka_ks)
+                and list(self.matryoshka_ks) == sorted(set(self.matryoshka_ks)),
+                f"matryoshka ks must rise strictly, each in [1, dict size {self.dict_size}], got {list(self.matryoshka_ks)}",
+            ),
         ]
         check_all(checks)
         self.mix_ratio()
@@ -174,7 +223,7 @@ class TrainConfig:
         return "none" if self.arch == "vlsae" else "center_scale"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -195,9 +244,18 @@ class TrainConfig:
         if self.arch == "vlsae":
             return {**base, "k": self.k, "center": self.vlsae_center}
         if self.arch == "multimodal":
-            return {**base, "d_image": d_in, "d_text": d_in, "sparsity": self.sparsity, "k": self.k,
-                    "l1_coef": self.l1_coef, "lambda_image": self.lambda_image, "lambda_align": self.lambda_align,
-                    "aux_k": self.aux_k, "aux_coef": self.aux_coef}
+            return {
+                **base,
+                "d_image": d_in,
+                "d_text": d_in,
+                "sparsity": self.sparsity,
+                "k": self.k,
+                "l1_coef": self.l1_coef,
+                "lambda_image": self.lambda_image,
+                "lambda_align": self.lambda_align,
+                "aux_k": self.aux_k,
+                "aux_coef": self.aux_coef,
+            }
         if self.arch == "relu":
             return {**base, "l1_coef": self.l1_coef, "l1_warmup_frac": 0.05}
         base.update({"k": self.k, "aux_k": self.aux_k, "aux_coef": self.aux_coef})

@@ -22,13 +22,13 @@ import torch
 
 from mmsae.data.prefetch import Prefetch
 from mmsae.data.store import EmbeddingStore
-from mmsae.device import resolve_device
 from mmsae.data.stream import StreamConfig, iter_batches, iter_pairs, shard_mask, split_mask
+from mmsae.device import resolve_device
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write_stream, dumps, remove_stale_tmp, write_json_atomic
 from mmsae.models.base import SparseAutoencoder
-from mmsae.models.paired import MODALITIES
 from mmsae.models.io import CONFIG_NAME, save_sae
+from mmsae.models.paired import MODALITIES
 from mmsae.models.registry import build_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.distributed import from_env
@@ -51,13 +51,22 @@ class TrainResult:
     vectors_per_second: float
 
 
-def count_rows(store: EmbeddingStore, split: str, val_fraction: float, modality: str | None,
-               subsample: tuple[tuple[str, float], ...] = ()) -> int:
-    return sum(int(shard_mask(store, i, split, val_fraction, modality, subsample=subsample).sum())
-               for i in range(len(store.shards)))
+def count_rows(
+    store: EmbeddingStore,
+    split: str,
+    val_fraction: float,
+    modality: str | None,
+    subsample: tuple[tuple[str, float], ...] = (),
+) -> int:
+    return sum(
+        int(shard_mask(store, i, split, val_fraction, modality, subsample=subsample).sum())
+        for i in range(len(store.shards))
+    )
 
 
-def mix_subsample(store: EmbeddingStore, ratio: tuple[float, float] | None, val_fraction: float) -> tuple[tuple[str, float], ...]:
+def mix_subsample(
+    store: EmbeddingStore, ratio: tuple[float, float] | None, val_fraction: float
+) -> tuple[tuple[str, float], ...]:
     """Keep probabilities that turn the training split's image:text counts into `ratio`."""
     if ratio is None:
         return ()
@@ -76,8 +85,10 @@ def count_pairs(store: EmbeddingStore, split: str, val_fraction: float) -> int:
     img_rows, txt_rows = store.pairs()
     if len(txt_rows) == 0:
         mods = dict(store.manifest.counts)
-        raise MmsaeError(f"{store.root} holds no (image, text) pairs (rows by modality: {mods}); paired "
-                         "architectures need a store with both modalities sharing pair ids")
+        raise MmsaeError(
+            f"{store.root} holds no (image, text) pairs (rows by modality: {mods}); paired "
+            "architectures need a store with both modalities sharing pair ids"
+        )
     return int(split_mask(store.pair_ids()[txt_rows], txt_rows, split, val_fraction).sum())
 
 
@@ -89,11 +100,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, empty or not a checkpoint: pickle, zip and torch errors alike
-        raise MmsaeError(f"{path} is damaged ({type(exc).__name__}); delete it to start over, or pass --overwrite") from None
+        raise MmsaeError(
+            f"{path} is damaged ({type(exc).__name__}); delete it to start over, or pass --overwrite"
+        ) from None
     missing = [k for k in _CHECKPOINT_KEYS if not isinstance(saved, dict) or k not in saved]
     if missing:
-        raise MmsaeError(f"{path} is not a complete checkpoint (no {', '.join(missing)}); delete it to start over, "
-                         "or pass --overwrite")
+        raise MmsaeError(
+            f"{path} is not a complete checkpoint (no {', '.join(missing)}); delete it to start over, "
+            "or pass --overwrite"
+        )
     return saved
 
 
@@ -124,8 +139,15 @@ class _State:
 class Trainer:
     """One SAE, one store. `run()` trains (or resumes) and saves the SAE folder."""
 
-    def __init__(self, store: EmbeddingStore | str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig,
-                 resume: bool = False, overwrite: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        store: EmbeddingStore | str | os.PathLike,
+        out_dir: str | os.PathLike,
+        cfg: TrainConfig,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+    ):
         self.store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
         self.out = Path(out_dir)
         self.cfg = cfg
@@ -148,13 +170,17 @@ class Trainer:
             saved = load_checkpoint(ckpt)
             want = json.loads(json.dumps(cfg.to_dict()))
             if saved["train_config"] != want:
-                diff = sorted(k for k in set(saved["train_config"]) | set(want) if saved["train_config"].get(k) != want.get(k))
+                diff = sorted(
+                    k for k in set(saved["train_config"]) | set(want) if saved["train_config"].get(k) != want.get(k)
+                )
                 raise MmsaeError(f"cannot resume {self.out}: options differ from the checkpoint's ({', '.join(diff)})")
             was, now = saved.get("store"), store_fingerprint(self.store)
             if was is not None and was != now:
-                raise MmsaeError(f"cannot resume {self.out}: the store changed since the checkpoint ({was['rows']} rows in "
-                                 f"{was['shards']} shards then, {now['rows']} in {now['shards']} now), so the batches "
-                                 "would differ; train anew with --overwrite")
+                raise MmsaeError(
+                    f"cannot resume {self.out}: the store changed since the checkpoint ({was['rows']} rows in "
+                    f"{was['shards']} shards then, {now['rows']} in {now['shards']} now), so the batches "
+                    "would differ; train anew with --overwrite"
+                )
 
         self.paired = cfg.paired
         self.subsample: tuple[tuple[str, float], ...] = ()
@@ -168,9 +194,16 @@ class Trainer:
             raise MmsaeError(f"the training split has {self.n_train} {unit}, fewer than one batch of {cfg.batch_size}")
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.n_train / cfg.batch_size))
         self.dead_after = cfg.dead_after or min(self.n_train, 10_000_000)
-        self.stream_cfg = StreamConfig(batch_size=cfg.batch_size, seed=cfg.stream_seed, split="train", val_fraction=cfg.val_fraction,
-                                       modality=cfg.modality, buffer_rows=cfg.shuffle_buffer, subsample=self.subsample,
-                                       part=(self.dist.rank, self.dist.world))
+        self.stream_cfg = StreamConfig(
+            batch_size=cfg.batch_size,
+            seed=cfg.stream_seed,
+            split="train",
+            val_fraction=cfg.val_fraction,
+            modality=cfg.modality,
+            buffer_rows=cfg.shuffle_buffer,
+            subsample=self.subsample,
+            part=(self.dist.rank, self.dist.world),
+        )
 
     def _batches(self, cfg: StreamConfig):
         """Single SAEs: [B, D] arrays. Paired SAEs: (image [B, D], text [B, D]) of matched pairs."""
@@ -181,14 +214,22 @@ class Trainer:
         """A fresh model, plus the normalisation `stats`: {group: (mean_D, scale)}, where the group is
         "*" (all rows) for single SAEs and each modality for paired ones."""
         cfg = self.cfg
-        sample_cfg = StreamConfig(batch_size=min(cfg.init_rows, self.n_train), seed=cfg.stream_seed + 10_007, split="train",
-                                  val_fraction=cfg.val_fraction, modality=cfg.modality, buffer_rows=cfg.shuffle_buffer,
-                                  subsample=self.subsample)
+        sample_cfg = StreamConfig(
+            batch_size=min(cfg.init_rows, self.n_train),
+            seed=cfg.stream_seed + 10_007,
+            split="train",
+            val_fraction=cfg.val_fraction,
+            modality=cfg.modality,
+            buffer_rows=cfg.shuffle_buffer,
+            subsample=self.subsample,
+        )
         first = next(self._batches(sample_cfg))
         samples = dict(zip(MODALITIES, first)) if self.paired else {"*": first}
         if not all(np.isfinite(a).all() for a in samples.values()):
-            raise MmsaeError(f"the store holds NaN/inf embeddings (found in the rows sampled to initialise the SAE); "
-                             f"`mmsae info {self.store.root} --check` lists them")
+            raise MmsaeError(
+                f"the store holds NaN/inf embeddings (found in the rows sampled to initialise the SAE); "
+                f"`mmsae info {self.store.root} --check` lists them"
+            )
         sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))
         sae.reset_parameters(generator=torch.Generator().manual_seed(cfg.seed))
         stats: Stats = {}
@@ -212,11 +253,17 @@ class Trainer:
     def _optimizer(self, sae: SparseAutoencoder) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         cfg = self.cfg
         # the fused kernel reads each parameter once per step: 10× faster than foreach on CPU
-        opt = torch.optim.AdamW(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
-                                fused=self.device.type in ("cpu", "cuda"))
+        opt = torch.optim.AdamW(
+            sae.parameters(),
+            lr=cfg.lr,
+            betas=(0.9, 0.999),
+            weight_decay=cfg.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),
+        )
         warm = int(cfg.warmup_frac * self.total_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, self.total_steps, warm, cfg.decay, cfg.min_lr_frac))
+            opt, lambda s: lr_factor(s, self.total_steps, warm, cfg.decay, cfg.min_lr_frac)
+        )
         return opt, sched
 
     # --- loop ----------------------------------------------------------------------------------------
@@ -234,7 +281,7 @@ class Trainer:
                 self.close(state)
         return self.finish(state)
 
-    def start(self) -> "_State":
+    def start(self) -> _State:
         """Model, optimizer, logs: everything before the first step (or after the checkpoint's)."""
         from tqdm.auto import tqdm
 
@@ -264,21 +311,27 @@ class Trainer:
             opt.load_state_dict(saved["optimizer"])
             sched.load_state_dict(saved["scheduler"])
         return _State(
-            sae=sae, stats=stats, opt=opt, sched=sched,
+            sae=sae,
+            stats=stats,
+            opt=opt,
+            sched=sched,
             stats_dev={g: (m.to(self.device), sc) for g, (m, sc) in stats.items()},
-            since_fired_F=since_fired_F.to(self.device), step=start,
+            since_fired_F=since_fired_F.to(self.device),
+            step=start,
             tb=self._tensorboard() if main else None,
             log_f=open(self.out / LOG_NAME, "a") if main else open(os.devnull, "w"),
-            bar=tqdm(total=self.total_steps, initial=start, desc=f"train {cfg.arch}", unit="step",
-                     disable=not self.progress),
-            t0=time.perf_counter())
+            bar=tqdm(
+                total=self.total_steps, initial=start, desc=f"train {cfg.arch}", unit="step", disable=not self.progress
+            ),
+            t0=time.perf_counter(),
+        )
 
-    def _prep(self, state: "_State", arr, group: str) -> torch.Tensor:
+    def _prep(self, state: _State, arr, group: str) -> torch.Tensor:
         mean, scale = state.stats_dev[group]
         x_BD = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True)
         return torch.sub(x_BD, mean).mul_(scale)  # one new tensor: the batch itself may be shared (sweeps)
 
-    def step(self, state: "_State", batch) -> None:
+    def step(self, state: _State, batch) -> None:
         """One optimizer step on one batch (a [B, D] array, or (image, text) for paired SAEs)."""
         cfg, sae, opt, sched = self.cfg, state.sae, state.opt, state.sched
         step = state.step
@@ -312,46 +365,64 @@ class Trainer:
             with torch.no_grad():
                 fvus = {g: float((recons[g] - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for g, x in xs.items()}
             fvu = sum(fvus.values()) / len(fvus)
-            rec = {"step": step + 1, "loss": float(out.loss.detach()), "fvu": fvu, "l0": float(out.l0),
-                   "dead_fraction": float(dead_F.float().mean()), "lr": sched.get_last_lr()[0],
-                   "seconds": time.perf_counter() - state.t0, **out.parts}
+            rec = {
+                "step": step + 1,
+                "loss": float(out.loss.detach()),
+                "fvu": fvu,
+                "l0": float(out.l0),
+                "dead_fraction": float(dead_F.float().mean()),
+                "lr": sched.get_last_lr()[0],
+                "seconds": time.perf_counter() - state.t0,
+                **out.parts,
+            }
             if self.paired:
                 rec.update({f"fvu_{g}": v for g, v in fvus.items()})
             state.log_f.write(dumps(rec, indent=None) + "\n")
-            state.bar.set_postfix(loss=f"{rec['loss']:.4g}", fvu=f"{fvu:.4f}", l0=f"{rec['l0']:.1f}",
-                                  dead=f"{rec['dead_fraction']:.3f}")
+            state.bar.set_postfix(
+                loss=f"{rec['loss']:.4g}", fvu=f"{fvu:.4f}", l0=f"{rec['l0']:.1f}", dead=f"{rec['dead_fraction']:.3f}"
+            )
             if state.tb is not None:
                 for k, v in rec.items():
                     if k != "step":
                         state.tb.add_scalar(f"train/{k}", v, step + 1)
         state.bar.update(1)
         state.step = step + 1
-        if (self.dist.main and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
-                and state.step < self.total_steps):
+        if (
+            self.dist.main
+            and cfg.checkpoint_every
+            and state.step % cfg.checkpoint_every == 0
+            and state.step < self.total_steps
+        ):
             state.log_f.flush()
             if not all(bool(torch.isfinite(p).all()) for p in sae.parameters()):
                 self._stop_non_finite(state, batch, "the weights hold NaN/inf after this step")
             self._checkpoint(sae, opt, sched, state.step, state.stats, state.since_fired_F)
 
-    def _stop_non_finite(self, state: "_State", batch, what: str) -> None:
+    def _stop_non_finite(self, state: _State, batch, what: str) -> None:
         """One line: the step, whether the input batch was the cause, and what is kept."""
         arrays = batch if self.paired else (batch,)
         bad = sum(int((~np.isfinite(np.asarray(a, dtype=np.float32))).any(axis=1).sum()) for a in arrays)
-        cause = (f"its input batch holds {bad} row(s) with NaN/inf (`mmsae info {self.store.root} --check` lists them)"
-                 if bad else f"the input is finite, so training diverged: lower --lr (now {self.cfg.lr:g}) or keep "
-                             f"--grad-clip on (now {self.cfg.grad_clip:g})")
+        cause = (
+            f"its input batch holds {bad} row(s) with NaN/inf (`mmsae info {self.store.root} --check` lists them)"
+            if bad
+            else f"the input is finite, so training diverged: lower --lr (now {self.cfg.lr:g}) or keep "
+            f"--grad-clip on (now {self.cfg.grad_clip:g})"
+        )
         ckpt = self.out / CHECKPOINT_NAME
-        kept = (f"the checkpoint of step {int(load_checkpoint(ckpt)['step'])} is kept (--resume after fixing the cause)"
-                if ckpt.exists() else "no SAE was saved")
+        kept = (
+            f"the checkpoint of step {int(load_checkpoint(ckpt)['step'])} is kept (--resume after fixing the cause)"
+            if ckpt.exists()
+            else "no SAE was saved"
+        )
         raise MmsaeError(f"training stopped at step {state.step + 1} of {self.total_steps}: {what}; {cause}; {kept}")
 
-    def close(self, state: "_State") -> None:
+    def close(self, state: _State) -> None:
         state.bar.close()
         state.log_f.close()
         if state.tb is not None:
             state.tb.close()
 
-    def finish(self, state: "_State") -> TrainResult:
+    def finish(self, state: _State) -> TrainResult:
         """Fold the normalisation in, validate, save (rank 0)."""
         cfg, sae, stats, rows_done = self.cfg, state.sae, state.stats, state.rows_done
         seconds = time.perf_counter() - state.t0
@@ -367,8 +438,11 @@ class Trainer:
             "world_size": self.dist.world,
             "seed": cfg.seed,
             "steps": self.total_steps,
-            "normalization": {"mode": cfg.resolved_normalize(), "scale": {g: s for g, (_, s) in stats.items()},
-                              "folded": True},
+            "normalization": {
+                "mode": cfg.resolved_normalize(),
+                "scale": {g: s for g, (_, s) in stats.items()},
+                "folded": True,
+            },
             "train_config": cfg.to_dict(),
             "val_metrics": val,
         }
@@ -403,8 +477,14 @@ class Trainer:
     def _validate(self, sae: SparseAutoencoder) -> dict[str, Any]:
         from mmsae.metrics.evaluate import evaluate_store
 
-        res = evaluate_store(sae.to(self.device), self.store, split="val", val_fraction=self.cfg.val_fraction,
-                             modality=self.cfg.modality, device=self.device)
+        res = evaluate_store(
+            sae.to(self.device),
+            self.store,
+            split="val",
+            val_fraction=self.cfg.val_fraction,
+            modality=self.cfg.modality,
+            device=self.device,
+        )
         if res.get("n_rows", 0) == 0:  # no held-out rows (tiny store)
             sae.cpu()
             return {}
@@ -427,8 +507,9 @@ class Trainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
 
-def train_sweep(store, runs: list[tuple[str | os.PathLike, TrainConfig]], overwrite: bool = False,
-                progress: bool = True) -> list[TrainResult]:
+def train_sweep(
+    store, runs: list[tuple[str | os.PathLike, TrainConfig]], overwrite: bool = False, progress: bool = True
+) -> list[TrainResult]:
     """Train several SAEs in one read of the data: every batch is read once and stepped by each
     SAE in turn (as saev does). The runs must agree on everything that decides the batches
     (batch size, data order seed, split, modality, mix, shuffle buffer); each run ends exactly as
@@ -440,11 +521,16 @@ def train_sweep(store, runs: list[tuple[str | os.PathLike, TrainConfig]], overwr
     first = trainers[0]
     for t in trainers[1:]:
         if (t.stream_cfg, t.paired) != (first.stream_cfg, first.paired):
-            diff = [f for f in ("batch_size", "seed", "split", "val_fraction", "modality", "buffer_rows", "subsample")
-                    if getattr(t.stream_cfg, f) != getattr(first.stream_cfg, f)]
-            raise MmsaeError(f"the runs of a sweep share every batch, so they must agree on how batches are drawn; "
-                             f"{t.out} differs from {first.out} in {', '.join(diff) or 'pairing'} (to sweep seeds, "
-                             "fix data_seed)")
+            diff = [
+                f
+                for f in ("batch_size", "seed", "split", "val_fraction", "modality", "buffer_rows", "subsample")
+                if getattr(t.stream_cfg, f) != getattr(first.stream_cfg, f)
+            ]
+            raise MmsaeError(
+                f"the runs of a sweep share every batch, so they must agree on how batches are drawn; "
+                f"{t.out} differs from {first.out} in {', '.join(diff) or 'pairing'} (to sweep seeds, "
+                "fix data_seed)"
+            )
     if len({str(t.out.resolve()) for t in trainers}) < len(trainers):
         raise MmsaeError("two runs of the sweep write to the same folder")
     states = [t.start() for t in trainers]
@@ -464,8 +550,15 @@ def train_sweep(store, runs: list[tuple[str | os.PathLike, TrainConfig]], overwr
     return [t.finish(s) for t, s in zip(trainers, states)]
 
 
-def train(store, out_dir, cfg: TrainConfig | None = None, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, **overrides) -> TrainResult:
+def train(
+    store,
+    out_dir,
+    cfg: TrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **overrides,
+) -> TrainResult:
     """Train an SAE from a store into `out_dir` (the Python form of `mmsae train`)."""
     cfg = cfg or TrainConfig()
     if overrides:

@@ -52,10 +52,12 @@ def test_nan_rows_follow_torch_topk():
 
 def test_shapes_the_kernel_does_not_take_fall_back():
     g = torch.Generator().manual_seed(5)
-    for pre, k in [(torch.randn(10, 1000, generator=g), 4),  # F not a multiple of the chunk
-                   (torch.randn(10, 256, generator=g), 12),  # k above half the chunks
-                   (torch.randn(256, 10, generator=g).T, 2),  # not contiguous along rows
-                   (torch.randn(10, 512, generator=g).double(), 4)]:
+    for pre, k in [
+        (torch.randn(10, 1000, generator=g), 4),  # F not a multiple of the chunk
+        (torch.randn(10, 256, generator=g), 12),  # k above half the chunks
+        (torch.randn(256, 10, generator=g).T, 2),  # not contiguous along rows
+        (torch.randn(10, 512, generator=g).double(), 4),
+    ]:
         v, i = topk_rows(pre, k)
         assert torch.equal(v, pre.topk(k, dim=1).values)
 

@@ -11,8 +11,12 @@ def _problem(B, D, F_, n_dead, seed):
     """Random float64 inputs, SAE weights and a dead-latent mask of n_dead latents (None for 0)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, D, generator=g, dtype=torch.float64) + 2.0  # an offset, like CLIP: some pre-acts negative
-    params = [torch.randn(D, F_, generator=g, dtype=torch.float64) / D**0.5, 0.1 * torch.randn(F_, generator=g, dtype=torch.float64),
-              torch.randn(D, generator=g, dtype=torch.float64), torch.randn(F_, D, generator=g, dtype=torch.float64) / D**0.5]
+    params = [
+        torch.randn(D, F_, generator=g, dtype=torch.float64) / D**0.5,
+        0.1 * torch.randn(F_, generator=g, dtype=torch.float64),
+        torch.randn(D, generator=g, dtype=torch.float64),
+        torch.randn(F_, D, generator=g, dtype=torch.float64) / D**0.5,
+    ]
     dead = None
     if n_dead:
         dead = torch.zeros(F_, dtype=torch.bool)
@@ -64,8 +68,10 @@ def _sparse(x, W_enc, b_enc, b_dec, W_dec, k, dead, aux_k):
     return loss
 
 
-@pytest.mark.parametrize("B, D, F_, k, n_dead, aux_k", [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16),
-                                                          (50, 8, 40, 3, 5, 16), (128, 32, 256, 16, 100, 64)])
+@pytest.mark.parametrize(
+    "B, D, F_, k, n_dead, aux_k",
+    [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16), (50, 8, 40, 3, 5, 16), (128, 32, 256, 16, 100, 64)],
+)
 def test_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
     x, params, dead = _problem(B, D, F_, n_dead, seed=B)
     g0 = _assert_same_loss_and_grads(_dense_reference, _sparse, x, params, k, dead, aux_k)
@@ -75,10 +81,13 @@ def test_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
 def test_input_gradient_when_asked():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(10, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    W, be, bd = (torch.randn(6, 20, generator=g, dtype=torch.float64), torch.zeros(20, dtype=torch.float64),
-                 torch.zeros(6, dtype=torch.float64))
+    W, be, bd = (
+        torch.randn(6, 20, generator=g, dtype=torch.float64),
+        torch.zeros(20, dtype=torch.float64),
+        torch.zeros(6, dtype=torch.float64),
+    )
     idx, val, _, _ = topk_encode(x, W, be, bd, 3)
-    (val ** 2).sum().backward()
+    (val**2).sum().backward()
     x2 = x.detach().clone().requires_grad_(True)
     v2, _ = ((x2 - bd) @ W + be).topk(3, dim=1)
     (F.relu(v2) ** 2).sum().backward()
@@ -137,8 +146,9 @@ def _batch_sparse(x, W_enc, b_enc, b_dec, W_dec, n, dead, aux_k):
     return loss
 
 
-@pytest.mark.parametrize("B, D, F_, k, n_dead, aux_k", [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16),
-                                                          (128, 32, 256, 16, 100, 64)])
+@pytest.mark.parametrize(
+    "B, D, F_, k, n_dead, aux_k", [(64, 16, 96, 4, 0, 0), (37, 12, 80, 7, 30, 16), (128, 32, 256, 16, 100, 64)]
+)
 def test_batch_topk_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
     x, params, dead = _problem(B, D, F_, n_dead, seed=B + 1)
     g0 = _assert_same_loss_and_grads(_batch_dense_reference, _batch_sparse, x, params, B * k, dead, aux_k)

@@ -19,11 +19,13 @@ def midpoint(lo, hi):  # pragma: no cover
 @overload(as_keys, inline="always")
 def _as_keys(row, scratch):
     if isinstance(row.dtype, types.Integer):  # bfloat16 bits: flip the magnitude of negatives (int order = float order)
+
         def impl(row, scratch):
             for j in range(len(row)):
                 v = row[j]
                 scratch[j] = v ^ ((v >> 15) & 0x7FFF)
             return scratch
+
         return impl
     return lambda row, scratch: row
 

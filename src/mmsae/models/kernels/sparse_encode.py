@@ -53,7 +53,10 @@ class _TopKEncode(torch.autograd.Function):
         # never take B·F floats; one block on GPU
         rows = B if xc_BD.device.type == "cuda" else min(B, _CPU_BLOCK_ROWS)
         ws = None if xc_BD.device.type == "cpu" and onednn_enabled() else _workspace((rows, F), dtype, xc_BD.device)
-        val_BK, idx_BK = xc_BD.new_empty((B, k), dtype=dtype), torch.empty((B, k), dtype=torch.long, device=xc_BD.device)
+        val_BK, idx_BK = (
+            xc_BD.new_empty((B, k), dtype=dtype),
+            torch.empty((B, k), dtype=torch.long, device=xc_BD.device),
+        )
         A = 0 if dead_idx is None else min(aux_k, len(dead_idx))
         aval_BA, aidx_BA = val_BK.new_empty((B, A)), idx_BK.new_empty((B, A))
         for lo in range(0, B, rows):
@@ -79,8 +82,13 @@ class _TopKEncode(torch.autograd.Function):
         xc_BD, W_enc_DF, idx_BJ, live_BJ = ctx.saved_tensors
         g_BJ = _joint_grad(g_val_BK, g_aval_BA, live_BJ, ctx.k)
         rows_N = torch.arange(len(idx_BJ), device=idx_BJ.device).repeat_interleave(idx_BJ.shape[1])
-        return (*encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, idx_BJ.reshape(-1), g_BJ.reshape(-1)),
-                None, None, None, None)
+        return (
+            *encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, idx_BJ.reshape(-1), g_BJ.reshape(-1)),
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 class _BatchTopKEncode(torch.autograd.Function):
@@ -103,8 +111,13 @@ class _BatchTopKEncode(torch.autograd.Function):
         else:
             aidx_BA, aval_BA = cols_N.new_zeros((B, 0)), vals_N.new_zeros((B, 0))
         arows = torch.arange(B, device=x_BD.device).repeat_interleave(aidx_BA.shape[1])
-        ctx.save_for_backward(xc_BD, W_enc_DF, torch.cat([rows_N, arows]), torch.cat([cols_N, aidx_BA.reshape(-1)]),
-                              aval_BA.reshape(-1) > 0)
+        ctx.save_for_backward(
+            xc_BD,
+            W_enc_DF,
+            torch.cat([rows_N, arows]),
+            torch.cat([cols_N, aidx_BA.reshape(-1)]),
+            aval_BA.reshape(-1) > 0,
+        )
         ctx.mark_non_differentiable(rows_N, cols_N, aidx_BA)
         return rows_N, cols_N, vals_N, aidx_BA, aval_BA
 
@@ -114,8 +127,12 @@ class _BatchTopKEncode(torch.autograd.Function):
         n = len(rows_N) - len(alive_M)
         g_main = g_vals_N if g_vals_N is not None else xc_BD.new_zeros(n)
         g_aux = g_aval_BA.reshape(-1) * alive_M if g_aval_BA is not None else xc_BD.new_zeros(len(alive_M))
-        return (*encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, cols_N, torch.cat([g_main, g_aux])),
-                None, None, None)
+        return (
+            *encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, cols_N, torch.cat([g_main, g_aux])),
+            None,
+            None,
+            None,
+        )
 
 
 def encoder_grads(needs: tuple[bool, ...], xc_BD, W_enc_DF, rows_N, cols_N, g_N):
@@ -142,8 +159,9 @@ def _exact_sorted(xc_BD, W_enc_DF, b_enc_F, idx_BK):
     crow = torch.arange(0, B * K + 1, K, device=idx_BK.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        pattern = torch.sparse_csr_tensor(crow, cols_BK.reshape(-1), torch.zeros(B * K, dtype=xc_BD.dtype,
-                                                                               device=xc_BD.device), (B, len(b_enc_F)))
+        pattern = torch.sparse_csr_tensor(
+            crow, cols_BK.reshape(-1), torch.zeros(B * K, dtype=xc_BD.dtype, device=xc_BD.device), (B, len(b_enc_F))
+        )
         val_BK = torch.sparse.sampled_addmm(pattern, xc_BD, W_enc_DF, beta=0.0).values().reshape(B, K)
     val_BK = val_BK + b_enc_F[cols_BK]
     val_BK, order = val_BK.sort(dim=1, descending=True)
@@ -159,8 +177,16 @@ def _joint_grad(g_val_BK, g_aval_BA, live_BJ, k: int) -> torch.Tensor:
     return torch.cat([g_val, g_aux], 1) * live_BJ
 
 
-def topk_encode(x_BD: torch.Tensor, W_enc_DF: torch.Tensor, b_enc_F: torch.Tensor, b_dec_D: torch.Tensor, k: int,
-                dead_F: torch.Tensor | None = None, aux_k: int = 0, select_dtype: torch.dtype | None = None):
+def topk_encode(
+    x_BD: torch.Tensor,
+    W_enc_DF: torch.Tensor,
+    b_enc_F: torch.Tensor,
+    b_dec_D: torch.Tensor,
+    k: int,
+    dead_F: torch.Tensor | None = None,
+    aux_k: int = 0,
+    select_dtype: torch.dtype | None = None,
+):
     """(idx_BK, val_BK, aux_idx_BA, aux_val_BA): the k largest ReLU'd pre-activations of each row
     (largest first) and, when `dead_F` has dead latents and aux_k > 0, the top min(aux_k, n_dead)
     dead ones, with the sparse backward described in the module docstring.
@@ -174,8 +200,15 @@ def topk_encode(x_BD: torch.Tensor, W_enc_DF: torch.Tensor, b_enc_F: torch.Tenso
     return _TopKEncode.apply(x_BD, W_enc_DF, b_enc_F, b_dec_D, k, dead_F if A else None, A, select_dtype)
 
 
-def batch_topk_encode(x_BD: torch.Tensor, W_enc_DF: torch.Tensor, b_enc_F: torch.Tensor, b_dec_D: torch.Tensor,
-                      n: int, dead_F: torch.Tensor | None = None, aux_k: int = 0):
+def batch_topk_encode(
+    x_BD: torch.Tensor,
+    W_enc_DF: torch.Tensor,
+    b_enc_F: torch.Tensor,
+    b_dec_D: torch.Tensor,
+    n: int,
+    dead_F: torch.Tensor | None = None,
+    aux_k: int = 0,
+):
     """(rows_N, cols_N, vals_N, aux_idx_BA, aux_val_BA): the n largest positive pre-activations of
     the whole batch, ordered by row (BatchTopK, Bussmann et al. 2024), and the per-row AuxK
     selection, with the same sparse backward as `topk_encode`."""

@@ -11,14 +11,15 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from mmsae.data.synthetic import SynthConfig
-from mmsae.demo import DemoConfig, Steps, finish_run, index_run, prepare_out, stability_runs, train_archs
 from mmsae.errors import MmsaeError
+from mmsae.pipelines.common import DemoConfig, Steps, finish_run, index_run, prepare_out, stability_runs, train_archs
 
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
 CAPTIONS_IN_ZIP = "annotations/captions_val2017.json"
@@ -61,8 +62,10 @@ def download_captions(dest: Path) -> Path:
         with zipfile.ZipFile(zpath) as z:
             z.extract(CAPTIONS_IN_ZIP, dest)
     except (OSError, zipfile.BadZipFile) as exc:
-        raise MmsaeError(f"no captions file and the download from {COCO_ANNOTATIONS_URL} failed ({exc}); pass "
-                         "--captions PATH to a COCO captions JSON (e.g. annotations/captions_val2017.json)") from None
+        raise MmsaeError(
+            f"no captions file and the download from {COCO_ANNOTATIONS_URL} failed ({exc}); pass "
+            "--captions PATH to a COCO captions JSON (e.g. annotations/captions_val2017.json)"
+        ) from None
     finally:
         zpath.unlink(missing_ok=True)
     return dest / CAPTIONS_IN_ZIP
@@ -76,9 +79,16 @@ def caption_vocabulary(texts: list[str], n: int = 2000) -> list[str]:
     return [w for w, _ in words.most_common() if len(w) >= 3 and w.isalpha() and w not in ENGLISH_STOP_WORDS][:n]
 
 
-def run_text_demo(out: str | Path, captions: str | None = None, vocab: str | None = None, size: str = "default",
-                  archs: tuple[str, ...] = ("topk",), stability: bool = True, progress: bool = True,
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_text_demo(
+    out: str | Path,
+    captions: str | None = None,
+    vocab: str | None = None,
+    size: str = "default",
+    archs: tuple[str, ...] = ("topk",),
+    stability: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     from mmsae.analysis.naming import embed_vocabulary, name_concepts, name_in_text, read_vocabulary, write_names
     from mmsae.analysis.top_examples import texts_of, write_top_examples
     from mmsae.backends.base import MINILM_ID
@@ -89,9 +99,19 @@ def run_text_demo(out: str | Path, captions: str | None = None, vocab: str | Non
     path = Path(captions) if captions else default_captions()
     if captions and not path.is_file():
         raise MmsaeError(f"--captions {captions}: no such file")
-    cfg = DemoConfig(SynthConfig(), dict_size=1536 if size == "default" else 768, k=16, l1_coef=1.0,
-                     epochs=20 if size == "default" else 15, batch_size=1024 if size == "default" else 256, lr=3e-3,
-                     archs=archs, stability_seeds=3 if stability else 0, multimodal=False, images=False)
+    cfg = DemoConfig(
+        SynthConfig(),
+        dict_size=1536 if size == "default" else 768,
+        k=16,
+        l1_coef=1.0,
+        epochs=20 if size == "default" else 15,
+        batch_size=1024 if size == "default" else 256,
+        lr=3e-3,
+        archs=archs,
+        stability_seeds=3 if stability else 0,
+        multimodal=False,
+        images=False,
+    )
     steps = Steps(5 + stability, log)
     t_start = time.perf_counter()
     prepare_out(out)
@@ -125,37 +145,69 @@ def run_text_demo(out: str | Path, captions: str | None = None, vocab: str | Non
     E = embed_vocabulary(store, terms, encoder=enc, templates=("a photo of a {}.",), progress=progress)
     names = name_concepts(sae, E, terms, method="decoder")
     analysis = out / "analysis"
-    write_names(names, analysis / "names", {"vocab": str(vocab), "n_terms": len(terms), "method": "decoder",
-                                            "templates": ["a photo of a {}."], "modality": "text"})
+    write_names(
+        names,
+        analysis / "names",
+        {
+            "vocab": str(vocab),
+            "n_terms": len(terms),
+            "method": "decoder",
+            "templates": ["a photo of a {}."],
+            "modality": "text",
+        },
+    )
     _, tops = write_top_examples(sae, store, analysis / "top", k=12, progress=progress)
     top_texts = texts_of(store, tops, "text")
     live = [c for c in range(len(names)) if names[c].name and top_texts.get(c)]
     in_top = [np.mean([name_in_text(names[c].name, t) for t in top_texts[c][:10]]) for c in live]
-    scores: dict[str, Any] = {"naming": {"named_live": len(live),
-                                         "name_in_top_captions": float(np.mean(in_top)) if in_top else float("nan")}}
+    scores: dict[str, Any] = {
+        "naming": {"named_live": len(live), "name_in_top_captions": float(np.mean(in_top)) if in_top else float("nan")}
+    }
     if stability:
         steps(f"stability: {cfg.stability_seeds - 1} more {archs[0]} SAEs with other seeds")
         st = stability_runs(store, sae, out / f"sae-{archs[0]}", analysis / "stability", cfg, progress)
         scores["stability"] = {"mean": st["stability"], "live": st["stability_live"]}
     index_run(out, f"sae-{archs[0]}", steps, progress)
-    summary = {"data": "coco-captions", "captions": str(path), "store": str(out / "store"), "rows": len(store),
-               "dim": store.dim, "dict_size": cfg.dict_size, "k": cfg.k, "results": rows, "scores": scores,
-               "main_sae": str(out / f"sae-{archs[0]}"), "out": str(out)}
+    summary = {
+        "data": "coco-captions",
+        "captions": str(path),
+        "store": str(out / "store"),
+        "rows": len(store),
+        "dim": store.dim,
+        "dict_size": cfg.dict_size,
+        "k": cfg.k,
+        "results": rows,
+        "scores": scores,
+        "main_sae": str(out / f"sae-{archs[0]}"),
+        "out": str(out),
+    }
     return finish_run(out, summary, steps, t_start, format_text_report)
 
 
 def format_text_report(s: dict[str, Any]) -> str:
-    lines = [f"mmsae demo (coco-captions): {s['rows']:,} COCO captions embedded with MiniLM ({s['dim']}-d), "
-             f"SAEs with F={s['dict_size']}, k={s['k']}", "",
-             f"{'arch':<12}{'FVU':>9}{'L0':>7}{'dead':>7}{'cos':>7}{'time s':>8}"]
+    lines = [
+        f"mmsae demo (coco-captions): {s['rows']:,} COCO captions embedded with MiniLM ({s['dim']}-d), "
+        f"SAEs with F={s['dict_size']}, k={s['k']}",
+        "",
+        f"{'arch':<12}{'FVU':>9}{'L0':>7}{'dead':>7}{'cos':>7}{'time s':>8}",
+    ]
     for r in s["results"]:
-        lines.append(f"{r['arch']:<12}{r['fvu']:>9.4f}{r['l0']:>7.1f}{r['dead_fraction']:>7.3f}{r['cosine']:>7.3f}"
-                     f"{r['train_seconds']:>8.1f}")
+        lines.append(
+            f"{r['arch']:<12}{r['fvu']:>9.4f}{r['l0']:>7.1f}{r['dead_fraction']:>7.3f}{r['cosine']:>7.3f}"
+            f"{r['train_seconds']:>8.1f}"
+        )
     n = s["scores"]["naming"]
-    lines += ["", f"names: {n['named_live']} live concepts named; on average {n['name_in_top_captions']:.1%} of a "
-                  "concept's top-10 captions contain its name (or a form of it)"]
+    lines += [
+        "",
+        f"names: {n['named_live']} live concepts named; on average {n['name_in_top_captions']:.1%} of a "
+        "concept's top-10 captions contain its name (or a form of it)",
+    ]
     if "stability" in s["scores"]:
         lines.append(f"stability: {s['scores']['stability']['mean']:.3f} mean matched cosine across seeds")
-    lines += ["", f"total {s['seconds']:.0f} s. Run folder: {s['out']}",
-              f"  report:   {Path(s['out']) / 'report.html'}", f"  explore:  mmsae explore {s['out']}"]
+    lines += [
+        "",
+        f"total {s['seconds']:.0f} s. Run folder: {s['out']}",
+        f"  report:   {Path(s['out']) / 'report.html'}",
+        f"  explore:  mmsae explore {s['out']}",
+    ]
     return "\n".join(lines)

@@ -17,9 +17,20 @@ def test_demo_scores_against_planted_truth(demo_run):
     assert sc["stability"]["recovered_concepts"] > sc["stability"]["mean"]  # planted concepts survive retrains
     mm = sc["multimodal"]
     assert set(mm) == {"pooled", "multimodal"} and mm["pooled"]["hallucination_f1"] > mm["pooled"]["clip_score_f1"]
-    for path in ("run.json", "report.html", "report.md", "sae-topk/model.safetensors", "analysis/names/names.json",
-                 "analysis/top/top_examples.parquet", "analysis/modality/modality.png", "analysis/bridges/bridges.json",
-                 "analysis/stability/stability.json", "analysis/pareto/pareto.png", "compare/comparison.json", "explorer/stats.npz"):
+    for path in (
+        "run.json",
+        "report.html",
+        "report.md",
+        "sae-topk/model.safetensors",
+        "analysis/names/names.json",
+        "analysis/top/top_examples.parquet",
+        "analysis/modality/modality.png",
+        "analysis/bridges/bridges.json",
+        "analysis/stability/stability.json",
+        "analysis/pareto/pareto.png",
+        "compare/comparison.json",
+        "explorer/stats.npz",
+    ):
         assert (demo_run / path).is_file(), path
     assert len(s["step_seconds"]) == 9
     r2 = sc["pareto"]["r2"]

@@ -1,0 +1,73 @@
+"""Which encoder a model spec names, and loading it: the one place that knows every backend.
+
+`base.py` holds what the backends share (the Backend interface, specs, offline-first loading); the
+backends import it, and this module imports them, lazily, so the dependency runs one way and a
+command that never embeds does not pay for torch vision or transformers imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmsae.backends.base import BACKEND_KEY, KINDS, MINILM_ID, Backend, BackendSpec, TextEncoder
+from mmsae.errors import MmsaeError
+
+
+def parse_model(model: str, weights: str | None = None) -> BackendSpec:
+    """`open_clip:ARCH[/TAG]`, `hf:NAME_OR_DIR`, `minilm`; a bare local folder holding a
+    `config.json` or a bare `org/name` means transformers."""
+    if model in ("minilm", MINILM_ID, "all-MiniLM-L6-v2"):
+        return BackendSpec("minilm", "minilm")
+    kind, sep, rest = model.partition(":")
+    if sep and kind in ("open_clip", "openclip", "open-clip"):
+        name, slash, tag = rest.partition("/")
+        if not name:
+            raise MmsaeError("open_clip needs an architecture, e.g. --model open_clip:ViT-B-32 --weights openai")
+        if slash and weights is not None and weights != tag:
+            raise MmsaeError(f"--model names weights {tag!r} and --weights {weights!r}; give them once")
+        return BackendSpec("open_clip", name, weights if weights is not None else (tag or None))
+    if sep and kind in ("hf", "transformers"):
+        if not rest:
+            raise MmsaeError("hf needs a model name or folder, e.g. --model hf:openai/clip-vit-base-patch32")
+        return BackendSpec("hf", rest if weights is None else weights)
+    if Path(model).is_dir() or ("/" in model and not sep):
+        return BackendSpec("hf", model if weights is None else weights)
+    raise MmsaeError(
+        f"unknown model {model!r}; use open_clip:ARCH (with --weights TAG|FILE|DIR), hf:NAME_OR_DIR, or minilm"
+    )
+
+
+def load_backend(spec: BackendSpec, device: str = "cpu", precision: str = "fp32") -> Backend:
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise MmsaeError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+    if spec.kind == "open_clip":
+        from mmsae.backends.open_clip import OpenClipBackend
+
+        return OpenClipBackend(spec, device=device, precision=precision)
+    if spec.kind == "hf":
+        from mmsae.backends.hf import HFBackend
+
+        return HFBackend(spec, device=device, precision=precision)
+    if spec.kind == "minilm":
+        from mmsae.backends.minilm import MiniLMTextEncoder
+
+        return MiniLMTextEncoder(device=device)
+    raise MmsaeError(f"unknown backend kind {spec.kind!r} (known: {', '.join(KINDS)})")
+
+
+def text_encoder_for(store) -> TextEncoder:
+    """The text encoder matching the store's embeddings, or a one-line error saying what to do."""
+    model_id = store.manifest.model_id
+    if model_id == "synthetic":
+        from mmsae.backends.synthetic import SyntheticTextEncoder
+
+        return SyntheticTextEncoder.from_store(store)
+    recorded = store.manifest.preprocessing.get(BACKEND_KEY)
+    if isinstance(recorded, dict) and recorded.get("kind") in KINDS:
+        return load_backend(BackendSpec(**{k: recorded.get(k) for k in ("kind", "name", "weights")}))
+    if model_id == MINILM_ID:
+        return load_backend(BackendSpec("minilm", "minilm"))
+    raise MmsaeError(
+        f"no text encoder available for the store's model {model_id!r}; embed the vocabulary "
+        "yourself and pass it with --vocab-embeddings (an .npy with one row per vocabulary line)"
+    )

@@ -1,0 +1,190 @@
+"""What the demo pipelines share: their configuration, numbered steps, training the single-SAE
+architectures, the stability retrains, and finishing a run folder (report, summary, explorer
+index). `demo.py` (synthetic data) and `demo_text.py` (real captions) build on it; neither imports
+the other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmsae.data.synthetic import SynthConfig
+from mmsae.errors import MmsaeError
+from mmsae.fileio import atomic_write, write_json_atomic
+from mmsae.models.io import load_sae
+from mmsae.train.config import TrainConfig
+from mmsae.train.trainer import Trainer
+
+SINGLE_ARCHS = ("topk", "batchtopk", "matryoshka", "relu")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Data and training sizes of the demo."""
+
+    synth: SynthConfig
+    """The synthetic data set."""
+    dict_size: int
+    """Latents per SAE."""
+    k: int
+    """Active latents (TopK family)."""
+    l1_coef: float
+    """L1 weight of the ReLU SAE."""
+    epochs: float
+    """Passes over the training split."""
+    batch_size: int
+    """Rows per step."""
+    lr: float
+    """Peak learning rate."""
+    archs: tuple[str, ...] = SINGLE_ARCHS
+    """Single-dictionary architectures to train; the first is the one analysed and explored."""
+    stability_seeds: int = 3
+    """SAEs (seeds 0..N-1, same settings as the first arch) matched for stability; 0 or 1 skips it."""
+    multimodal: bool = True
+    """Also train the MultiModalSAE and compare it with the pooled SAE (alignment, retrieval, hallucination)."""
+    pareto: bool = True
+    """Fit PCA, NMF and k-means and train TopK SAEs at L0 2–16, and compare them on one Pareto plot."""
+    images: bool = True
+    """Draw a picture for every synthetic image row (see `synthetic_images`) for the explorer and report."""
+
+    @classmethod
+    def preset(cls, size: str, archs: tuple[str, ...] = SINGLE_ARCHS, **kw) -> DemoConfig:
+        if size == "small":
+            return cls(
+                SynthConfig(dim=64, n_pairs=4000, n_shared=48, n_image=24, n_text=24, n_bridges=6),
+                dict_size=256,
+                k=8,
+                l1_coef=1.0,
+                epochs=30,
+                batch_size=256,
+                lr=3e-3,
+                archs=archs,
+                **kw,
+            )
+        return cls(
+            SynthConfig(n_bridges=24),
+            dict_size=1024,
+            k=8,
+            l1_coef=1.0,
+            epochs=30,
+            batch_size=1024,
+            lr=3e-3,
+            archs=archs,
+            **kw,
+        )
+
+
+class Steps:
+    """Numbered progress lines ("[3/9] naming concepts ...") with the time each step took."""
+
+    def __init__(self, total: int, log: Callable[[str], None] | None):
+        self.total, self.n, self.log, self.t0 = total, 0, log, None
+        self.times: dict[str, float] = {}
+        self.name = ""
+
+    def __call__(self, name: str) -> None:
+        self.done()
+        self.n += 1
+        self.name, self.t0 = name, time.perf_counter()
+        if self.log:
+            self.log(f"[{self.n}/{self.total}] {name} ...")
+
+    def done(self) -> None:
+        if self.t0 is not None:
+            self.times[self.name] = time.perf_counter() - self.t0
+            self.t0 = None
+
+
+def finish_run(
+    out: Path, summary: dict[str, Any], steps: Steps, t_start: float, fmt: Callable[[dict[str, Any]], str]
+) -> dict[str, Any]:
+    """Last step of a demo: the HTML report (which reads demo_summary.json), then the final
+    summary with step times in demo_summary.json and, as text, report.md."""
+    from mmsae.pipelines.report import write_report
+
+    steps("writing the HTML report")
+    summary["seconds"] = time.perf_counter() - t_start
+    write_json_atomic(out / "demo_summary.json", summary)
+    summary["report_html"] = str(write_report(out))
+    steps.done()
+    summary["step_seconds"] = steps.times
+    summary["seconds"] = time.perf_counter() - t_start
+    summary["report"] = fmt(summary)
+    write_json_atomic(out / "demo_summary.json", summary)
+    atomic_write(out / "report.md", summary["report"] + "\n")
+    return summary
+
+
+def prepare_out(out: Path) -> None:
+    """An empty run folder; a previous demo's is replaced, anything else is refused (never lose data)."""
+    if out.exists() and not out.is_dir():
+        raise MmsaeError(f"{out} is a file; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not (out / "demo_summary.json").exists() and not (out / "store" / "manifest.json").exists():
+            raise MmsaeError(f"{out} exists and is not an mmsae demo folder; choose another --out")
+        shutil.rmtree(out)  # a previous demo run: start over
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def index_run(out: Path, sae_name: str, steps: Steps, progress: bool) -> None:
+    """RUN/run.json naming the explored SAE and the store, and the explorer's cached index."""
+    from mmsae.explorer.index import load_explorer
+    from mmsae.runs import RUN_FILE, find_run
+
+    write_json_atomic(out / RUN_FILE, {"sae": sae_name, "store": "store"})
+    steps("building the explorer index (concept statistics, histograms)")
+    load_explorer(find_run(out), progress=progress)
+
+
+def train_config(cfg: DemoConfig, arch: str, seed: int = 0) -> TrainConfig:
+    return TrainConfig(
+        arch=arch,
+        dict_size=cfg.dict_size,
+        k=cfg.k,
+        l1_coef=cfg.l1_coef,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        device="cpu",
+        checkpoint_every=0,
+        seed=seed,
+    )
+
+
+def train_archs(store, out: Path, cfg: DemoConfig, progress: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train each of `cfg.archs` into OUT/sae-ARCH; held-out metrics per arch, and the models."""
+    rows, models = [], {}
+    for arch in cfg.archs:
+        t0 = time.perf_counter()
+        res = Trainer(store, out / f"sae-{arch}", train_config(cfg, arch), overwrite=True, progress=progress).run()
+        models[arch] = load_sae(res.out_dir)
+        val = res.val_metrics
+        by = val.get("by_modality", {})
+        rows.append(
+            {
+                "arch": arch,
+                "fvu": val["fvu"],
+                "l0": val["l0"],
+                "dead_fraction": val["dead_fraction"],
+                "cosine": val["cosine"],
+                "fvu_image": by.get("image", {}).get("fvu"),
+                "fvu_text": by.get("text", {}).get("fvu"),
+                "train_seconds": time.perf_counter() - t0,
+                "sae": res.out_dir,
+            }
+        )
+    return rows, models
+
+
+def stability_runs(store, sae, sae_dir: Path, out: Path, cfg: DemoConfig, progress: bool) -> dict[str, Any]:
+    """Retrain the first arch with seeds 1..N-1 into OUT/saes/ and match each against `sae`."""
+    from mmsae.analysis.stability import retrain_for_stability, stability_of_saes
+
+    configs = [(f"seed{seed}", train_config(cfg, cfg.archs[0], seed)) for seed in range(1, cfg.stability_seeds)]
+    folders = retrain_for_stability(store, out, configs, progress=progress)
+    return stability_of_saes(store, [sae_dir, *folders], out=out)
