@@ -25,5 +25,5 @@ def test_every_writer_survives_a_kill(tmp_path):
     assert proc.returncode == 0, json.dumps(summary, indent=2) + proc.stderr[-2000:]
     assert set(summary) == {"import", "embed", "train", "sweep", "index"}
     for writer, s in summary.items():
-        assert s["failures"] == [] and s["equal_after_rerun"] == 1, (writer, s)
+        assert s["failures"] == [] and s["equal_to_reference"] == 1, (writer, s)
     assert sum(s["killed"] for s in summary.values()) >= 4  # the kills really landed mid-run
