@@ -80,3 +80,18 @@ def test_encoder_gain_damped_by_default():
         torch.testing.assert_close(sae.W_enc.detach(), c * W0)
         fitted.append(c)
     assert 0 < GAIN_DAMPING < 1 and abs(fitted[1] - GAIN_DAMPING * fitted[0]) < 1e-6
+
+
+def test_every_architecture_builds_from_a_train_config():
+    """`TrainConfig.model_config` asks the architecture (no per-architecture branch in train/): each
+    registered one builds from its own fields, and its checks and defaults are its own."""
+    from mmsae.models.registry import ARCHITECTURES, build_sae
+    from mmsae.train.config import TrainConfig
+
+    for name, cls in ARCHITECTURES.items():
+        cfg = TrainConfig(
+            arch=name, dict_size=64, **({"k": 8} if cls.uses_k(TrainConfig(arch=name, dict_size=64)) else {})
+        )
+        sae = build_sae(name, **cfg.model_config(16))
+        assert sae.architecture == name and sae.cfg.dict_size == 64
+        assert cfg.resolved_normalize() == cls.default_normalize

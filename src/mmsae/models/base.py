@@ -72,7 +72,33 @@ def check_k(cfg) -> None:
         raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
 
 
-class SparseAutoencoder(nn.Module):
+class TrainingHooks:
+    """What the trainer and `TrainConfig` ask of an architecture, so that neither names one: adding
+    an architecture is its own file (overriding what differs) plus its line in the registry."""
+
+    fits_encoder_gain: ClassVar[bool] = False
+    """Start the encoder at a damped least-squares gain (`train.init.fit_encoder_gain_`): right for
+    per-row selections, where the code is linear in the gain (TopK, Matryoshka)."""
+    default_normalize: ClassVar[str] = "center_scale"
+    """What `--normalize auto` means for this architecture."""
+
+    @classmethod
+    def uses_k(cls, cfg) -> bool:
+        """Whether sparsity comes from `k` (the TopK family) rather than an L1 weight."""
+        return True
+
+    @classmethod
+    def train_model_config(cls, cfg, d_in: int) -> dict[str, Any]:
+        """This architecture's config fields, from a `TrainConfig`."""
+        return {"d_in": d_in, "dict_size": cfg.dict_size, "k": cfg.k, "aux_k": cfg.aux_k, "aux_coef": cfg.aux_coef}
+
+    @classmethod
+    def train_checks(cls, cfg) -> list[tuple[bool, str]]:
+        """(condition, message) pairs a `TrainConfig` must meet for this architecture."""
+        return []
+
+
+class SparseAutoencoder(TrainingHooks, nn.Module):
     """Base class; see module docstring."""
 
     architecture: ClassVar[str] = ""

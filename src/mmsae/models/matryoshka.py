@@ -41,6 +41,21 @@ class MatryoshkaSAE(TopKSAE):
 
     architecture = "matryoshka"
     config_class = MatryoshkaConfig
+
+    @classmethod
+    def train_model_config(cls, cfg, d_in: int) -> dict:
+        return {**super().train_model_config(cfg, d_in), "ks": tuple(cfg.matryoshka_ks)}
+
+    @classmethod
+    def train_checks(cls, cfg) -> list[tuple[bool, str]]:
+        ks = list(cfg.matryoshka_ks)
+        return [
+            (
+                all(0 < m <= cfg.dict_size for m in ks) and ks == sorted(set(ks)),
+                f"matryoshka ks must rise strictly, each in [1, dict size {cfg.dict_size}], got {ks}",
+            )
+        ]
+
     cfg: MatryoshkaConfig
 
     def __init__(self, cfg: MatryoshkaConfig):

@@ -67,6 +67,27 @@ class MultiModalConfig(SAEConfig):
 class MultiModalSAE(PairedSAE):
     architecture = "multimodal"
     config_class = MultiModalConfig
+
+    @classmethod
+    def uses_k(cls, cfg) -> bool:
+        return cfg.sparsity != "l1"
+
+    @classmethod
+    def train_model_config(cls, cfg, d_in: int) -> dict:
+        return {
+            "d_in": d_in,
+            "dict_size": cfg.dict_size,
+            "d_image": d_in,
+            "d_text": d_in,
+            "sparsity": cfg.sparsity,
+            "k": cfg.k,
+            "l1_coef": cfg.l1_coef,
+            "lambda_image": cfg.lambda_image,
+            "lambda_align": cfg.lambda_align,
+            "aux_k": cfg.aux_k,
+            "aux_coef": cfg.aux_coef,
+        }
+
     cfg: MultiModalConfig
 
     def __init__(self, cfg: MultiModalConfig):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mmsae.models.base import SAEConfig, SAEOutput, SparseAutoencoder
+from mmsae.models.base import SAEConfig, SAEOutput, SparseAutoencoder, TrainingHooks
 
 MODALITIES = ("image", "text")
 
@@ -24,7 +24,7 @@ def check_modality(modality: str) -> str:
     return modality
 
 
-class PairedSAE(nn.Module):
+class PairedSAE(TrainingHooks, nn.Module):
     """Base class of multimodal SAEs; subclasses define encode/decode/training_loss and their tensors."""
 
     architecture: ClassVar[str] = ""

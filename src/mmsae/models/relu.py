@@ -22,6 +22,15 @@ class ReLUConfig(SAEConfig):
 class ReLUSAE(SparseAutoencoder):
     architecture = "relu"
     config_class = ReLUConfig
+
+    @classmethod
+    def uses_k(cls, cfg) -> bool:
+        return False
+
+    @classmethod
+    def train_model_config(cls, cfg, d_in: int) -> dict:
+        return {"d_in": d_in, "dict_size": cfg.dict_size, "l1_coef": cfg.l1_coef, "l1_warmup_frac": 0.05}
+
     cfg: ReLUConfig
 
     def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:

@@ -35,6 +35,7 @@ class TopKConfig(SAEConfig):
 class TopKSAE(SparseAutoencoder):
     architecture = "topk"
     config_class = TopKConfig
+    fits_encoder_gain = True
     cfg: TopKConfig
 
     def __init__(self, cfg: TopKConfig):

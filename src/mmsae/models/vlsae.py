@@ -39,6 +39,22 @@ class VLSAEConfig(SAEConfig):
 class VLSAE(PairedSAE):
     architecture = "vlsae"
     config_class = VLSAEConfig
+    default_normalize = "none"  # it L2-normalises its input itself
+
+    @classmethod
+    def train_model_config(cls, cfg, d_in: int) -> dict:
+        return {"d_in": d_in, "dict_size": cfg.dict_size, "k": cfg.k, "center": cfg.vlsae_center}
+
+    @classmethod
+    def train_checks(cls, cfg) -> list[tuple[bool, str]]:
+        return [
+            (
+                cfg.normalize != "center_scale",
+                "vlsae L2-normalises its input itself, so centring cannot be folded "
+                "into it; use --normalize auto, scale or none",
+            )
+        ]
+
     cfg: VLSAEConfig
 
     def __init__(self, cfg: VLSAEConfig):

@@ -103,12 +103,11 @@ class TrainConfig:
         check_types(self)
         if self.arch not in ARCHITECTURES:
             raise MmsaeError(f"unknown --arch {self.arch!r}; choose from {', '.join(sorted(ARCHITECTURES))}")
+        arch = ARCHITECTURES[self.arch]
         checks = [
             (self.dict_size > 0, f"dict size must be positive, got {self.dict_size}"),
             (
-                self.arch == "relu"
-                or (self.arch == "multimodal" and self.sparsity == "l1")
-                or 0 < self.k <= self.dict_size,
+                not arch.uses_k(self) or 0 < self.k <= self.dict_size,
                 f"k must be in [1, dict size {self.dict_size}], got {self.k}",
             ),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
@@ -152,10 +151,6 @@ class TrainConfig:
                 self.normalize in ("auto", "center_scale", "scale", "none"),
                 f"normalize must be auto, center_scale, scale or none, got {self.normalize!r}",
             ),
-            (
-                self.arch != "vlsae" or self.normalize != "center_scale",
-                "vlsae L2-normalises its input itself, so centring cannot be folded into it; use --normalize auto, scale or none",
-            ),
             (self.sparsity in ("topk", "l1"), f"sparsity must be topk or l1, got {self.sparsity!r}"),
             (
                 finite(self.lambda_align)
@@ -165,11 +160,11 @@ class TrainConfig:
                 "lambda_align and lambda_image must be non-negative numbers",
             ),
             (
-                self.arch not in ("vlsae", "multimodal") or self.modality is None,
+                not arch.paired or self.modality is None,
                 f"--arch {self.arch} trains on image/text pairs; --modality does not apply",
             ),
             (
-                self.arch not in ("vlsae", "multimodal") or self.mix is None,
+                not arch.paired or self.mix is None,
                 f"--arch {self.arch} trains on image/text pairs; --mix does not apply",
             ),
             (self.mix is None or self.modality is None, "--mix and --modality exclude each other"),
@@ -183,13 +178,8 @@ class TrainConfig:
                 self.select_dtype in ("float32", "bfloat16", "float16"),
                 f"select dtype must be float32, bfloat16 or float16, got {self.select_dtype!r}",
             ),
-            (
-                all(0 < m <= self.dict_size for m in self.matryoshka_ks)
-                and list(self.matryoshka_ks) == sorted(set(self.matryoshka_ks)),
-                f"matryoshka ks must rise strictly, each in [1, dict size {self.dict_size}], got {list(self.matryoshka_ks)}",
-            ),
         ]
-        check_all(checks)
+        check_all(checks + arch.train_checks(self))
         self.mix_ratio()
         if self.device != "auto":
             from mmsae.device import resolve_device
@@ -220,7 +210,9 @@ class TrainConfig:
     def resolved_normalize(self) -> str:
         if self.normalize != "auto":
             return self.normalize
-        return "none" if self.arch == "vlsae" else "center_scale"
+        from mmsae.models.registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch].default_normalize
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -239,29 +231,10 @@ class TrainConfig:
         return self.seed if self.data_seed is None else self.data_seed
 
     def model_config(self, d_in: int) -> dict[str, Any]:
-        """The architecture's own config fields."""
-        base: dict[str, Any] = {"d_in": d_in, "dict_size": self.dict_size}
-        if self.arch == "vlsae":
-            return {**base, "k": self.k, "center": self.vlsae_center}
-        if self.arch == "multimodal":
-            return {
-                **base,
-                "d_image": d_in,
-                "d_text": d_in,
-                "sparsity": self.sparsity,
-                "k": self.k,
-                "l1_coef": self.l1_coef,
-                "lambda_image": self.lambda_image,
-                "lambda_align": self.lambda_align,
-                "aux_k": self.aux_k,
-                "aux_coef": self.aux_coef,
-            }
-        if self.arch == "relu":
-            return {**base, "l1_coef": self.l1_coef, "l1_warmup_frac": 0.05}
-        base.update({"k": self.k, "aux_k": self.aux_k, "aux_coef": self.aux_coef})
-        if self.arch == "matryoshka":
-            base["ks"] = tuple(self.matryoshka_ks)
-        return base
+        """The architecture's own config fields (each architecture says which it takes)."""
+        from mmsae.models.registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch].train_model_config(self, d_in)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

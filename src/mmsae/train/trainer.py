@@ -246,7 +246,7 @@ class Trainer:
                     b_dec.copy_(geometric_median(x[:16384]))
                 elif cfg.b_dec_init == "mean":
                     b_dec.copy_(x.mean(0))
-            if cfg.arch in ("topk", "matryoshka"):  # per-row selections: the code is linear in the gain
+            if sae.fits_encoder_gain:
                 fit_encoder_gain_(sae, x[:8192])
         return sae, stats
 
