@@ -20,8 +20,9 @@ from mmsae.analysis.results import new_figure, save_figure, write_json, write_ma
 from mmsae.data.store import EmbeddingStore
 from mmsae.data.stream import split_mask
 from mmsae.errors import MmsaeError
+from mmsae.models.registry import SINGLE_ARCHITECTURES
 
-SAE_ARCHS = ("topk", "batchtopk", "matryoshka", "relu")
+SAE_ARCHS = SINGLE_ARCHITECTURES
 BASELINES = ("pca", "ica", "nmf", "kmeans", "dictionary")
 
 

@@ -12,10 +12,12 @@ from mmsae.models.topk import TopKSAE
 from mmsae.models.vlsae import VLSAE
 
 ARCHITECTURES: dict[str, type[SparseAutoencoder] | type[PairedSAE]] = {
-    cls.architecture: cls for cls in (ReLUSAE, TopKSAE, BatchTopKSAE, MatryoshkaSAE, VLSAE, MultiModalSAE)
+    cls.architecture: cls for cls in (TopKSAE, BatchTopKSAE, MatryoshkaSAE, ReLUSAE, VLSAE, MultiModalSAE)
 }
 PAIRED_ARCHITECTURES = tuple(name for name, cls in ARCHITECTURES.items() if cls.paired)
 """Architectures that train on (image, text) pairs."""
+SINGLE_ARCHITECTURES = tuple(name for name, cls in ARCHITECTURES.items() if not cls.paired)
+"""Single-dictionary architectures, in the order the demo, the Pareto analysis and the report list them."""
 
 
 def build_sae(architecture: str, **config) -> SparseAutoencoder | PairedSAE:

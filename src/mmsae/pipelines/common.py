@@ -17,10 +17,11 @@ from mmsae.data.synthetic import SynthConfig
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write, write_json_atomic
 from mmsae.models.io import load_sae
+from mmsae.models.registry import SINGLE_ARCHITECTURES
 from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer
 
-SINGLE_ARCHS = ("topk", "batchtopk", "matryoshka", "relu")
+SINGLE_ARCHS = SINGLE_ARCHITECTURES
 
 
 @dataclass(frozen=True)

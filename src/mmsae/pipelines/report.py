@@ -19,6 +19,7 @@ import numpy as np
 
 from mmsae.data.images import IMAGE_SUFFIXES, OutsideRoot, safe_file
 from mmsae.fileio import atomic_write
+from mmsae.models.registry import SINGLE_ARCHITECTURES
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1d1d1f;max-width:1150px;margin:2em auto;padding:0 1em}
@@ -87,7 +88,7 @@ def _sae_metrics(root: Path) -> list[list[Any]]:
     return rows
 
 
-SAE_NAMES = ("topk", "batchtopk", "matryoshka", "relu")
+SAE_NAMES = SINGLE_ARCHITECTURES
 
 
 def _text_demo_section(s: dict[str, Any]) -> str:
