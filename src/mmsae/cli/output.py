@@ -26,49 +26,24 @@ def _number(kind, text: str):
     return v
 
 
-def positive_int(text: str) -> int:
-    v = _number(int, text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive (at least 1), got {v}")
-    return v
+def _checked(kind, name: str, ok, what: str):
+    """An argparse type: a finite number of `kind` for which `ok` holds, else "must be WHAT"."""
+
+    def parse(text: str):
+        v = _number(kind, text)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
+        return v
+
+    parse.__name__ = name
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    v = _number(int, text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
-
-
-def finite_float(text: str) -> float:
-    return _number(float, text)
-
-
-def nonneg_float(text: str) -> float:
-    v = _number(float, text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    v = _number(float, text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
-
-
-def fraction(text: str) -> float:
-    """A share strictly between 0 and 1."""
-    v = _number(float, text)
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
-    return v
-
-
-def unit_float(text: str) -> float:
-    """A number in [0, 1]."""
-    v = _number(float, text)
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
-    return v
+positive_int = _checked(int, "positive_int", lambda v: v > 0, "positive (at least 1)")
+nonneg_int = _checked(int, "nonneg_int", lambda v: v >= 0, "0 or more")
+finite_float = _checked(float, "finite_float", lambda v: True, "finite")
+nonneg_float = _checked(float, "nonneg_float", lambda v: v >= 0, "0 or more")
+positive_float = _checked(float, "positive_float", lambda v: v > 0, "positive")
+fraction = _checked(float, "fraction", lambda v: 0 < v < 1, "between 0 and 1")
+"""A share strictly between 0 and 1."""
+unit_float = _checked(float, "unit_float", lambda v: 0 <= v <= 1, "in [0, 1]")

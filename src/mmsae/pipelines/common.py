@@ -189,3 +189,24 @@ def stability_runs(store, sae, sae_dir: Path, out: Path, cfg: DemoConfig, progre
     configs = [(f"seed{seed}", train_config(cfg, cfg.archs[0], seed)) for seed in range(1, cfg.stability_seeds)]
     folders = retrain_for_stability(store, out, configs, progress=progress)
     return stability_of_saes(store, [sae_dir, *folders], out=out)
+
+
+def name_concepts_into(
+    sae, store, terms: list[str], vocab: Path | str, out: Path, encoder=None, progress: bool = False
+) -> list:
+    """Name every concept of `sae` from `terms` (decoder cosine, "a photo of a {}." prompts) and write
+    OUT/names.{json,parquet} as `mmsae name` would; returns the names."""
+    from mmsae.analysis.naming import embed_vocabulary, name_concepts, write_names
+
+    template = "a photo of a {}."
+    E = embed_vocabulary(store, terms, encoder=encoder, templates=(template,), progress=progress)
+    names = name_concepts(sae, E, terms, method="decoder")
+    meta = {
+        "vocab": str(vocab),
+        "n_terms": len(terms),
+        "method": "decoder",
+        "templates": [template],
+        "modality": "text",
+    }
+    write_names(names, out, meta)
+    return names

@@ -24,6 +24,7 @@ from mmsae.pipelines.common import (
     Steps,
     finish_run,
     index_run,
+    name_concepts_into,
     prepare_out,
     stability_runs,
     train_archs,
@@ -36,7 +37,7 @@ def run_demo(
     from mmsae.analysis import truth
     from mmsae.analysis.bridges import analyze_bridges
     from mmsae.analysis.modality import analyze_modality
-    from mmsae.analysis.naming import embed_vocabulary, name_concepts, read_vocabulary, write_names
+    from mmsae.analysis.naming import read_vocabulary
     from mmsae.analysis.top_examples import write_top_examples
 
     out = Path(out)
@@ -64,19 +65,7 @@ def run_demo(
     steps(f"naming the {main_arch} SAE's concepts from the vocabulary and finding their top examples")
     vocab = store_dir / "ground_truth" / "vocab.txt"
     terms = read_vocabulary(vocab)
-    E = embed_vocabulary(store, terms, templates=("a photo of a {}.",), progress=progress)
-    names = name_concepts(sae, E, terms, method="decoder")
-    write_names(
-        names,
-        analysis / "names",
-        {
-            "vocab": str(vocab),
-            "n_terms": len(terms),
-            "method": "decoder",
-            "templates": ["a photo of a {}."],
-            "modality": "text",
-        },
-    )
+    names = name_concepts_into(sae, store, terms, vocab, analysis / "names", progress=progress)
     write_top_examples(sae, store, analysis / "top", k=12, progress=progress)
     scores["naming"] = truth.naming_accuracy(latent_C, [n.name for n in names], gt.names)
 

@@ -19,7 +19,16 @@ import numpy as np
 
 from mmsae.data.synthetic import SynthConfig
 from mmsae.errors import MmsaeError
-from mmsae.pipelines.common import DemoConfig, Steps, finish_run, index_run, prepare_out, stability_runs, train_archs
+from mmsae.pipelines.common import (
+    DemoConfig,
+    Steps,
+    finish_run,
+    index_run,
+    name_concepts_into,
+    prepare_out,
+    stability_runs,
+    train_archs,
+)
 
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
 CAPTIONS_IN_ZIP = "annotations/captions_val2017.json"
@@ -89,7 +98,7 @@ def run_text_demo(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    from mmsae.analysis.naming import embed_vocabulary, name_concepts, name_in_text, read_vocabulary, write_names
+    from mmsae.analysis.naming import name_in_text, read_vocabulary
     from mmsae.analysis.top_examples import texts_of, write_top_examples
     from mmsae.backends.base import MINILM_ID
     from mmsae.backends.minilm import MiniLMTextEncoder
@@ -142,20 +151,8 @@ def run_text_demo(
         terms = read_vocabulary(vocab)
     else:
         terms, vocab = caption_vocabulary(texts), "(frequent caption words)"
-    E = embed_vocabulary(store, terms, encoder=enc, templates=("a photo of a {}.",), progress=progress)
-    names = name_concepts(sae, E, terms, method="decoder")
     analysis = out / "analysis"
-    write_names(
-        names,
-        analysis / "names",
-        {
-            "vocab": str(vocab),
-            "n_terms": len(terms),
-            "method": "decoder",
-            "templates": ["a photo of a {}."],
-            "modality": "text",
-        },
-    )
+    names = name_concepts_into(sae, store, terms, vocab, analysis / "names", encoder=enc, progress=progress)
     _, tops = write_top_examples(sae, store, analysis / "top", k=12, progress=progress)
     top_texts = texts_of(store, tops, "text")
     live = [c for c in range(len(names)) if names[c].name and top_texts.get(c)]
