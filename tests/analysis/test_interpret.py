@@ -6,7 +6,7 @@ import torch
 
 from mmsae.analysis.clustering import cluster_codes
 from mmsae.analysis.naming import embed_vocabulary, name_concepts, name_in_text, naming_agreement, read_vocabulary
-from mmsae.analysis.search import encode_rows, query_concepts, rows_for_concepts, similar_rows
+from mmsae.analysis.search import encode_rows, query_concepts, rank_rows, similar_rows
 from mmsae.analysis.splice import splice_decompose
 from mmsae.analysis.top_examples import to_table, top_examples
 from mmsae.data.store import EmbeddingStore
@@ -81,7 +81,7 @@ def test_search_both_ways(planted):
     found = query_concepts(sae, q)
     assert best[c] in [x["concept"] for x in found["by_encoding"][:3]]
     tops = top_examples(sae, store, k=10, modalities=("image",))
-    rows = rows_for_concepts(tops, [best[c]], "image", k=10)
+    rows = rank_rows(tops, [(best[c], 1.0)], "image", k=10)
     texts = store.metadata(["text"]).column("text").to_pylist()
     assert len(rows) == 10 and all(gt.names[c] in texts[r["row"]].split() for r in rows)  # images showing it
     # similar rows: exact blocked search equals a full sort

@@ -244,3 +244,22 @@ def test_hostile_metadata_never_yields_a_url(tmp_path):
     assert urls == ["/images/ok.png", None, None, None, None]
     assert client.get("/images/..%2foutside.png").status_code == 403
     assert client.get(f"/images/{tmp_path}/outside.png").status_code == 403
+
+
+def test_cli_search_and_explorer_rank_rows_alike(run):
+    """One ranking: `mmsae search --query` (analysis.search.search_text) and /api/search return the
+    same rows, in the same order, for queries whose concepts come from the encoder."""
+    from mmsae.analysis.search import search_text
+
+    client, data, gt, _ = run
+    encoder = client.app.state.explorer.encoder()
+    compared = 0
+    for q in [f"a photo of a {n}" for n in gt.names[:12]]:
+        res = client.get("/api/search", params={"q": q, "limit": 8}).json()
+        if any(c["activation"] is None for c in res["concepts"][:5]):
+            continue  # a name match joined the encoded concepts: the CLI does not search by name
+        cli = search_text(data.model, data.store, q, encoder, top=8)
+        assert [r["row"] for r in res["rows"]] == [r["row"] for r in cli["rows"]]
+        np.testing.assert_allclose([r["score"] for r in res["rows"]], [r["score"] for r in cli["rows"]], rtol=1e-5)
+        compared += 1
+    assert compared >= 6

@@ -31,25 +31,63 @@ from mmsae.fileio import atomic_write, atomic_write_stream, write_json_atomic
 VOCAB_DIR = "vocab"
 
 
-def read_vocabulary(path: str | Path, drop_stopwords: bool = True, min_length: int = 3) -> list[str]:
-    """One term per line; blank lines, duplicates, stop words and short terms dropped."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
+def read_vocabulary_lines(path: str | Path) -> list[str]:
+    """Every line of a vocabulary file, stripped, blank ones included: line i is term i, the row
+    a precomputed `--vocab-embeddings` array holds for it."""
     path = Path(path)
     if not path.is_file():
         raise MmsaeError(f"{path}: no such vocabulary file")
-    seen, terms = set(), []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        t = line.strip()
-        if not t or t in seen:
-            continue
-        if len(t) < min_length or (drop_stopwords and t.lower() in ENGLISH_STOP_WORDS):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MmsaeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return [line.strip() for line in text.splitlines()]
+
+
+def kept_terms(lines: Sequence[str], drop_stopwords: bool = True, min_length: int = 3) -> list[int]:
+    """Indices of the lines kept as terms: not blank, not a repeat, at least `min_length`
+    characters and, unless `drop_stopwords` is False, not an English stop word."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    seen, keep = set(), []
+    for i, t in enumerate(lines):
+        if not t or t in seen or len(t) < min_length or (drop_stopwords and t.lower() in ENGLISH_STOP_WORDS):
             continue
         seen.add(t)
-        terms.append(t)
+        keep.append(i)
+    return keep
+
+
+def read_vocabulary(path: str | Path, drop_stopwords: bool = True, min_length: int = 3) -> list[str]:
+    """One term per line; blank lines, duplicates, stop words and short terms dropped."""
+    lines = read_vocabulary_lines(path)
+    terms = [lines[i] for i in kept_terms(lines, drop_stopwords, min_length)]
     if not terms:
         raise MmsaeError(f"{path}: no terms left after filtering")
     return terms
+
+
+def vocabulary_with_embeddings(
+    path: str | Path, embeddings: str | Path, dim: int, drop_stopwords: bool = True, min_length: int = 3
+) -> tuple[list[str], np.ndarray]:
+    """(kept terms, their rows of a precomputed [lines, dim] embedding file). Row i of the file
+    belongs to line i of the vocabulary as given, so the file does not depend on the filters."""
+    from mmsae.data.importers import load_embeddings
+
+    lines = read_vocabulary_lines(path)
+    E = np.asarray(load_embeddings(embeddings), dtype=np.float32)
+    if E.shape != (len(lines), dim):
+        raise MmsaeError(
+            f"{embeddings}: shape {tuple(E.shape)}; expected ({len(lines)}, {dim}), one row per line of {path}"
+        )
+    keep = kept_terms(lines, drop_stopwords, min_length)
+    if not keep:
+        raise MmsaeError(f"{path}: no terms left after filtering")
+    E = E[keep]
+    if not np.isfinite(E).all():
+        raise MmsaeError(f"{embeddings}: holds NaN or inf")
+    norms = np.linalg.norm(E, axis=1, keepdims=True)
+    return [lines[i] for i in keep], E / np.maximum(norms, 1e-12)
 
 
 def embed_vocabulary(
@@ -75,7 +113,8 @@ def embed_vocabulary(
             raise MmsaeError(
                 f"template {tpl!r} must hold exactly one {{}} for the term (write other braces as {{{{ }}}})"
             )
-    key = hashlib.sha256(json.dumps([list(terms), list(templates), store.manifest.model_id]).encode()).hexdigest()[:16]
+    model_id = encoder.model_id if encoder is not None else store.manifest.model_id
+    key = hashlib.sha256(json.dumps([list(terms), list(templates), model_id]).encode()).hexdigest()[:16]
     path = Path(store.root) / VOCAB_DIR / f"{key}.npy"
     if cache and path.exists():
         E = np.load(path)
@@ -102,6 +141,12 @@ class ConceptName:
     scores: list[float]
     confidence: float
     """Score of the first term minus that of the second."""
+
+
+def alternatives(name: ConceptName, within: float) -> list[str]:
+    """The runner-up terms scoring within `within` of the concept's name: close calls worth
+    showing beside it. Terms further down are the ranking's noise, not other readings."""
+    return [t for t, sc in zip(name.terms[1:], name.scores[1:]) if name.scores[0] - sc <= within]
 
 
 def write_names(names: list[ConceptName], out: str | Path, meta: dict[str, Any]) -> list[Path]:

@@ -15,6 +15,12 @@ import torch
 
 from mmsae.analysis.naming import ConceptName
 
+QUERY_CONCEPTS = 5
+"""Concepts of a text query that rank rows (by their weight on the query; see `rank_rows`)."""
+QUERY_POOL = 12
+"""Top examples per concept that a query's rows are drawn from. The explorer's index keeps this
+many, so `mmsae search` and the explorer rank the same candidates."""
+
 
 @torch.no_grad()
 def encode_rows(model, store, rows: np.ndarray, modality: str | None = None, block: int = 4096) -> np.ndarray:
@@ -67,20 +73,40 @@ def query_concepts(
     return res
 
 
-def rows_for_concepts(
-    tops: dict[str, tuple[np.ndarray, np.ndarray]], concepts: Sequence[int], modality: str = "image", k: int = 10
+def rank_rows(
+    tops: dict[str, tuple[np.ndarray, np.ndarray]],
+    weighted: Sequence[tuple[int, float]],
+    modality: str = "image",
+    k: int = 10,
 ) -> list[dict[str, Any]]:
-    """Rows where the given concepts fire most (from a top-examples table), merged by activation."""
+    """Rows of `modality` that the weighted concepts fire on most, from a top-examples table.
+
+    A row scores Σ weight × activation over the concepts it is a top example of. A text query
+    passes each concept's activation on the query as its weight, so a concept the query barely
+    fires cannot outrank the one it is about just because that concept fires strongly on its own
+    rows. The one ranking behind `mmsae search --query` and the explorer's search box.
+    """
     if modality not in tops:
         return []
-    v, ids = tops[modality]
-    cand: dict[int, float] = {}
-    for c in concepts:
-        for a, r in zip(v[:, c], ids[:, c]):
-            if r >= 0:
-                cand[int(r)] = max(cand.get(int(r), 0.0), float(a))
-    best = sorted(cand.items(), key=lambda t: -t[1])[:k]
-    return [{"row": r, "activation": a} for r, a in best]
+    acts_KF, ids_KF = tops[modality]
+    score: dict[int, float] = {}
+    for c, w in weighted:
+        for a, r in zip(acts_KF[:, c], ids_KF[:, c]):
+            if r >= 0 and a > 0:
+                score[int(r)] = score.get(int(r), 0.0) + float(w) * float(a)
+    best = sorted(score, key=lambda r: (-score[r], r))[:k]
+    return [{"row": r, "score": score[r]} for r in best]
+
+
+def query_weights(found: dict[str, Any], limit: int) -> list[tuple[int, float]]:
+    """(concept, weight) pairs of a query's concepts for `rank_rows`: the encoded ones weigh their
+    activation on the query; one found only by name weighs as much as the strongest encoded one (1
+    when there is none), since a name match says nothing about strength."""
+    enc = [(c["concept"], c["activation"]) for c in found.get("by_encoding", [])]
+    top_w = max((w for _, w in enc), default=1.0)
+    seen = {c for c, _ in enc}
+    named = [(c["concept"], top_w) for c in found.get("by_name", []) if c["concept"] not in seen]
+    return (enc + named)[:limit]
 
 
 def similar_rows(
@@ -121,23 +147,28 @@ def search_text(
         raise MmsaeError("--query is empty")
     mods = store.modalities()
     target = target or ("image" if (mods == "image").any() else "text")
-    texts = store.metadata(["text"]).column("text").to_pylist()
     q = encoder.embed_texts([query])[0]
     name_emb = encoder.embed_texts([f"a photo of a {n.name or ''}." for n in names]) if names else None
-    found = query_concepts(model, q, names, name_emb, top=top)
-    concepts = [c["concept"] for c in found["by_encoding"]]
-    tops = top_examples(model, store, k=top, modalities=(target,))
-    rows = rows_for_concepts(tops, concepts, target, k=top)
-    for r in rows:
-        r["text"] = texts[r["row"]]
+    found = query_concepts(model, q, names, name_emb, top=max(top, QUERY_CONCEPTS))
+    tops = top_examples(model, store, k=max(top, QUERY_POOL), modalities=(target,))
+    # Names found by embedding similarity are suggestions, not evidence the query fires them: rows
+    # are ranked by the encoded concepts alone.
+    rows = rank_rows(tops, query_weights({"by_encoding": found["by_encoding"]}, QUERY_CONCEPTS), target, k=top)
+    for r, label in zip(rows, store.labels([r["row"] for r in rows])):
+        r["text"] = label  # its caption, else its image path or URL
     return {"query": query, **found, "rows": rows, "target": target}
 
 
 def explain_row(
-    model, store, row: int, names: list[ConceptName] | None = None, top: int = 5, splice_vocab: str | None = None
+    model,
+    store,
+    row: int,
+    names: list[ConceptName] | None = None,
+    top: int = 5,
+    splice: tuple[Sequence[str], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """A row → its strongest concepts and the rows of its modality with the most similar codes; with
-    a vocabulary, also SpLiCE's decomposition of the same row beside the SAE's reconstruction.
+    a vocabulary (`splice`: terms and their [T, D] embeddings), also SpLiCE's decomposition of the same row beside the SAE's reconstruction.
     What `mmsae search --row` prints."""
     from mmsae.errors import MmsaeError
     from mmsae.models.paired import as_paired
@@ -145,25 +176,24 @@ def explain_row(
     if not 0 <= row < len(store):
         raise MmsaeError(f"--row must be in [0, {len(store)})")
     mods = store.modalities()
-    texts = store.metadata(["text"]).column("text").to_pylist()
     z = encode_rows(model, store, np.array([row]))
     same = np.nonzero(mods == mods[row])[0]
     G = encode_rows(model, store, same)
     pos = int(np.searchsorted(same, row))
     idx, sim = similar_rows(z, G, k=top, exclude_self=np.array([pos]))
+    near = [int(same[i]) for i in idx[0]]
+    labels = store.labels([row, *near])  # captions, else image paths or URLs
     res = {
         "row": row,
         "modality": str(mods[row]),
-        "text": texts[row],
+        "text": labels[0],
         "concepts": concepts_of(z[0], names, top),
-        "similar": [{"row": int(same[i]), "cosine": float(s), "text": texts[same[i]]} for i, s in zip(idx[0], sim[0])],
+        "similar": [{"row": r, "cosine": float(s), "text": t} for r, s, t in zip(near, sim[0], labels[1:])],
     }
-    if splice_vocab:
-        from mmsae.analysis.naming import embed_vocabulary, read_vocabulary
+    if splice is not None:
         from mmsae.analysis.splice import splice_decompose
 
-        terms = read_vocabulary(splice_vocab)
-        E = embed_vocabulary(store, terms, templates=("a photo of a {}.",))
+        terms, E = splice
         mean = store.get(same[:: max(1, len(same) // 20000)]).mean(0)
         x = store.get([row])[0]
         sp = splice_decompose(x[None], E, mean, terms=terms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmsae.backends.base import BACKEND_KEY, KINDS, MINILM_ID, Backend, BackendSpec, TextEncoder
+from mmsae.data.manifest import TEXT_ENCODER_KEY
 from mmsae.errors import MmsaeError
 
 
@@ -55,19 +56,43 @@ def load_backend(spec: BackendSpec, device: str = "cpu", precision: str = "fp32"
     raise MmsaeError(f"unknown backend kind {spec.kind!r} (known: {', '.join(KINDS)})")
 
 
-def text_encoder_for(store) -> TextEncoder:
-    """The text encoder matching the store's embeddings, or a one-line error saying what to do."""
+NO_TEXT_ENCODER = (
+    "pass --text-encoder SPEC (minilm, hf:DIR, or open_clip:ARCH with --weights) naming the model that "
+    "made the store's text embeddings, or record it once with `mmsae import ... --text-encoder SPEC`"
+)
+
+
+def text_encoder_for(store, spec: str | None = None, weights: str | None = None) -> TextEncoder:
+    """The text encoder for the store's space: `spec` when given, else the one recorded in its
+    manifest (by `import --text-encoder` or by `embed`), else a one-line error saying what to pass.
+
+    The encoder must produce vectors of the store's width: a wrong model fails here, in one line,
+    rather than as a shape error deep inside naming or search.
+    """
+    if spec is not None:
+        encoder = load_backend(parse_model(spec, weights))
+    else:
+        encoder = _recorded_text_encoder(store)
+    dim = getattr(encoder, "dim", None)
+    if dim is not None and dim != store.dim:
+        raise MmsaeError(
+            f"the text encoder {encoder.model_id} gives {dim}-d embeddings but the store holds "
+            f"{store.dim}-d ones; {NO_TEXT_ENCODER}"
+        )
+    return encoder
+
+
+def _recorded_text_encoder(store) -> TextEncoder:
     model_id = store.manifest.model_id
     if model_id == "synthetic":
         from mmsae.backends.synthetic import SyntheticTextEncoder
 
         return SyntheticTextEncoder.from_store(store)
-    recorded = store.manifest.preprocessing.get(BACKEND_KEY)
-    if isinstance(recorded, dict) and recorded.get("kind") in KINDS:
-        return load_backend(BackendSpec(**{k: recorded.get(k) for k in ("kind", "name", "weights")}))
+    pre = store.manifest.preprocessing
+    for key in (TEXT_ENCODER_KEY, BACKEND_KEY):
+        recorded = pre.get(key)
+        if isinstance(recorded, dict) and recorded.get("kind") in KINDS:
+            return load_backend(BackendSpec(**{k: recorded.get(k) for k in ("kind", "name", "weights")}))
     if model_id == MINILM_ID:
         return load_backend(BackendSpec("minilm", "minilm"))
-    raise MmsaeError(
-        f"no text encoder available for the store's model {model_id!r}; embed the vocabulary "
-        "yourself and pass it with --vocab-embeddings (an .npy with one row per vocabulary line)"
-    )
+    raise MmsaeError(f"no text encoder is known for the store's model {model_id!r}; {NO_TEXT_ENCODER}")

@@ -19,3 +19,38 @@ def require_pairs(store, what: str) -> None:
         raise MmsaeError(
             f"{what} needs (image, text) pairs; {store.root} has none (rows by modality: {dict(store.manifest.counts)})"
         )
+
+
+def read_names(path: str | None):
+    """The concept names of a names.json from `mmsae name`, or None when no path is given."""
+    import json
+    from pathlib import Path
+
+    from mmsae.analysis.naming import ConceptName
+
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())["concepts"]
+        return [ConceptName(**c) for c in data]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MmsaeError(f"{path}: not a names.json from `mmsae name` ({exc})") from None
+
+
+def concept_of(spec: str, names) -> int:
+    """A concept given as its index or, with --names, as its name."""
+    if spec.strip().isdigit():
+        return int(spec)  # its range is checked where it is used
+    if names is None:
+        raise MmsaeError(f"--concept {spec!r} is not an index; pass --names names.json to give a concept by name")
+    hits = [n.concept for n in names if n.name is not None and n.name.lower() == spec.strip().lower()]
+    if not hits:
+        raise MmsaeError(f"no concept is named {spec!r} in the names file")
+    return hits[0]
+
+
+def name_of(names, j: int | None) -> str:
+    """' (name)' for concept j when names are known, else ''."""
+    if names is None or j is None or not 0 <= j < len(names) or not names[j].name:
+        return ""
+    return f" ({names[j].name})"

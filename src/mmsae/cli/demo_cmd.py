@@ -38,12 +38,13 @@ def register(sub) -> None:
     p.add_argument(
         "--captions",
         help="with --data coco-captions: a COCO captions JSON (default: "
-        "$MMSAE_SHARED_DATA/coco-val2017-captions/captions_val2017.json)",
+        "coco-val2017-captions/captions_val2017.json under $MMSAE_SHARED_DATA or ../shared/data, else a "
+        "download from cocodataset.org into ~/.cache/mmsae)",
     )
     p.add_argument(
         "--vocab",
         help="with --data coco-captions: vocabulary for naming (default: SpLiCE's mscoco.txt "
-        "in $MMSAE_SHARED_DATA/splice/vocab, else the captions' own frequent words)",
+        "under $MMSAE_SHARED_DATA or ../shared/data in splice/vocab, else the captions' own frequent words)",
     )
     p.add_argument("--no-multimodal", action="store_true", help="skip the MultiModalSAE comparison")
     p.add_argument("--no-stability", action="store_true", help="skip the stability retrains")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mmsae.cli.output import fraction, positive_int
+from mmsae.cli.text_flags import add_text_encoder_flags
 
 KEYS = (
     "fvu",
@@ -53,6 +54,26 @@ def register(sub) -> None:
         help="with SAE as the text SAE: evaluate two independent SAEs (this one "
         "encodes images) as one cross-modal model",
     )
+    z = p.add_argument_group("zero-shot classification of your labelled image rows")
+    z.add_argument(
+        "--zero-shot",
+        metavar="CLASSNAMES",
+        help="class names: a JSON list, a JSON object {dataset: [names]} as in CLIP_benchmark's "
+        "en_classnames.json, or a text file, one a line; reports accuracy with the original and the "
+        "reconstructed image (and prompt) embeddings",
+    )
+    z.add_argument(
+        "--templates",
+        metavar="TEMPLATES",
+        help="prompt templates with {c} (or {}) for the class name, in the same formats (default 'a photo of a {c}.')",
+    )
+    z.add_argument("--dataset", help="the dataset key when CLASSNAMES/TEMPLATES are JSON objects of several")
+    z.add_argument(
+        "--label-column",
+        metavar="COLUMN",
+        help="metadata column (from `mmsae import --metadata`) holding each image row's class: a name or an index",
+    )
+    add_text_encoder_flags(z)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -66,6 +87,11 @@ def run(args) -> int:
     from mmsae.models.paired import ModalityRouter
 
     args.device = str(resolve_device(args.device))
+    zero_shot_flags = (args.templates, args.dataset, args.label_column, args.text_encoder)
+    if args.zero_shot is None and any(v is not None for v in zero_shot_flags):
+        raise MmsaeError("--templates, --dataset, --label-column and --text-encoder go with --zero-shot CLASSNAMES")
+    if args.zero_shot is not None and args.label_column is None:
+        raise MmsaeError("--zero-shot needs --label-column COLUMN: the metadata column holding each image's class")
     sae = load_model(args.sae, args.device)
     store = open_store_for(sae, args.store)
     vf = val_fraction_of(sae, args.val_fraction)
@@ -97,6 +123,8 @@ def run(args) -> int:
         raise MmsaeError(f"--crossmodal yes needs image/text pairs; {args.store} has none")
     if args.crossmodal == "yes" or (args.crossmodal == "auto" and has_pairs):
         out["crossmodal"] = crossmodal_section(sae, store, args.split, vf, args.max_pairs, args.device)
+    if args.zero_shot is not None:
+        out["zero_shot"] = zero_shot_section(sae, store, args, vf)
     if args.json:
         print_json(out)
     else:
@@ -104,7 +132,66 @@ def run(args) -> int:
         if "crossmodal" in out:
             print()
             print(format_crossmodal(out["crossmodal"]))
+        if "zero_shot" in out:
+            print()
+            print(format_zero_shot(out["zero_shot"]))
     return 0
+
+
+def zero_shot_section(sae, store, args, val_fraction: float) -> dict:
+    """Zero-shot accuracy of the store's labelled image rows (of --split) against class prompts
+    embedded by the text encoder, with original and reconstructed embeddings."""
+
+    from mmsae.analysis.zero_shot import class_prompts, labels_of, read_list
+    from mmsae.cli.text_flags import text_encoder
+    from mmsae.data.stream import split_mask
+    from mmsae.errors import MmsaeError
+    from mmsae.metrics.crossmodal import zero_shot_retention
+
+    classnames = read_list(args.zero_shot, args.dataset, "class names")
+    templates = read_list(args.templates, args.dataset, "templates") if args.templates else ["a photo of a {c}."]
+    if "image" not in store.manifest.counts:
+        raise MmsaeError(f"--zero-shot classifies image rows; {args.store} has none")
+    rows = store.rows("image")
+    if args.split != "all":
+        rows = rows[split_mask(store.pair_ids()[rows], rows, args.split, val_fraction)]
+    values = [(e or {}).get(args.label_column) for e in store.extras(rows)]
+    if all(v is None for v in values):
+        raise MmsaeError(
+            f"no image row has a {args.label_column!r} value; import the labels with `mmsae import --metadata` "
+            "(a column of class names or indices)"
+        )
+    labels, dropped = labels_of(values, classnames)
+    keep = labels >= 0
+    if keep.sum() == 0:
+        raise MmsaeError(f"none of the {args.label_column!r} values is one of the {len(classnames)} class names")
+    prompts_CD = class_prompts(text_encoder(args, store), classnames, templates)
+    res = zero_shot_retention(sae, store.get(rows[keep]), labels[keep], prompts_CD, device=args.device)
+    return {
+        **res,
+        "n_images": int(keep.sum()),
+        "n_classes": len(classnames),
+        "n_templates": len(templates),
+        "chance": 1.0 / len(classnames),
+        "dropped": dropped,
+        "split": args.split,
+    }
+
+
+def format_zero_shot(z: dict) -> str:
+    drop = z["dropped"]
+    skipped = (
+        f"; skipped {drop['no_label']} without a label, {drop['not_a_class']} not a class" if any(drop.values()) else ""
+    )
+    return "\n".join(
+        [
+            f"zero-shot: {z['n_images']} labelled images ({z['split']} rows), {z['n_classes']} classes, "
+            f"{z['n_templates']} templates, chance {z['chance']:.3f}{skipped}",
+            f"  accuracy: original {z['original']:.3f}, reconstructed images {z['recon_image']:.3f} "
+            f"({z['recon_image_relative']:.1%} retained), reconstructed prompts {z['recon_text']:.3f}, "
+            f"both {z['recon_both']:.3f}",
+        ]
+    )
 
 
 def crossmodal_section(sae, store, split: str, val_fraction: float, max_pairs: int, device) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mmsae.cli.output import positive_int
+from mmsae.cli.text_flags import add_text_encoder_flags
 
 RUN_HELP = (
     "run folder: one written by `mmsae demo`, any folder with a run.json naming its SAE and store, or an SAE "
@@ -37,6 +38,7 @@ def register(sub) -> None:
         default=1,
         help="server processes (default 1); each holds its own copy of the index",
     )
+    add_text_encoder_flags(p)
     p.add_argument("--rebuild", action="store_true", help="recompute the cached index")
     p.add_argument("--no-open", action="store_true", help="do not open a browser window")
     p.set_defaults(func=run_explore)
@@ -65,6 +67,12 @@ def run_explore(args) -> int:
         raise MmsaeError(f"--workers must be ≥ 1, got {args.workers}")
     allowed_hosts(args.host, args.allow_host)  # these checks come before a long first indexing pass
     check_port(args.host, args.port)
+    if args.text_encoder is not None:
+        from mmsae.backends.registry import parse_model
+
+        parse_model(args.text_encoder, args.weights)
+    elif args.weights is not None:
+        raise MmsaeError("--weights needs --text-encoder open_clip:ARCH")
     serve(
         load_explorer(find_run(args.run, sae=args.sae, store=args.store), progress=True, rebuild=args.rebuild),
         host=args.host,
@@ -72,6 +80,7 @@ def run_explore(args) -> int:
         open_browser=not args.no_open,
         allow_hosts=args.allow_host,
         workers=args.workers,
+        text_encoder=(args.text_encoder, args.weights),
     )
     return 0
 

@@ -34,6 +34,13 @@ def register(sub) -> None:
         "whose row i is a pair; each gets a score and a decision at the SAE threshold fitted above",
     )
     p.add_argument("--scores-out", help="with --score: write row, score, flagged as CSV here")
+    p.add_argument(
+        "--mitigate",
+        action="store_true",
+        help="write mitigated caption embeddings of the flagged pairs (the store's pairs, or your --score "
+        "pairs) to --out FILE.npy, and which rows they are to FILE.rows.csv",
+    )
+    p.add_argument("--out", metavar="FILE.npy", help="with --mitigate: where the mitigated text embeddings go")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -71,6 +78,10 @@ def run(args) -> int:
     from mmsae.errors import MmsaeError
     from mmsae.metrics.crossmodal import held_out_pairs
 
+    if args.mitigate != (args.out is not None):
+        raise MmsaeError("--mitigate and --out FILE.npy go together")
+    if args.out is not None and not args.out.endswith(".npy"):
+        raise MmsaeError(f"--out {args.out}: give a .npy file name")
     if args.n < 20:
         raise MmsaeError(f"--n must be at least 20, got {args.n}")
     if not 0.0 <= args.beta <= 1.0:
@@ -86,15 +97,24 @@ def run(args) -> int:
         raise MmsaeError("too few held-out pairs to build a labelled set; use a larger store")
     res = compare_with_clip_score(det.score(model, img, txt), clip_score(img, txt), lab, seed=args.seed)
     res["labelled_set"] = kind
+    res["n_requested"] = args.n
+    res["n_labelled"] = int(len(lab))
     res["n_reference_pairs"] = int(len(ref_img_rows))
     res["mitigation"] = mitigation_effect(model, img, txt, lab, args.mitigate_concepts, args.beta)
     if args.score:
         res["scored"] = score_user_pairs(det, model, store.dim, args.score, res["sae"]["threshold"], args.scores_out)
     elif args.scores_out:
         raise MmsaeError("--scores-out needs --score IMAGES TEXTS")
+    if args.mitigate:
+        res["mitigated"] = write_mitigated(det, model, store, args, res["sae"]["threshold"])
     if args.json:
         print_json(res)
         return 0
+    if len(lab) < args.n:
+        print(
+            f"note: the store has {len(lab)} held-out pairs, fewer than --n {args.n}; all {len(lab)} are used "
+            "(half for thresholds, half for the scores below)"
+        )
     print(
         f"hallucination detection on {res['n_test']} test pairs ({kind}); thresholds fitted on "
         f"{res['n_calibration']} others; detector fitted on {res['n_reference_pairs']} matched training pairs"
@@ -109,6 +129,12 @@ def run(args) -> int:
         f"at R@1 {mt['before']['recall@1']:.3f} → {mt['after']['recall@1']:.3f}, mean rank "
         f"{mt['before']['mean_rank']:.1f} → {mt['after']['mean_rank']:.1f} (of {len(img)} images)"
     )
+    if args.mitigate:
+        mg = res["mitigated"]
+        print(
+            f"mitigated {mg['n_flagged']} flagged of {mg['n_pairs']} {mg['pairs']}: embeddings in {mg['written'][0]}, "
+            f"rows in {mg['written'][1]}"
+        )
     if args.score:
         sc = res["scored"]
         print(
@@ -153,3 +179,47 @@ def score_user_pairs(det, model, dim: int, paths, threshold: float, out_csv: str
         "scores": [float(s) for s in scores],
         "flagged": [bool(f) for f in flagged],
     }
+
+
+def write_mitigated(det, model, store, args, threshold: float, block: int = 65536) -> dict:
+    """Score every pair (the --score files', else the store's), mitigate the flagged captions, and
+    write their new embeddings (FILE.npy, [flagged, D] float32) and rows (FILE.rows.csv)."""
+    import csv
+    from pathlib import Path
+
+    import numpy as np
+
+    from mmsae.analysis.hallucination import mitigate
+    from mmsae.data.importers import load_embeddings
+    from mmsae.fileio import atomic_write, atomic_write_stream
+
+    if args.score:
+        img_all, txt_all = (np.asarray(load_embeddings(p), dtype=np.float32) for p in args.score)
+        img_rows = txt_rows = np.arange(len(img_all))
+        get_img, get_txt, pairs = (lambda r: img_all[r]), (lambda r: txt_all[r]), "pairs of --score"
+    else:
+        img_rows, txt_rows = store.pairs()
+        get_img, get_txt, pairs = store.get, store.get, "store pairs"
+    rows, scores, fixed = [], [], []
+    for lo in range(0, len(img_rows), block):
+        ir, tr = img_rows[lo : lo + block], txt_rows[lo : lo + block]
+        img, txt = get_img(ir), get_txt(tr)
+        sc = det.score(model, img, txt)
+        bad = np.nonzero(sc >= threshold)[0]
+        if len(bad):
+            fixed.append(mitigate(model, img[bad], txt[bad], args.mitigate_concepts, args.beta).astype(np.float32))
+            rows += [(int(tr[i]), int(ir[i])) for i in bad]
+            scores += [float(sc[i]) for i in bad]
+    emb = np.concatenate(fixed) if fixed else np.zeros((0, store.dim), np.float32)
+    out = Path(args.out)
+    table = out.with_suffix(".rows.csv")
+    atomic_write_stream(out, lambda f: np.save(f, emb))
+
+    def write_rows(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text_row", "image_row", "score"])
+            w.writerows((t, i, f"{s:.6f}") for (t, i), s in zip(rows, scores))
+
+    atomic_write(table, write_rows)
+    return {"n_pairs": int(len(img_rows)), "n_flagged": len(rows), "pairs": pairs, "written": [str(out), str(table)]}

@@ -10,7 +10,9 @@ def register(sub) -> None:
         "import",
         help="import embedding files (.npy .npz .safetensors .pt parquet) into a store",
         description="Import embeddings of one modality (EMB --modality M) or paired image/text files "
-        "(--images IMG --texts TXT; row i of each is a pair unless --pairs is given). "
+        "(--images IMG --texts TXT; row i of each is a pair unless --pairs is given), with optional "
+        "per-row --metadata (image paths or URLs, captions, pair ids, other columns), or the output "
+        "folder of clip-retrieval's inference (--clip-retrieval DIR). "
         "Re-running the same import (same file contents) resumes it without duplicating rows. Each "
         "import's pair ids are its own: a second paired import never pairs with the first.",
     )
@@ -21,6 +23,31 @@ def register(sub) -> None:
     p.add_argument("--pairs", help="CSV of 'image_row,text_row' (many captions per image)")
     p.add_argument("--captions", help="text file, one caption a line, one per text row")
     p.add_argument("--key", help="array name (npz/safetensors/pt) or column (parquet) holding the embeddings")
+    p.add_argument(
+        "--metadata",
+        metavar="FILE",
+        help="CSV, JSONL or parquet with a row per embedding row (per pair with --images and --texts), in "
+        "order or keyed by a 'row' column: image_path or url (the rows' source), caption (their text), "
+        "pair_id, and any other columns (kept as extra metadata)",
+    )
+    p.add_argument(
+        "--image-root",
+        metavar="DIR",
+        help="folder the image_path values are relative to; recorded in the store so the explorer shows the images",
+    )
+    p.add_argument(
+        "--clip-retrieval",
+        metavar="DIR",
+        help="import the folder clip-retrieval inference wrote (img_emb/, text_emb/, metadata/), "
+        "instead of EMB or --images/--texts",
+    )
+    p.add_argument(
+        "--text-encoder",
+        metavar="SPEC",
+        help="record the model that embeds text into this space (minilm, hf:NAME_OR_DIR, open_clip:ARCH "
+        "with --weights), so name, search and explore can embed words without being told",
+    )
+    p.add_argument("--weights", help="with --text-encoder open_clip:ARCH: pretrained tag, checkpoint file or folder")
     p.add_argument("--out", required=True, help="store folder (created, or appended to)")
     p.add_argument("--model-id", default="unknown", help="model that produced the embeddings, recorded in the store")
     p.add_argument(
@@ -39,23 +66,72 @@ def run(args) -> int:
     import dataclasses
 
     from mmsae.cli.output import print_json
-    from mmsae.data.importers import import_embeddings
+    from mmsae.errors import MmsaeError
 
-    rep = import_embeddings(
-        args.out,
-        embeddings=args.embeddings,
-        modality=args.modality,
-        images=args.images,
-        texts=args.texts,
-        pairs=args.pairs,
-        captions=args.captions,
-        key=args.key,
-        model_id=args.model_id,
-        dtype=args.dtype,
-        drop_invalid=args.drop_invalid,
-        shard_rows=args.shard_rows,
-        progress=not args.json,
-    )
+    text_encoder = None
+    if args.text_encoder is not None:  # checked before anything is written
+        from mmsae.backends.registry import parse_model
+
+        text_encoder = parse_model(args.text_encoder, args.weights).to_json()
+        _check_recorded(args.out, text_encoder)
+    elif args.weights is not None:
+        raise MmsaeError("--weights needs --text-encoder open_clip:ARCH")
+    if args.clip_retrieval is not None:
+        from mmsae.data.clip_retrieval import import_clip_retrieval
+
+        given = [
+            flag
+            for flag, v in (
+                ("EMB", args.embeddings),
+                ("--modality", args.modality),
+                ("--images", args.images),
+                ("--texts", args.texts),
+                ("--pairs", args.pairs),
+                ("--captions", args.captions),
+                ("--key", args.key),
+                ("--metadata", args.metadata),
+            )
+            if v is not None
+        ]
+        if given:
+            raise MmsaeError(
+                f"--clip-retrieval reads its folder's own embeddings and metadata; leave out {', '.join(given)}"
+            )
+        rep = import_clip_retrieval(
+            args.out,
+            args.clip_retrieval,
+            image_root=args.image_root,
+            model_id=args.model_id,
+            dtype=args.dtype,
+            drop_invalid=args.drop_invalid,
+            shard_rows=args.shard_rows,
+            progress=not args.json,
+        )
+    else:
+        from mmsae.data.importers import import_embeddings
+
+        rep = import_embeddings(
+            args.out,
+            embeddings=args.embeddings,
+            modality=args.modality,
+            images=args.images,
+            texts=args.texts,
+            pairs=args.pairs,
+            captions=args.captions,
+            key=args.key,
+            model_id=args.model_id,
+            dtype=args.dtype,
+            drop_invalid=args.drop_invalid,
+            shard_rows=args.shard_rows,
+            progress=not args.json,
+            metadata=args.metadata,
+            image_root=args.image_root,
+        )
+    if text_encoder is not None:
+        from mmsae.data.manifest import TEXT_ENCODER_KEY
+        from mmsae.data.store import record_setting
+
+        record_setting(args.out, TEXT_ENCODER_KEY, text_encoder, "--text-encoder")
     if args.json:
         print_json(dataclasses.asdict(rep))
     else:
@@ -67,3 +143,17 @@ def run(args) -> int:
         dropped = f", {rep.rows_dropped_invalid} invalid rows dropped" if rep.rows_dropped_invalid else ""
         print(f"imported {rep.rows_written} rows into {rep.store}{extra}{dropped}; store now holds {rep.counts}")
     return 0
+
+
+def _check_recorded(out: str, text_encoder: dict) -> None:
+    """Refuse a --text-encoder that differs from the store's recorded one before any row is written."""
+    from pathlib import Path
+
+    from mmsae.data.manifest import MANIFEST_NAME, TEXT_ENCODER_KEY, read_manifest
+    from mmsae.errors import MmsaeError
+
+    if not (Path(out) / MANIFEST_NAME).is_file():
+        return
+    held = read_manifest(Path(out)).preprocessing.get(TEXT_ENCODER_KEY)
+    if held is not None and held != text_encoder:
+        raise MmsaeError(f"store {out} already records --text-encoder {held!r}; import into a new store to use another")

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from mmsae.cli.output import nonneg_int, positive_int
+from mmsae.cli.common import read_names
+from mmsae.cli.output import nonneg_float, nonneg_int, positive_int
+from mmsae.cli.text_flags import add_text_encoder_flags, add_vocabulary_flags
+
+ALTERNATIVES_WITHIN = 0.02
+"""Runner-up terms scoring within this much of a concept's name are worth printing beside it;
+further down the list they are noise (a giraffe concept's "taller, snake, legged")."""
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "name",
         help="name every concept from a vocabulary",
-        description="Embeds a vocabulary (one term a line; English stop words and terms under 3 "
-        "letters dropped unless --keep-stopwords) with the store's own text encoder "
-        "(cached in STORE/vocab/), then names each concept by the term closest to its "
-        "decoder direction (--method decoder, centred term embeddings) or the term that "
-        "activates it most through the encoder (--method encoder). Writes "
-        "OUT/names.json and OUT/names.parquet (top-5 terms, scores, confidence).",
+        description="Embeds a vocabulary (one term a line; blank lines, repeats, English stop words and "
+        "terms under --min-length letters dropped) with the store's text encoder (--text-encoder, or the "
+        "one recorded in the store; cached in STORE/vocab/) or reads precomputed --vocab-embeddings, "
+        "then names each concept by the term closest to its decoder direction (--method decoder, "
+        "centred term embeddings) or the term that activates it most through the encoder (--method "
+        "encoder). Writes OUT/names.json and OUT/names.parquet (top-5 terms, scores, confidence).",
     )
     p.add_argument("sae")
     p.add_argument("store")
@@ -33,8 +38,16 @@ def register(sub) -> None:
         help="prompt template with {} for the term; repeat to average several (default 'a photo of a {}.')",
     )
     p.add_argument("--modality", choices=["image", "text"], default="text", help="decoder side to name (paired SAEs)")
-    p.add_argument("--keep-stopwords", action="store_true")
-    p.add_argument("--vocab-embeddings", help=".npy of precomputed term embeddings, one row per kept vocabulary term")
+    add_text_encoder_flags(p)
+    add_vocabulary_flags(p)
+    p.add_argument("--write-vocab", metavar="FILE", help="write the terms kept after filtering here, one a line")
+    p.add_argument(
+        "--alternatives-within",
+        type=nonneg_float,
+        default=ALTERNATIVES_WITHIN,
+        help="print a concept's runner-up terms only when they score within this much of its name "
+        f"(default {ALTERNATIVES_WITHIN})",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_name)
 
@@ -73,6 +86,8 @@ def register(sub) -> None:
     )
     s.add_argument("--top", type=positive_int, default=5)
     s.add_argument("--splice", help="with --row: vocabulary file for a SpLiCE decomposition beside the SAE's")
+    add_text_encoder_flags(s)
+    add_vocabulary_flags(s, "--splice")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run_search)
 
@@ -94,72 +109,48 @@ def _load(args):
     return model, open_store_for(model, args.store)
 
 
-def _names(path: str | None):
-    from mmsae.analysis.naming import ConceptName
-    from mmsae.errors import MmsaeError
-
-    if not path:
-        return None
-    try:
-        data = json.loads(Path(path).read_text())["concepts"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise MmsaeError(f"{path}: not a names.json from `mmsae name` ({exc})") from None
-    return [ConceptName(**c) for c in data]
-
-
 def run_name(args) -> int:
     import dataclasses
 
-    import numpy as np
-
-    from mmsae.analysis.naming import embed_vocabulary, name_concepts, read_vocabulary, write_names
+    from mmsae.analysis.naming import alternatives, name_concepts, write_names
     from mmsae.cli.output import print_json
-    from mmsae.errors import MmsaeError
+    from mmsae.cli.text_flags import vocabulary
+    from mmsae.fileio import atomic_write
 
     model, store = _load(args)
-    terms = read_vocabulary(args.vocab, drop_stopwords=not args.keep_stopwords)
-    if args.vocab_embeddings:
-        from mmsae.data.importers import load_embeddings
-
-        E = np.asarray(load_embeddings(args.vocab_embeddings), dtype=np.float32)
-        if E.shape != (len(terms), store.dim):
-            raise MmsaeError(
-                f"--vocab-embeddings has shape {E.shape}; expected ({len(terms)}, {store.dim}) "
-                "(one row per term kept after filtering)"
-            )
-    else:
-        E = embed_vocabulary(
-            store, terms, templates=tuple(args.template or ("a photo of a {}.",)), progress=not args.json
-        )
+    templates = tuple(args.template or ("a photo of a {}.",))
+    terms, E = vocabulary(args, store, args.vocab, templates, progress=not args.json)
     names = name_concepts(model, E, terms, method=args.method, modality=args.modality)
     out = Path(args.out)
     meta = {
         "vocab": str(args.vocab),
         "n_terms": len(terms),
         "method": args.method,
-        "templates": args.template or ["a photo of a {}."],
+        "templates": list(templates),
         "modality": args.modality,
+        "term_embeddings": str(args.vocab_embeddings) if args.vocab_embeddings else "text encoder",
     }
     write_names(names, out, meta)
+    written = [str(out / "names.json"), str(out / "names.parquet")]
+    if args.write_vocab:
+        text = "".join(t + "\n" for t in terms)
+        atomic_write(Path(args.write_vocab), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        written.append(str(args.write_vocab))
     if args.json:
-        print_json(
-            {
-                **meta,
-                "written": [str(out / "names.json"), str(out / "names.parquet")],
-                "concepts": [dataclasses.asdict(n) for n in names[:20]],
-            }
-        )
-    else:
-        best = sorted(names, key=lambda n: -n.confidence)[:10]
-        print(f"named {len(names)} concepts from {len(terms)} terms ({args.method}); most confident:")
-        for n in best:
-            print(f"  {n.concept:>6}  {n.name:<20} {', '.join(n.terms[1:4])}  (margin {n.confidence:.3f})")
-        print(f"written: {out}/names.json, names.parquet")
+        print_json({**meta, "written": written, "concepts": [dataclasses.asdict(n) for n in names[:20]]})
+        return 0
+    best = sorted(names, key=lambda n: -n.confidence)[:10]
+    print(f"named {len(names)} concepts from {len(terms)} terms ({args.method}); most confident:")
+    for n in best:
+        alts = alternatives(n, args.alternatives_within)[:3]
+        also = f"  (also within {args.alternatives_within:g}: {', '.join(alts)})" if alts else ""
+        print(f"  {n.concept:>6}  {n.name:<20} margin {n.confidence:.3f}{also}")
+    print("written: " + ", ".join(written))
     return 0
 
 
 def run_top(args) -> int:
-    from mmsae.analysis.top_examples import texts_of, write_top_examples
+    from mmsae.analysis.top_examples import write_top_examples
     from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
@@ -172,24 +163,32 @@ def run_top(args) -> int:
         return 0
     print(f"top {args.k} examples per concept and modality → {summary['written']} ({summary['rows']} rows)")
     for mod in sorted(tops):
-        texts = texts_of(store, tops, mod)
-        fired = [c for c in range(len(texts)) if texts[c]]
-        for c in fired[: args.show]:
-            print(f"  concept {c} ({mod}): " + " | ".join((t or "")[:40] for t in texts[c][:3]))
+        ids_KF = tops[mod][1]
+        fired = [c for c in range(ids_KF.shape[1]) if ids_KF[0, c] >= 0][: args.show]
+        shown = [[int(r) for r in ids_KF[:3, c] if r >= 0] for c in fired]
+        labels = iter(store.labels([r for rows in shown for r in rows]))
+        for c, rows in zip(fired, shown):
+            print(f"  concept {c} ({mod}): " + " | ".join(next(labels)[:40] for _ in rows))
     return 0
 
 
 def run_search(args) -> int:
     from mmsae.analysis.search import explain_row, search_text
-    from mmsae.backends.registry import text_encoder_for
     from mmsae.cli.output import print_json
+    from mmsae.cli.text_flags import text_encoder, vocabulary
+    from mmsae.errors import MmsaeError
 
     model, store = _load(args)
-    names = _names(args.names)
+    names = read_names(args.names)
     if args.query is not None:
-        res = search_text(model, store, args.query, text_encoder_for(store), names, top=args.top, target=args.target)
+        if args.splice or args.vocab_embeddings:
+            raise MmsaeError("--splice and --vocab-embeddings go with --row")
+        res = search_text(model, store, args.query, text_encoder(args, store), names, top=args.top, target=args.target)
     else:
-        res = explain_row(model, store, args.row, names, top=args.top, splice_vocab=args.splice)
+        if args.vocab_embeddings and not args.splice:
+            raise MmsaeError("--vocab-embeddings needs --splice VOCAB")
+        splice = vocabulary(args, store, args.splice) if args.splice else None
+        res = explain_row(model, store, args.row, names, top=args.top, splice=splice)
     if args.json:
         print_json(res)
         return 0
@@ -203,7 +202,7 @@ def run_search(args) -> int:
                 print(f"  {c['concept']:>6}  {c['similarity']:.3f}  {c['name'] or ''}")
         print(f"{res['target']} rows where they fire most:")
         for r in res["rows"]:
-            print(f"  row {r['row']:>7}  {r['activation']:.3f}  {(r['text'] or '')[:70]}")
+            print(f"  row {r['row']:>7}  {r['score']:.3f}  {(r['text'] or '')[:70]}")
     else:
         print(f"row {res['row']} ({res['modality']}): {(res['text'] or '')[:80]}")
         print("top concepts:")
@@ -238,10 +237,11 @@ def run_cluster(args) -> int:
         raise MmsaeError(
             f"{len(rows)} rows for {args.clusters} clusters; ask for fewer --clusters (or more --max-rows)"
         )
-    res = cluster_codes(encode_rows(model, store, rows), args.clusters, _names(args.names))
-    texts = store.metadata(["text"]).column("text").to_pylist()
+    res = cluster_codes(encode_rows(model, store, rows), args.clusters, read_names(args.names))
+    shown = [int(rows[i]) for c in res["clusters"] for i in c["examples"]]
+    labels = dict(zip(shown, store.labels(shown)))
     for c in res["clusters"]:
-        c["examples"] = [{"row": int(rows[i]), "text": texts[rows[i]]} for i in c["examples"]]
+        c["examples"] = [{"row": int(rows[i]), "text": labels[int(rows[i])]} for i in c["examples"]]
     res.pop("labels")
     if args.json:
         print_json(res)

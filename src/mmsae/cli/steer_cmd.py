@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmsae.cli.output import finite_float, nonneg_int, positive_int
+from mmsae.cli.output import finite_float, positive_int
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("sae", help="SAE folder")
     p.add_argument("store", help="store folder (its rows are the queries and the retrieval gallery)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--concept", type=nonneg_int, help="latent index to steer along")
+    what.add_argument("--concept", help="concept to steer along: its index, or its name with --names")
     what.add_argument("--direction", help=".npy or .npz (key 'weight') vector to steer along instead of a concept")
     p.add_argument(
         "--strength",
@@ -39,6 +39,7 @@ def register(sub) -> None:
         "--gallery", type=positive_int, default=50000, help="at most this many target rows to search (default 50000)"
     )
     p.add_argument("--probe", help=".npz with 'weight' [1, D] (and optional 'bias'), e.g. a LAION aesthetic head")
+    p.add_argument("--names", help="names.json from `mmsae name`: concepts by name, and names in the output")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -70,12 +71,14 @@ def run(args) -> int:
     import numpy as np
 
     from mmsae.analysis.steering import steer_rows
-    from mmsae.cli.common import load_model, open_store_for
+    from mmsae.cli.common import concept_of, load_model, name_of, open_store_for, read_names
     from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
     model = load_model(args.sae)
     store = open_store_for(model, args.store)
+    names = read_names(args.names)
+    concept = None if args.concept is None else concept_of(args.concept, names)
     rows = None
     if args.rows:
         try:
@@ -87,7 +90,7 @@ def run(args) -> int:
         store,
         source=args.source,
         target=args.target or args.source,
-        concept=args.concept,
+        concept=concept,
         direction_D=_vector(args.direction, store.dim, "--direction")[0] if args.direction else None,
         direction_name=args.direction,
         strength=args.strength,
@@ -99,10 +102,12 @@ def run(args) -> int:
         probe=_vector(args.probe, store.dim, "--probe") if args.probe else None,
     )
     target, rows = out["target"], out["rows"]
+    if concept is not None and names is not None:
+        out["concept_name"] = names[concept].name if concept < len(names) else None
     if args.json:
         print_json(out)
         return 0
-    what = f"concept {args.concept}" if args.direction is None else f"direction {args.direction}"
+    what = f"concept {concept}{name_of(names, concept)}" if args.direction is None else f"direction {args.direction}"
     print(f"steering {len(rows)} {args.source} row(s) along {what}, strength {args.strength}, judged in {target} space")
     for item in out["results"]:
         print(f"\nrow {item['row']} ({item['source']}): {(item['text'] or '(no text)')[:80]}")

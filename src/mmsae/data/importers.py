@@ -2,6 +2,9 @@
 
 Formats: `.npy`, `.npz`, `.safetensors`, `.pt`/`.pth` (tensors only, never arbitrary pickle) and
 parquet with an embedding column. Every problem with an input is an `MmsaeError` naming the file.
+Per-row metadata (image paths or URLs, captions, pair ids, other columns) comes from a CSV, JSONL or
+parquet file (`data/metadata.py`); clip-retrieval's output folders are read by
+`data/clip_retrieval.py`, through the same writer loop (`write_import`).
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmsae.data.manifest import MANIFEST_NAME, read_manifest
+from mmsae.data.images import IMAGE_ROOT_KEY
+from mmsae.data.manifest import MANIFEST_NAME, Manifest, read_manifest
+from mmsae.data.metadata import RowMetadata, read_row_metadata
 from mmsae.data.store import NO_PAIR, EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
 
@@ -286,7 +292,132 @@ class _Part:
     modality: str
     pair_ids: np.ndarray
     path: Path
-    texts: list[str] | None
+    texts: list[str | None] | None
+    sources: list[str | None] | None = None
+    """Per row of `arr`; None (or a None entry): `PATH#ROW`."""
+    extra: list[str | None] | None = None
+
+    def source(self, j: int) -> str:
+        s = self.sources[j] if self.sources is not None else None
+        return s if s else f"{self.path}#{j}"
+
+
+def attach_metadata(
+    parts: list[_Part], md: RowMetadata, path: Path, *, captions_given: bool = False, pairs_given: bool = False
+) -> None:
+    """Give `parts` what the metadata says. A metadata row describes row i of every part (a paired
+    import: pair i), or with `pairs_given` (many captions per image, `--pairs`) image row i only.
+    Its `image_path`/`url` becomes the source of the image rows (of the only part when there are
+    none), its `caption` the text of every row it describes (an image row shows its pair's
+    caption), its `pair_id` their pair ids, its other columns their extra metadata."""
+    targets = [p for p in parts if p.modality == "image"] if pairs_given else parts
+    if md.caption is not None and captions_given and any(p.modality != "image" for p in targets):
+        raise MmsaeError(f"{path} has a caption column and --captions gives captions too; give them once")
+    if md.pair_id is not None and pairs_given:
+        raise MmsaeError(f"{path}: a pair_id column and --pairs both say which rows pair; give one")
+    images = [p for p in targets if p.modality == "image"]
+    for p in images or targets[:1]:
+        if md.source is not None:
+            p.sources = md.source
+    for p in targets:
+        if md.caption is not None:
+            p.texts = md.caption
+        if md.pair_id is not None:
+            p.pair_ids = md.pair_id
+        if md.extra is not None:
+            p.extra = md.extra
+
+
+def image_root_setting(out: Path, existing: Manifest | None, image_root: str | os.PathLike | None) -> str | None:
+    """`--image-root` resolved, after checking it is a folder and the store has no other image root."""
+    if image_root is None:
+        return None
+    root = Path(image_root)
+    if not root.is_dir():
+        raise MmsaeError(f"--image-root {image_root}: no such folder")
+    root = root.resolve()
+    _same_root(out, existing, str(root))
+    return str(root)
+
+
+def _same_root(out: Path, manifest: Manifest | None, root: str) -> None:
+    held = manifest.preprocessing.get(IMAGE_ROOT_KEY) if manifest is not None else None
+    if held:
+        held_path = Path(held) if Path(held).is_absolute() else out / held
+        if held_path.resolve() != Path(root).resolve():
+            raise MmsaeError(
+                f"store {out} holds images under {held}; these are under {root}: give the same --image-root "
+                "or import into a new store"
+            )
+
+
+def write_import(
+    out: Path,
+    groups: Iterable[tuple[int, Callable[[], list[_Part]]]],
+    *,
+    total: int,
+    dim: int,
+    dtype: str | None,
+    model_id: str,
+    shard_rows: int,
+    job: str,
+    image_root: str | None = None,
+    progress: bool = False,
+) -> tuple[int, int]:
+    """Write the kept rows of each group's parts, after the `rows_done` an earlier run of the same
+    job committed; each group ends in a commit. A group is (kept rows, a function making its parts),
+    so the groups already committed are never opened. Returns (rows written, rows skipped)."""
+    from tqdm.auto import tqdm
+
+    preprocessing = {IMAGE_ROOT_KEY: image_root} if image_root else None
+    with StoreWriter(
+        out,
+        dim=dim,
+        dtype=dtype,
+        model_id=model_id,
+        preprocessing=preprocessing,
+        shard_rows=shard_rows,
+        job=job,
+        local_pair_ids=True,
+    ) as writer:
+        new_root = False
+        if image_root:
+            _same_root(out, writer.manifest, image_root)  # again, under the lock
+            new_root = IMAGE_ROOT_KEY not in writer.manifest.preprocessing
+            writer.manifest.preprocessing.setdefault(IMAGE_ROOT_KEY, image_root)
+        done = writer.rows_done  # read under the lock: a concurrent run of the same import is seen
+        skip = done
+        written = 0
+        bar = tqdm(total=total, initial=min(done, total), desc="import", unit="row", disable=not progress)
+        step = max(1, min(shard_rows, 65536))
+        for kept, make_parts in groups:
+            if skip >= kept:
+                skip -= kept
+                continue
+            for part in make_parts():
+                rows = part.keep
+                if skip >= len(rows):
+                    skip -= len(rows)
+                    continue
+                rows = rows[skip:]
+                skip = 0
+                for i in range(0, len(rows), step):
+                    sel = rows[i : i + step]
+                    writer.append(
+                        np.asarray(part.arr[sel], dtype=np.float32),
+                        part.modality,
+                        pair_id=part.pair_ids[sel],
+                        source=[part.source(j) for j in sel],
+                        text=[part.texts[j] for j in sel] if part.texts is not None else None,
+                        extra=[part.extra[j] for j in sel] if part.extra is not None else None,
+                    )
+                    written += len(sel)
+                    bar.update(len(sel))
+            writer.flush()
+        if new_root:  # recorded even when every row was already there
+            writer.commit()
+        bar.close()
+    return written, min(done, total)
 
 
 def import_embeddings(
@@ -304,6 +435,8 @@ def import_embeddings(
     drop_invalid: bool = False,
     shard_rows: int = 65536,
     progress: bool = False,
+    metadata: str | os.PathLike | None = None,
+    image_root: str | os.PathLike | None = None,
 ) -> ImportReport:
     """Import one file of a single modality, or an image file and a text file that pair up.
 
@@ -311,6 +444,12 @@ def import_embeddings(
     last committed shard and never writes a row twice. Pair ids are the rows' positions in the
     files, shifted past every pair id already in the store, so a second paired import never
     pairs with the first. `dtype` None keeps the store's own (float32 for a new store).
+
+    `metadata`: a CSV, JSONL or parquet file with a row per embedding row (per pair in a paired
+    import; per image row with `pairs`), in order or keyed by a `row` column (`attach_metadata`,
+    `data/metadata.py`). `image_root`: the folder the `image_path`s are relative to, recorded in
+    the store so that the explorer shows the pictures. Everything is checked before the store is
+    opened: a bad input writes nothing.
     """
     out = Path(out)
     if shard_rows <= 0:
@@ -324,49 +463,42 @@ def import_embeddings(
             f"{existing.dtype}) or import into a new store"
         )
     target_dtype = existing.dtype if existing is not None and existing.n_rows else (dtype or "float32")
+    root = image_root_setting(out, existing, image_root)
+    if root is not None and metadata is None:
+        raise MmsaeError("--image-root says where the --metadata file's image_path files are; it needs --metadata")
     parts = _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_invalid)
+    if metadata is not None:
+        pairs_given = pairs is not None and len(parts) == 2
+        md = read_row_metadata(Path(metadata), len(parts[0].arr))
+        attach_metadata(parts, md, Path(metadata), captions_given=captions is not None, pairs_given=pairs_given)
     for part in parts:
         _check_range(part.arr, part.keep, part.path, target_dtype)
     dim = parts[0].arr.shape[1]
     inputs = [p.path for p in parts]
     extras = [Path(x) for x in (pairs, captions) if x]
-    job = _fingerprint(*inputs, modality, key, drop_invalid, pairs is not None, captions is not None, *extras)
-    if existing is not None and job not in existing.jobs:
+    with_meta = [Path(metadata)] if metadata is not None else []  # absent: the key of imports before --metadata
+    job = _fingerprint(
+        *inputs, modality, key, drop_invalid, pairs is not None, captions is not None, *extras, *with_meta
+    )
+    if existing is not None and job not in existing.jobs and metadata is None:
         legacy = _legacy_fingerprint(*inputs, modality, key, drop_invalid, str(pairs), str(captions), *extras)
         job = legacy if legacy in existing.jobs else job
     total = sum(len(p.keep) for p in parts)
     dropped = sum(len(p.arr) - len(p.keep) for p in parts)
-    from tqdm.auto import tqdm
-
-    with StoreWriter(
-        out, dim=dim, dtype=dtype, model_id=model_id, shard_rows=shard_rows, job=job, local_pair_ids=True
-    ) as writer:
-        done = writer.rows_done  # read under the lock: a concurrent run of the same import is seen
-        skip = done
-        written = 0
-        bar = tqdm(total=total, initial=min(done, total), desc="import", unit="row", disable=not progress)
-        step = max(1, min(shard_rows, 65536))
-        for part in parts:
-            rows = part.keep
-            if skip >= len(rows):
-                skip -= len(rows)
-                continue
-            rows = rows[skip:]
-            skip = 0
-            for i in range(0, len(rows), step):
-                sel = rows[i : i + step]
-                writer.append(
-                    np.asarray(part.arr[sel], dtype=np.float32),
-                    part.modality,
-                    pair_id=part.pair_ids[sel],
-                    source=[f"{part.path}#{j}" for j in sel],
-                    text=[part.texts[j] for j in sel] if part.texts is not None else None,
-                )
-                written += len(sel)
-                bar.update(len(sel))
-        bar.close()
+    written, skipped = write_import(
+        out,
+        [(total, lambda: parts)],
+        total=total,
+        dim=dim,
+        dtype=dtype,
+        model_id=model_id,
+        shard_rows=shard_rows,
+        job=job,
+        image_root=root,
+        progress=progress,
+    )
     store = EmbeddingStore(out)
-    return ImportReport(str(out), written, min(done, total), dropped, dict(store.manifest.counts))
+    return ImportReport(str(out), written, skipped, dropped, dict(store.manifest.counts))
 
 
 def _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_invalid) -> list[_Part]:

@@ -18,6 +18,9 @@ from mmsae.fileio import write_json_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+TEXT_ENCODER_KEY = "text_encoder"
+"""Preprocessing setting: the text encoder (a backend spec) that embeds words into the store's
+space, recorded by `mmsae import --text-encoder` so commands that embed text need not be told."""
 SUPPORTED_DTYPES = ("float32", "float16")
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """A shard's file stem: no separators, so a hand-edited manifest cannot point outside `shards/`."""

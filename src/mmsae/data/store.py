@@ -4,7 +4,7 @@ Layout of a store folder:
 
     manifest.json            dim, dtype, counts, shards (see `manifest.py`)
     shards/shard-000000.npy      [n, D] float32 or float16, memory-mappable
-    shards/shard-000000.parquet  row_id, modality, pair_id, source, text, model_id
+    shards/shard-000000.parquet  row_id, modality, pair_id, source, text, model_id [, extra]
 
 Readers trust only shards listed in the manifest.
 """
@@ -42,6 +42,10 @@ METADATA_SCHEMA = pa.schema(
         ("model_id", pa.string()),
     ]
 )
+OPTIONAL_SCHEMA = pa.schema([("extra", pa.string())])
+"""Columns a shard may lack (shards written before them, or without such values): read as nulls.
+`extra` holds a JSON object a row of the import's other metadata columns (`data/metadata.py`)."""
+_FULL_SCHEMA = pa.schema([*METADATA_SCHEMA, *OPTIONAL_SCHEMA])
 _NUMPY_TYPES = {
     pa.int64(): np.int64,
     pa.int32(): np.int32,
@@ -76,9 +80,9 @@ def column_array(table: pa.Table, name: str) -> np.ndarray:
 def _conform(table: pa.Table, path: Path) -> pa.Table:
     """`table` with each column in its schema type (safe casts only), or a one-line error."""
     for j, name in enumerate(table.column_names):
-        if name not in METADATA_SCHEMA.names:
+        if name not in _FULL_SCHEMA.names:
             continue
-        want = METADATA_SCHEMA.field(name).type
+        want = _FULL_SCHEMA.field(name).type
         col = table.column(j)
         if col.type != want:
             try:
@@ -223,14 +227,17 @@ class EmbeddingStore:
     def shard_metadata(self, i: int, columns: Iterable[str] | None = None) -> pa.Table:
         """Metadata of shard i, checked against the manifest and the schema: a parquet that does not
         match its shard (other row count, missing or mistyped columns, nulls where a row needs a
-        value) is refused rather than silently read short or wrong."""
+        value) is refused rather than silently read short or wrong. Every column by default,
+        optional ones (`OPTIONAL_SCHEMA`) included; an optional column the shard lacks reads as
+        nulls."""
         info = self.shards[i]
         path = self.root / SHARD_DIR / f"{info.name}.parquet"
         try:  # ParquetFile, not read_table: its dataset layer costs ~45 MB of resident memory on first use
             with pq.ParquetFile(path) as f:
                 names = f.schema_arrow.names
-                wanted = list(columns) if columns is not None else METADATA_SCHEMA.names
-                missing = [c for c in wanted if c not in names]
+                wanted = list(columns) if columns is not None else _FULL_SCHEMA.names
+                absent = [c for c in wanted if c not in names]
+                missing = [c for c in absent if c not in OPTIONAL_SCHEMA.names]
                 if missing:
                     raise MmsaeError(f"metadata {path} lacks column(s) {', '.join(missing)}")
                 if f.metadata.num_rows != info.n_rows:
@@ -238,24 +245,67 @@ class EmbeddingStore:
                         f"metadata {path} has {f.metadata.num_rows} rows, its shard {info.n_rows}; "
                         "the store is damaged (`mmsae info STORE --check` lists what)"
                     )
-                table = f.read(columns=wanted)
+                table = f.read(columns=[c for c in wanted if c not in absent])
         except (OSError, pa.ArrowException) as exc:
             raise MmsaeError(
                 f"metadata {path} is missing or damaged: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from None
-        return _conform(table, path)
+        for c in absent:  # optional columns the shard predates
+            table = table.append_column(_FULL_SCHEMA.field(c), pa.nulls(info.n_rows, _FULL_SCHEMA.field(c).type))
+        return _conform(table.select(wanted), path)
 
     def metadata(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The metadata of every row, in row order."""
         if columns is None:
             if self._meta is None:
                 tables = [self.shard_metadata(i) for i in range(len(self.shards))]
-                self._meta = pa.concat_tables(tables) if tables else METADATA_SCHEMA.empty_table()
+                self._meta = pa.concat_tables(tables) if tables else _FULL_SCHEMA.empty_table()
             return self._meta
         tables = [self.shard_metadata(i, columns) for i in range(len(self.shards))]
         if not tables:
-            return METADATA_SCHEMA.empty_table().select(list(columns))
+            return _FULL_SCHEMA.empty_table().select(list(columns))
         return pa.concat_tables(tables)
+
+    def _values(self, rows: Sequence[int] | np.ndarray, column: str) -> list:
+        """One metadata column's values at the given global rows, in the order given; reads only the
+        shards those rows are in."""
+        rows_N = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out: list = [None] * len(rows_N)
+        if len(rows_N) == 0:
+            return out
+        if rows_N.min() < 0 or rows_N.max() >= len(self):
+            raise MmsaeError(f"row ids out of range [0, {len(self)})")
+        shard_N = np.searchsorted(self._starts_S, rows_N, side="right") - 1
+        for s in np.unique(shard_N):
+            sel = np.nonzero(shard_N == s)[0]
+            col = self.shard_metadata(int(s), [column]).column(column)
+            local = (rows_N[sel] - self._starts_S[s]).tolist()
+            values = col.take(pa.array(local, pa.int64())).to_pylist()
+            for i, v in zip(sel.tolist(), values):
+                out[i] = v
+        return out
+
+    def labels(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """A short label per row, for listings: its text (a caption), else its source (an image
+        path or URL), else `row N`. Reads the metadata of the shards the rows are in: ask once for
+        every row a listing shows, not row by row."""
+        rows_N = np.asarray(rows, dtype=np.int64).reshape(-1)
+        texts, sources = self._values(rows_N, "text"), self._values(rows_N, "source")
+        return [t or s or f"row {int(r)}" for r, t, s in zip(rows_N, texts, sources)]
+
+    def extras(self, rows: Sequence[int] | np.ndarray) -> list[dict | None]:
+        """The extra metadata of each row (the import's other columns, `OPTIONAL_SCHEMA`'s `extra`),
+        as a dict; None where a row has none, or its value is not a JSON object."""
+        import json
+
+        out: list[dict | None] = []
+        for v in self._values(rows, "extra"):
+            try:
+                obj = json.loads(v) if v else None
+            except (ValueError, RecursionError):
+                obj = None
+            out.append(obj if isinstance(obj, dict) else None)
+        return out
 
     def modalities(self) -> np.ndarray:
         """Modality name of every row (object array)."""
@@ -517,8 +567,10 @@ class StoreWriter:
         source: Sequence[str | None] | str | None = None,
         text: Sequence[str | None] | None = None,
         consumed: int | None = None,
+        extra: Sequence[str | None] | None = None,
     ) -> None:
         """Add rows; `consumed` input units (default: one per row) are committed with them.
+        `extra`: a JSON object (as a string) of further metadata per row, or None.
 
         With `consumed` given, rows and units need not match one to one (skipped items), so the
         batch is never split across two commits: it starts a new shard if it would not fit.
@@ -536,7 +588,8 @@ class StoreWriter:
         pids = self._pair_ids(pair_id, n)
         srcs = [source] * n if source is None or isinstance(source, str) else list(source)
         texts = [None] * n if text is None else list(text)
-        if not (len(mods) == len(pids) == len(srcs) == len(texts) == n):
+        extras = [None] * n if extra is None else list(extra)
+        if not (len(mods) == len(pids) == len(srcs) == len(texts) == len(extras) == n):
             raise MmsaeError("metadata columns must have one entry per embedding row")
         with np.errstate(over="ignore"):
             stored = emb_ND.astype(self.manifest.dtype, copy=False)
@@ -551,7 +604,13 @@ class StoreWriter:
             sl = slice(start, start + take)
             self._pending.emb.append(np.ascontiguousarray(stored[sl]))
             self._pending.meta.append(
-                {"modality": mods[sl], "pair_id": pids[sl].tolist(), "source": srcs[sl], "text": texts[sl]}
+                {
+                    "modality": mods[sl],
+                    "pair_id": pids[sl].tolist(),
+                    "source": srcs[sl],
+                    "text": texts[sl],
+                    "extra": extras[sl],
+                }
             )
             if take:
                 self._pending_max_pid = max(self._pending_max_pid, int(pids[sl].max()))
@@ -572,7 +631,7 @@ class StoreWriter:
         n = len(emb)
         row_start = self.manifest.n_rows
         name = f"shard-{len(self.manifest.shards):06d}"
-        cols: dict[str, list] = {"modality": [], "pair_id": [], "source": [], "text": []}
+        cols: dict[str, list] = {"modality": [], "pair_id": [], "source": [], "text": [], "extra": []}
         for m in self._pending.meta:
             for k in cols:
                 cols[k].extend(m[k])
@@ -587,6 +646,8 @@ class StoreWriter:
             },
             schema=METADATA_SCHEMA,
         )
+        if any(e is not None for e in cols["extra"]):  # only then: other shards keep the older layout
+            table = table.append_column(OPTIONAL_SCHEMA.field("extra"), pa.array(cols["extra"], pa.string()))
         self._place_shard(name, table, lambda tmp: _save_npy(tmp, emb))
         self._add_shard(name, n, Counter(cols["modality"]))
         self._commit(self._pending.consumed)
@@ -629,6 +690,9 @@ class StoreWriter:
         row_start = self.manifest.n_rows
         name = f"shard-{len(self.manifest.shards):06d}"
         table = src.shard_metadata(shard)
+        for c in OPTIONAL_SCHEMA.names:  # read as nulls from a shard without it: not written either
+            if table.column(c).null_count == table.num_rows:
+                table = table.drop_columns([c])
         table = table.set_column(0, "row_id", pa.array(np.arange(row_start, row_start + info.n_rows, dtype=np.int64)))
         pids = self._pair_ids(column_array(table, "pair_id"), info.n_rows)
         table = table.set_column(table.column_names.index("pair_id"), "pair_id", pa.array(pids, pa.int64()))
@@ -703,3 +767,18 @@ def _next_pair_id(root: Path, manifest: Manifest) -> int:
     store.manifest = manifest
     pids = store.pair_ids()
     return int(pids.max()) + 1 if len(pids) else 0
+
+
+def record_setting(root: str | os.PathLike, key: str, value: object, flag: str) -> bool:
+    """Record `value` under `key` in the store's preprocessing settings (under the writer lock).
+    True if it was new; a different value already recorded is refused rather than replaced,
+    since other rows may depend on it. `flag` names the option in the error."""
+    with StoreWriter(root, dim=read_manifest(Path(root)).dim) as writer:
+        held = writer.manifest.preprocessing.get(key)
+        if held == value:
+            return False
+        if held is not None:
+            raise MmsaeError(f"store {root} already records {flag} {held!r}; import into a new store to use another")
+        writer.manifest.preprocessing[key] = value
+        writer.commit()
+    return True

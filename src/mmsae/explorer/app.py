@@ -24,6 +24,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
+from mmsae.analysis.search import QUERY_CONCEPTS, query_weights
 from mmsae.data.images import IMAGE_SUFFIXES, OutsideRoot, image_root, safe_file
 from mmsae.errors import MmsaeError
 from mmsae.explorer.index import HIST_BINS, HIST_LOG10_RANGE, ExplorerData
@@ -72,8 +73,10 @@ def _num(v: Any) -> Any:
 class Explorer:
     """Queries behind the API; plain methods so they can be tested and benchmarked without HTTP."""
 
-    def __init__(self, data: ExplorerData):
+    def __init__(self, data: ExplorerData, text_encoder: tuple[str | None, str | None] = (None, None)):
+        """`text_encoder`: (spec, weights) of `--text-encoder`, or (None, None) for the store's recorded one."""
         self.data = data
+        self.text_encoder_spec = text_encoder
         self.store = data.store
         self.root = image_root(data.store)
         meta = data.rows_meta()
@@ -195,22 +198,33 @@ class Explorer:
 
     # ---- rows -----------------------------------------------------------------------------
     def image_url(self, r: int) -> str | None:
-        """URL of an image row's picture, or None when it has none inside the image root."""
+        """URL of an image row's picture, or None when it has none inside the image root. A row whose
+        source is a web address gets none: the server never fetches a URL (see `row_brief`'s link)."""
+        from mmsae.data.metadata import web_link
+
         if self.root is None or self.modality[r] != "image":
             return None
+        name = self.source[r].as_py() or ""
+        if web_link(name) is not None:
+            return None
         try:
-            path = safe_file(self.root, self.source[r].as_py() or "", IMAGE_SUFFIXES)
+            path = safe_file(self.root, name, IMAGE_SUFFIXES)
         except OSError:  # outside the root (OutsideRoot), or a name the file system refuses (too long, ...)
             return None
         return None if path is None else "/images/" + quote(path.relative_to(self.root).as_posix())
 
     def row_brief(self, r: int) -> dict[str, Any]:
+        """`link`: the row's source when it is an http(s) address (an imported `url`), shown as a
+        link to follow in the browser, never fetched here."""
+        from mmsae.data.metadata import web_link
+
         return {
             "row": r,
             "modality": str(self.modality[r]),
             "pair_id": int(self.pair_id[r]),
             "text": self.text[r].as_py(),
             "image_url": self.image_url(r),
+            "link": web_link(self.source[r].as_py()),
         }
 
     def _check_row(self, r: int) -> None:
@@ -228,6 +242,14 @@ class Explorer:
         vals, idx = z.topk(n) if n else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
         out = self.row_brief(r)
         out["source"] = self.source[r].as_py()
+        try:
+            out["extra"] = self.store.extras([r])[0]  # the import's other metadata columns, or None
+        except MmsaeError:  # a damaged shard: the row page still shows what is known
+            out["extra"] = None
+        if out["link"] is None and out["extra"] is not None:
+            from mmsae.data.metadata import web_link
+
+            out["link"] = web_link(out["extra"].get("url"))
         out["concepts"] = [
             {"concept": int(j), "activation": float(v), "name": self.data.table["name"][j] or None}
             for v, j in zip(vals.tolist(), idx.tolist())
@@ -295,9 +317,9 @@ class Explorer:
             from mmsae.backends.registry import text_encoder_for
 
             try:
-                self._encoder = text_encoder_for(self.store)
+                self._encoder = text_encoder_for(self.store, *self.text_encoder_spec)
             except (MmsaeError, ImportError) as exc:
-                self._encoder_error = str(exc)
+                self._encoder_error = f"searched concept names only: {exc}"
         return self._encoder
 
     @torch.no_grad()
@@ -332,23 +354,22 @@ class Explorer:
             ]
         seen = {c["concept"] for c in out["concepts"]}
         out["concepts"] += [{**self.concept_row(j), "activation": None} for j in by_name[:n] if j not in seen]
-        out["rows"] = self.rows_for([(c["concept"], c["activation"] or 1.0) for c in out["concepts"][:3]], n)
+        found = {
+            "by_encoding": [c for c in out["concepts"] if c["activation"] is not None],
+            "by_name": [c for c in out["concepts"] if c["activation"] is None],
+        }
+        out["rows"] = self.rows_for(query_weights(found, QUERY_CONCEPTS), n)
         return out
 
     def rows_for(self, weighted: list[tuple[int, float]], n: int) -> list[dict[str, Any]]:
-        """Images (else texts) that the given concepts fire on most: each concept's top examples,
-        scored by Σ weight × activation; words → concepts → rows without touching the store."""
+        """Images (else texts) that the given concepts fire on most, ranked as `mmsae search` ranks
+        them (`analysis.search.rank_rows`); words → concepts → rows without touching the store."""
+        from mmsae.analysis.search import rank_rows
+
         target = "image" if "image" in self.data.tops else next(iter(self.data.tops), None)
         if target is None:
             return []
-        acts, ids = self.data.tops[target]
-        score: dict[int, float] = {}
-        for j, w in weighted:
-            for a, r in zip(acts[:, j], ids[:, j]):
-                if r >= 0:
-                    score[int(r)] = score.get(int(r), 0.0) + w * float(a)
-        best = sorted(score, key=lambda r: -score[r])[:n]
-        return [{**self.row_brief(r), "score": score[r]} for r in best]
+        return [{**self.row_brief(r["row"]), "score": r["score"]} for r in rank_rows(self.data.tops, weighted, target, n)]
 
 
 def _hostname(host: str) -> str:
@@ -408,8 +429,14 @@ def _json_bytes(obj: Any) -> bytes:
     ).encode()
 
 
-def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cache_bytes: int = 16 << 20):
+def create_app(
+    data: ExplorerData,
+    allowed_hosts: Iterable[str] = LOOPBACK,
+    cache_bytes: int = 16 << 20,
+    text_encoder: tuple[str | None, str | None] = (None, None),
+):
     """`allowed_hosts`: the names requests may carry in their Host header (with any port).
+    `text_encoder`: (spec, weights) for the search box, default the store's recorded encoder.
 
     The event loop only sends what is in memory (the front end, the summary, answers already
     computed); queries and file reads run in the thread pool, where the heavy parts (the store
@@ -419,7 +446,7 @@ def create_app(data: ExplorerData, allowed_hosts: Iterable[str] = LOOPBACK, cach
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
 
-    ex = Explorer(data)
+    ex = Explorer(data, text_encoder)
     app = FastAPI(title="mmsae explorer", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
     app.state.explorer = ex
     app.add_middleware(Guard, hosts=allowed_hosts, docs_url=app.docs_url)

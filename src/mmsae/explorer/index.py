@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from mmsae.analysis.search import QUERY_POOL
 from mmsae.errors import MmsaeError
 from mmsae.runs import EXPLORER_CACHE, RunLayout
 
@@ -183,7 +184,7 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
             stats = concept_stats(model, store, progress=progress)
             np.savez(cache / "stats.npz", **stats)
             if "top_examples" not in layout.files:
-                write_top_examples(model, store, cache, k=12, progress=progress)
+                write_top_examples(model, store, cache, k=QUERY_POOL, progress=progress)
             stamp.write_text(json.dumps({"key": key, "sae": str(layout.sae), "store": str(layout.store)}))
         try:
             stats = _read_stats(cache / "stats.npz")

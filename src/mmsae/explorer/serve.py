@@ -51,7 +51,8 @@ def worker_app():
     from mmsae.runs import find_run
 
     spec = json.loads(os.environ[WORKER_ENV])
-    app = create_app(load_explorer(find_run(spec["run"], sae=spec["sae"], store=spec["store"])), spec["hosts"])
+    data = load_explorer(find_run(spec["run"], sae=spec["sae"], store=spec["store"]))
+    app = create_app(data, spec["hosts"], text_encoder=tuple(spec["text_encoder"]))
     _freeze()
     return app
 
@@ -64,7 +65,13 @@ def _freeze() -> None:
 
 
 def serve(
-    data, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False, allow_hosts=(), workers: int = 1
+    data,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    open_browser: bool = False,
+    allow_hosts=(),
+    workers: int = 1,
+    text_encoder: tuple[str | None, str | None] = (None, None),
 ) -> None:
     """Blocks until Ctrl-C. With several workers, each worker process loads the run itself (from
     the cache `data` was loaded with) and this one lets go of `data`, which it would hold unused."""
@@ -90,13 +97,19 @@ def serve(
 
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
     if workers == 1:
-        app = create_app(data, hosts)
+        app = create_app(data, hosts, text_encoder=text_encoder)
         _freeze()
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
     lay = data.layout
     os.environ[WORKER_ENV] = json.dumps(
-        {"run": str(lay.root), "sae": str(lay.sae), "store": str(lay.store), "hosts": hosts}
+        {
+            "run": str(lay.root),
+            "sae": str(lay.sae),
+            "store": str(lay.store),
+            "hosts": hosts,
+            "text_encoder": list(text_encoder),
+        }
     )
     del data
     uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, log_level="warning")

@@ -121,15 +121,22 @@ def finish_run(
     return summary
 
 
+DEMO_MARK = ".mmsae-demo"
+"""Written first into a demo's run folder, so a run that failed half-way is still recognised as a
+demo's (and replaced by the next run) rather than refused as someone else's folder."""
+
+
 def prepare_out(out: Path) -> None:
     """An empty run folder; a previous demo's is replaced, anything else is refused (never lose data)."""
     if out.exists() and not out.is_dir():
         raise MmsaeError(f"{out} is a file; choose another --out")
     if out.exists() and any(out.iterdir()):
-        if not (out / "demo_summary.json").exists() and not (out / "store" / "manifest.json").exists():
+        ours = (out / DEMO_MARK, out / "demo_summary.json", out / "store" / "manifest.json")
+        if not any(p.exists() for p in ours):
             raise MmsaeError(f"{out} exists and is not an mmsae demo folder; choose another --out")
         shutil.rmtree(out)  # a previous demo run: start over
     out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).write_text("written by mmsae demo; the next demo run may replace this folder\n")
 
 
 def index_run(out: Path, sae_name: str, steps: Steps, progress: bool) -> None:

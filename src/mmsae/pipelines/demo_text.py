@@ -41,9 +41,32 @@ def shared_data() -> Path | None:
     return Path(value) if value else None
 
 
+SHARED_CAPTIONS = Path("coco-val2017-captions") / "captions_val2017.json"
+
+
+def shared_roots() -> list[Path]:
+    """$MMSAE_SHARED_DATA if set, then ../shared/data (beside a clone, where the project's data lives)."""
+    return [r for r in (shared_data(), Path("..") / "shared" / "data") if r is not None]
+
+
+def caption_candidates() -> list[Path]:
+    """Where the demo looks for COCO captions when --captions is not given: the shared roots, then
+    the download cache."""
+    found = [r / SHARED_CAPTIONS for r in shared_roots()]
+    return [*found, download_cache() / CAPTIONS_IN_ZIP]
+
+
+def download_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mmsae" / "coco"
+
+
+def default_vocabulary() -> Path | None:
+    """SpLiCE's MSCOCO vocabulary beside the captions (under $MMSAE_SHARED_DATA or ../shared/data)."""
+    return next((p for r in shared_roots() if (p := r / "splice" / "vocab" / "mscoco.txt").is_file()), None)
+
+
 def default_captions() -> Path | None:
-    root = shared_data()
-    return root / "coco-val2017-captions" / "captions_val2017.json" if root else None
+    return next((p for p in caption_candidates() if p.is_file()), None)
 
 
 def read_coco_captions(path: str | Path) -> tuple[list[str], np.ndarray]:
@@ -71,9 +94,11 @@ def download_captions(dest: Path) -> Path:
         with zipfile.ZipFile(zpath) as z:
             z.extract(CAPTIONS_IN_ZIP, dest)
     except (OSError, zipfile.BadZipFile) as exc:
+        looked = ", ".join(str(p) for p in caption_candidates()[:-1])
         raise MmsaeError(
-            f"no captions file and the download from {COCO_ANNOTATIONS_URL} failed ({exc}); pass "
-            "--captions PATH to a COCO captions JSON (e.g. annotations/captions_val2017.json)"
+            f"no COCO captions found (looked in {looked}) and the download from {COCO_ANNOTATIONS_URL} "
+            f"failed ({exc}); pass --captions PATH to a COCO captions JSON, or set MMSAE_SHARED_DATA to the "
+            "folder holding coco-val2017-captions/"
         ) from None
     finally:
         zpath.unlink(missing_ok=True)
@@ -123,9 +148,9 @@ def run_text_demo(
     )
     steps = Steps(5 + stability, log)
     t_start = time.perf_counter()
+    if path is None:
+        path = download_captions(download_cache())  # before the run folder exists: a failure leaves nothing
     prepare_out(out)
-    if path is None or not path.is_file():
-        path = download_captions(out / "download")
     steps(f"embedding COCO captions from {path} with MiniLM")
     texts, ids = read_coco_captions(path)
     if size == "small":
@@ -146,8 +171,8 @@ def run_text_demo(
     steps("naming concepts and finding their top captions")
     if vocab:
         terms = read_vocabulary(vocab)
-    elif shared_data() is not None and (shared_data() / "splice" / "vocab" / "mscoco.txt").is_file():
-        vocab = str(shared_data() / "splice" / "vocab" / "mscoco.txt")
+    elif default_vocabulary() is not None:
+        vocab = str(default_vocabulary())
         terms = read_vocabulary(vocab)
     else:
         terms, vocab = caption_vocabulary(texts), "(frequent caption words)"

@@ -295,14 +295,14 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, gallery: in
             top = res.get("top", [])[:5]
             best = "; ".join(
                 f"#{b['image_concept']} {b.get('name_image_side') or ''} → #{b['text_concept']} "
-                f"{b.get('name_text_side') or ''} ({b['score']:.3f})"
+                f"{b.get('name_text_side') or ''} ({b['score']:.3g})"
                 for b in top
             )
             heads.append(
                 [
                     "bridges",
                     f"{res['n_significant']} significant of {len(res.get('top', []))} reported "
-                    f"(null threshold {res['null']['threshold']:.3f}); strongest: {best}",
+                    f"(null threshold {res['null']['threshold']:.3g}); strongest: {best}",
                 ]
             )
         elif name == "stability":

@@ -9,6 +9,9 @@ let summary = null;
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const enc = (s) => esc(encodeURIComponent(String(s ?? "")));
 const src = (u) => (typeof u === "string" && /^\/(?![\/\\])/.test(u) ? esc(u) : "");  // the server's own paths only
+// a row's web address (an imported url): only http(s), shown as a link to follow, never loaded by the page
+const href = (u) => (typeof u === "string" && /^https?:\/\/[^\/\\\s]/i.test(u) && !/[\s\x00-\x1f\x7f]/.test(u) ? esc(u) : "");
+const extLink = (u) => (href(u) ? `<a href="${href(u)}" target="_blank" rel="noopener noreferrer" data-testid="row-link">${esc(u)}</a>` : "");
 const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : typeof v === "number" ? (Math.abs(v) >= 1000 ? v.toFixed(0) : v.toPrecision(d)) : esc(v));
 const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(v < 0.001 ? 3 : 2) + "%");
 const conceptLink = (j, name) => `<a href="#/concept/${enc(j)}" data-testid="concept-link">#${esc(j)}${name ? " " + esc(name) : ""}</a>`;
@@ -24,7 +27,7 @@ async function api(path) {
 function rowCard(r, extra = "") {  // extra: HTML, escaped by the caller
   const img = src(r.image_url) ? `<img src="${src(r.image_url)}" alt="row ${esc(r.row)}" loading="lazy">` : "";
   return `<a class="card" href="#/row/${enc(r.row)}" data-testid="row-card" data-modality="${esc(r.modality)}">${img}
-    <div>${src(r.image_url) ? "" : esc(r.text)}</div><div class="act">${extra}</div></a>`;
+    <div>${src(r.image_url) ? "" : esc(r.text || r.link || "")}</div><div class="act">${extra}</div></a>`;
 }
 
 function params(hash) {
@@ -117,7 +120,8 @@ async function viewRow(r) {
   const maxA = Math.max(1e-9, ...d.concepts.map((c) => c.activation));
   main.innerHTML = `<h1 data-testid="row-title">${esc(d.modality)} row ${esc(d.row)} <span class="muted">pair ${esc(d.pair_id)}</span></h1>
     <div class="cols"><section class="big">${src(d.image_url) ? `<img src="${src(d.image_url)}" alt="row ${esc(d.row)}" data-testid="row-image">` : ""}
-      <p>${esc(d.text)}</p><p class="muted">${esc(d.source)}</p>
+      <p>${esc(d.text)}</p>${href(d.link) ? `<p>${extLink(d.link)}</p>` : ""}${d.source !== d.link ? `<p class="muted">${esc(d.source)}</p>` : ""}
+      ${d.extra && typeof d.extra === "object" ? `<table data-testid="row-extra">${Object.entries(d.extra).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`).join("")}</table>` : ""}
       ${d.pair.length ? `<h2>Same pair</h2><div class="grid">${d.pair.map((p) => rowCard(p, esc(p.modality))).join("")}</div>` : ""}</section>
     <section><h2>Top concepts</h2><table data-testid="row-concepts">${d.concepts.map((c) => `<tr><td>${conceptLink(c.concept, c.name)}</td><td><span class="bar" data-width="${(150 * c.activation) / maxA}"></span> ${fmt(c.activation)}</td></tr>`).join("")}</table></section></div>
     <section><h2>Similar ${esc(d.modality)} rows</h2><div class="grid" data-testid="similar">${d.similar.map((s) => rowCard(s, "cos " + s.cosine.toFixed(3))).join("")}</div></section>`;
