@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsae.errors import MmsaeError
-from mmsae.models.io import read_config
+from mmsae.models.io import CONFIG_NAME, WEIGHTS_NAME, read_config
 
 RUN_FILE = "run.json"
 EXPLORER_CACHE = "explorer"
@@ -41,7 +41,7 @@ class RunLayout:
 
 
 def is_sae_folder(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
 
 
 def find_analysis(root: Path, name: str, depth: int = 3) -> Path | None:

@@ -137,3 +137,17 @@ def test_dim_mismatch_with_store(tmp_path, rng):
     import_embeddings(tmp_path / "s", embeddings=tmp_path / "a.npy", modality="image")
     with pytest.raises(MmsaeError, match="dimension mismatch"):
         import_embeddings(tmp_path / "s", embeddings=tmp_path / "b.npy", modality="image")
+
+
+def test_a_parquet_without_an_embedding_column_is_one_line_and_writes_nothing(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmsae.cli.main import main
+
+    pq.write_table(pa.table({"caption": ["a dog", "a cat"], "row": [0, 1]}), tmp_path / "meta_only.parquet")
+    out = tmp_path / "store"
+    assert main(["import", str(tmp_path / "meta_only.parquet"), "--modality", "image", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "meta_only.parquet" in err and "Traceback" not in err
+    assert not out.exists()

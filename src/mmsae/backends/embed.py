@@ -29,6 +29,7 @@ import numpy as np
 from mmsae.backends.base import BACKEND_KEY, Backend
 from mmsae.data.images import IMAGE_ROOT_KEY
 from mmsae.data.inputs import EmbedInputs, ImageItem, TextItem
+from mmsae.data.manifest import MANIFEST_NAME
 from mmsae.data.store import EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
 from mmsae.fileio import write_json_atomic
@@ -298,7 +299,7 @@ def embed(
             + (" (the model is text-only)" if backend.text_only and inputs.images else "")
         )
     if cfg.dtype is None:
-        existing = EmbeddingStore(out).manifest if (out / "manifest.json").exists() else None
+        existing = EmbeddingStore(out).manifest if (out / MANIFEST_NAME).exists() else None
         cfg = replace(cfg, dtype=existing.dtype if existing is not None and existing.n_rows else "float32")
     key = job_key(inputs, backend, cfg, source)
     preprocessing = {
@@ -355,7 +356,7 @@ def embed(
 
 def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: dict) -> None:
     """Appending to an existing store must keep it one space, one normalisation, one image root."""
-    if not (out / "manifest.json").exists():
+    if not (out / MANIFEST_NAME).exists():
         return
     m = EmbeddingStore(out).manifest
     if m.n_rows == 0:
@@ -381,7 +382,7 @@ def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: 
 
 
 def _job_done(out: Path, key: str) -> int:
-    if not (out / "manifest.json").exists():
+    if not (out / MANIFEST_NAME).exists():
         return 0
     return EmbeddingStore(out).manifest.jobs.get(key, 0)
 

@@ -24,10 +24,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from mmsae.cli.output import print_json
+    from mmsae.data.manifest import MANIFEST_NAME
     from mmsae.errors import MmsaeError
+    from mmsae.models.io import CONFIG_NAME
 
     path = Path(args.path)
-    if (path / "manifest.json").exists():
+    if (path / MANIFEST_NAME).exists():
         from mmsae.data.importers import store_summary
         from mmsae.data.store import EmbeddingStore
 
@@ -44,7 +46,7 @@ def run(args) -> int:
                 )
             return 0
         print_json(summary)
-    elif (path / "config.json").exists() or (path / "cfg.json").exists():
+    elif (path / CONFIG_NAME).exists() or (path / "cfg.json").exists():
         from mmsae.models.io import SAELoadError, load_sae
 
         try:

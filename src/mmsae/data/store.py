@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmsae.data.manifest import SUPPORTED_DTYPES, Manifest, ShardInfo, read_manifest, write_manifest
+from mmsae.data.manifest import MANIFEST_NAME, SUPPORTED_DTYPES, Manifest, ShardInfo, read_manifest, write_manifest
 from mmsae.errors import MmsaeError
 
 SHARD_DIR = "shards"
@@ -498,7 +498,7 @@ class StoreWriter:
 
     def _open(self, dim: int, dtype: str | None, model_id: str, preprocessing: dict | None) -> None:
         (self.root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-        if (self.root / "manifest.json").exists():
+        if (self.root / MANIFEST_NAME).exists():
             self.manifest = read_manifest(self.root)
             if self.manifest.dim != dim:
                 raise MmsaeError(

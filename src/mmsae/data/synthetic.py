@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
+from mmsae.data.manifest import MANIFEST_NAME
 from mmsae.data.store import EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
 from mmsae.fileio import write_json_atomic
@@ -244,7 +245,7 @@ def write_synthetic(
     import scipy.sparse as sp  # here, not at import: training never needs it
 
     out = Path(out)
-    if (out / "manifest.json").exists():
+    if (out / MANIFEST_NAME).exists():
         raise MmsaeError(f"{out} already holds a store; choose another --out or delete it")
     if cfg.n_pairs <= 0 or cfg.dim <= 1 or cfg.n_concepts <= 0:
         raise MmsaeError("synthetic data needs n_pairs > 0, dim > 1 and at least one concept")

@@ -369,7 +369,9 @@ class Explorer:
         target = "image" if "image" in self.data.tops else next(iter(self.data.tops), None)
         if target is None:
             return []
-        return [{**self.row_brief(r["row"]), "score": r["score"]} for r in rank_rows(self.data.tops, weighted, target, n)]
+        return [
+            {**self.row_brief(r["row"]), "score": r["score"]} for r in rank_rows(self.data.tops, weighted, target, n)
+        ]
 
 
 def _hostname(host: str) -> str:

@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 import torch
 
 from mmsae.analysis.search import QUERY_POOL
+from mmsae.data.manifest import MANIFEST_NAME
 from mmsae.errors import MmsaeError
+from mmsae.models.io import WEIGHTS_NAME
 from mmsae.runs import EXPLORER_CACHE, RunLayout
 
 CACHE_DIR = EXPLORER_CACHE
@@ -34,8 +36,8 @@ HIST_LOG10_RANGE = (-4.0, 4.0)
 
 
 def _fingerprint(layout: RunLayout, store) -> str:
-    st = (layout.sae / "model.safetensors").stat()
-    man = (Path(store.root) / "manifest.json").stat()
+    st = (layout.sae / WEIGHTS_NAME).stat()
+    man = (Path(store.root) / MANIFEST_NAME).stat()
     key = [
         str(layout.sae.resolve()),
         st.st_size,

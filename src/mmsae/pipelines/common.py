@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmsae.data.manifest import MANIFEST_NAME
 from mmsae.data.synthetic import SynthConfig
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write, write_json_atomic
@@ -131,7 +132,7 @@ def prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise MmsaeError(f"{out} is a file; choose another --out")
     if out.exists() and any(out.iterdir()):
-        ours = (out / DEMO_MARK, out / "demo_summary.json", out / "store" / "manifest.json")
+        ours = (out / DEMO_MARK, out / "demo_summary.json", out / "store" / MANIFEST_NAME)
         if not any(p.exists() for p in ours):
             raise MmsaeError(f"{out} exists and is not an mmsae demo folder; choose another --out")
         shutil.rmtree(out)  # a previous demo run: start over
