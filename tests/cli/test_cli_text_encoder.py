@@ -151,3 +151,63 @@ def test_explore_refuses_an_unknown_text_encoder_before_indexing(imported, capsy
     err = capsys.readouterr().err
     assert "unknown model" in err and len(err.strip().splitlines()) == 1
     assert not (Path(sae) / "explorer").exists()
+
+
+def _names_file(path, names):
+    path.write_text(
+        json.dumps(
+            {
+                "concepts": [
+                    {"concept": i, "name": n, "terms": [n], "scores": [1.0], "confidence": 0.1}
+                    for i, n in enumerate(names)
+                ]
+            }
+        )
+    )
+    return path
+
+
+def test_names_of_another_sae_and_ambiguous_names_are_refused(imported, tmp_path, capsys):
+    store, sae, _ = imported
+    short = _names_file(tmp_path / "short.json", ["dog"] * 3)  # the SAE has 64 concepts
+    capsys.readouterr()
+    assert main(["search", str(sae), str(store), "--row", "0", "--names", str(short)]) == 2
+    assert "not the SAE's 64" in capsys.readouterr().err
+    dup = _names_file(tmp_path / "dup.json", ["dog", "dog"] + [f"c{i}" for i in range(62)])
+    steer = ["steer", str(sae), str(store), "--strength", "1", "--n", "1", "--names", str(dup)]
+    assert main([*steer, "--concept", "dog"]) == 2
+    assert "2 concepts are named 'dog' (0, 1)" in capsys.readouterr().err
+    assert main([*steer, "--concept", "²"]) == 2  # a digit to str.isdigit, not to int()
+    err = capsys.readouterr().err
+    assert "no concept is named" in err and "internal error" not in err
+    assert main([*steer, "--concept", "c5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["concept"] == 7
+
+
+def test_write_vocab_never_replaces_the_vocabulary(imported, tmp_path, capsys):
+    store, sae, _ = imported
+    vocab, lines = _vocab(tmp_path)
+    before = vocab.read_bytes()
+    args = [
+        "name",
+        str(sae),
+        str(store),
+        "--vocab",
+        str(vocab),
+        "--out",
+        str(tmp_path / "n"),
+        "--text-encoder",
+        "minilm",
+    ]
+    assert main([*args, "--write-vocab", str(vocab)]) == 2
+    assert "would overwrite --vocab" in capsys.readouterr().err
+    assert vocab.read_bytes() == before and not (tmp_path / "n").exists()
+
+
+def test_captions_given_twice_for_one_file_are_refused(tmp_path, capsys):
+    np.save(tmp_path / "t.npy", np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32))
+    (tmp_path / "c.txt").write_text("a\nb\nc\n")
+    (tmp_path / "m.csv").write_text("caption\nx\ny\nz\n")
+    args = ["import", str(tmp_path / "t.npy"), "--modality", "text", "--captions", str(tmp_path / "c.txt")]
+    assert main([*args, "--metadata", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s")]) == 2
+    assert "give them once" in capsys.readouterr().err and not (tmp_path / "s").exists()

@@ -41,7 +41,10 @@ def read_vocabulary_lines(path: str | Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise MmsaeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    return [line.strip() for line in text.splitlines()]
+    lines = text.split("\n")  # not splitlines(): "line i" must be what wc -l and editors count
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.strip() for line in lines]
 
 
 def kept_terms(lines: Sequence[str], drop_stopwords: bool = True, min_length: int = 3) -> list[int]:
@@ -90,6 +93,20 @@ def vocabulary_with_embeddings(
     return [lines[i] for i in keep], E / np.maximum(norms, 1e-12)
 
 
+def encoder_identity(encoder) -> str:
+    """What the term-embedding cache is keyed on: the encoder's model id and, when its weights are
+    local files, their resolved path, size and modification time, so two checkpoints that share a
+    file name (runA/epoch_32.pt, runB/epoch_32.pt) or a retrained folder never share a cache entry."""
+    parts = [encoder.model_id]
+    spec = getattr(encoder, "spec", None)
+    for name in (getattr(spec, "weights", None), getattr(spec, "name", None)):
+        if name and Path(name).exists():
+            path = Path(name).resolve()
+            files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+            parts += [str(path)] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    return "|".join(parts)
+
+
 def embed_vocabulary(
     store,
     terms: Sequence[str],
@@ -113,7 +130,7 @@ def embed_vocabulary(
             raise MmsaeError(
                 f"template {tpl!r} must hold exactly one {{}} for the term (write other braces as {{{{ }}}})"
             )
-    model_id = encoder.model_id if encoder is not None else store.manifest.model_id
+    model_id = encoder_identity(encoder) if encoder is not None else store.manifest.model_id
     key = hashlib.sha256(json.dumps([list(terms), list(templates), model_id]).encode()).hexdigest()[:16]
     path = Path(store.root) / VOCAB_DIR / f"{key}.npy"
     if cache and path.exists():

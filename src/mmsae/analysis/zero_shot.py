@@ -31,6 +31,8 @@ def read_list(path: str | Path, dataset: str | None, what: str) -> list[str]:
         except ValueError as exc:
             raise MmsaeError(f"{path}: not JSON ({exc})") from None
         if isinstance(obj, dict):
+            if not obj:
+                raise MmsaeError(f"{path}: an empty JSON object; expected {what}")
             if dataset is None:
                 if len(obj) != 1:
                     raise MmsaeError(
@@ -77,7 +79,9 @@ def labels_of(values: Sequence[Any], classnames: Sequence[str]) -> tuple[np.ndar
             missing += 1
         elif isinstance(v, bool):
             unknown += 1
-        elif isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit()):
+        elif isinstance(v, float) and not v.is_integer():
+            unknown += 1
+        elif isinstance(v, int | float) or (isinstance(v, str) and v.strip().isascii() and v.strip().isdecimal()):
             j = int(v)
             if 0 <= j < len(classnames):
                 out[i] = j

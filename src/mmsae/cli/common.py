@@ -21,8 +21,10 @@ def require_pairs(store, what: str) -> None:
         )
 
 
-def read_names(path: str | None):
-    """The concept names of a names.json from `mmsae name`, or None when no path is given."""
+def read_names(path: str | None, dict_size: int | None = None):
+    """The concept names of a names.json from `mmsae name`, or None when no path is given. With
+    `dict_size`, the file must name concepts 0..F-1 in order: names of another SAE would be
+    silently wrong (or out of range)."""
     import json
     from pathlib import Path
 
@@ -32,20 +34,29 @@ def read_names(path: str | None):
         return None
     try:
         data = json.loads(Path(path).read_text())["concepts"]
-        return [ConceptName(**c) for c in data]
+        names = [ConceptName(**c) for c in data]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MmsaeError(f"{path}: not a names.json from `mmsae name` ({exc})") from None
+    if dict_size is not None and [n.concept for n in names] != list(range(dict_size)):
+        raise MmsaeError(
+            f"{path} names {len(names)} concepts, not the SAE's {dict_size} in order; name this SAE with `mmsae name`"
+        )
+    return names
 
 
 def concept_of(spec: str, names) -> int:
-    """A concept given as its index or, with --names, as its name."""
-    if spec.strip().isdigit():
-        return int(spec)  # its range is checked where it is used
+    """A concept given as its index or, with --names, as its name (refused when several share it)."""
+    s = spec.strip()
+    if s.isascii() and s.isdecimal():
+        return int(s)  # its range is checked where it is used
     if names is None:
         raise MmsaeError(f"--concept {spec!r} is not an index; pass --names names.json to give a concept by name")
-    hits = [n.concept for n in names if n.name is not None and n.name.lower() == spec.strip().lower()]
+    hits = [n.concept for n in names if n.name is not None and n.name.lower() == s.lower()]
     if not hits:
         raise MmsaeError(f"no concept is named {spec!r} in the names file")
+    if len(hits) > 1:
+        shown = ", ".join(map(str, hits[:10]))
+        raise MmsaeError(f"{len(hits)} concepts are named {spec!r} ({shown}); give one by its index")
     return hits[0]
 
 

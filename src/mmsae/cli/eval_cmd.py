@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmsae.cli.output import fraction, positive_int
-from mmsae.cli.text_flags import add_text_encoder_flags
+from mmsae.cli.text_flags import add_text_encoder_flags, check_text_encoder_flags
 
 KEYS = (
     "fvu",
@@ -87,14 +87,18 @@ def run(args) -> int:
     from mmsae.models.paired import ModalityRouter
 
     args.device = str(resolve_device(args.device))
-    zero_shot_flags = (args.templates, args.dataset, args.label_column, args.text_encoder)
+    zero_shot_flags = (args.templates, args.dataset, args.label_column, args.text_encoder, args.weights)
     if args.zero_shot is None and any(v is not None for v in zero_shot_flags):
-        raise MmsaeError("--templates, --dataset, --label-column and --text-encoder go with --zero-shot CLASSNAMES")
+        raise MmsaeError(
+            "--templates, --dataset, --label-column, --text-encoder and --weights go with --zero-shot CLASSNAMES"
+        )
+    check_text_encoder_flags(args)
     if args.zero_shot is not None and args.label_column is None:
         raise MmsaeError("--zero-shot needs --label-column COLUMN: the metadata column holding each image's class")
     sae = load_model(args.sae, args.device)
     store = open_store_for(sae, args.store)
     vf = val_fraction_of(sae, args.val_fraction)
+    zs = zero_shot_inputs(store, args, vf) if args.zero_shot is not None else None  # before the long pass
     if args.image_sae:
         if getattr(sae, "paired", False):
             raise MmsaeError("--image-sae pairs two single-input SAEs; SAE is already a multimodal SAE")
@@ -123,8 +127,8 @@ def run(args) -> int:
         raise MmsaeError(f"--crossmodal yes needs image/text pairs; {args.store} has none")
     if args.crossmodal == "yes" or (args.crossmodal == "auto" and has_pairs):
         out["crossmodal"] = crossmodal_section(sae, store, args.split, vf, args.max_pairs, args.device)
-    if args.zero_shot is not None:
-        out["zero_shot"] = zero_shot_section(sae, store, args, vf)
+    if zs is not None:
+        out["zero_shot"] = zero_shot_section(sae, store, zs, args.split, args.device)
     if args.json:
         print_json(out)
     else:
@@ -138,15 +142,13 @@ def run(args) -> int:
     return 0
 
 
-def zero_shot_section(sae, store, args, val_fraction: float) -> dict:
-    """Zero-shot accuracy of the store's labelled image rows (of --split) against class prompts
-    embedded by the text encoder, with original and reconstructed embeddings."""
-
+def zero_shot_inputs(store, args, val_fraction: float) -> dict:
+    """Everything the zero-shot section needs, checked before the evaluation pass: the labelled
+    image rows (of --split), their class indices and the class prompts' embeddings."""
     from mmsae.analysis.zero_shot import class_prompts, labels_of, read_list
     from mmsae.cli.text_flags import text_encoder
     from mmsae.data.stream import split_mask
     from mmsae.errors import MmsaeError
-    from mmsae.metrics.crossmodal import zero_shot_retention
 
     classnames = read_list(args.zero_shot, args.dataset, "class names")
     templates = read_list(args.templates, args.dataset, "templates") if args.templates else ["a photo of a {c}."]
@@ -155,6 +157,8 @@ def zero_shot_section(sae, store, args, val_fraction: float) -> dict:
     rows = store.rows("image")
     if args.split != "all":
         rows = rows[split_mask(store.pair_ids()[rows], rows, args.split, val_fraction)]
+        if len(rows) == 0:
+            raise MmsaeError(f"the {args.split} split holds no image rows; use --split all")
     values = [(e or {}).get(args.label_column) for e in store.extras(rows)]
     if all(v is None for v in values):
         raise MmsaeError(
@@ -165,16 +169,29 @@ def zero_shot_section(sae, store, args, val_fraction: float) -> dict:
     keep = labels >= 0
     if keep.sum() == 0:
         raise MmsaeError(f"none of the {args.label_column!r} values is one of the {len(classnames)} class names")
-    prompts_CD = class_prompts(text_encoder(args, store), classnames, templates)
-    res = zero_shot_retention(sae, store.get(rows[keep]), labels[keep], prompts_CD, device=args.device)
     return {
-        **res,
-        "n_images": int(keep.sum()),
+        "rows": rows[keep],
+        "labels": labels[keep],
+        "prompts_CD": class_prompts(text_encoder(args, store), classnames, templates),
         "n_classes": len(classnames),
         "n_templates": len(templates),
-        "chance": 1.0 / len(classnames),
         "dropped": dropped,
-        "split": args.split,
+    }
+
+
+def zero_shot_section(sae, store, zs: dict, split: str, device) -> dict:
+    """Zero-shot accuracy of the labelled image rows with original and reconstructed embeddings."""
+    from mmsae.metrics.crossmodal import zero_shot_retention
+
+    res = zero_shot_retention(sae, store.get(zs["rows"]), zs["labels"], zs["prompts_CD"], device=device)
+    return {
+        **res,
+        "n_images": int(len(zs["rows"])),
+        "n_classes": zs["n_classes"],
+        "n_templates": zs["n_templates"],
+        "chance": 1.0 / zs["n_classes"],
+        "dropped": zs["dropped"],
+        "split": split,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmsae.cli.output import positive_int
-from mmsae.cli.text_flags import add_text_encoder_flags
+from mmsae.cli.text_flags import add_text_encoder_flags, check_text_encoder_flags
 
 RUN_HELP = (
     "run folder: one written by `mmsae demo`, any folder with a run.json naming its SAE and store, or an SAE "
@@ -67,12 +67,7 @@ def run_explore(args) -> int:
         raise MmsaeError(f"--workers must be ≥ 1, got {args.workers}")
     allowed_hosts(args.host, args.allow_host)  # these checks come before a long first indexing pass
     check_port(args.host, args.port)
-    if args.text_encoder is not None:
-        from mmsae.backends.registry import parse_model
-
-        parse_model(args.text_encoder, args.weights)
-    elif args.weights is not None:
-        raise MmsaeError("--weights needs --text-encoder open_clip:ARCH")
+    check_text_encoder_flags(args)
     serve(
         load_explorer(find_run(args.run, sae=args.sae, store=args.store), progress=True, rebuild=args.rebuild),
         host=args.host,

@@ -80,8 +80,16 @@ def run(args) -> int:
 
     if args.mitigate != (args.out is not None):
         raise MmsaeError("--mitigate and --out FILE.npy go together")
-    if args.out is not None and not args.out.endswith(".npy"):
-        raise MmsaeError(f"--out {args.out}: give a .npy file name")
+    if args.out is not None:
+        from pathlib import Path
+
+        out = Path(args.out)
+        if out.suffix != ".npy":
+            raise MmsaeError(f"--out {args.out}: give a .npy file name")
+        if not out.parent.is_dir():
+            raise MmsaeError(f"--out {args.out}: no folder {out.parent}")
+        if out.resolve().is_relative_to(Path(args.store).resolve()):
+            raise MmsaeError(f"--out {args.out} is inside the store; write it elsewhere")
     if args.n < 20:
         raise MmsaeError(f"--n must be at least 20, got {args.n}")
     if not 0.0 <= args.beta <= 1.0:

@@ -66,16 +66,18 @@ def run(args) -> int:
     import dataclasses
 
     from mmsae.cli.output import print_json
+    from mmsae.cli.text_flags import check_text_encoder_flags
     from mmsae.errors import MmsaeError
 
-    text_encoder = None
-    if args.text_encoder is not None:  # checked before anything is written
-        from mmsae.backends.registry import parse_model
-
-        text_encoder = parse_model(args.text_encoder, args.weights).to_json()
+    spec = check_text_encoder_flags(args)  # checked before anything is written
+    text_encoder = None if spec is None else spec.to_json()
+    encoder_dim = None
+    if text_encoder is not None:
         _check_recorded(args.out, text_encoder)
-    elif args.weights is not None:
-        raise MmsaeError("--weights needs --text-encoder open_clip:ARCH")
+        from mmsae.backends.registry import load_backend
+
+        encoder_dim = load_backend(spec).dim
+        _check_width(args.out, encoder_dim, spec.model_id)
     if args.clip_retrieval is not None:
         from mmsae.data.clip_retrieval import import_clip_retrieval
 
@@ -131,6 +133,7 @@ def run(args) -> int:
         from mmsae.data.manifest import TEXT_ENCODER_KEY
         from mmsae.data.store import record_setting
 
+        _check_width(args.out, encoder_dim, spec.model_id, imported=rep.rows_written)
         record_setting(args.out, TEXT_ENCODER_KEY, text_encoder, "--text-encoder")
     if args.json:
         print_json(dataclasses.asdict(rep))
@@ -157,3 +160,22 @@ def _check_recorded(out: str, text_encoder: dict) -> None:
     held = read_manifest(Path(out)).preprocessing.get(TEXT_ENCODER_KEY)
     if held is not None and held != text_encoder:
         raise MmsaeError(f"store {out} already records --text-encoder {held!r}; import into a new store to use another")
+
+
+def _check_width(out: str, encoder_dim: int, model_id: str, imported: int | None = None) -> None:
+    """A text encoder is recorded only if it embeds into the store's width (checked before the
+    import for an existing store; after it, before recording, for a new one)."""
+    from pathlib import Path
+
+    from mmsae.data.manifest import MANIFEST_NAME, read_manifest
+    from mmsae.errors import MmsaeError
+
+    if not (Path(out) / MANIFEST_NAME).is_file():
+        return
+    dim = read_manifest(Path(out)).dim
+    if dim != encoder_dim:
+        done = f"imported {imported} rows, but " if imported is not None else ""
+        raise MmsaeError(
+            f"{done}--text-encoder {model_id} gives {encoder_dim}-d embeddings and the store holds {dim}-d ones; "
+            "it was not recorded (name the model that made the text embeddings)"
+        )

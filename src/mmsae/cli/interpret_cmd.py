@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mmsae.cli.common import read_names
 from mmsae.cli.output import nonneg_float, nonneg_int, positive_int
-from mmsae.cli.text_flags import add_text_encoder_flags, add_vocabulary_flags
+from mmsae.cli.text_flags import add_text_encoder_flags, add_vocabulary_flags, check_text_encoder_flags
 
 ALTERNATIVES_WITHIN = 0.02
 """Runner-up terms scoring within this much of a concept's name are worth printing beside it;
@@ -59,7 +59,13 @@ def register(sub) -> None:
     t.add_argument("sae")
     t.add_argument("store")
     t.add_argument("--out", required=True)
-    t.add_argument("-k", type=positive_int, default=10, help="examples per concept and modality (default 10)")
+    t.add_argument(
+        "-k",
+        type=positive_int,
+        default=None,
+        help="examples per concept and modality (default 12: the pool text queries rank rows from, "
+        "in `mmsae search` and the explorer)",
+    )
     t.add_argument("--show", type=nonneg_int, default=5, help="print this many concepts (default 5)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=run_top)
@@ -117,6 +123,8 @@ def run_name(args) -> int:
     from mmsae.cli.text_flags import vocabulary
     from mmsae.fileio import atomic_write
 
+    check_text_encoder_flags(args)
+    _check_write_vocab(args)
     model, store = _load(args)
     templates = tuple(args.template or ("a photo of a {}.",))
     terms, E = vocabulary(args, store, args.vocab, templates, progress=not args.json)
@@ -149,11 +157,27 @@ def run_name(args) -> int:
     return 0
 
 
+def _check_write_vocab(args) -> None:
+    """--write-vocab must not replace the vocabulary it filters (whose lines --vocab-embeddings
+    rows follow), and its folder must exist: checked before the work."""
+    from mmsae.errors import MmsaeError
+
+    if not args.write_vocab:
+        return
+    target = Path(args.write_vocab)
+    if target.resolve() == Path(args.vocab).resolve():
+        raise MmsaeError("--write-vocab would overwrite --vocab; write the kept terms to another file")
+    if not target.parent.is_dir():
+        raise MmsaeError(f"--write-vocab {target}: no folder {target.parent}")
+
+
 def run_top(args) -> int:
+    from mmsae.analysis.search import QUERY_POOL
     from mmsae.analysis.top_examples import write_top_examples
     from mmsae.cli.output import print_json
     from mmsae.errors import MmsaeError
 
+    args.k = QUERY_POOL if args.k is None else args.k
     if args.k < 1:
         raise MmsaeError(f"-k must be at least 1, got {args.k}")
     model, store = _load(args)
@@ -178,8 +202,9 @@ def run_search(args) -> int:
     from mmsae.cli.text_flags import text_encoder, vocabulary
     from mmsae.errors import MmsaeError
 
+    check_text_encoder_flags(args)
     model, store = _load(args)
-    names = read_names(args.names)
+    names = read_names(args.names, model.cfg.dict_size)
     if args.query is not None:
         if args.splice or args.vocab_embeddings:
             raise MmsaeError("--splice and --vocab-embeddings go with --row")
@@ -237,7 +262,7 @@ def run_cluster(args) -> int:
         raise MmsaeError(
             f"{len(rows)} rows for {args.clusters} clusters; ask for fewer --clusters (or more --max-rows)"
         )
-    res = cluster_codes(encode_rows(model, store, rows), args.clusters, read_names(args.names))
+    res = cluster_codes(encode_rows(model, store, rows), args.clusters, read_names(args.names, model.cfg.dict_size))
     shown = [int(rows[i]) for c in res["clusters"] for i in c["examples"]]
     labels = dict(zip(shown, store.labels(shown)))
     for c in res["clusters"]:

@@ -77,7 +77,7 @@ def run(args) -> int:
 
     model = load_model(args.sae)
     store = open_store_for(model, args.store)
-    names = read_names(args.names)
+    names = read_names(args.names, model.cfg.dict_size)
     concept = None if args.concept is None else concept_of(args.concept, names)
     rows = None
     if args.rows:

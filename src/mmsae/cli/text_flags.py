@@ -33,15 +33,26 @@ def add_vocabulary_flags(p, vocab_flag: str = "--vocab") -> None:
     )
 
 
-def text_encoder(args, store):
-    """The encoder `--text-encoder`/`--weights` name, else the store's recorded one (one-line errors)."""
-    from mmsae.backends.registry import text_encoder_for
+def check_text_encoder_flags(args):
+    """The parsed `--text-encoder` spec (None when not given), refusing `--weights` without it;
+    called before any work, so a typo costs nothing."""
+    from mmsae.backends.registry import parse_model
     from mmsae.errors import MmsaeError
 
     spec, weights = getattr(args, "text_encoder", None), getattr(args, "weights", None)
-    if weights is not None and spec is None:
-        raise MmsaeError("--weights needs --text-encoder open_clip:ARCH")
-    return text_encoder_for(store, spec, weights)
+    if spec is None:
+        if weights is not None:
+            raise MmsaeError("--weights needs --text-encoder open_clip:ARCH")
+        return None
+    return parse_model(spec, weights)
+
+
+def text_encoder(args, store):
+    """The encoder `--text-encoder`/`--weights` name, else the store's recorded one (one-line errors)."""
+    from mmsae.backends.registry import text_encoder_for
+
+    check_text_encoder_flags(args)
+    return text_encoder_for(store, getattr(args, "text_encoder", None), getattr(args, "weights", None))
 
 
 def vocabulary(args, store, vocab_path: str, templates: tuple[str, ...] = ("a photo of a {}.",), progress=False):

@@ -311,7 +311,7 @@ def attach_metadata(
     none), its `caption` the text of every row it describes (an image row shows its pair's
     caption), its `pair_id` their pair ids, its other columns their extra metadata."""
     targets = [p for p in parts if p.modality == "image"] if pairs_given else parts
-    if md.caption is not None and captions_given and any(p.modality != "image" for p in targets):
+    if md.caption is not None and captions_given and any(p.texts is not None for p in targets):
         raise MmsaeError(f"{path} has a caption column and --captions gives captions too; give them once")
     if md.pair_id is not None and pairs_given:
         raise MmsaeError(f"{path}: a pair_id column and --pairs both say which rows pair; give one")

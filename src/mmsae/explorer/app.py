@@ -215,14 +215,17 @@ class Explorer:
 
     def row_brief(self, r: int) -> dict[str, Any]:
         """`link`: the row's source when it is an http(s) address (an imported `url`), shown as a
-        link to follow in the browser, never fetched here."""
+        link to follow in the browser, never fetched here. `label`: what a listing shows, as the CLI
+        does (`EmbeddingStore.labels`): the text, else the source (image path or URL), else `row N`."""
         from mmsae.data.metadata import web_link
 
+        text, source = self.text[r].as_py(), self.source[r].as_py()
         return {
             "row": r,
             "modality": str(self.modality[r]),
             "pair_id": int(self.pair_id[r]),
-            "text": self.text[r].as_py(),
+            "text": text,
+            "label": text or source or f"row {r}",
             "image_url": self.image_url(r),
             "link": web_link(self.source[r].as_py()),
         }
@@ -346,18 +349,19 @@ class Explorer:
             from mmsae.metrics.evaluate import routed_encode
 
             z = routed_encode(self.data.model, torch.as_tensor(emb[None]), np.array(["text"]))[0].float()
-            k = min(n, int((z > 0).sum()))
+            k = min(max(n, QUERY_CONCEPTS), int((z > 0).sum()))
             vals, idx = z.topk(k) if k else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
             out["method"] = "encoder"
-            out["concepts"] = [
+            encoded = [
                 {**self.concept_row(int(j)), "activation": float(v)} for v, j in zip(vals.tolist(), idx.tolist())
             ]
+            out["concepts"] = encoded[:n]
+            # rows as `mmsae search --query` ranks them: by the encoded concepts alone
+            found: dict[str, list] = {"by_encoding": encoded}
+        else:  # no text encoder: the concepts whose names hold the query
+            found = {"by_name": [{"concept": j} for j in by_name]}
         seen = {c["concept"] for c in out["concepts"]}
         out["concepts"] += [{**self.concept_row(j), "activation": None} for j in by_name[:n] if j not in seen]
-        found = {
-            "by_encoding": [c for c in out["concepts"] if c["activation"] is not None],
-            "by_name": [c for c in out["concepts"] if c["activation"] is None],
-        }
         out["rows"] = self.rows_for(query_weights(found, QUERY_CONCEPTS), n)
         return out
 

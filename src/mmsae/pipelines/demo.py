@@ -38,6 +38,7 @@ def run_demo(
     from mmsae.analysis.bridges import analyze_bridges
     from mmsae.analysis.modality import analyze_modality
     from mmsae.analysis.naming import read_vocabulary
+    from mmsae.analysis.search import QUERY_POOL
     from mmsae.analysis.top_examples import write_top_examples
 
     out = Path(out)
@@ -66,7 +67,7 @@ def run_demo(
     vocab = store_dir / "ground_truth" / "vocab.txt"
     terms = read_vocabulary(vocab)
     names = name_concepts_into(sae, store, terms, vocab, analysis / "names", progress=progress)
-    write_top_examples(sae, store, analysis / "top", k=12, progress=progress)
+    write_top_examples(sae, store, analysis / "top", k=QUERY_POOL, progress=progress)
     scores["naming"] = truth.naming_accuracy(latent_C, [n.name for n in names], gt.names)
 
     steps("modality scores and Bridge Scores")

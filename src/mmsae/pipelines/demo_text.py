@@ -19,6 +19,7 @@ import numpy as np
 
 from mmsae.data.synthetic import SynthConfig
 from mmsae.errors import MmsaeError
+from mmsae.fileio import atomic_write
 from mmsae.pipelines.common import (
     DemoConfig,
     Steps,
@@ -91,8 +92,10 @@ def download_captions(dest: Path) -> Path:
     zpath = dest / "annotations_trainval2017.zip"
     try:
         urllib.request.urlretrieve(COCO_ANNOTATIONS_URL, zpath)
-        with zipfile.ZipFile(zpath) as z:
-            z.extract(CAPTIONS_IN_ZIP, dest)
+        target = dest / CAPTIONS_IN_ZIP
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(zpath) as z:  # a killed extraction must not leave a truncated file to find next time
+            atomic_write(target, lambda tmp: Path(tmp).write_bytes(z.read(CAPTIONS_IN_ZIP)))
     except (OSError, zipfile.BadZipFile) as exc:
         looked = ", ".join(str(p) for p in caption_candidates()[:-1])
         raise MmsaeError(
@@ -124,6 +127,7 @@ def run_text_demo(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     from mmsae.analysis.naming import name_in_text, read_vocabulary
+    from mmsae.analysis.search import QUERY_POOL
     from mmsae.analysis.top_examples import texts_of, write_top_examples
     from mmsae.backends.base import MINILM_ID
     from mmsae.backends.minilm import MiniLMTextEncoder
@@ -148,15 +152,16 @@ def run_text_demo(
     )
     steps = Steps(5 + stability, log)
     t_start = time.perf_counter()
+    # Inputs first, the run folder after: a failed start neither leaves a folder nor replaces the last run.
     if path is None:
-        path = download_captions(download_cache())  # before the run folder exists: a failure leaves nothing
-    prepare_out(out)
-    steps(f"embedding COCO captions from {path} with MiniLM")
+        path = download_captions(download_cache())
     texts, ids = read_coco_captions(path)
     if size == "small":
         keep = np.isin(ids, np.unique(ids)[:1000])
         texts, ids = [t for t, k in zip(texts, keep) if k], ids[keep]
     enc = MiniLMTextEncoder()
+    prepare_out(out)
+    steps(f"embedding COCO captions from {path} with MiniLM")
     emb = enc.embed_texts(texts, progress=progress)
     with StoreWriter(out / "store", dim=emb.shape[1], model_id=MINILM_ID, preprocessing={"l2_normalized": True}) as w:
         w.append(emb, "text", pair_id=ids, source=[f"coco:{i}" for i in ids], text=texts)
@@ -178,7 +183,7 @@ def run_text_demo(
         terms, vocab = caption_vocabulary(texts), "(frequent caption words)"
     analysis = out / "analysis"
     names = name_concepts_into(sae, store, terms, vocab, analysis / "names", encoder=enc, progress=progress)
-    _, tops = write_top_examples(sae, store, analysis / "top", k=12, progress=progress)
+    _, tops = write_top_examples(sae, store, analysis / "top", k=QUERY_POOL, progress=progress)
     top_texts = texts_of(store, tops, "text")
     live = [c for c in range(len(names)) if names[c].name and top_texts.get(c)]
     in_top = [np.mean([name_in_text(names[c].name, t) for t in top_texts[c][:10]]) for c in live]

@@ -27,7 +27,7 @@ async function api(path) {
 function rowCard(r, extra = "") {  // extra: HTML, escaped by the caller
   const img = src(r.image_url) ? `<img src="${src(r.image_url)}" alt="row ${esc(r.row)}" loading="lazy">` : "";
   return `<a class="card" href="#/row/${enc(r.row)}" data-testid="row-card" data-modality="${esc(r.modality)}">${img}
-    <div>${src(r.image_url) ? "" : esc(r.text || r.link || "")}</div><div class="act">${extra}</div></a>`;
+    <div>${src(r.image_url) ? "" : esc(r.label ?? r.text ?? "")}</div><div class="act">${extra}</div></a>`;
 }
 
 function params(hash) {
