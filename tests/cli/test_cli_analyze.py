@@ -137,3 +137,98 @@ def test_errors(small_synth, sae, tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def _provenance(folder) -> dict:
+    return json.loads((folder / "config.json").read_text())["provenance"]
+
+
+def test_stability_mixes_get_their_own_seeds_and_a_seed_baseline(small_synth, tmp_path, capsys):
+    """Issue 18: every mix was trained with seed 0, so mix-vs-mix was compared with seed-vs-seed
+    under other conditions. Now mix i gets seed SEED + i, and runs at the first mix with further
+    seeds give the seed-only baseline, printed and in the JSON beside the mixes."""
+    capsys.readouterr()
+    argv = ["analyze", "stability", str(small_synth), "--out", str(tmp_path / "s"), "--mixes", "1:1,1:2,2:1"]
+    small = ["--dict-size", "32", "--k", "4", "--epochs", "1", "--batch-size", "256", "--seed", "3"]
+    assert main([*argv, *small]) == 0
+    printed = capsys.readouterr().out
+    res = json.loads((tmp_path / "s" / "stability.json").read_text())
+    saes = tmp_path / "s" / "saes"
+    mixes = ["mix1-1-seed3", "mix1-2-seed4", "mix2-1-seed5"]
+    baseline = ["mix1-1-seed6", "mix1-1-seed7"]
+    assert sorted(p.name for p in saes.iterdir()) == sorted(mixes + baseline)
+    seeds = [_provenance(saes / name)["seed"] for name in mixes + baseline]
+    assert seeds == [3, 4, 5, 6, 7]  # each run its own seed, recorded in the SAE folder
+    assert [_provenance(saes / n)["train_config"]["mix"] for n in mixes + baseline] == [
+        "1:1",
+        "1:2",
+        "2:1",
+        "1:1",
+        "1:1",
+    ]
+    assert [r["seed"] for r in res["runs"]] == [4, 5]
+    base = res["seed_baseline"]
+    assert [r["seed"] for r in base["runs"]] == [6, 7] and 0 < base["stability"] <= 1
+    assert [t["seed"] for t in res["trained"]] == seeds
+    assert "Seed-only baseline" in printed and f"{base['stability']:.4f}" in printed
+    assert "| seed baseline | 6 |" in printed
+    steps = _provenance(saes / mixes[0])["steps"]
+    assert f"batch 256, {steps:,} steps, 1 epochs" in printed  # the header says how each run trained
+
+
+def test_stability_seeds_start_at_seed_and_auto_schedule(small_synth, tmp_path, capsys):
+    capsys.readouterr()
+    argv = ["analyze", "stability", str(small_synth), "--out", str(tmp_path / "s"), "--seeds", "2", "--seed", "5"]
+    assert main([*argv, "--dict-size", "32", "--k", "4", "--epochs", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [t["seed"] for t in res["trained"]] == [5, 6] and res["runs"][0]["seed"] == 6
+    assert "seed_baseline" not in res
+    # the batch size was left to the rule: the same for both runs, from their training rows
+    assert {t["batch_size"] for t in res["trained"]} == {128}
+
+
+def test_pareto_header_states_the_sae_schedule(small_synth, tmp_path, capsys):
+    capsys.readouterr()
+    argv = ["analyze", "pareto", str(small_synth), "--out", str(tmp_path / "p"), "--levels", "2"]
+    assert main([*argv, "--saes", "topk", "--baselines", "pca", "--dict-size", "32", "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    sae = next(p for p in json.loads((tmp_path / "p" / "pareto.json").read_text())["points"] if p["method"] == "topk")
+    assert sae["batch_size"] == 128 and sae["epochs"] == 1.0  # batch auto, epochs given
+    assert sae["steps"] == _provenance(tmp_path / "p" / "saes" / "topk-k2")["steps"]
+    assert (
+        f"SAE training (batch size sized to the training rows): batch 128, {sae['steps']:,} steps, 1 epochs" in printed
+    )
+
+
+def _write_names(path, concepts) -> None:
+    rows = [{"concept": c, "name": n, "terms": [n], "scores": [1.0], "confidence": 0.5} for c, n in concepts]
+    path.write_text(json.dumps({"method": "test", "concepts": rows}))
+
+
+def test_bridges_shows_names_from_names_json(small_synth, sae, tmp_path, capsys):
+    _write_names(tmp_path / "names.json", [(c, f"word{c}x") for c in range(128)])
+    capsys.readouterr()
+    argv = ["analyze", "bridges", str(sae), str(small_synth), "--out", str(tmp_path / "b"), "--top", "3"]
+    assert main([*argv, "--shuffles", "1", "--names", str(tmp_path / "names.json")]) == 0
+    printed = capsys.readouterr().out
+    top = json.loads((tmp_path / "b" / "bridges.json").read_text())["top"]
+    assert len(top) == 3
+    for t in top:
+        i, j = t["image_concept"], t["text_concept"]
+        assert (t["name_image_side"], t["name_text_side"]) == (f"word{i}x", f"word{j}x")
+        assert f"| {i} (word{i}x) | {j} (word{j}x) |" in printed
+
+
+def test_bridges_names_errors_are_one_line(small_synth, sae, tmp_path, capsys):
+    argv = ["analyze", "bridges", str(sae), str(small_synth), "--out", str(tmp_path / "b"), "--shuffles", "1"]
+    _write_names(tmp_path / "big.json", [(500, "far")])
+    (tmp_path / "junk.json").write_text('{"concepts": [{"concept": 1}]}')
+    for path, needle in (
+        (tmp_path / "big.json", "not the SAE's 128"),
+        (tmp_path / "junk.json", "not a names.json"),
+        (tmp_path / "missing.json", "not a names.json"),
+    ):
+        capsys.readouterr()
+        assert main([*argv, "--names", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err

@@ -121,7 +121,8 @@ def test_bad_train_and_eval_inputs(files, tmp_path, capsys):
     _one_line_error(
         capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "relu", "--k", "4"]), "--l1"
     )
-    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o")]), "fewer than one batch")
+    small = ["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--batch-size", "4096"]
+    _one_line_error(capsys, main(small), "fewer than one batch")  # a batch asked for is never shrunk
     _one_line_error(capsys, main(["eval", str(tmp_path / "nosae"), str(tmp_path / "s")]), "no such SAE folder")
 
 

@@ -120,6 +120,37 @@ def test_compare_command_small(small_synth, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in res["rows"]] == ["independent", "multimodal"]
     assert (tmp_path / "cmp" / "comparison.md").exists()
+    # the header states what each model trained with (given here: batch 256, 5 epochs)
+    table = (tmp_path / "cmp" / "comparison.md").read_text().split("| model |")[0]
+    ind, mm = res["rows"][0]["schedule"], res["rows"][1]["schedule"][0]
+    assert [s["sae"] for s in ind] == ["independent-image", "independent-text"]
+    assert mm == {"sae": "multimodal", "batch_size": 256, "epochs": 5.0, "steps": mm["steps"], "auto": False}
+    assert (
+        mm["steps"] == json.loads((tmp_path / "cmp" / "multimodal" / "config.json").read_text())["provenance"]["steps"]
+    )
+    assert f"multimodal batch 256, {mm['steps']:,} steps, 5 epochs" in table and "as given" in table
+    assert f"independent-image: batch 256, {ind[0]['steps']:,} steps, 5 epochs" in table
+
+
+@pytest.mark.slow
+def test_compare_defaults_scale_with_a_small_store(small_synth, tmp_path, capsys):
+    """On 4,000 planted pairs the old fixed default (batch 1024 × 20 epochs: 140 steps) left the
+    pooled SAE untrained (shared-concept recovery 0.08 in issue 18); the automatic schedule gives it
+    3,000 steps of batch 128 and recovers nearly every shared concept."""
+    base = ["compare", str(small_synth), "--dict-size", "256", "--k", "8", "--models", "pooled", "--json"]
+    rows = {}
+    for name, extra in (("old", ["--batch-size", "1024", "--epochs", "20"]), ("auto", [])):
+        capsys.readouterr()
+        assert main([*base, "--out", str(tmp_path / name), *extra]) == 0
+        rows[name] = json.loads(capsys.readouterr().out)["rows"][0]
+    old, auto = rows["old"], rows["auto"]
+    assert old["schedule"][0]["steps"] < 200 and auto["schedule"][0]["steps"] >= 3000
+    assert auto["schedule"][0]["batch_size"] == 128 and auto["schedule"][0]["auto"]
+    assert auto["shared_recovery"] > 0.9 and auto["shared_recovery"] > old["shared_recovery"] + 0.5
+    assert auto["fvu_image"] < old["fvu_image"] - 0.05
+    md = (tmp_path / "auto" / "comparison.md").read_text()
+    assert "batch size and epochs sized to each model's training split" in md
+    assert f"pooled batch 128, {auto['schedule'][0]['steps']:,} steps" in md
 
 
 @pytest.mark.parametrize(

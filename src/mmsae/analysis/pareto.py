@@ -24,6 +24,8 @@ from mmsae.models.registry import SINGLE_ARCHITECTURES
 
 SAE_ARCHS = SINGLE_ARCHITECTURES
 BASELINES = ("pca", "ica", "nmf", "kmeans", "dictionary")
+MIN_EPOCHS = 10.0
+"""SAE epochs on a large store (the old fixed default); smaller stores get more (`auto_schedule`)."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,11 @@ class ParetoConfig:
     """Cluster counts for k-means (L0 = 1); empty means dict_size / 4 and dict_size."""
     l1_coefs: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
     """ReLU SAE sparsity sweep."""
-    epochs: float = 10.0
-    """SAE training passes."""
-    batch_size: int = 1024
-    """SAE batch size."""
+    epochs: float | None = None
+    """SAE training passes; None: at least 10, more on a small store so that every SAE gets
+    `train.schedule.MIN_STEPS` steps (`auto_schedule`)."""
+    batch_size: int | None = None
+    """SAE batch size; None: from the training rows, 128 to 1024 (`auto_schedule`)."""
     lr: float = 3e-3
     """SAE peak learning rate."""
     fit_rows: int = 20000
@@ -76,7 +79,7 @@ def run_pareto(
 
     from mmsae.models.io import load_sae
     from mmsae.train.config import TrainConfig
-    from mmsae.train.trainer import Trainer
+    from mmsae.train.trainer import Trainer, scheduled
 
     store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
     out = Path(out)
@@ -94,6 +97,7 @@ def run_pareto(
         raise MmsaeError("too few rows for a Pareto comparison (need held-out rows and more training rows than levels)")
 
     jobs: list[tuple[str, Any]] = []
+    schedules: dict[str, dict[str, Any]] = {}  # per SAE label: the batch size, epochs and steps it got
     for b in cfg.baselines:
         if b == "kmeans":
             for size in cfg.kmeans_sizes or (max(2, F // 4), F):
@@ -113,8 +117,6 @@ def run_pareto(
                 tc = TrainConfig(
                     arch=arch,
                     dict_size=F,
-                    epochs=cfg.epochs,
-                    batch_size=cfg.batch_size,
                     lr=cfg.lr,
                     seed=cfg.seed,
                     modality=cfg.modality,
@@ -123,7 +125,9 @@ def run_pareto(
                     checkpoint_every=0,
                     **{key: v},
                 )
-                Trainer(store, out / "saes" / label, tc, overwrite=True, progress=False).run()
+                tc, sched = scheduled(store, tc, cfg.batch_size, cfg.epochs, MIN_EPOCHS)
+                res = Trainer(store, out / "saes" / label, tc, overwrite=True, progress=False).run()
+                schedules[label] = {"batch_size": sched.batch_size, "epochs": sched.epochs, "steps": res.steps}
                 return SAEMethod(load_sae(out / "saes" / label), label, cfg.modality)
 
             jobs.append((arch, make))
@@ -137,7 +141,8 @@ def run_pareto(
         fit_X = X_fit[:5000] if family == "dictionary" else X_fit
         method.fit(fit_X)
         s = score(method, X_val)
-        points.append({"method": family, "label": method.label, **s, "seconds": time.perf_counter() - t0})
+        point = {"method": family, "label": method.label, **s, "seconds": time.perf_counter() - t0}
+        points.append({**point, **schedules.get(method.label, {})})
     bar.close()
     result = {
         "store": str(store.root),
@@ -152,6 +157,23 @@ def run_pareto(
     plot_pareto(points, out)
     write_markdown(out, "pareto", format_pareto(result))
     return result
+
+
+def training_line(res: dict[str, Any]) -> str:
+    """How long the SAEs trained: one schedule when all got the same, else one per label."""
+    from mmsae.train.schedule import Schedule
+
+    c = res["config"]
+    auto = [x for x, v in (("batch size", c["batch_size"]), ("epochs", c["epochs"])) if v is None]
+    how = f"{' and '.join(auto)} sized to the training rows" if auto else "as given"
+    sched = {
+        p["label"]: Schedule(p["batch_size"], p["epochs"], p["steps"], bool(auto)).describe()
+        for p in res["points"]
+        if "steps" in p
+    }
+    if len(set(sched.values())) == 1:
+        return f"SAE training ({how}): {next(iter(sched.values()))} each."
+    return f"SAE training ({how}): " + "; ".join(f"{lab} {d}" for lab, d in sched.items()) + "."
 
 
 def frontier(points: list[dict]) -> list[str]:
@@ -185,6 +207,7 @@ def format_pareto(res: dict[str, Any]) -> str:
         f"held-out rows; SAEs and dictionary learning with {res['dict_size']} atoms. R² = 1 − FVU (dataset "
         "level); R² global is overcomplete's (scalar mean). Points on the frontier are marked *.",
         "",
+        *([training_line(res), ""] if any("steps" in p for p in res["points"]) else []),
         "| method | label | L0 | R² | R² global | FVU | seconds |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -8,6 +8,11 @@ solved exactly on a pruned sparse graph (each concept's `candidates` most simila
 ways) with scipy's sparse full bipartite matching, which needs no dense F × F matrix. Pruning
 can only miss a pair outside both top lists, whose cosine is below every candidate's; its
 measured effect on the stability is reported by `benchmarks/stability_matching.py`.
+
+Every retrain of a comparison gets its own seed. Runs that differ by data mix therefore differ by
+seed too, so `mmsae analyze stability --mixes` also trains a seed-only baseline (other seeds at the
+reference's mix) and reports both: stability across mixes is only meaningful beside stability across
+seeds under the same conditions (Papadimitriou et al. 2025).
 """
 
 from __future__ import annotations
@@ -95,6 +100,16 @@ def stability(A_FD, B_FD, absolute: bool = False, **kw) -> float:
     return float(match_dictionaries(A_FD, B_FD, absolute, **kw)[1].mean())
 
 
+def _match_runs(reference, dictionaries, labels, absolute: bool) -> tuple[list[dict], np.ndarray]:
+    """Per run {"against", "stability"}, and the [runs, F] matched cosines of the reference's concepts."""
+    per_run, matched = [], []
+    for D, lab in zip(dictionaries, labels):
+        _, cos = match_dictionaries(reference, D, absolute)
+        matched.append(cos)
+        per_run.append({"against": lab, "stability": float(cos.mean())})
+    return per_run, np.array(matched)
+
+
 def stability_report(
     dictionaries: list[np.ndarray],
     frequency_F: np.ndarray,
@@ -102,22 +117,27 @@ def stability_report(
     labels: list[str],
     out: str | Path | None = None,
     absolute: bool = False,
+    baseline: tuple[list[np.ndarray], list[str]] | None = None,
+    trained: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Match dictionary 0 against each other one; per concept of dictionary 0, its mean matched cosine.
 
-    Writes stability.{json,png,svg,md} into `out` when given.
+    `baseline`: (dictionaries, labels) of runs that differ from dictionary 0 only by seed, matched
+    against it the same way into `seed_baseline`, the yardstick for the other runs. `trained`: per SAE
+    (reference, runs, then baseline runs), what it was trained with ({"sae", "seed", "mix",
+    "batch_size", "epochs", "steps"}), written into the outputs. Writes stability.{json,png,svg,md}
+    into `out` when given.
     """
     from scipy.stats import spearmanr
 
     if len(dictionaries) < 2:
         raise ValueError("stability needs at least two dictionaries")
-    per_run = []
-    matched = []
-    for D, lab in zip(dictionaries[1:], labels[1:]):
-        perm, cos = match_dictionaries(dictionaries[0], D, absolute)
-        matched.append(cos)
-        per_run.append({"against": lab, "stability": float(cos.mean())})
-    per_concept = np.mean(matched, axis=0)
+    per_run, matched = _match_runs(dictionaries[0], dictionaries[1:], labels[1:], absolute)
+    by_label = {t["sae"]: t for t in trained or []}
+    for r in per_run:
+        if r["against"] in by_label:
+            r["seed"] = by_label[r["against"]].get("seed")
+    per_concept = matched.mean(axis=0)
     live = frequency_F > 0
     rho_f = spearmanr(frequency_F[live], per_concept[live]).statistic if live.sum() > 2 else float("nan")
     rho_e = spearmanr(energy_F[live], per_concept[live]).statistic if live.sum() > 2 else float("nan")
@@ -140,6 +160,19 @@ def stability_report(
         ],
         "absolute": absolute,
     }
+    if trained is not None:
+        res["trained"] = trained
+    if baseline is not None and len(baseline[0]):
+        b_runs, b_matched = _match_runs(dictionaries[0], baseline[0], baseline[1], absolute)
+        for r in b_runs:
+            if r["against"] in by_label:
+                r["seed"] = by_label[r["against"]].get("seed")
+        b_concept = b_matched.mean(axis=0)
+        res["seed_baseline"] = {
+            "runs": b_runs,
+            "stability": float(np.mean([r["stability"] for r in b_runs])),
+            "stability_live": float(b_concept[live].mean()) if live.any() else float("nan"),
+        }
     if out is not None:
         out = Path(out)
         write_json(out, "stability", res)
@@ -160,6 +193,7 @@ def stability_report(
         fig.suptitle(f"Stability {res['stability']:.3f}")
         save_figure(fig, out, "stability")
         top = sorted(res["per_concept"], key=lambda c: -c["frequency"])[:10]
+        base = res.get("seed_baseline")
         lines = [
             "# Stability across retrains",
             "",
@@ -168,9 +202,25 @@ def stability_report(
             f"({res['stability_live']:.4f} over the {res['n_live']} concepts live in the reference); Spearman "
             f"correlation of a concept's stability with its frequency {rho_f:.3f}, with its energy {rho_e:.3f}.",
             "",
-            "| run | stability |",
-            "|---|---|",
-            *[f"| {r['against']} | {r['stability']:.4f} |" for r in per_run],
+            *(
+                [
+                    f"Seed-only baseline: {len(base['runs'])} run(s) at the reference's mix with other seeds, "
+                    f"stability **{base['stability']:.4f}** ({base['stability_live']:.4f} live), against "
+                    f"**{res['stability']:.4f}** across the other runs, which differ by seed and mix; only a gap "
+                    "between the two is the mix's doing.",
+                    "",
+                ]
+                if base
+                else []
+            ),
+            *([training_text(trained), ""] if trained else []),
+            "| run | compared as | seed | stability |",
+            "|---|---|---|---|",
+            *[f"| {r['against']} | run | {_or_dash(r.get('seed'))} | {r['stability']:.4f} |" for r in per_run],
+            *[
+                f"| {r['against']} | seed baseline | {_or_dash(r.get('seed'))} | {r['stability']:.4f} |"
+                for r in (base["runs"] if base else [])
+            ],
             "",
             "Most frequent concepts:",
             "",
@@ -182,31 +232,77 @@ def stability_report(
     return res
 
 
+def _or_dash(v) -> str:
+    return "–" if v is None else str(v)
+
+
+def trained_with(model, label: str) -> dict[str, Any]:
+    """What an SAE folder's provenance says it was trained with (None where it does not say)."""
+    prov = getattr(model, "provenance", None) or {}
+    tc = prov.get("train_config") or {}
+    return {
+        "sae": label,
+        "seed": prov.get("seed", tc.get("seed")),
+        "mix": tc.get("mix"),
+        "batch_size": tc.get("batch_size"),
+        "epochs": tc.get("epochs"),
+        "steps": prov.get("steps"),
+    }
+
+
+def training_text(trained: list[dict[str, Any]]) -> str:
+    """One line: the batch size, steps and epochs each SAE got (once when all got the same), and seeds."""
+    from mmsae.train.schedule import Schedule
+
+    def sched(t):
+        if None in (t["batch_size"], t["epochs"], t["steps"]):
+            return "schedule not recorded"
+        return Schedule(t["batch_size"], t["epochs"], t["steps"], False).describe()
+
+    seeds = ", ".join(f"{t['sae']} {_or_dash(t['seed'])}" for t in trained)
+    scheds = {t["sae"]: sched(t) for t in trained}
+    if len(set(scheds.values())) == 1:
+        return f"Training: {next(iter(scheds.values()))} each. Seeds: {seeds}."
+    return "Training: " + "; ".join(f"{k} {v}" for k, v in scheds.items()) + f". Seeds: {seeds}."
+
+
 def stability_of_saes(
-    store, folders: list[str | Path], out: str | Path | None = None, modality: str | None = None, absolute: bool = False
+    store,
+    folders: list[str | Path],
+    out: str | Path | None = None,
+    modality: str | None = None,
+    absolute: bool = False,
+    baseline: list[str | Path] = (),
 ) -> dict[str, Any]:
     """Match the dictionaries of SAE folders against the first (frequency and energy measured with
-    the first SAE on `store`): the analysis behind `mmsae analyze stability` and the demo's."""
+    the first SAE on `store`): the analysis behind `mmsae analyze stability` and the demo's.
+    `baseline`: SAE folders that differ from the first only by seed (`seed_baseline` in the result)."""
     from mmsae.errors import MmsaeError
     from mmsae.metrics.evaluate import evaluate_store
     from mmsae.runs import load_model
 
     if len(folders) < 2:
         raise MmsaeError("stability needs at least two SAEs")
-    models = [load_model(str(f)) for f in folders]
+    baseline = list(baseline)
+    models = [load_model(str(f)) for f in [*folders, *baseline]]
     if getattr(models[0], "paired", False):
         raise MmsaeError("stability compares single-dictionary SAEs; pass SAEs trained with --arch topk/batchtopk/...")
     shapes = {tuple(m.W_dec.shape) for m in models}
     if len(shapes) != 1:
         raise MmsaeError(f"the SAEs must have the same shape, got {sorted(shapes)}")
     ev = evaluate_store(models[0], store, modality=modality)
+    labels = [str(f) for f in [*folders, *baseline]]
+    dicts = [m.W_dec.detach().numpy() for m in models]
+    n = len(folders)
     return stability_report(
-        [m.W_dec.detach().numpy() for m in models],
+        dicts[:n],
         ev["_frequency"].numpy(),
         ev["_energy"].numpy(),
-        [str(f) for f in folders],
+        labels[:n],
         out=out,
         absolute=absolute,
+        baseline=(dicts[n:], labels[n:]) if baseline else None,
+        trained=[trained_with(m, lab) for m, lab in zip(models, labels)],
     )
 
 

@@ -9,9 +9,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "compare",
         help="train and compare multimodal SAEs against independent and pooled SAEs",
-        description="Trains, on one paired store and with the same F, k and epochs: two independent "
+        description="Trains, on one paired store and with the same F and k: two independent "
         "TopK SAEs (one per modality), one TopK SAE on pooled images and texts, the "
-        "MultiModalSAE without and with its alignment term, and VL-SAE; then scores each "
+        "MultiModalSAE without and with its alignment term, and VL-SAE (the batch size and epochs "
+        "scale with the store unless given, so a small store still gets enough steps); then scores each "
         "on held-out pairs (code-space alignment score, pair similarity, per-modality FVU, "
         "code-space recall@1; on synthetic stores also shared-concept recovery and "
         "hallucination detection). Writes OUT/comparison.{json,md} and the SAE folders.",
@@ -21,8 +22,20 @@ def register(sub) -> None:
     p.add_argument("--dict-size", type=positive_int, default=1024, help="latents F (default 1024)")
     p.add_argument("--k", type=positive_int, default=8, help="active latents per row (default 8)")
     p.add_argument("--vlsae-k", type=positive_int, default=None, help="k of VL-SAE (default k + 4)")
-    p.add_argument("--epochs", type=positive_float, default=20.0, help="passes over the training pairs (default 20)")
-    p.add_argument("--batch-size", type=positive_int, default=1024, help="rows or pairs per step (default 1024)")
+    p.add_argument(
+        "--epochs",
+        type=positive_float,
+        default=None,
+        help="passes over each model's training rows or pairs (default auto: 20, or more on a small store so "
+        "that every model gets at least 3,000 steps)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="rows or pairs per step (default auto: from each model's training rows, 128 to 1024; "
+        "1024 from 153,600 rows up)",
+    )
     p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
     p.add_argument(
         "--lambda-align", type=nonneg_float, default=0.3, help="alignment weight of the aligned model (default 0.3)"

@@ -102,6 +102,8 @@ def run(args) -> int:
     det = HallucinationDetector.fit(model, store.get(ref_img_rows), store.get(ref_txt_rows))
     img, txt, lab, kind = labelled_set(store, args.n, vf, args.seed)
     if lab.sum() < 2 or (1 - lab).sum() < 2:
+        if vf == 0:
+            raise MmsaeError("the SAE trained on every pair (--val-fraction 0): no held-out pairs to evaluate on")
         raise MmsaeError("too few held-out pairs to build a labelled set; use a larger store")
     res = compare_with_clip_score(det.score(model, img, txt), clip_score(img, txt), lab, seed=args.seed)
     res["labelled_set"] = kind

@@ -20,7 +20,8 @@ def register(sub) -> None:
         "--batch-size is the global batch). Options come from --config (TOML/YAML/JSON, "
         "optionally under a [train] table) and are overridden by flags. The SAE folder gets "
         "config.json, model.safetensors, train_config.json, train_log.jsonl and metrics.json "
-        "(held-out validation metrics).",
+        "(held-out validation metrics; training metrics, labelled so, with --val-fraction 0 or on a "
+        "store too small to hold rows out).",
     )
     p.add_argument("store", help="store folder")
     p.add_argument("--out", required=True, help="SAE folder to write")
@@ -82,9 +83,18 @@ def _run_sweep(args, cfg: TrainConfig) -> int:
     print(f"trained {len(results)} SAEs in one read of the data ({results[0].seconds:.1f} s):")
     for r in results:
         v = r.val_metrics
-        extra = f"held-out FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, dead {v['dead_fraction']:.3f}" if v else ""
+        extra = (
+            f"{_which(r)} FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, dead {v['dead_fraction']:.3f}" if v else "no metrics"
+        )
         print(f"  {r.out_dir}: {extra}")
+    for note in dict.fromkeys(n for r in results for n in r.notes):
+        print(f"note: {note}")
     return 0
+
+
+def _which(res) -> str:
+    """How the metrics of a TrainResult are labelled in the printout."""
+    return "held-out" if res.held_out else "training (not held-out)"
 
 
 def run(args) -> int:
@@ -97,6 +107,11 @@ def run(args) -> int:
         if args.resume:
             raise MmsaeError("--resume resumes one run; resume the runs of a sweep one by one")
         return _run_sweep(args, cfg)
+    fitted = None if args.resume else _fit_small_store(args, cfg)
+    if fitted is not None:
+        cfg, note = fitted
+        if not args.json:
+            print(f"note: {note}")
     trainer = Trainer(args.store, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.json)
     res = trainer.run()
     trainer.dist.shutdown()
@@ -109,16 +124,40 @@ def run(args) -> int:
         if v:
             print(
                 f"saved {cfg.arch} SAE (F={cfg.dict_size}) to {res.out_dir} after {res.steps} steps "
-                f"({res.vectors_per_second:,.0f} vectors/s); held-out FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, "
+                f"({res.vectors_per_second:,.0f} vectors/s); {_which(res)} FVU {v['fvu']:.4f}, L0 {v['l0']:.1f}, "
                 f"dead {v['dead_fraction']:.3f}"
             )
             if "crossmodal" in v and "alignment" in v["crossmodal"]:
                 bym = v["by_modality"]
                 print(
-                    f"  held-out FVU image {bym['image']['fvu']:.4f}, text {bym['text']['fvu']:.4f}; code-space "
+                    f"  {_which(res)} FVU image {bym['image']['fvu']:.4f}, text {bym['text']['fvu']:.4f}; code-space "
                     f"alignment score {v['crossmodal']['alignment']['alignment_score']:.3f}, image→text R@1 "
                     f"{v['crossmodal']['code_retrieval']['i2t_recall@1']:.3f}"
                 )
         else:
             print(f"saved {cfg.arch} SAE to {res.out_dir} after {res.steps} steps")
+        for note in res.notes:
+            print(f"note: {note}")
     return 0
+
+
+def _fit_small_store(args, cfg: TrainConfig):
+    """(cfg, note) when the batch size was left at its default and the store's training split is
+    smaller than one such batch: the batch and epochs `auto_schedule` picks for it (at least 3,000
+    steps), so a small store trains with its defaults instead of being refused. None otherwise."""
+    from mmsae.train.config import read_config_file
+    from mmsae.train.trainer import count_training, scheduled
+
+    chosen = set(given_options(args, TrainConfig)) | set(read_config_file(args.config) if args.config else {})
+    if "batch_size" in chosen or cfg.steps is not None:
+        return None
+    n = count_training(args.store, cfg)
+    if n == 0 or n >= cfg.batch_size:
+        return None  # nothing to fit (an empty split is refused by the trainer, in one line)
+    epochs = cfg.epochs if "epochs" in chosen else None
+    cfg, sched = scheduled(args.store, cfg, None, epochs, min_epochs=cfg.epochs)
+    what = "pairs" if cfg.paired else "rows"
+    return cfg, (
+        f"{n} training {what} are fewer than one default batch ({TrainConfig.batch_size}): training with "
+        f"{sched.describe()}; pass --batch-size to choose"
+    )

@@ -29,11 +29,12 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def split_mask(pair_id_N: np.ndarray, row_id_N: np.ndarray, split: Split, val_fraction: float) -> np.ndarray:
-    """Which rows belong to `split`. Rows without a pair are split by their own row id."""
+    """Which rows belong to `split`. Rows without a pair are split by their own row id. A
+    `val_fraction` of 0 (an SAE trained on every row) holds nothing out: "val" is empty."""
     if split == "all":
         return np.ones(len(pair_id_N), dtype=bool)
-    if not 0.0 < val_fraction < 1.0:
-        raise MmsaeError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise MmsaeError(f"val_fraction must be in [0, 1), got {val_fraction}")
     key = np.where(pair_id_N != NO_PAIR, pair_id_N, -2 - row_id_N)
     with np.errstate(over="ignore"):
         u = (_splitmix64(key.astype(np.int64).view(np.uint64)) >> np.uint64(11)).astype(np.float64) / float(1 << 53)

@@ -17,23 +17,31 @@ from mmsae.data.store import EmbeddingStore
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write, write_json_atomic
 from mmsae.train.config import TrainConfig
-from mmsae.train.trainer import Trainer
+from mmsae.train.schedule import Schedule
+from mmsae.train.trainer import MIN_HELD_OUT, Trainer, count_pairs, scheduled
 
 MODELS = ("independent", "pooled", "multimodal-noalign", "multimodal", "vlsae")
+VAL_FRACTION = TrainConfig.val_fraction
+"""Held-out share of every model (the trainer's default), and of the scores."""
+MIN_EPOCHS = 20.0
+"""Epochs of every model on a large store (the old fixed default); smaller stores get more steps
+from `auto_schedule`."""
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """Shared training settings; every model gets the same F, k, steps and data."""
+    """Shared training settings; every model gets the same F, k and data, and a schedule sized to
+    the rows (pairs) it trains on."""
 
     dict_size: int = 1024
     """Latents F of every model."""
     k: int = 8
     """Active latents per row (every model here is TopK)."""
-    epochs: float = 20.0
-    """Passes over the training pairs (single-modality SAEs see the same rows)."""
-    batch_size: int = 1024
-    """Rows (or pairs) per step."""
+    epochs: float | None = None
+    """Passes over each model's training rows (pairs); None: at least 20, more on small stores so
+    that every model gets `train.schedule.MIN_STEPS` steps (`auto_schedule`)."""
+    batch_size: int | None = None
+    """Rows (or pairs) per step; None: from each model's training rows, 128 to 1024 (`auto_schedule`)."""
     lr: float = 3e-3
     """Peak learning rate."""
     lambda_align: float = 0.3
@@ -48,9 +56,25 @@ class CompareConfig:
     """Held-out pairs for the cross-modal metrics."""
 
 
-def _train(store, out: Path, progress: bool, **kw) -> Path:
-    Trainer(store, out, TrainConfig(device="cpu", checkpoint_every=0, **kw), overwrite=True, progress=progress).run()
+def _train(store, out: Path, progress: bool, cfg: CompareConfig, schedules: list, **kw) -> Path:
+    """Train one SAE into `out` with the schedule `auto_schedule` gives it (given values kept);
+    appends {"sae", "batch_size", "epochs", "steps", "auto"} to `schedules`."""
+    tc, sched = scheduled(
+        store, TrainConfig(device="cpu", checkpoint_every=0, **kw), cfg.batch_size, cfg.epochs, MIN_EPOCHS
+    )
+    res = Trainer(store, out, tc, overwrite=True, progress=progress).run()
+    schedules.append(
+        {"sae": out.name, **dataclasses.asdict(Schedule(sched.batch_size, sched.epochs, res.steps, sched.auto))}
+    )
     return out
+
+
+def describe_schedules(schedules: list[dict[str, Any]]) -> str:
+    """`batch 128, 5,625 steps, 20 epochs` for one SAE; `image: ...; text: ...` for two."""
+    one = [Schedule(s["batch_size"], s["epochs"], s["steps"], s["auto"]).describe() for s in schedules]
+    if len(one) == 1:
+        return one[0]
+    return "; ".join(f"{s['sae']}: {d}" for s, d in zip(schedules, one))
 
 
 def compare_models(
@@ -69,7 +93,13 @@ def compare_models(
         raise MmsaeError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     if len(store.pairs()[0]) == 0:
         raise MmsaeError(f"{store.root} has no image/text pairs to compare on")
-    common = dict(dict_size=cfg.dict_size, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    n_val, n_train = count_pairs(store, "val", VAL_FRACTION), count_pairs(store, "train", VAL_FRACTION)
+    if n_val < MIN_HELD_OUT or n_train == 0:  # the table is held-out scores: a store this small has none
+        raise MmsaeError(
+            f"compare scores every model on held-out pairs; {store.root} splits into {n_train} training and "
+            f"{n_val} held-out pairs ({VAL_FRACTION:.0%} held out), and needs at least 1 and {MIN_HELD_OUT}"
+        )
+    common = dict(dict_size=cfg.dict_size, lr=cfg.lr, seed=cfg.seed)
     synthetic = has_ground_truth(store.root)
     if synthetic:
         gt, scfg = load_ground_truth(store.root), synth_config_of(store.root)
@@ -77,17 +107,30 @@ def compare_models(
     rows = []
     for name in cfg.models:
         t0 = time.perf_counter()
+        sch: list[dict[str, Any]] = []
         if name == "independent":
             # different seeds: with one seed both SAEs would start from the same random dictionary,
             # and that shared start alone makes their latents partly correspond
             img = load_sae(
-                _train(store, out / "independent-image", progress, arch="topk", k=cfg.k, modality="image", **common)
+                _train(
+                    store,
+                    out / "independent-image",
+                    progress,
+                    cfg,
+                    sch,
+                    arch="topk",
+                    k=cfg.k,
+                    modality="image",
+                    **common,
+                )
             )
             txt = load_sae(
                 _train(
                     store,
                     out / "independent-text",
                     progress,
+                    cfg,
+                    sch,
                     arch="topk",
                     k=cfg.k,
                     modality="text",
@@ -96,14 +139,16 @@ def compare_models(
             )
             model = ModalityRouter({"image": img, "text": txt})
         elif name == "pooled":
-            model = load_sae(_train(store, out / "pooled", progress, arch="topk", k=cfg.k, **common))
+            model = load_sae(_train(store, out / "pooled", progress, cfg, sch, arch="topk", k=cfg.k, **common))
         elif name.startswith("multimodal"):
             lam = 0.0 if name == "multimodal-noalign" else cfg.lambda_align
             model = load_sae(
-                _train(store, out / name, progress, arch="multimodal", k=cfg.k, lambda_align=lam, **common)
+                _train(store, out / name, progress, cfg, sch, arch="multimodal", k=cfg.k, lambda_align=lam, **common)
             )
         else:
-            model = load_sae(_train(store, out / "vlsae", progress, arch="vlsae", k=cfg.vlsae_k or cfg.k + 4, **common))
+            model = load_sae(
+                _train(store, out / "vlsae", progress, cfg, sch, arch="vlsae", k=cfg.vlsae_k or cfg.k + 4, **common)
+            )
         seconds = time.perf_counter() - t0
         ev = evaluate_store(model, store, split="val")
         cm = crossmodal_report(model, store, split="val", max_pairs=cfg.max_pairs, seed=cfg.seed)
@@ -117,6 +162,7 @@ def compare_models(
             "t2i_recall@1": cm["code_retrieval"]["t2i_recall@1"],
             "l0": ev["l0"],
             "train_seconds": seconds,
+            "schedule": sch,
         }
         if synthetic:
             from mmsae.analysis.crossmodal import shared_concept_recovery
@@ -166,9 +212,15 @@ def format_table(res: dict[str, Any]) -> str:
             ("hallucination_auroc", "halluc AUROC", "{:.3f}"),
         ]
     c = res["config"]
+    auto = [x for x, v in (("batch size", c["batch_size"]), ("epochs", c["epochs"])) if v is None]
     lines = [
-        f"Multimodal SAE comparison on {res['store']} (F={c['dict_size']}, k={c['k']}, {c['epochs']:g} epochs; "
-        f"held-out metrics on {res['n_val_pairs']} pairs; code-space alignment and retrieval)",
+        f"Multimodal SAE comparison on {res['store']} (F={c['dict_size']}, k={c['k']}; held-out metrics on "
+        f"{res['n_val_pairs']} pairs; code-space alignment and retrieval)",
+        "",
+        "Training (rows, or pairs for the multimodal SAEs, per step; "
+        + (f"{' and '.join(auto)} sized to each model's training split" if auto else "as given")
+        + "): "
+        + "; ".join(f"{r['model']} {describe_schedules(r['schedule'])}" for r in res["rows"]),
         "",
         "| model | " + " | ".join(h for _, h, _ in cols) + " |",
         "|---" * (len(cols) + 1) + "|",

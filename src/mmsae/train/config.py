@@ -76,7 +76,9 @@ class TrainConfig:
     """Seeds the batch order when set; runs that differ only in `seed` then see the same batches,
     which is what lets a sweep over seeds share one read of the data (`train_sweep`)."""
     val_fraction: float = 0.1
-    """Share of pair ids held out for validation (both sides of a pair stay together)."""
+    """Share of pair ids held out for validation (both sides of a pair stay together); 0 trains on every
+    row and reports training metrics. A store whose held-out split would have fewer than 2 rows (or
+    pairs), or whose training split would be empty, trains on every row instead, and says so."""
     modality: str | None = None
     """Train on one modality only (None: all rows)."""
     mix: str | None = None
@@ -172,7 +174,10 @@ class TrainConfig:
                 self.b_dec_init in ("geometric_median", "mean", "zeros"),
                 f"b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}",
             ),
-            (0 < self.val_fraction < 1, f"val fraction must be in (0, 1), got {self.val_fraction}"),
+            (
+                finite(self.val_fraction) and 0 <= self.val_fraction < 1,
+                f"val fraction must be in [0, 1) (0: no held-out split), got {self.val_fraction}",
+            ),
             (finite(self.l1_coef) and self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
             (
                 self.select_dtype in ("float32", "bfloat16", "float16"),

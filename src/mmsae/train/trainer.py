@@ -9,8 +9,8 @@ Single-input SAEs stream shuffled rows; paired SAEs (vlsae, multimodal) stream s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -27,17 +27,20 @@ from mmsae.device import resolve_device
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write_stream, dumps, remove_stale_tmp, write_json_atomic
 from mmsae.models.base import SparseAutoencoder
-from mmsae.models.io import CONFIG_NAME, save_sae
+from mmsae.models.io import CONFIG_NAME, read_config, save_sae
 from mmsae.models.paired import MODALITIES
 from mmsae.models.registry import build_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.distributed import from_env
 from mmsae.train.init import fit_encoder_gain_, geometric_median, normalization_stats
-from mmsae.train.schedule import lr_factor
+from mmsae.train.schedule import Schedule, auto_schedule, lr_factor, steps_for
 
 CHECKPOINT_NAME = "checkpoint.pt"
 Stats = dict[str, tuple[torch.Tensor, float]]
 LOG_NAME = "train_log.jsonl"
+MIN_HELD_OUT = 2
+"""Fewest held-out rows (or pairs) worth a validation split: FVU divides by the rows' variance,
+which one row does not have. A smaller split is folded back into training (see `Trainer`)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,19 @@ class TrainResult:
     out_dir: str
     steps: int
     val_metrics: dict[str, Any]
+    """Metrics of the saved SAE: on the held-out split when `held_out`, else on the training rows
+    (`--val-fraction 0`, or a store too small to hold rows out); empty when they are undefined."""
     seconds: float
     vectors_per_second: float
+    held_out: bool = True
+    """Whether `val_metrics` come from rows the SAE did not train on."""
+    notes: tuple[str, ...] = ()
+    """One-line remarks on how the run differs from what was asked (e.g. no held-out split)."""
+
+
+def train_split(val_fraction: float) -> str:
+    """The split training reads: "train", or "all" when nothing is held out."""
+    return "train" if val_fraction > 0 else "all"
 
 
 def count_rows(
@@ -58,6 +72,8 @@ def count_rows(
     modality: str | None,
     subsample: tuple[tuple[str, float], ...] = (),
 ) -> int:
+    if split == "val" and val_fraction == 0:
+        return 0
     return sum(
         int(shard_mask(store, i, split, val_fraction, modality, subsample=subsample).sum())
         for i in range(len(store.shards))
@@ -70,8 +86,9 @@ def mix_subsample(
     """Keep probabilities that turn the training split's image:text counts into `ratio`."""
     if ratio is None:
         return ()
-    n_img = count_rows(store, "train", val_fraction, "image")
-    n_txt = count_rows(store, "train", val_fraction, "text")
+    split = train_split(val_fraction)
+    n_img = count_rows(store, split, val_fraction, "image")
+    n_txt = count_rows(store, split, val_fraction, "text")
     if n_img == 0 or n_txt == 0:
         raise MmsaeError(f"--mix needs image and text rows; the training split has {n_img} image and {n_txt} text rows")
     a, b = ratio
@@ -89,7 +106,68 @@ def count_pairs(store: EmbeddingStore, split: str, val_fraction: float) -> int:
             f"{store.root} holds no (image, text) pairs (rows by modality: {mods}); paired "
             "architectures need a store with both modalities sharing pair ids"
         )
+    if split == "val" and val_fraction == 0:
+        return 0
     return int(split_mask(store.pair_ids()[txt_rows], txt_rows, split, val_fraction).sum())
+
+
+def fit_split(store: EmbeddingStore, cfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """(`cfg`, []), or `cfg` with `val_fraction` 0 and a note saying why, when the store is too small
+    to hold out MIN_HELD_OUT rows (pairs) and still train on some: then every row trains and the
+    metrics are labelled training metrics. Deterministic (the split is a hash), so a resumed run, a
+    checkpoint and the saved `train_config` all see the same choice."""
+    vf = cfg.val_fraction
+    if vf == 0:
+        return cfg, []
+    if cfg.paired:
+        unit, n_val, n_train = "pairs", count_pairs(store, "val", vf), count_pairs(store, "train", vf)
+    else:
+        unit, n_val, n_train = (
+            "rows",
+            count_rows(store, "val", vf, cfg.modality),
+            count_rows(store, "train", vf, cfg.modality),
+        )
+    if n_val >= MIN_HELD_OUT and n_train > 0:
+        return cfg, []
+    note = (
+        f"--val-fraction {vf:g} would hold out {n_val} of {n_val + n_train} {unit} (FVU needs at least "
+        f"{MIN_HELD_OUT}, and training at least 1); training on all of them instead, so the metrics "
+        "are training metrics, not held-out ones"
+    )
+    return dataclasses.replace(cfg, val_fraction=0.0), [note]
+
+
+def count_training(store: EmbeddingStore | str | os.PathLike, cfg: TrainConfig) -> int:
+    """Rows (pairs, for paired SAEs) one epoch of training with `cfg` reads: the training split
+    (all rows when nothing can be held out), one modality or mix if asked."""
+    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
+    cfg, _ = fit_split(store, cfg)
+    split = train_split(cfg.val_fraction)
+    if cfg.paired:
+        return count_pairs(store, split, cfg.val_fraction)
+    subsample = mix_subsample(store, cfg.mix_ratio(), cfg.val_fraction)
+    return count_rows(store, split, cfg.val_fraction, cfg.modality, subsample)
+
+
+def scheduled(
+    store: EmbeddingStore | str | os.PathLike,
+    cfg: TrainConfig,
+    batch_size: int | None,
+    epochs: float | None,
+    min_epochs: float,
+) -> tuple[TrainConfig, Schedule]:
+    """`cfg` with the batch size and epochs `auto_schedule` picks for its training split (a value
+    given, not None, is kept), and that schedule: how `compare` and `analyze pareto/stability`
+    size every SAE they train."""
+    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
+    n = count_training(store, cfg)
+    if n == 0:
+        raise MmsaeError(
+            f"{store.root} has no training rows for {cfg.arch}"
+            + (f" of modality {cfg.modality!r}" if cfg.modality else "")
+        )
+    sched = auto_schedule(n, batch_size, epochs, min_epochs=min_epochs)
+    return dataclasses.replace(cfg, batch_size=sched.batch_size, epochs=sched.epochs), sched
 
 
 _CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "stats", "since_fired", "train_config")
@@ -150,7 +228,13 @@ class Trainer:
     ):
         self.store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
         self.out = Path(out_dir)
+        if len(self.store) == 0:
+            raise MmsaeError(f"{self.store.root} holds no rows; import embeddings into it before training")
+        self.paired = cfg.paired
+        cfg, self.notes = fit_split(self.store, cfg)  # before the resume check: a resumed run makes the same choice
         self.cfg = cfg
+        self.held_out = cfg.val_fraction > 0
+        self.split = train_split(cfg.val_fraction)
         self.dist = from_env()
         self.progress = progress and self.dist.main
         self.device = resolve_device(self.dist.device_for(cfg.device))
@@ -182,22 +266,30 @@ class Trainer:
                     "would differ; train anew with --overwrite"
                 )
 
-        self.paired = cfg.paired
         self.subsample: tuple[tuple[str, float], ...] = ()
         if self.paired:
-            self.n_train = count_pairs(self.store, "train", cfg.val_fraction)
+            self.n_train = count_pairs(self.store, self.split, cfg.val_fraction)
         else:
             self.subsample = mix_subsample(self.store, cfg.mix_ratio(), cfg.val_fraction)
-            self.n_train = count_rows(self.store, "train", cfg.val_fraction, cfg.modality, self.subsample)
+            self.n_train = count_rows(self.store, self.split, cfg.val_fraction, cfg.modality, self.subsample)
         unit = "pairs" if self.paired else "rows"
+        if self.n_train == 0:
+            raise MmsaeError(
+                f"{self.store.root} has no training {unit}"
+                + (f" of modality {cfg.modality!r}" if cfg.modality else "")
+                + f" (rows by modality: {dict(self.store.manifest.counts)})"
+            )
         if self.n_train < cfg.batch_size:
-            raise MmsaeError(f"the training split has {self.n_train} {unit}, fewer than one batch of {cfg.batch_size}")
-        self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.n_train / cfg.batch_size))
+            raise MmsaeError(
+                f"the training split has {self.n_train} {unit}, fewer than one batch of {cfg.batch_size}; "
+                f"pass --batch-size {self.n_train} or less"
+            )
+        self.total_steps = cfg.steps or steps_for(self.n_train, cfg.batch_size, cfg.epochs)
         self.dead_after = cfg.dead_after or min(self.n_train, 10_000_000)
         self.stream_cfg = StreamConfig(
             batch_size=cfg.batch_size,
             seed=cfg.stream_seed,
-            split="train",
+            split=self.split,
             val_fraction=cfg.val_fraction,
             modality=cfg.modality,
             buffer_rows=cfg.shuffle_buffer,
@@ -217,7 +309,7 @@ class Trainer:
         sample_cfg = StreamConfig(
             batch_size=min(cfg.init_rows, self.n_train),
             seed=cfg.stream_seed + 10_007,
-            split="train",
+            split=self.split,
             val_fraction=cfg.val_fraction,
             modality=cfg.modality,
             buffer_rows=cfg.shuffle_buffer,
@@ -423,14 +515,22 @@ class Trainer:
             state.tb.close()
 
     def finish(self, state: _State) -> TrainResult:
-        """Fold the normalisation in, validate, save (rank 0)."""
+        """Fold the normalisation in, save (rank 0), then measure: a measurement that fails cannot
+        cost the trained SAE."""
         cfg, sae, stats, rows_done = self.cfg, state.sae, state.stats, state.rows_done
         seconds = time.perf_counter() - state.t0
         if not self.dist.main:  # rank 0 validates and saves; the others wait so the SAE is whole when torchrun returns
             self.dist.barrier()
-            return TrainResult(str(self.out), self.total_steps, {}, seconds, rows_done / max(seconds, 1e-9))
+            return TrainResult(
+                str(self.out),
+                self.total_steps,
+                {},
+                seconds,
+                rows_done / max(seconds, 1e-9),
+                self.held_out,
+                tuple(self.notes),
+            )
         final = self._fold(sae, stats)
-        val = self._validate(final)
         provenance = {
             "store": str(self.store.root.resolve()),
             "store_model_id": self.store.manifest.model_id,
@@ -444,14 +544,24 @@ class Trainer:
                 "folded": True,
             },
             "train_config": cfg.to_dict(),
-            "val_metrics": val,
+            "held_out": self.held_out,
+            "notes": list(self.notes),
+            "val_metrics": {},  # filled in below, once measured
         }
+        # the SAE first: nothing after this point can lose the trained weights
         save_sae(final, self.out, provenance)
-        write_json_atomic(self.out / "metrics.json", {"split": "val", **val})
         (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        val = self._validate(final)
+        split = "val" if self.held_out else "train"
+        write_json_atomic(
+            self.out / "metrics.json", {**val, "split": split, "held_out": self.held_out, "notes": self.notes}
+        )
+        config = read_config(self.out)
+        config["provenance"].update(val_metrics=val, notes=list(self.notes))
+        write_json_atomic(self.out / CONFIG_NAME, config)
         self.dist.barrier()
         vps = rows_done / seconds if seconds > 0 else float("nan")
-        return TrainResult(str(self.out), self.total_steps, val, seconds, vps)
+        return TrainResult(str(self.out), self.total_steps, val, seconds, vps, self.held_out, tuple(self.notes))
 
     def _checkpoint(self, sae, opt, sched, step, stats: Stats, since_fired_F) -> None:
         obj = {
@@ -475,26 +585,39 @@ class Trainer:
         return final
 
     def _validate(self, sae: SparseAutoencoder) -> dict[str, Any]:
+        """Metrics on the held-out split, or on the training rows when there is none; {} with a note
+        when they are undefined (fewer than 2 rows, or rows without variance)."""
         from mmsae.metrics.evaluate import evaluate_store
 
-        res = evaluate_store(
-            sae.to(self.device),
-            self.store,
-            split="val",
-            val_fraction=self.cfg.val_fraction,
-            modality=self.cfg.modality,
-            device=self.device,
-        )
-        if res.get("n_rows", 0) == 0:  # no held-out rows (tiny store)
-            sae.cpu()
-            return {}
-        out = {k: v for k, v in res.items() if not k.startswith("_")}
-        if self.paired:
-            from mmsae.metrics.crossmodal import crossmodal_report
+        split, vf = ("val", self.cfg.val_fraction) if self.held_out else (self.split, 0.1)
+        out: dict[str, Any] = {}
+        try:
+            res = evaluate_store(
+                sae.to(self.device),
+                self.store,
+                split=split,
+                val_fraction=vf,
+                modality=self.cfg.modality,
+                device=self.device,
+            )
+            if res.get("n_rows", 0) >= MIN_HELD_OUT:
+                out = {k: v for k, v in res.items() if not k.startswith("_")}
+                # "train": the rows it trained on (all of them when nothing is held out)
+                out.update(split="val" if self.held_out else "train", held_out=self.held_out)
+                if self.paired:
+                    from mmsae.metrics.crossmodal import crossmodal_report
 
-            cm = crossmodal_report(sae, self.store, split="val", val_fraction=self.cfg.val_fraction, device=self.device)
-            out["crossmodal"] = {k: v for k, v in cm.items() if not k.startswith("_")}
-        sae.cpu()
+                    cm = crossmodal_report(sae, self.store, split=split, val_fraction=vf, device=self.device)
+                    out["crossmodal"] = {k: v for k, v in cm.items() if not k.startswith("_")}
+        except ZeroDivisionError:  # FVU divides by the rows' spread, which identical rows do not have
+            out = {}
+        finally:
+            sae.cpu()
+        if not out:
+            self.notes.append(
+                f"no metrics: FVU is undefined on these {'held-out' if self.held_out else 'training'} rows (fewer "
+                f"than {MIN_HELD_OUT}, or some modality's rows all alike); the SAE is saved"
+            )
         return out
 
     def _tensorboard(self):
