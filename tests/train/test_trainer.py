@@ -222,3 +222,39 @@ def test_resume_with_other_options_is_refused(small_synth, tmp_path, capsys):
     assert main([*base[:-3], "--steps", "13", "--resume", "--json"]) == 2
     assert "options differ" in capsys.readouterr().err
     assert main([*base, "--resume"]) == 0
+
+
+def test_batchtopk_evaluates_at_its_training_sparsity_after_a_short_run(small_synth, tmp_path):
+    """BatchTopK's inference threshold comes from the final weights (`calibrate_`), so one short
+    pass evaluates at L0 ≈ k and the training FVU, not at the lagging running average's L0 (7 of
+    k = 16 on 20,000 pairs before the fix)."""
+    import json
+
+    from mmsae.cli.main import main
+
+    out = tmp_path / "btk"
+    args = ["train", str(small_synth), "--out", str(out), "--arch", "batchtopk", "--dict-size", "256", "--k", "8"]
+    assert main([*args, "--epochs", "1", "--batch-size", "256", "--json"]) == 0
+    val = json.loads((out / "metrics.json").read_text())
+    last = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()][-1]
+    assert abs(val["l0"] - 8) <= 0.1 * 8, val["l0"]
+    assert abs(val["fvu"] - last["fvu"]) <= 0.1 * last["fvu"], (val["fvu"], last["fvu"])
+
+
+def test_batchtopk_threshold_is_the_mean_smallest_kept_activation():
+    """`calibrate_` against a direct transcription of Bussmann et al.'s estimator on tiny batches."""
+    import torch
+
+    from mmsae.models.batchtopk import BatchTopKConfig, BatchTopKSAE
+
+    torch.manual_seed(0)
+    sae = BatchTopKSAE(BatchTopKConfig(d_in=6, dict_size=10, k=2, aux_k=2))
+    batches = [torch.randn(5, 6) for _ in range(3)]
+    sae.calibrate_(iter(batches))
+    want = []
+    with torch.no_grad():
+        for x in batches:
+            z = torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc).flatten()
+            kept = torch.sort(z, descending=True).values[: 5 * 2]
+            want.append(kept[kept > 0].min())
+    assert torch.allclose(sae.threshold, torch.full((10,), float(torch.stack(want).mean())), atol=1e-6)

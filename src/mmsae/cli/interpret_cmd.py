@@ -73,9 +73,10 @@ def register(sub) -> None:
     s = sub.add_parser(
         "search",
         help="word → concepts → rows, or row → concepts and similar rows",
-        description="--query: embeds the text with the store's text encoder, finds its concepts "
-        "(by encoding it, and by name when --names is given) and the rows where they fire "
-        "most. --row: the row's top concepts (with names) and its most similar rows of the "
+        description="--query: embeds the text with the text encoder (--text-encoder, else the store's), "
+        "finds the concepts it fires (and, with --names, the concepts whose names are nearest, as "
+        "suggestions) and ranks rows by Σ query activation × row activation over the top examples of "
+        "its 5 strongest concepts, as the explorer does. --row: the row's top concepts (with names) and its most similar rows of the "
         "same modality by code cosine; --splice also decomposes it over the vocabulary.",
     )
     s.add_argument("sae")

@@ -31,12 +31,11 @@ from mmsae.data.importers import (
     _fingerprint,
     _Part,
     attach_metadata,
-    image_root_setting,
+    import_target,
     invalid_rows,
     load_embeddings,
     write_import,
 )
-from mmsae.data.manifest import MANIFEST_NAME, read_manifest
 from mmsae.data.metadata import describe_rows
 from mmsae.data.store import NO_PAIR, EmbeddingStore
 from mmsae.errors import MmsaeError
@@ -200,18 +199,7 @@ def import_clip_retrieval(
     their extra metadata. Resumable like every import: re-running it continues after the last
     committed partition."""
     out = Path(out)
-    if shard_rows <= 0:
-        raise MmsaeError(f"rows per shard must be positive, got {shard_rows}")
-    if out.exists() and not out.is_dir():
-        raise MmsaeError(f"--out {out} is a file, not a store folder")
-    existing = read_manifest(out) if (out / MANIFEST_NAME).exists() else None
-    if existing is not None and dtype is not None and existing.n_rows and existing.dtype != dtype:
-        raise MmsaeError(
-            f"store {out} holds {existing.dtype} embeddings; leave out --dtype (rows are stored as "
-            f"{existing.dtype}) or import into a new store"
-        )
-    target_dtype = existing.dtype if existing is not None and existing.n_rows else (dtype or "float32")
-    root = image_root_setting(out, existing, image_root)
+    existing, target_dtype, root = import_target(out, dtype, shard_rows, image_root)
     shards = scan_folder(folder)
     from tqdm.auto import tqdm
 

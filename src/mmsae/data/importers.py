@@ -351,6 +351,25 @@ def _same_root(out: Path, manifest: Manifest | None, root: str) -> None:
             )
 
 
+def import_target(
+    out: Path, dtype: str | None, shard_rows: int, image_root: str | os.PathLike | None
+) -> tuple[Manifest | None, str, str | None]:
+    """(the store's manifest or None, the dtype rows will be stored as, the image root to record),
+    or a one-line error, before any input is read: what every importer checks of its target."""
+    if shard_rows <= 0:
+        raise MmsaeError(f"rows per shard must be positive, got {shard_rows}")
+    if out.exists() and not out.is_dir():
+        raise MmsaeError(f"--out {out} is a file, not a store folder")
+    existing = read_manifest(out) if (out / MANIFEST_NAME).exists() else None
+    if existing is not None and dtype is not None and existing.n_rows and existing.dtype != dtype:
+        raise MmsaeError(
+            f"store {out} holds {existing.dtype} embeddings; leave out --dtype (rows are stored as "
+            f"{existing.dtype}) or import into a new store"
+        )
+    target_dtype = existing.dtype if existing is not None and existing.n_rows else (dtype or "float32")
+    return existing, target_dtype, image_root_setting(out, existing, image_root)
+
+
 def write_import(
     out: Path,
     groups: Iterable[tuple[int, Callable[[], list[_Part]]]],
@@ -452,18 +471,7 @@ def import_embeddings(
     opened: a bad input writes nothing.
     """
     out = Path(out)
-    if shard_rows <= 0:
-        raise MmsaeError(f"rows per shard must be positive, got {shard_rows}")
-    if out.exists() and not out.is_dir():
-        raise MmsaeError(f"--out {out} is a file, not a store folder")
-    existing = read_manifest(out) if (out / MANIFEST_NAME).exists() else None
-    if existing is not None and dtype is not None and existing.n_rows and existing.dtype != dtype:
-        raise MmsaeError(
-            f"store {out} holds {existing.dtype} embeddings; leave out --dtype (rows are stored as "
-            f"{existing.dtype}) or import into a new store"
-        )
-    target_dtype = existing.dtype if existing is not None and existing.n_rows else (dtype or "float32")
-    root = image_root_setting(out, existing, image_root)
+    existing, target_dtype, root = import_target(out, dtype, shard_rows, image_root)
     if root is not None and metadata is None:
         raise MmsaeError("--image-root says where the --metadata file's image_path files are; it needs --metadata")
     parts = _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_invalid)

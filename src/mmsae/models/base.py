@@ -11,6 +11,7 @@ loss. Shape suffixes: B batch, D input dim, F dictionary size, K active latents 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -96,6 +97,13 @@ class TrainingHooks:
     def train_checks(cls, cfg) -> list[tuple[bool, str]]:
         """(condition, message) pairs a `TrainConfig` must meet for this architecture."""
         return []
+
+    calibration_batches: ClassVar[int] = 0
+    """Training batches `calibrate_` wants after the last step (0: it is never called)."""
+
+    def calibrate_(self, batches_BD: Iterable[torch.Tensor]) -> None:
+        """Set, from the final weights, what training could only estimate while the weights moved
+        (an inference threshold); `batches_BD` are normalised training batches. Default: nothing."""
 
 
 class SparseAutoencoder(TrainingHooks, nn.Module):

@@ -1,8 +1,11 @@
 """BatchTopK SAE (Bussmann et al., 2024): the B·k largest activations over the whole batch.
 
-Training keeps a running estimate of the smallest kept activation; inference uses it as a
-threshold (a JumpReLU), so a row's code no longer depends on its batch. The threshold is stored
-per latent ([F]) so SAELens JumpReLU folders load into the same class.
+Inference uses a threshold instead (a JumpReLU), so a row's code no longer depends on its batch:
+θ = the mean over batches of the smallest activation a batch keeps, the paper's estimator. Training
+keeps a running average of it, but that average lags the moving weights (after one short pass it
+was still mostly its first batches' value, and inference kept 7 of k = 16 latents); so after the
+last step `calibrate_` sets θ from the final weights on fresh training batches. The threshold is
+stored per latent ([F]) so SAELens JumpReLU folders load into the same class.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from mmsae.models.base import (
     LossOutput,
@@ -79,6 +83,21 @@ class BatchTopKSAE(SparseAutoencoder):
             l0,
             {"mse": mse.item(), "auxk": aux.item(), "threshold": float(self.threshold.mean())},
         )
+
+    calibration_batches = 16
+
+    @torch.no_grad()
+    def calibrate_(self, batches_BD) -> None:
+        """θ = mean over the batches of the (B·k)-th largest positive pre-activation: the smallest
+        activation BatchTopK keeps in that batch, with the final weights."""
+        kept = []
+        for x_BD in batches_BD:
+            pre_N = F.relu(self.pre_acts(x_BD)).flatten()
+            n = min(len(x_BD) * self.cfg.k, int((pre_N > 0).sum()))
+            if n:
+                kept.append(float(torch.topk(pre_N, n, sorted=False).values.min()))
+        if kept:
+            self.threshold.fill_(sum(kept) / len(kept))
 
     def extra_state_tensors(self) -> dict[str, torch.Tensor]:
         return {"threshold": self.threshold}

@@ -514,6 +514,17 @@ class Trainer:
         if state.tb is not None:
             state.tb.close()
 
+    @torch.no_grad()
+    def _calibrate(self, state: _State) -> None:
+        """Let the architecture set what it estimated during training from the final weights, on
+        the first training batches of a fresh stream (`TrainingHooks.calibrate_`)."""
+        n = state.sae.calibration_batches
+        if n <= 0 or self.paired:
+            return
+        stream = self._batches(self.stream_cfg)
+        state.sae.eval()
+        state.sae.calibrate_(self._prep(state, next(stream), "*") for _ in range(min(n, self.total_steps)))
+
     def finish(self, state: _State) -> TrainResult:
         """Fold the normalisation in, save (rank 0), then measure: a measurement that fails cannot
         cost the trained SAE."""
@@ -530,6 +541,7 @@ class Trainer:
                 self.held_out,
                 tuple(self.notes),
             )
+        self._calibrate(state)
         final = self._fold(sae, stats)
         provenance = {
             "store": str(self.store.root.resolve()),
