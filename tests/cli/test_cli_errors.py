@@ -145,3 +145,21 @@ def test_subprocess_exit_code_and_no_traceback(files, tmp_path):
     )
     assert p.returncode == 2
     assert p.stderr.strip().startswith("mmsae import: error:") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_eval_on_rows_that_do_not_vary_is_one_line(tmp_path, capsys):
+    """FVU divides by the rows' spread: identical rows have none, which `mmsae eval` says in one line
+    (it was an internal error, ZeroDivisionError)."""
+    import numpy as np
+
+    rows = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", rows)
+    np.save(tmp_path / "same.npy", np.repeat(rows[:1], 20, axis=0))
+    assert main(["import", str(tmp_path / "x.npy"), "--modality", "image", "--out", str(tmp_path / "s"), "--json"]) == 0
+    assert (
+        main(["import", str(tmp_path / "same.npy"), "--modality", "image", "--out", str(tmp_path / "t"), "--json"]) == 0
+    )
+    train = ["train", str(tmp_path / "s"), "--out", str(tmp_path / "m"), "--dict-size", "16", "--k", "2"]
+    assert main([*train, "--batch-size", "32", "--epochs", "1", "--json"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, main(["eval", str(tmp_path / "m"), str(tmp_path / "t"), "--json"]), "do not vary")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mmsae.errors import UndefinedMetricError
 from mmsae.metrics.sparsity import DENSE_FREQUENCY
 
 
@@ -63,6 +64,11 @@ class MetricAccumulator:
         scalar_mean = self.sum_x_scalar / self.n_entries
         var_scalar = self.sum_sq_x / self.n_entries - scalar_mean**2
         freq = self.fired_F / self.n
+        # identical rows leave only the rounding error of the float64 running sums (≈ rows × 1e-16)
+        if total_var <= 1e-8 * self.sum_sq_x or var_scalar <= 0:
+            raise UndefinedMetricError(
+                f"FVU is undefined on these {self.n} row(s): they do not vary (every row is the same)"
+            )
         fvu = self.sq_err / total_var
         return {
             "fvu": fvu,
