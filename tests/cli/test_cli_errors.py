@@ -7,16 +7,7 @@ import numpy as np
 import pytest
 
 from mmsae.cli.main import main
-
-
-def _one_line_error(capsys, rc, *needles):
-    err = capsys.readouterr().err.strip()
-    assert rc == 2
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in err, err
-    return err
+from tests.helpers import one_line_error
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def files(tmp_path, rng):
 
 def test_nan_rows(files, tmp_path, capsys):
     rc = main(["import", str(files["nan"]), "--modality", "image", "--out", str(tmp_path / "s")])
-    _one_line_error(capsys, rc, "2 of 20 rows contain NaN or inf", "--drop-invalid")
+    one_line_error(capsys, rc, "2 of 20 rows contain NaN or inf", "--drop-invalid")
     assert (
         main(
             [
@@ -59,19 +50,19 @@ def test_nan_rows(files, tmp_path, capsys):
 
 
 def test_wrong_rank(files, tmp_path, capsys):
-    _one_line_error(
+    one_line_error(
         capsys, main(["import", str(files["rank3"]), "--modality", "image", "--out", str(tmp_path / "s")]), "2-D [N, D]"
     )
 
 
 def test_empty(files, tmp_path, capsys):
-    _one_line_error(
+    one_line_error(
         capsys, main(["import", str(files["empty"]), "--modality", "image", "--out", str(tmp_path / "s")]), "empty"
     )
 
 
 def test_truncated(files, tmp_path, capsys):
-    _one_line_error(
+    one_line_error(
         capsys,
         main(["import", str(files["trunc"]), "--modality", "image", "--out", str(tmp_path / "s")]),
         "cannot read",
@@ -79,7 +70,7 @@ def test_truncated(files, tmp_path, capsys):
 
 
 def test_missing(tmp_path, capsys):
-    _one_line_error(
+    one_line_error(
         capsys,
         main(["import", str(tmp_path / "x.npy"), "--modality", "image", "--out", str(tmp_path / "s")]),
         "no such file",
@@ -89,7 +80,7 @@ def test_missing(tmp_path, capsys):
 def test_dim_mismatch_with_store(files, tmp_path, capsys):
     assert main(["import", str(files["good"]), "--modality", "image", "--out", str(tmp_path / "s"), "--json"]) == 0
     capsys.readouterr()
-    _one_line_error(
+    one_line_error(
         capsys,
         main(["import", str(files["d9"]), "--modality", "text", "--out", str(tmp_path / "s")]),
         "dimension mismatch",
@@ -99,7 +90,7 @@ def test_dim_mismatch_with_store(files, tmp_path, capsys):
 
 
 def test_paired_count_mismatch(files, tmp_path, capsys):
-    _one_line_error(
+    one_line_error(
         capsys,
         main(["import", "--images", str(files["good"]), "--texts", str(files["d9"]), "--out", str(tmp_path / "s")]),
         "dimension mismatch",
@@ -107,23 +98,23 @@ def test_paired_count_mismatch(files, tmp_path, capsys):
 
 
 def test_missing_modality(files, tmp_path, capsys):
-    _one_line_error(capsys, main(["import", str(files["good"]), "--out", str(tmp_path / "s")]), "--modality")
+    one_line_error(capsys, main(["import", str(files["good"]), "--out", str(tmp_path / "s")]), "--modality")
 
 
 def test_bad_train_and_eval_inputs(files, tmp_path, capsys):
-    _one_line_error(capsys, main(["train", str(tmp_path / "nostore"), "--out", str(tmp_path / "o")]), "does not exist")
+    one_line_error(capsys, main(["train", str(tmp_path / "nostore"), "--out", str(tmp_path / "o")]), "does not exist")
     assert main(["import", str(files["good"]), "--modality", "image", "--out", str(tmp_path / "s"), "--json"]) == 0
     capsys.readouterr()
-    _one_line_error(
+    one_line_error(
         capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "nope"]), "unknown --arch"
     )
-    _one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--k", "0"]), "k must be")
-    _one_line_error(
+    one_line_error(capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--k", "0"]), "k must be")
+    one_line_error(
         capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "relu", "--k", "4"]), "--l1"
     )
     small = ["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--batch-size", "4096"]
-    _one_line_error(capsys, main(small), "fewer than one batch")  # a batch asked for is never shrunk
-    _one_line_error(capsys, main(["eval", str(tmp_path / "nosae"), str(tmp_path / "s")]), "no such SAE folder")
+    one_line_error(capsys, main(small), "fewer than one batch")  # a batch asked for is never shrunk
+    one_line_error(capsys, main(["eval", str(tmp_path / "nosae"), str(tmp_path / "s")]), "no such SAE folder")
 
 
 def test_subprocess_exit_code_and_no_traceback(files, tmp_path):
@@ -162,4 +153,4 @@ def test_eval_on_rows_that_do_not_vary_is_one_line(tmp_path, capsys):
     train = ["train", str(tmp_path / "s"), "--out", str(tmp_path / "m"), "--dict-size", "16", "--k", "2"]
     assert main([*train, "--batch-size", "32", "--epochs", "1", "--json"]) == 0
     capsys.readouterr()
-    _one_line_error(capsys, main(["eval", str(tmp_path / "m"), str(tmp_path / "t"), "--json"]), "do not vary")
+    one_line_error(capsys, main(["eval", str(tmp_path / "m"), str(tmp_path / "t"), "--json"]), "do not vary")

@@ -14,24 +14,9 @@ from mmsae.cli.main import main
 from mmsae.data.clip_retrieval import import_clip_retrieval
 from mmsae.data.store import NO_PAIR, EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
+from tests.helpers import one_line_error, snapshot
 
 D = 8
-
-
-def _one_line_error(capsys, rc, *needles):
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err and "internal error" not in err, err
-    for n in needles:
-        assert n in err, err
-    return err
-
-
-def _snapshot(folder):
-    if not folder.exists():
-        return None
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def write_export(root, sizes, *, image=True, text=True, pad=1, seed=0, webdataset=False, dim=D):
@@ -183,7 +168,7 @@ def test_drop_invalid(tmp_path, capsys):
     a[2, 3] = np.nan
     np.save(tmp_path / "cr/img_emb/img_emb_1.npy", a)
     rc = main(["import", "--clip-retrieval", str(tmp_path / "cr"), "--out", str(tmp_path / "s")])
-    _one_line_error(capsys, rc, "img_emb_1.npy", "1 of 4 rows contain NaN", "--drop-invalid")
+    one_line_error(capsys, rc, "img_emb_1.npy", "1 of 4 rows contain NaN", "--drop-invalid")
     assert not (tmp_path / "s").exists()
     rep = import_clip_retrieval(tmp_path / "s", tmp_path / "cr", drop_invalid=True)
     assert rep.rows_written == 15 and rep.rows_dropped_invalid == 1
@@ -281,13 +266,13 @@ def test_damaged_export_is_one_line_and_writes_nothing(tmp_path, capsys, how):
     needles = _damage(tmp_path / "cr", how)
     out = tmp_path / "s"
     rc = main(["import", "--clip-retrieval", str(tmp_path / "cr"), "--out", str(out)])
-    _one_line_error(capsys, rc, *needles)
+    one_line_error(capsys, rc, *needles)
     assert not out.exists()
     write_export(tmp_path / "good", [2])  # an existing store is left byte for byte
     import_clip_retrieval(out, tmp_path / "good")
-    before = _snapshot(out)
-    _one_line_error(capsys, main(["import", "--clip-retrieval", str(tmp_path / "cr"), "--out", str(out)]), *needles)
-    assert _snapshot(out) == before
+    before = snapshot(out)
+    one_line_error(capsys, main(["import", "--clip-retrieval", str(tmp_path / "cr"), "--out", str(out)]), *needles)
+    assert snapshot(out) == before
 
 
 def test_bad_folder_and_flags(tmp_path, capsys):
@@ -305,17 +290,17 @@ def test_bad_folder_and_flags(tmp_path, capsys):
         (base + ["--clip-retrieval", str(tmp_path / "cr"), "--images", str(tmp_path / "e.npy")], "--images"),
     ]
     for args, needle in cases:
-        _one_line_error(capsys, main(args), needle)
+        one_line_error(capsys, main(args), needle)
         assert not out.exists(), args
     (tmp_path / "empty" / "img_emb").mkdir(parents=True)
     (tmp_path / "empty" / "metadata").mkdir()
-    _one_line_error(capsys, main(base + ["--clip-retrieval", str(tmp_path / "empty")]), "no img_emb_N.npy")
+    one_line_error(capsys, main(base + ["--clip-retrieval", str(tmp_path / "empty")]), "no img_emb_N.npy")
     np.save(tmp_path / "d9.npy", np.zeros((2, D + 1), np.float32))
     assert main(["import", str(tmp_path / "d9.npy"), "--modality", "image", "--out", str(out), "--json"]) == 0
     capsys.readouterr()
-    before = _snapshot(out)
-    _one_line_error(capsys, main(base + ["--clip-retrieval", str(tmp_path / "cr")]), "dimension mismatch")
-    assert _snapshot(out) == before
+    before = snapshot(out)
+    one_line_error(capsys, main(base + ["--clip-retrieval", str(tmp_path / "cr")]), "dimension mismatch")
+    assert snapshot(out) == before
 
 
 def test_python_api_error(tmp_path):

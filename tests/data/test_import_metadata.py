@@ -14,25 +14,9 @@ from mmsae.cli.main import main
 from mmsae.data.importers import import_embeddings
 from mmsae.data.store import NO_PAIR, EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
+from tests.helpers import one_line_error, snapshot
 
 N, D = 6, 8
-
-
-def _one_line_error(capsys, rc, *needles):
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err and "internal error" not in err, err
-    for n in needles:
-        assert n in err, err
-    return err
-
-
-def _snapshot(folder):
-    """Every file of a folder with its bytes (None: the folder does not exist)."""
-    if not folder.exists():
-        return None
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -351,15 +335,15 @@ def test_bad_metadata_is_one_line_and_writes_nothing(tmp_path, emb, capsys, exis
     out = tmp_path / "s"
     if existing:
         import_embeddings(out, embeddings=tmp_path / "txt.npy", modality="text")
-    before = _snapshot(out)
+    before = snapshot(out)
     for name, (path, needle) in _bad_cases(tmp_path).items():
         for form in (
             [str(tmp_path / "img.npy"), "--modality", "image"],
             ["--images", str(tmp_path / "img.npy"), "--texts", str(tmp_path / "txt.npy")],
         ):
             rc = main(["import", *form, "--metadata", str(path), "--out", str(out)])
-            _one_line_error(capsys, rc, needle, str(path) if name != "suffix" else "m.txt")
-            assert _snapshot(out) == before, name
+            one_line_error(capsys, rc, needle, str(path) if name != "suffix" else "m.txt")
+            assert snapshot(out) == before, name
 
 
 def test_unreadable_metadata(tmp_path, emb, capsys, monkeypatch):
@@ -380,7 +364,7 @@ def test_unreadable_metadata(tmp_path, emb, capsys, monkeypatch):
         )
     finally:
         path.chmod(0o644)
-    _one_line_error(capsys, rc, str(path), "cannot read")
+    one_line_error(capsys, rc, str(path), "cannot read")
     assert not (tmp_path / "s").exists()
 
 
@@ -404,15 +388,15 @@ def test_bad_image_root_and_conflicts(tmp_path, emb, capsys):
     _write_jsonl(tmp_path / "pid.jsonl", [{"pair_id": 1}] * N)
     cases.append((pair + ["--pairs", str(tmp_path / "p.csv"), "--metadata", str(tmp_path / "pid.jsonl")], "pair_id"))
     for args, *needles in cases:
-        _one_line_error(capsys, main(args), *needles)
+        one_line_error(capsys, main(args), *needles)
         assert not out.exists(), args
     # a store whose images live elsewhere keeps them there
     assert main(img + ["--metadata", str(tmp_path / "nocap.jsonl"), "--image-root", str(tmp_path / "pics")]) == 0
     capsys.readouterr()
-    before = _snapshot(out)
+    before = snapshot(out)
     rc = main(pair + meta + ["--image-root", str(tmp_path / "other")])
-    _one_line_error(capsys, rc, "holds images under", "same --image-root")
-    assert _snapshot(out) == before
+    one_line_error(capsys, rc, "holds images under", "same --image-root")
+    assert snapshot(out) == before
 
 
 def test_python_api_raises_mmsae_error(tmp_path, emb):

@@ -70,14 +70,15 @@ def run(args) -> int:
     from mmsae.errors import MmsaeError
 
     spec = check_text_encoder_flags(args)  # checked before anything is written
-    text_encoder = None if spec is None else spec.to_json()
-    encoder_dim = None
-    if text_encoder is not None:
-        _check_recorded(args.out, text_encoder)
-        from mmsae.backends.registry import load_backend
-
-        encoder_dim = load_backend(spec).dim
-        _check_width(args.out, encoder_dim, spec.model_id)
+    encoder_dim = None if spec is None else _check_text_encoder(args.out, spec)
+    common = dict(
+        model_id=args.model_id,
+        dtype=args.dtype,
+        drop_invalid=args.drop_invalid,
+        shard_rows=args.shard_rows,
+        image_root=args.image_root,
+        progress=not args.json,
+    )
     if args.clip_retrieval is not None:
         from mmsae.data.clip_retrieval import import_clip_retrieval
 
@@ -99,16 +100,7 @@ def run(args) -> int:
             raise MmsaeError(
                 f"--clip-retrieval reads its folder's own embeddings and metadata; leave out {', '.join(given)}"
             )
-        rep = import_clip_retrieval(
-            args.out,
-            args.clip_retrieval,
-            image_root=args.image_root,
-            model_id=args.model_id,
-            dtype=args.dtype,
-            drop_invalid=args.drop_invalid,
-            shard_rows=args.shard_rows,
-            progress=not args.json,
-        )
+        rep = import_clip_retrieval(args.out, args.clip_retrieval, **common)
     else:
         from mmsae.data.importers import import_embeddings
 
@@ -121,20 +113,15 @@ def run(args) -> int:
             pairs=args.pairs,
             captions=args.captions,
             key=args.key,
-            model_id=args.model_id,
-            dtype=args.dtype,
-            drop_invalid=args.drop_invalid,
-            shard_rows=args.shard_rows,
-            progress=not args.json,
             metadata=args.metadata,
-            image_root=args.image_root,
+            **common,
         )
-    if text_encoder is not None:
+    if spec is not None:
         from mmsae.data.manifest import TEXT_ENCODER_KEY
         from mmsae.data.store import record_setting
 
-        _check_width(args.out, encoder_dim, spec.model_id, imported=rep.rows_written)
-        record_setting(args.out, TEXT_ENCODER_KEY, text_encoder, "--text-encoder")
+        _check_text_encoder(args.out, spec, encoder_dim, imported=rep.rows_written)
+        record_setting(args.out, TEXT_ENCODER_KEY, spec.to_json(), "--text-encoder")
     if args.json:
         print_json(dataclasses.asdict(rep))
     else:
@@ -148,34 +135,27 @@ def run(args) -> int:
     return 0
 
 
-def _check_recorded(out: str, text_encoder: dict) -> None:
-    """Refuse a --text-encoder that differs from the store's recorded one before any row is written."""
+def _check_text_encoder(out: str, spec, encoder_dim: int | None = None, imported: int | None = None) -> int:
+    """The --text-encoder's width, once it is known to fit the store: refused in one line when the
+    store records another text encoder or holds vectors of another width. Checked before the import
+    for an existing store, and again after it (before recording) for a store the import created."""
     from pathlib import Path
 
     from mmsae.data.manifest import MANIFEST_NAME, TEXT_ENCODER_KEY, read_manifest
+    from mmsae.data.store import refuse_other_setting
     from mmsae.errors import MmsaeError
 
-    if not (Path(out) / MANIFEST_NAME).is_file():
-        return
-    held = read_manifest(Path(out)).preprocessing.get(TEXT_ENCODER_KEY)
-    if held is not None and held != text_encoder:
-        raise MmsaeError(f"store {out} already records --text-encoder {held!r}; import into a new store to use another")
+    manifest = read_manifest(Path(out)) if (Path(out) / MANIFEST_NAME).is_file() else None
+    if manifest is not None:
+        refuse_other_setting(manifest.preprocessing, out, TEXT_ENCODER_KEY, spec.to_json(), "--text-encoder")
+    if encoder_dim is None:
+        from mmsae.backends.registry import load_backend
 
-
-def _check_width(out: str, encoder_dim: int, model_id: str, imported: int | None = None) -> None:
-    """A text encoder is recorded only if it embeds into the store's width (checked before the
-    import for an existing store; after it, before recording, for a new one)."""
-    from pathlib import Path
-
-    from mmsae.data.manifest import MANIFEST_NAME, read_manifest
-    from mmsae.errors import MmsaeError
-
-    if not (Path(out) / MANIFEST_NAME).is_file():
-        return
-    dim = read_manifest(Path(out)).dim
-    if dim != encoder_dim:
+        encoder_dim = load_backend(spec).dim
+    if manifest is not None and manifest.dim != encoder_dim:
         done = f"imported {imported} rows, but " if imported is not None else ""
         raise MmsaeError(
-            f"{done}--text-encoder {model_id} gives {encoder_dim}-d embeddings and the store holds {dim}-d ones; "
-            "it was not recorded (name the model that made the text embeddings)"
+            f"{done}--text-encoder {spec.model_id} gives {encoder_dim}-d embeddings and the store holds "
+            f"{manifest.dim}-d ones; it was not recorded (name the model that made the text embeddings)"
         )
+    return encoder_dim

@@ -37,7 +37,7 @@ from mmsae.data.importers import (
     write_import,
 )
 from mmsae.data.metadata import describe_rows
-from mmsae.data.store import NO_PAIR, EmbeddingStore
+from mmsae.data.store import NO_PAIR
 from mmsae.errors import MmsaeError
 
 EMB_FOLDERS = {"image": ("img_emb", "img_emb_"), "text": ("text_emb", "text_emb_")}
@@ -225,7 +225,7 @@ def import_clip_retrieval(
     paired = len(modalities) == 2
     offsets = np.cumsum([0] + [s.n for s in shards])
     groups = [(s.kept(), lambda s=s, off=int(off): _parts(s, off, paired)) for s, off in zip(shards, offsets[:-1])]
-    written, skipped = write_import(
+    return write_import(
         out,
         groups,
         total=total,
@@ -234,8 +234,7 @@ def import_clip_retrieval(
         model_id=model_id,
         shard_rows=shard_rows,
         job=job,
+        dropped=dropped,
         image_root=root,
         progress=progress,
     )
-    store = EmbeddingStore(out)
-    return ImportReport(str(out), written, skipped, dropped, dict(store.manifest.counts))

@@ -380,12 +380,14 @@ def write_import(
     model_id: str,
     shard_rows: int,
     job: str,
+    dropped: int = 0,
     image_root: str | None = None,
     progress: bool = False,
-) -> tuple[int, int]:
+) -> ImportReport:
     """Write the kept rows of each group's parts, after the `rows_done` an earlier run of the same
-    job committed; each group ends in a commit. A group is (kept rows, a function making its parts),
-    so the groups already committed are never opened. Returns (rows written, rows skipped)."""
+        job committed; each group ends in a commit. A group is (kept rows, a function making its parts),
+        so the groups already committed are never opened. `dropped`: invalid rows the caller left out,
+    for the report."""
     from tqdm.auto import tqdm
 
     preprocessing = {IMAGE_ROOT_KEY: image_root} if image_root else None
@@ -436,7 +438,7 @@ def write_import(
         if new_root:  # recorded even when every row was already there
             writer.commit()
         bar.close()
-    return written, min(done, total)
+    return ImportReport(str(out), written, min(done, total), dropped, dict(EmbeddingStore(out).manifest.counts))
 
 
 def import_embeddings(
@@ -493,7 +495,7 @@ def import_embeddings(
         job = legacy if legacy in existing.jobs else job
     total = sum(len(p.keep) for p in parts)
     dropped = sum(len(p.arr) - len(p.keep) for p in parts)
-    written, skipped = write_import(
+    return write_import(
         out,
         [(total, lambda: parts)],
         total=total,
@@ -502,11 +504,10 @@ def import_embeddings(
         model_id=model_id,
         shard_rows=shard_rows,
         job=job,
+        dropped=dropped,
         image_root=root,
         progress=progress,
     )
-    store = EmbeddingStore(out)
-    return ImportReport(str(out), written, skipped, dropped, dict(store.manifest.counts))
 
 
 def _read_parts(embeddings, modality, images, texts, pairs, captions, key, drop_invalid) -> list[_Part]:

@@ -774,11 +774,17 @@ def record_setting(root: str | os.PathLike, key: str, value: object, flag: str) 
     True if it was new; a different value already recorded is refused rather than replaced,
     since other rows may depend on it. `flag` names the option in the error."""
     with StoreWriter(root, dim=read_manifest(Path(root)).dim) as writer:
-        held = writer.manifest.preprocessing.get(key)
-        if held == value:
+        refuse_other_setting(writer.manifest.preprocessing, root, key, value, flag)
+        if writer.manifest.preprocessing.get(key) == value:
             return False
-        if held is not None:
-            raise MmsaeError(f"store {root} already records {flag} {held!r}; import into a new store to use another")
         writer.manifest.preprocessing[key] = value
         writer.commit()
     return True
+
+
+def refuse_other_setting(preprocessing: dict, root, key: str, value: object, flag: str) -> None:
+    """A one-line error when the store already records another value under `key`: also checked
+    before an import starts, so a conflict writes nothing."""
+    held = preprocessing.get(key)
+    if held is not None and held != value:
+        raise MmsaeError(f"store {root} already records {flag} {held!r}; import into a new store to use another")
