@@ -560,9 +560,9 @@ class Trainer:
             "notes": list(self.notes),
             "val_metrics": {},  # filled in below, once measured
         }
-        # the SAE first: nothing after this point can lose the trained weights
+        # the SAE first: nothing after this point can lose the trained weights. The checkpoint goes
+        # last, so a run killed while measuring is finished by --resume rather than left without metrics.
         save_sae(final, self.out, provenance)
-        (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
         val = self._validate(final)
         split = "val" if self.held_out else "train"
         write_json_atomic(
@@ -571,6 +571,7 @@ class Trainer:
         config = read_config(self.out)
         config["provenance"].update(val_metrics=val, notes=list(self.notes))
         write_json_atomic(self.out / CONFIG_NAME, config)
+        (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
         self.dist.barrier()
         vps = rows_done / seconds if seconds > 0 else float("nan")
         return TrainResult(str(self.out), self.total_steps, val, seconds, vps, self.held_out, tuple(self.notes))
