@@ -201,6 +201,12 @@ def _consistent(writer: str, out: Path) -> str | None:
     return "; ".join(problems) or None
 
 
+def _train_finished(out: Path) -> bool:
+    """A training run whose last write happened (metrics written, checkpoint removed): `--resume`
+    rightly refuses it, and its files are compared as they are."""
+    return (out / "metrics.json").exists() and not (out / "checkpoint.pt").exists()
+
+
 def run_writer(writer: str, inp: dict[str, Path], work: Path, rounds: int, rng: random.Random) -> dict:
     ref = work / f"{writer}-ref"
     t0 = time.monotonic()
@@ -232,9 +238,13 @@ def run_writer(writer: str, inp: dict[str, Path], work: Path, rounds: int, rng: 
             bad = _consistent(writer, out)
             if bad:
                 stats["failures"].append(f"round {r} (killed at {delay:.1f} s): {bad}")
-            again = subprocess.run(
-                _command(writer, inp, out, True), env=ENV, capture_output=True, text=True, timeout=1800
-            )
+            if writer == "train" and _train_finished(out):  # killed while exiting, after its last write
+                stats["finished_before_kill"] += 1
+                again = subprocess.CompletedProcess(proc.args, 0, "", "")
+            else:
+                again = subprocess.run(
+                    _command(writer, inp, out, True), env=ENV, capture_output=True, text=True, timeout=1800
+                )
         if again.returncode != 0:
             stats["failures"].append(f"round {r}: re-run exited {again.returncode}: {again.stderr.strip()[-300:]}")
         else:

@@ -248,7 +248,11 @@ class Trainer:
                     "pass --resume to continue, --overwrite to replace it, or choose another --out"
                 )
         if resume and not ckpt.exists() and (self.out / CONFIG_NAME).exists():
-            raise MmsaeError(f"{self.out} is already fully trained; nothing to resume")
+            if (self.out / "metrics.json").exists():
+                raise MmsaeError(f"{self.out} is already fully trained; nothing to resume")
+            # killed after saving the SAE but before its metrics, with no checkpoint to resume from (a run
+            # shorter than --checkpoint-every): training again from the same seed gives the same SAE
+            resume = False
         self.resume = resume and ckpt.exists()
         if resume and self.resume:
             saved = load_checkpoint(ckpt)
