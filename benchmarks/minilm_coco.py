@@ -88,7 +88,7 @@ def main() -> None:
     )
     res = Trainer(store, args.work / "sae-topk", cfg, overwrite=True).run()
     sae = load_sae(res.out_dir)
-    val = evaluate_store(sae, store, split="val", val_fraction=cfg.val_fraction)
+    val = evaluate_store(sae, store, split="val", val_fraction=cfg.val_fraction).metrics
     p = pca_fvu(store, args.k, cfg.val_fraction)
     out = {
         "rows": len(store),

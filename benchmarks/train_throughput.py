@@ -253,10 +253,11 @@ def onednn_floor(B: int, D: int, F: int, reps: int = 10) -> float | None:
     return max(_vectors_per_s(lambda: blocks(rows), B, reps) for rows in (B, 1024))  # noqa: B023 (called at once)
 
 
-def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
+def dense_training_loss(self, xs, dead_F=None, step=0, total_steps=1):
     """The TopK step with dense autograd through `topk` (the reference the sparse one replaced)."""
-    from mmsae.models.base import LossOutput, auxk_loss, recon_loss, topk_sparse
+    from mmsae.models.base import ALL, LossOutput, auxk_loss, recon_loss, topk_sparse
 
+    x_BD = xs[ALL]
     pre_BF = self.pre_acts(x_BD)
     idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
     x_hat_BD = self.decode_sparse(idx_BK, val_BK)
@@ -268,12 +269,13 @@ def dense_training_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
     return LossOutput(mse + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0, {"mse": mse.item(), "auxk": aux.item()})
 
 
-def dense_batchtopk_loss(self, x_BD, dead_F=None, step=0, total_steps=1):
+def dense_batchtopk_loss(self, xs, dead_F=None, step=0, total_steps=1):
     """BatchTopK with dense autograd through its batch-level `topk` (before the sparse backward)."""
     import torch.nn.functional as F
 
-    from mmsae.models.base import LossOutput, auxk_loss, recon_loss
+    from mmsae.models.base import ALL, LossOutput, auxk_loss, recon_loss
 
+    x_BD = xs[ALL]
     pre_BF = self.pre_acts(x_BD)
     B, F_ = pre_BF.shape
     flat_val, flat_idx = torch.topk(F.relu(pre_BF).flatten(), B * self.cfg.k, sorted=False)

@@ -121,3 +121,22 @@ def open_store_for(model, path: str):
             f"dimension mismatch: the SAE takes {sorted(set(dims.values()))}-d input, the store holds {store.dim}-d"
         )
     return store
+
+
+def find_names(sae_dir: str | os.PathLike) -> Path | None:
+    """The names.json of `mmsae name` that belongs to this SAE: in its folder, or in the run folder
+    whose run.json names it (found as `mmsae explore` finds it). A names file elsewhere in a run
+    folder is not taken: the demo names one of several SAEs of the same size."""
+    sae_dir = Path(sae_dir)
+    if (sae_dir / "names.json").is_file():
+        return sae_dir / "names.json"
+    run = sae_dir.parent / RUN_FILE
+    if run.is_file():
+        try:
+            spec = json.loads(run.read_text())
+        except (OSError, ValueError):
+            return None
+        if isinstance(spec, dict) and isinstance(spec.get("sae"), str):
+            if (sae_dir.parent / spec["sae"]).resolve() == sae_dir.resolve():
+                return find_analysis(sae_dir.parent, "names.json")
+    return None

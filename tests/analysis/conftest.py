@@ -53,9 +53,7 @@ def bridge_synth(tmp_path_factory):
 
 def best_latents(W_dec, dictionary_CD):
     """For each planted concept: (latent with the highest decoder cosine, that cosine)."""
-    import numpy as np
+    from mmsae.vectors import decoder_cosines
 
-    W = np.asarray(W_dec, dtype=np.float64)
-    W = W / np.linalg.norm(W, axis=1, keepdims=True)
-    cos = W @ dictionary_CD.T
+    cos = decoder_cosines(W_dec, dictionary_CD)
     return cos.argmax(axis=0), cos.max(axis=0)

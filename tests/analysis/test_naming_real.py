@@ -19,7 +19,7 @@ def test_names_occur_in_top_captions(minilm_store, minilm_sae, shared_data):
     np.testing.assert_array_equal(E, E2)
     tops = top_examples(minilm_sae, minilm_store, k=10)
     texts = texts_of(minilm_store, tops)
-    freq = evaluate_store(minilm_sae, minilm_store)["_frequency"].numpy()
+    freq = evaluate_store(minilm_sae, minilm_store).frequency_F.numpy()
     frequent = np.argsort(-freq)[:200]
     shares = {}
     for method in ("decoder", "encoder"):

@@ -57,8 +57,8 @@ def test_frequent_planted_concepts_are_stable_across_seeds(bridge_synth, tmp_pat
     ev = evaluate_store(saes[0], store)
     res = stability_report(
         [s.W_dec.detach().numpy() for s in saes],
-        ev["_frequency"].numpy(),
-        ev["_energy"].numpy(),
+        ev.frequency_F.numpy(),
+        ev.energy_F.numpy(),
         ["s0", "s1", "s2"],
         out=tmp_path / "out",
     )

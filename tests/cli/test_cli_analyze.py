@@ -232,3 +232,15 @@ def test_bridges_names_errors_are_one_line(small_synth, sae, tmp_path, capsys):
         assert main([*argv, "--names", str(path)]) == 2
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_pareto_sweeps_each_architecture_over_its_own_sparsity_field(small_synth, tmp_path, capsys):
+    """Gated sweeps its L1 weight and JumpReLU its L0 weight (`TrainingHooks.sparsity_field`); a
+    larger weight gives a sparser SAE."""
+    argv = ["analyze", "pareto", str(small_synth), "--out", str(tmp_path / "p"), "--saes", "gated,jumprelu"]
+    argv += ["--baselines", "pca", "--levels", "2", "--l1", "0.3,10", "--l0-coefs", "0.1,10"]
+    assert main([*argv, "--dict-size", "64", "--epochs", "4", "--batch-size", "256", "--json"]) == 0
+    points = {p["label"]: p for p in json.loads(capsys.readouterr().out)["points"]}
+    assert set(points) == {"pca-2", "gated-l10.3", "gated-l110", "jumprelu-l00.1", "jumprelu-l010"}
+    assert points["gated-l110"]["l0"] < points["gated-l10.3"]["l0"]
+    assert points["jumprelu-l010"]["l0"] < points["jumprelu-l00.1"]["l0"]

@@ -112,6 +112,14 @@ def test_bad_train_and_eval_inputs(files, tmp_path, capsys):
     one_line_error(
         capsys, main(["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", "relu", "--k", "4"]), "--l1"
     )
+    for arch, flag, says in [
+        ("gated", ["--k", "4"], "sets its sparsity with --l1"),
+        ("jumprelu", ["--l1", "2"], "sets its sparsity with --l0-coef"),
+        ("topk", ["--l0-coef", "2"], "sets its sparsity with --k"),
+        ("jumprelu", ["--aux-k", "8"], "--aux-k applies to --arch topk, batchtopk, matryoshka, multimodal only"),
+    ]:
+        argv = ["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--arch", arch, *flag]
+        one_line_error(capsys, main(argv), says)
     small = ["train", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--batch-size", "4096"]
     one_line_error(capsys, main(small), "fewer than one batch")  # a batch asked for is never shrunk
     one_line_error(capsys, main(["eval", str(tmp_path / "nosae"), str(tmp_path / "s")]), "no such SAE folder")

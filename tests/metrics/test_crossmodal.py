@@ -82,9 +82,9 @@ def test_report_on_a_perfect_pair_model(small_synth):
         sae.W_dec.copy_(torch.eye(64))
         sae.b_dec.fill_(-10.0)  # shift every coordinate positive, so ReLU keeps everything
     res = crossmodal_report(sae, store, split="val", max_pairs=300)
-    assert res["n_pairs"] == 300
-    ret = res["retrieval_retention"]
+    assert res.n_pairs == 300
+    ret = res.retrieval_retention
     for k, v in ret["recon_both_relative"].items():
         assert v == pytest.approx(1.0, abs=1e-6), k
-    assert res["alignment"]["alignment_score"] > 1.0
-    assert not math.isnan(res["alignment"]["mean_pair_similarity"])
+    assert res.alignment["alignment_score"] > 1.0
+    assert not math.isnan(res.alignment["mean_pair_similarity"])

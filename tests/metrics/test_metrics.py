@@ -93,8 +93,8 @@ def test_evaluate_store_by_modality(small_synth):
     res = evaluate_store(sae, store)
     x = torch.tensor(store.all_embeddings())
     out = sae(x)
-    assert res["fvu"] == pytest.approx(M.fvu(x, out.x_hat_BD), rel=1e-6)
+    assert res.metrics["fvu"] == pytest.approx(M.fvu(x, out.x_hat_BD), rel=1e-6)
     mods = store.modalities()
     img = torch.tensor(np.nonzero(mods == "image")[0])
-    assert res["by_modality"]["image"]["fvu"] == pytest.approx(M.fvu(x[img], out.x_hat_BD[img]), rel=1e-6)
-    assert res["by_modality"]["image"]["n_rows"] == 4000
+    assert res.by_modality["image"]["fvu"] == pytest.approx(M.fvu(x[img], out.x_hat_BD[img]), rel=1e-6)
+    assert res.by_modality["image"]["n_rows"] == 4000

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from mmsae.models import ARCHITECTURES, PAIRED_ARCHITECTURES, build_sae, load_sae, save_sae
+from mmsae.models.base import ALL
 from mmsae.models.io import SAELoadError
 
-ARCH_KW = {"relu": {}, "topk": {"k": 4}, "batchtopk": {"k": 4}, "matryoshka": {"k": 8}}
+ARCH_KW = {"relu": {}, "topk": {"k": 4}, "batchtopk": {"k": 4}, "matryoshka": {"k": 8}, "gated": {}, "jumprelu": {}}
 SINGLE = sorted(
     set(ARCHITECTURES) - set(PAIRED_ARCHITECTURES)
 )  # paired SAEs: tests/models/test_vlsae.py, test_multimodal.py
@@ -37,6 +38,9 @@ def test_forward_shapes_and_formula(arch):
         out.x_hat_BD.detach().numpy(), z @ sae.W_dec.detach().numpy() + sae.b_dec.detach().numpy(), rtol=1e-5, atol=1e-5
     )
     pre = (x.numpy() - sae.b_dec.detach().numpy()) @ sae.W_enc.detach().numpy() + sae.b_enc.detach().numpy()
+    if arch == "gated":  # the magnitude path sets the value (tests/models/test_gated.py has its formula)
+        mag = sae.r_mag.detach().exp().numpy()
+        pre = (pre - sae.b_enc.detach().numpy()) * mag + sae.b_mag.detach().numpy()
     nz = z > 0
     np.testing.assert_allclose(z[nz], pre[nz], rtol=1e-5, atol=1e-6)  # active codes equal their pre-activation
 
@@ -62,14 +66,14 @@ def test_batchtopk_inference_threshold():
 
 def test_batchtopk_training_keeps_batch_k():
     sae = _sae("batchtopk")
-    out = sae.training_loss(torch.randn(64, 12))
+    out = sae.training_loss({ALL: torch.randn(64, 12)})
     assert abs(float(out.l0) - 4.0) < 1e-6  # B·k activations over the batch, k on average
     assert float(sae.threshold[0]) > 0
 
 
 def test_matryoshka_prefixes():
     sae = _sae("matryoshka")
-    out = sae.training_loss(torch.randn(64, 12))
+    out = sae.training_loss({ALL: torch.randn(64, 12)})
     assert set(out.parts) >= {"mse_k4", "mse_k8"}
     # each nested loss is the loss of a plain TopK at that k on the same weights
     from mmsae.models.base import recon_loss
@@ -77,7 +81,7 @@ def test_matryoshka_prefixes():
 
     torch.manual_seed(1)
     x = torch.randn(64, 12)
-    out = sae.training_loss(x)
+    out = sae.training_loss({ALL: x})
     for k in (4, 8):
         plain = TopKSAE(TopKConfig(d_in=12, dict_size=40, k=k))
         plain.load_state_dict(sae.state_dict())
@@ -98,7 +102,7 @@ def test_sparse_training_gradients_match_dense_autograd():
     """The embedding_bag decoder path gives the same gradients as dense z @ W_dec."""
     sae = _sae("topk")
     x = torch.randn(16, 12)
-    sae.training_loss(x).loss.backward()
+    sae.training_loss({ALL: x}).loss.backward()
     sparse_grads = [p.grad.clone() for p in sae.parameters()]
     sae.zero_grad()
     from mmsae.models.base import recon_loss
@@ -111,7 +115,7 @@ def test_sparse_training_gradients_match_dense_autograd():
 
 def test_unit_norm_decoder_and_parallel_grad_removal():
     sae = _sae("topk")
-    sae.training_loss(torch.randn(16, 12)).loss.backward()
+    sae.training_loss({ALL: torch.randn(16, 12)}).loss.backward()
     sae.remove_parallel_grads_()
     W = sae.W_dec.detach()
     assert torch.allclose((sae.W_dec.grad * W).sum(1) / W.norm(dim=1), torch.zeros(40), atol=1e-5)
@@ -123,7 +127,7 @@ def test_unit_norm_decoder_and_parallel_grad_removal():
 def test_fired_latents_are_those_with_a_positive_code(arch):
     torch.manual_seed(0)
     sae, x = _sae(arch), torch.randn(16, 12)
-    out = sae.training_loss(x)
+    out = sae.training_loss({ALL: x})
     codes_BF = sae.encode(x) if arch != "batchtopk" else None
     if codes_BF is not None:  # TopK/Matryoshka: training codes are the inference codes
         assert torch.equal(out.fired_F, (codes_BF > 0).any(0))
@@ -159,7 +163,7 @@ def test_fold_normalization(arch):
     mean, scale = torch.randn(12), 3.7
     x = torch.randn(20, 12)
     out_norm = sae((x - mean) * scale)
-    sae.fold_input_normalization_(mean, scale)
+    sae.fold_input_normalization_({ALL: (mean, scale)})
     out_raw = sae(x)
     torch.testing.assert_close(out_raw.codes_BF, out_norm.codes_BF / scale, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out_raw.x_hat_BD, out_norm.x_hat_BD / scale + mean, rtol=1e-4, atol=1e-5)

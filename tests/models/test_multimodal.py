@@ -41,7 +41,7 @@ def _dense_codes(m, x, mod):
 def test_loss_matches_transcription(sparsity):
     m = _model(sparsity=sparsity, l1_coef=0.2)
     img, txt = torch.randn(9, 7), torch.randn(9, 4)
-    out = m.training_loss(img, txt, step=10**6, total_steps=10)
+    out = m.training_loss({"image": img, "text": txt}, step=10**6, total_steps=10)
     z_i, z_t = _dense_codes(m, img, "image"), _dense_codes(m, txt, "text")
     i_hat = z_i @ m.W_dec_image + m.b_dec_image
     t_hat = z_t @ m.W_dec_text + m.b_dec_text
@@ -71,7 +71,7 @@ def test_alignment_term_pulls_pair_codes_together():
         m = MultiModalSAE(MultiModalConfig(d_in=8, dict_size=24, d_image=8, d_text=6, k=4, lambda_align=lam))
         opt = torch.optim.Adam(m.parameters(), lr=1e-2)
         for _ in range(300):
-            loss = m.training_loss(img, txt).loss
+            loss = m.training_loss({"image": img, "text": txt}).loss
             opt.zero_grad()
             loss.backward()
             m.remove_parallel_grads_()
@@ -96,7 +96,7 @@ def test_fold_normalisation_reproduces_the_trained_view():
 
 def test_unit_decoders_and_parallel_gradient_removal():
     m = _model()
-    m.training_loss(torch.randn(5, 7), torch.randn(5, 4)).loss.backward()
+    m.training_loss({"image": torch.randn(5, 7), "text": torch.randn(5, 4)}).loss.backward()
     m.normalize_decoder_()
     for mod in ("image", "text"):
         W = getattr(m, f"W_dec_{mod}")

@@ -41,7 +41,7 @@ def test_topk_keeps_the_k_largest_and_decoders_are_per_modality():
 def test_loss_is_the_sum_of_both_reconstruction_errors():
     m = _model()
     v, t = torch.randn(8, 6), torch.randn(8, 6)
-    out = m.training_loss(v, t)
+    out = m.training_loss({"image": v, "text": t})
     v_hat = m.encode(v, "image") @ m.W_dec_image + m.b_dec_image
     t_hat = m.encode(t, "text") @ m.W_dec_text + m.b_dec_text
     # official: nn.MSELoss()(v̂, v) + nn.MSELoss()(t̂, t); ours sums over D (×D, same optimum)

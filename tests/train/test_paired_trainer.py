@@ -75,7 +75,7 @@ def test_config_checks():
 
 
 def test_mix_sets_the_image_text_ratio(small_synth, tmp_path):
-    from mmsae.train.trainer import count_rows, mix_subsample
+    from mmsae.data.view import count_rows, mix_subsample
 
     store = EmbeddingStore(small_synth)
     sub = mix_subsample(store, (1.0, 3.0), 0.1)

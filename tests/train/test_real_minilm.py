@@ -14,7 +14,7 @@ def test_topk_beats_pca_on_minilm_captions(minilm_store, minilm_sae):
     from mmsae.metrics.evaluate import evaluate_store
 
     store = minilm_store
-    sae_fvu = evaluate_store(minilm_sae, store, split="val")["fvu"]
+    sae_fvu = evaluate_store(minilm_sae, store, split="val").metrics["fvu"]
 
     x = store.all_embeddings()
     val = split_mask(store.pair_ids(), np.arange(len(x)), "val", 0.1)

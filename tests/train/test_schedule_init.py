@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from mmsae.train.init import geometric_median, normalization_stats
+from mmsae.models.init import geometric_median
+from mmsae.train.init import normalization_stats
 from mmsae.train.schedule import lr_factor
 
 
@@ -38,8 +39,8 @@ def test_normalization_stats():
 def test_encoder_gain_is_the_least_squares_scale():
     """After the fit, scaling W_enc further by any factor reconstructs the sample worse, and the
     gain equals the closed form ⟨x − b_dec, r⟩ / ⟨r, r⟩ computed here directly."""
+    from mmsae.models.init import fit_encoder_gain_
     from mmsae.models.registry import build_sae
-    from mmsae.train.init import fit_encoder_gain_
 
     torch.manual_seed(0)
     sae = build_sae("topk", d_in=32, dict_size=256, k=8)
@@ -66,8 +67,8 @@ def test_encoder_gain_is_the_least_squares_scale():
 
 def test_encoder_gain_damped_by_default():
     """The default start is GAIN_DAMPING times the least-squares gain."""
+    from mmsae.models.init import GAIN_DAMPING, fit_encoder_gain_
     from mmsae.models.registry import build_sae
-    from mmsae.train.init import GAIN_DAMPING, fit_encoder_gain_
 
     torch.manual_seed(1)
     x = torch.randn(400, 16) + 1.0

@@ -57,11 +57,11 @@ def test_nan_batch_names_the_step_and_keeps_the_checkpoint(store, tmp_path):
     state = t.start()
     good = np.random.default_rng(0).standard_normal((128, 16)).astype(np.float32)
     for _ in range(4):
-        t.step(state, good)
+        t.step(state, (good,))
     bad = good.copy()
     bad[[3, 9], 1] = np.inf
     with pytest.raises(MmsaeError) as err:
-        t.step(state, bad)
+        t.step(state, (bad,))
     msg = str(err.value)
     assert "step 5 of 10" in msg and "2 row(s) with NaN/inf" in msg and "checkpoint of step 4 is kept" in msg
     t.close(state)
@@ -123,7 +123,7 @@ def test_resume_after_rows_were_appended_is_refused(store, tmp_path, rng, capsys
     t = Trainer(store, out, cfg, progress=False)
     state = t.start()
     for _b in range(3):
-        t.step(state, rng.standard_normal((128, 16)).astype(np.float32))
+        t.step(state, (rng.standard_normal((128, 16)).astype(np.float32),))
     t.close(state)
     assert (out / CHECKPOINT_NAME).exists()
     np.save(tmp_path / "more.npy", rng.standard_normal((300, 16)).astype(np.float32))

@@ -25,21 +25,15 @@ import scipy.sparse as sp
 import torch
 
 from mmsae.analysis.results import new_figure, save_figure, write_json, write_markdown
+from mmsae.vectors import unit_rows
 
 
 def bridge_matrix_dense(z_img_NF, z_txt_NF, D_img_FD, D_txt_FD) -> np.ndarray:
     """The formula as written (for tests and tiny inputs): a dense [F, F] matrix."""
     zi, zt = np.asarray(z_img_NF, np.float64), np.asarray(z_txt_NF, np.float64)
-    Di = np.asarray(D_img_FD, np.float64)
-    Dt = np.asarray(D_txt_FD, np.float64)
-    Di = Di / np.maximum(np.linalg.norm(Di, axis=1, keepdims=True), 1e-12)
-    Dt = Dt / np.maximum(np.linalg.norm(Dt, axis=1, keepdims=True), 1e-12)
+    Di = unit_rows(np.asarray(D_img_FD, np.float64))
+    Dt = unit_rows(np.asarray(D_txt_FD, np.float64))
     return (zi.T @ zt / len(zi)) * (Di @ Dt.T)
-
-
-def _unit(D) -> np.ndarray:
-    D = np.asarray(D, np.float32)
-    return D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
 
 
 def bridge_top(
@@ -60,7 +54,7 @@ def bridge_top(
     """
     N, F = Z_img.shape
     block = block or int(max(64, min(4096, 2**26 // max(F, 1))))
-    Di, Dt = _unit(D_img_FD), _unit(D_txt_FD)
+    Di, Dt = unit_rows(np.asarray(D_img_FD, np.float32)), unit_rows(np.asarray(D_txt_FD, np.float32))
     Zi_T = sp.csr_matrix(Z_img.T, dtype=np.float64)  # [F, N], rows = image-side concepts
     Zt = sp.csr_matrix(Z_txt, dtype=np.float64)
     heap: list[tuple[float, int, int]] = []
@@ -111,7 +105,8 @@ def bridge_entries(Z_img: sp.csr_matrix, Z_txt: sp.csr_matrix, D_img_FD, D_txt_F
     Zi = sp.csc_matrix(Z_img, dtype=np.float64)
     Zt = sp.csc_matrix(Z_txt, dtype=np.float64)
     co = np.array([float(Zi[:, [a]].multiply(Zt[:, [b]]).sum()) for a, b in zip(I, J)])
-    cos = np.einsum("nd,nd->n", _unit(D_img_FD)[I], _unit(D_txt_FD)[J], dtype=np.float64)
+    Di, Dt = unit_rows(np.asarray(D_img_FD, np.float32)), unit_rows(np.asarray(D_txt_FD, np.float32))
+    cos = np.einsum("nd,nd->n", Di[I], Dt[J], dtype=np.float64)
     return co / Z_img.shape[0] * cos
 
 

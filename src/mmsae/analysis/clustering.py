@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmsae.analysis.naming import ConceptName
+from mmsae.vectors import unit_rows
 
 
 def cluster_codes(
@@ -22,7 +23,7 @@ def cluster_codes(
     from sklearn.cluster import MiniBatchKMeans
 
     Z = np.asarray(codes_NF, dtype=np.float32)
-    Zn = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+    Zn = unit_rows(Z)
     km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3, batch_size=4096).fit(Zn)
     dist = km.transform(Zn)
     clusters = []

@@ -11,10 +11,7 @@ import torch
 from mmsae.data.synthetic import GroundTruth, SynthConfig, fresh_pairs, zero_shot_set
 from mmsae.metrics.crossmodal import encode_decode, zero_shot_retention
 from mmsae.models.paired import as_paired
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+from mmsae.vectors import decoder_cosines
 
 
 @torch.no_grad()
@@ -38,8 +35,11 @@ def shared_concept_recovery(
     m = as_paired(model)
     kinds = np.array(gt.kinds)
     shared = np.nonzero(kinds == "shared")[0]
-    d_CD = _unit(gt.dictionary_CD[shared].astype(np.float64))
-    cos = {mod: _unit(m.decoder_directions(mod).detach().cpu().double().numpy()) @ d_CD.T for mod in ("image", "text")}
+    d_CD = gt.dictionary_CD[shared]
+    cos = {
+        mod: decoder_cosines(m.decoder_directions(mod).detach().cpu().double().numpy(), d_CD)
+        for mod in ("image", "text")
+    }
     score_FC = np.minimum(cos["image"], cos["text"])
     best_C = score_FC.argmax(axis=0)
     best_cos_C = score_FC.max(axis=0)

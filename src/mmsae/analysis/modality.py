@@ -25,6 +25,7 @@ from mmsae.data.store import EmbeddingStore
 from mmsae.data.stream import StreamConfig, iter_rows
 from mmsae.errors import MmsaeError
 from mmsae.metrics.evaluate import routed_encode
+from mmsae.vectors import unit_rows
 
 IMAGE_ABOVE, TEXT_BELOW = 0.9, 0.1
 
@@ -134,9 +135,8 @@ def concept_directions(model) -> np.ndarray:
 
     paired = as_paired(model)
     dirs = [paired.decoder_directions(m).detach().cpu().double().numpy() for m in ("image", "text")]
-    dirs = [d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12) for d in dirs]
-    D_FD = dirs[0] + dirs[1]
-    return D_FD / np.maximum(np.linalg.norm(D_FD, axis=1, keepdims=True), 1e-12)
+    dirs = [unit_rows(d) for d in dirs]
+    return unit_rows(dirs[0] + dirs[1])
 
 
 def analyze_modality(

@@ -27,6 +27,7 @@ import torch
 
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write, atomic_write_stream, write_json_atomic
+from mmsae.vectors import unit_rows
 
 VOCAB_DIR = "vocab"
 
@@ -89,8 +90,7 @@ def vocabulary_with_embeddings(
     E = E[keep]
     if not np.isfinite(E).all():
         raise MmsaeError(f"{embeddings}: holds NaN or inf")
-    norms = np.linalg.norm(E, axis=1, keepdims=True)
-    return [lines[i] for i in keep], E / np.maximum(norms, 1e-12)
+    return [lines[i] for i in keep], unit_rows(E)
 
 
 def encoder_identity(encoder) -> str:
@@ -143,7 +143,7 @@ def embed_vocabulary(
     E = np.zeros((len(terms), store.dim), dtype=np.float64)
     for tpl in templates:
         E += encoder.embed_texts([tpl.format(t) for t in terms], progress=progress)
-    E = (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    E = unit_rows(E).astype(np.float32)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_stream(path, lambda f: np.save(f, E))
@@ -228,9 +228,8 @@ def name_concepts(
     if method == "decoder":
         if center:
             E = E - E.mean(axis=0)
-        E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-        D = m.decoder_directions(modality).detach().cpu().numpy()
-        D = D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
+        E = unit_rows(E)
+        D = unit_rows(m.decoder_directions(modality).detach().cpu().numpy())
         return _records(D @ E.T, terms, top)
     if method == "encoder":
         Z = m.encode(torch.as_tensor(E), modality).cpu().numpy()  # [T, F]

@@ -20,7 +20,7 @@ from mmsae.analysis.results import new_figure, save_figure, write_json, write_ma
 from mmsae.data.store import EmbeddingStore
 from mmsae.data.stream import split_mask
 from mmsae.errors import MmsaeError
-from mmsae.models.registry import SINGLE_ARCHITECTURES
+from mmsae.models.registry import ARCHITECTURES, DEFAULT_SWEEP_ARCHITECTURES, SINGLE_ARCHITECTURES
 
 SAE_ARCHS = SINGLE_ARCHITECTURES
 BASELINES = ("pca", "ica", "nmf", "kmeans", "dictionary")
@@ -34,21 +34,25 @@ class ParetoConfig:
 
     levels: tuple[int, ...] = (2, 4, 8, 16, 32)
     """Target L0 values: components for PCA/ICA/NMF, k for TopK-family SAEs and OMP."""
-    saes: tuple[str, ...] = SAE_ARCHS
-    """SAE architectures to train at every level (relu sweeps `l1_coefs` instead)."""
+    saes: tuple[str, ...] = DEFAULT_SWEEP_ARCHITECTURES
+    """SAE architectures to train at every level (relu and gated sweep their L1 weight, jumprelu its L0
+    weight instead); empty for none."""
     baselines: tuple[str, ...] = BASELINES
-    """Linear baselines."""
+    """Linear baselines to fit at every level (k-means at its own cluster counts); empty for none."""
     dict_size: int | None = None
     """Latents of SAEs and atoms of dictionary learning (None: 4 × D)."""
     kmeans_sizes: tuple[int, ...] = ()
     """Cluster counts for k-means (L0 = 1); empty means dict_size / 4 and dict_size."""
     l1_coefs: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
-    """ReLU SAE sparsity sweep."""
+    """Sparsity sweep of the L1-penalty SAEs (relu, gated): one SAE per L1 weight."""
+    l0_coefs: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
+    """Sparsity sweep of jumprelu: one SAE per L0 weight."""
     epochs: float | None = None
-    """SAE training passes; None: at least 10, more on a small store so that every SAE gets
-    `train.schedule.MIN_STEPS` steps (`auto_schedule`)."""
+    """SAE training passes (None: 10, or more on a small store so that every SAE gets at least
+    3,000 optimizer steps; `auto_schedule`)."""
     batch_size: int | None = None
-    """SAE batch size; None: from the training rows, 128 to 1024 (`auto_schedule`)."""
+    """SAE batch size (None: from the training rows, 128 to 1024, 1024 from 307,200 rows up;
+    `auto_schedule`)."""
     lr: float = 3e-3
     """SAE peak learning rate."""
     fit_rows: int = 20000
@@ -56,10 +60,11 @@ class ParetoConfig:
     eval_rows: int = 10000
     """Held-out rows every method is scored on."""
     modality: str | None = None
-    """Use rows of one modality only."""
+    """Use rows of one modality only (image or text; None: all rows)."""
     val_fraction: float = 0.1
     """Held-out share (pair-id split, as in training)."""
     seed: int = 0
+    """Seed of the row samples, the baselines and the SAEs."""
 
 
 def _rows(store: EmbeddingStore, split: str, cfg: ParetoConfig, n: int) -> np.ndarray:
@@ -108,9 +113,10 @@ def run_pareto(
         else:
             for k in levels:
                 jobs.append((b, lambda k=k, b=b: Baseline(b, k, seed=cfg.seed)))
+    grids = {"k": levels, "l1_coef": cfg.l1_coefs, "l0_coef": cfg.l0_coefs}
     for arch in cfg.saes:
-        sweep = [("l1_coef", v) for v in cfg.l1_coefs] if arch == "relu" else [("k", k) for k in levels]
-        for key, v in sweep:
+        key = ARCHITECTURES[arch].sparsity_field({})  # the field that sets its sparsity, swept over its grid
+        for v in grids[key]:
 
             def make(arch=arch, key=key, v=v):
                 label = f"{arch}-{key.replace('_coef', '')}{v:g}"

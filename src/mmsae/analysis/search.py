@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mmsae.analysis.naming import ConceptName
+from mmsae.vectors import unit_rows
 
 QUERY_CONCEPTS = 5
 """Concepts of a text query that rank rows (by their weight on the query; see `rank_rows`)."""
@@ -64,7 +65,7 @@ def query_concepts(
     res = {"by_encoding": concepts_of(z, names, top)}
     if name_emb_FD is not None:
         q = query_emb_D / max(np.linalg.norm(query_emb_D), 1e-12)
-        E = name_emb_FD / np.maximum(np.linalg.norm(name_emb_FD, axis=1, keepdims=True), 1e-12)
+        E = unit_rows(name_emb_FD)
         s = E @ q
         idx = np.argsort(-s)[:top]
         res["by_name"] = [

@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+from mmsae.vectors import unit_rows
 
 
 def splice_decompose(
@@ -32,14 +30,14 @@ def splice_decompose(
     """Weights [N, T] (sparse, non-negative), reconstruction cosine and L0 per row, top terms per row."""
     from sklearn.linear_model import Lasso
 
-    C = _unit(np.asarray(vocab_TD, np.float64) - mean_D)
-    Z = _unit(np.asarray(X_ND, np.float64) - mean_D)
+    C = unit_rows(np.asarray(vocab_TD, np.float64) - mean_D)
+    Z = unit_rows(np.asarray(X_ND, np.float64) - mean_D)
     D = Z.shape[1]
     lasso = Lasso(alpha=l1 / (2 * D), positive=True, fit_intercept=False, max_iter=5000)
     W = np.zeros((len(Z), len(C)))
     for n, z in enumerate(Z):
         W[n] = lasso.fit(C.T, z).coef_
-    recon = _unit(W @ C) + mean_D
+    recon = unit_rows(W @ C) + mean_D
     x = np.asarray(X_ND, np.float64)
     cos = (recon * x).sum(1) / np.maximum(np.linalg.norm(recon, axis=1) * np.linalg.norm(x, axis=1), 1e-12)
     out = {"weights": W, "cosine": cos, "l0": (W > 0).sum(1)}

@@ -26,14 +26,10 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from mmsae.analysis.results import new_figure, save_figure, write_json, write_markdown
+from mmsae.vectors import unit_rows
 
 DENSE_LIMIT = 4096
 """Up to this F the assignment runs on the dense cosine matrix."""
-
-
-def _unit(W: np.ndarray) -> np.ndarray:
-    W = np.asarray(W, dtype=np.float32)
-    return W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
 
 
 def match_dictionaries(
@@ -48,7 +44,7 @@ def match_dictionaries(
 
     `absolute` matches on |cos| (a sign flip counts as the same concept).
     """
-    A, B = _unit(A_FD), _unit(B_FD)
+    A, B = unit_rows(np.asarray(A_FD, np.float32)), unit_rows(np.asarray(B_FD, np.float32))
     if A.shape != B.shape:
         raise ValueError(f"dictionaries must have the same shape, got {A.shape} and {B.shape}")
     F = len(A)
@@ -296,8 +292,8 @@ def stability_of_saes(
     n = len(folders)
     return stability_report(
         dicts[:n],
-        ev["_frequency"].numpy(),
-        ev["_energy"].numpy(),
+        ev.frequency_F.numpy(),
+        ev.energy_F.numpy(),
         labels[:n],
         out=out,
         absolute=absolute,

@@ -1,8 +1,9 @@
 """Scoring analyses against planted ground truth (synthetic stores): which latent is which planted
 concept, and whether its name, modality bucket and bridges are the planted ones.
 
-A latent *is* a planted concept when its decoder direction has cosine ≥ 0.9 with it (the same
-rule as `recovery`); each planted concept is represented by its best such latent.
+A latent *is* a planted concept when its decoder direction has cosine ≥ 0.9 with it
+(`mmsae.vectors.decoder_cosines`, which `recovery` and `shared_concept_recovery` use too); each
+planted concept is represented by its best such latent.
 """
 
 from __future__ import annotations
@@ -12,15 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from mmsae.vectors import decoder_cosines
+
 EXPECTED_BUCKET = {"shared": "bimodal", "image": "image", "text": "text"}
 """A shared concept fires on both sides of a pair; an image-only or text-only one on its side only."""
-
-
-def decoder_cosines(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray) -> np.ndarray:
-    """[F, C] cosine of every latent's decoder direction with every (unit) planted direction."""
-    W = np.asarray(W_dec_FD, dtype=np.float64)
-    W = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
-    return W @ np.asarray(dictionary_CD, dtype=np.float64).T
 
 
 def match_planted(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mmsae.errors import MmsaeError
+from mmsae.vectors import unit_rows
 
 
 def read_list(path: str | Path, dataset: str | None, what: str) -> list[str]:
@@ -63,9 +64,8 @@ def class_prompts(encoder, classnames: Sequence[str], templates: Sequence[str]) 
     """[C, D] unit prompt embeddings: each class's template embeddings averaged, renormalised."""
     prompts = [fill(t, c) for c in classnames for t in templates]
     E = np.asarray(encoder.embed_texts(prompts), dtype=np.float64).reshape(len(classnames), len(templates), -1)
-    E /= np.maximum(np.linalg.norm(E, axis=2, keepdims=True), 1e-12)
-    P = E.mean(axis=1)
-    return (P / np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    P = unit_rows(E).mean(axis=1)  # the mean of each class's unit template embeddings
+    return unit_rows(P).astype(np.float32)
 
 
 def labels_of(values: Sequence[Any], classnames: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:

@@ -5,7 +5,24 @@ Each writes `<name>.json`, `<name>.png`, `<name>.svg` and `<name>.md` into --out
 
 from __future__ import annotations
 
+from mmsae.analysis.pareto import ParetoConfig
+from mmsae.cli.config_flags import add_config_flags, given_options
 from mmsae.cli.output import nonneg_int, positive_float, positive_int
+
+PARETO_NOT_FLAGS = ("kmeans_sizes", "val_fraction")
+"""ParetoConfig fields that `analyze pareto` leaves at their defaults (no flag)."""
+PARETO_NAMES = {"l1_coefs": "--l1"}
+"""Flag names that are not the field's own (kept from earlier versions of the CLI)."""
+PARETO_LISTS = {"levels": int, "saes": str, "baselines": str, "l1_coefs": float, "l0_coefs": float}
+"""List fields, given as comma-separated text and read by `pareto_config`."""
+PARETO_TYPES = {
+    **dict.fromkeys(PARETO_LISTS, str),
+    **dict.fromkeys(("dict_size", "batch_size", "fit_rows", "eval_rows"), positive_int),
+    "epochs": positive_float,
+    "lr": positive_float,
+    "seed": nonneg_int,
+}
+"""Argparse types of the flags, where the annotation alone would accept a bad value."""
 
 STABILITY_MIN_EPOCHS = 20.0
 """Epochs of each stability run on a large store (the old fixed default); smaller stores get more."""
@@ -25,37 +42,18 @@ def register(sub) -> None:
         help="R² vs L0 of SAEs and PCA/ICA/NMF/k-means/dictionary learning",
         description="Fits PCA, ICA, NMF (on data shifted to be non-negative), k-means (L0 = 1) and "
         "sparse dictionary learning (OMP), and trains TopK, BatchTopK, Matryoshka and ReLU "
-        "SAEs, over a sweep of sparsity levels; scores all on the same held-out rows.",
+        "SAEs (and, with --saes, Gated and JumpReLU), over a sweep of sparsity levels; scores all on the "
+        "same held-out rows.",
     )
     q.add_argument("store")
     q.add_argument("--out", required=True)
-    q.add_argument("--levels", default="2,4,8,16,32", help="L0 targets (components, k) (default 2,4,8,16,32)")
-    q.add_argument("--saes", default="topk,batchtopk,matryoshka,relu", help="SAE architectures ('' for none)")
-    q.add_argument("--baselines", default="pca,ica,nmf,kmeans,dictionary", help="baselines ('' for none)")
-    q.add_argument("--l1", default="0.3,1,3,10", help="ReLU SAE L1 sweep (default 0.3,1,3,10)")
-    q.add_argument(
-        "--dict-size", type=positive_int, default=None, help="SAE latents and dictionary atoms (default 4 × D)"
+    add_config_flags(
+        q.add_argument_group("Pareto options (ParetoConfig)"),
+        ParetoConfig,
+        skip=PARETO_NOT_FLAGS,
+        names=PARETO_NAMES,
+        types=PARETO_TYPES,
     )
-    q.add_argument(
-        "--epochs",
-        type=positive_float,
-        default=None,
-        help="SAE training passes (default auto: 10, or more on a small store so that every SAE gets at "
-        "least 3,000 steps)",
-    )
-    q.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help="SAE batch size (default auto: from the training rows, 128 to 1024; 1024 from 307,200 rows up)",
-    )
-    q.add_argument("--lr", type=positive_float, default=3e-3)
-    q.add_argument(
-        "--fit-rows", type=positive_int, default=20000, help="training rows for the baselines (default 20000)"
-    )
-    q.add_argument("--eval-rows", type=positive_int, default=10000, help="held-out rows scored (default 10000)")
-    q.add_argument("--modality", help="use one modality only")
-    q.add_argument("--seed", type=nonneg_int, default=0)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_pareto)
 
@@ -148,24 +146,22 @@ def _finish(args, res: dict, name: str) -> int:
     return 0
 
 
-def run_pareto(args) -> int:
+def pareto_config(args):
+    """The ParetoConfig of the flags given; a list flag is read here, so a bad one is refused with
+    the command's own error."""
     from mmsae.analysis.pareto import ParetoConfig
+
+    opts = given_options(args, ParetoConfig, skip=PARETO_NOT_FLAGS)
+    for name, typ in PARETO_LISTS.items():
+        if name in opts:
+            opts[name] = _list(opts[name], typ)
+    return ParetoConfig(**opts)
+
+
+def run_pareto(args) -> int:
     from mmsae.analysis.pareto import run_pareto as run
 
-    cfg = ParetoConfig(
-        levels=_list(args.levels, int),
-        saes=_list(args.saes),
-        baselines=_list(args.baselines),
-        l1_coefs=_list(args.l1, float),
-        dict_size=args.dict_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        fit_rows=args.fit_rows,
-        eval_rows=args.eval_rows,
-        modality=args.modality,
-        seed=args.seed,
-    )
+    cfg = pareto_config(args)
     return _finish(args, run(args.store, args.out, cfg, progress=not args.json), "pareto")
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import inspect
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 
@@ -58,7 +59,16 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """A field's default (made by its default factory if it has one); None for a required field."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
 def _default_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "empty"
     return str(value)
@@ -70,31 +80,50 @@ def add_config_flags(
     *,
     skip: tuple[str, ...] = (),
     aliases: dict[str, tuple[str, ...]] | None = None,
+    names: dict[str, str] | None = None,
+    types: dict[str, Callable[[str], Any]] | None = None,
+    switches: dict[str, tuple[str, Any]] | None = None,
 ) -> None:
     """One flag per field of `cls` (not in `skip`). Every flag defaults to None, "not given", so a
-    value from a config file is overridden only by a flag that was typed."""
-    docs, aliases = field_docs(cls), aliases or {}
+    value from a config file is overridden only by a flag that was typed.
+
+    `names` renames a field's flag (`{"l1_coefs": "--l1"}`: that is then its only name) and `aliases`
+    adds more names to it; `types` replaces the argparse type read from the annotation (a check such
+    as `positive_int`, or `str` for text the command converts itself); `switches` makes a field a flag
+    without a value that sets it to the value given (`{"pareto": ("--no-pareto", False)}`)."""
+    docs, aliases, names, types, switches = field_docs(cls), aliases or {}, names or {}, types or {}, switches or {}
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        typ, switch = _flag_type(f.type if isinstance(f.type, str) else f.type.__name__)
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        )
+        default = field_default(f)
         help_text = docs.get(f.name, "").replace("%", "%%")
-        names = (flag_name(f.name), *aliases.get(f.name, ()))
+        if f.name in switches:
+            flag, value = switches[f.name]
+            effect = "turns it off" if value is False else "turns it on" if value is True else f"sets {value}"
+            parser.add_argument(
+                flag,
+                *aliases.get(f.name, ()),
+                dest=f.name,
+                action="store_const",
+                const=value,
+                default=None,
+                help=f"{help_text} (default: {_default_text(default)}; this flag {effect})",
+            )
+            continue
+        typ, switch = _flag_type(f.type if isinstance(f.type, str) else f.type.__name__)
+        typ = types.get(f.name, typ)
+        primary = names.get(f.name, flag_name(f.name))
+        all_names = (primary, *aliases.get(f.name, ()))
         if switch:
             action = argparse.BooleanOptionalAction if default else "store_true"
-            parser.add_argument(*names, dest=f.name, action=action, default=None, help=help_text)
+            parser.add_argument(*all_names, dest=f.name, action=action, default=None, help=help_text)
         else:
             parser.add_argument(
-                *names,
+                *all_names,
                 dest=f.name,
                 type=typ,
                 default=None,
-                metavar=f.name.upper(),
+                metavar=primary.lstrip("-").replace("-", "_").upper(),
                 help=f"{help_text} (default: {_default_text(default)})",
             )
 

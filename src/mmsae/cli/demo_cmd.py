@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from mmsae.cli.config_flags import add_config_flags, field_default, given_options
+from mmsae.pipelines.common import DemoConfig
+
+NOT_FLAGS = ("synth", "dict_size", "k", "l1_coef", "epochs", "batch_size", "lr", "images")
+"""DemoConfig fields with no flag of their own: the sizes come from the --size preset, and every
+synthetic demo draws its pictures."""
+SWITCHES = {
+    "multimodal": ("--no-multimodal", False),
+    "stability_seeds": ("--no-stability", 0),
+    "pareto": ("--no-pareto", False),
+}
+"""DemoConfig fields whose flag only turns the step off."""
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,11 +38,6 @@ def register(sub) -> None:
         help="default: 20,000 pairs of 256-d embeddings; small: 4,000 pairs of 64-d (for CI)",
     )
     p.add_argument(
-        "--archs",
-        default="topk,batchtopk,matryoshka,relu",
-        help="comma-separated single-SAE architectures; the first is analysed and explored",
-    )
-    p.add_argument(
         "--data",
         choices=["synthetic", "coco-captions"],
         default="synthetic",
@@ -46,25 +54,36 @@ def register(sub) -> None:
         help="with --data coco-captions: vocabulary for naming (default: SpLiCE's mscoco.txt "
         "under $MMSAE_SHARED_DATA or ../shared/data in splice/vocab, else the captions' own frequent words)",
     )
-    p.add_argument("--no-multimodal", action="store_true", help="skip the MultiModalSAE comparison")
-    p.add_argument("--no-stability", action="store_true", help="skip the stability retrains")
-    p.add_argument("--no-pareto", action="store_true", help="skip the SAE vs PCA/NMF/k-means Pareto comparison")
+    add_config_flags(
+        p.add_argument_group("demo options (DemoConfig)"),
+        DemoConfig,
+        skip=NOT_FLAGS,
+        switches=SWITCHES,
+    )
     p.add_argument("--no-serve", action="store_true", help="stop after writing the report; do not start the explorer")
     p.add_argument("--port", type=int, default=8765, help="explorer port (default 8765)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (implies --no-serve)")
     p.set_defaults(func=run)
 
 
+def demo_options(args) -> dict:
+    """The DemoConfig fields the flags set, with --archs always (the text demo needs it too)."""
+    from mmsae.errors import MmsaeError
+
+    opts = given_options(args, DemoConfig, skip=NOT_FLAGS)
+    opts.setdefault("archs", field_default(DemoConfig.__dataclass_fields__["archs"]))
+    if not opts["archs"]:
+        raise MmsaeError("--archs is empty")
+    return opts
+
+
 def run(args) -> int:
     import sys
 
     from mmsae.cli.output import print_json
-    from mmsae.errors import MmsaeError
-    from mmsae.pipelines.demo import DemoConfig, run_demo
+    from mmsae.pipelines.demo import run_demo
 
-    archs = tuple(a.strip() for a in args.archs.split(",") if a.strip())
-    if not archs:
-        raise MmsaeError("--archs is empty")
+    opts = demo_options(args)
     serve = not (args.no_serve or args.json)
     if serve:
         from mmsae.explorer.serve import _require_server, check_port
@@ -80,19 +99,13 @@ def run(args) -> int:
             captions=args.captions,
             vocab=args.vocab,
             size=args.size,
-            archs=archs,
-            stability=not args.no_stability,
+            archs=opts["archs"],
+            stability="stability_seeds" not in opts,
             progress=not args.json,
             log=log,
         )
     else:
-        cfg = DemoConfig.preset(
-            args.size,
-            archs=archs,
-            stability_seeds=0 if args.no_stability else 3,
-            multimodal=not args.no_multimodal,
-            pareto=not args.no_pareto,
-        )
+        cfg = DemoConfig.preset(args.size, **opts)
         summary = run_demo(cfg, args.out, progress=not args.json, log=log)
     if args.json:
         print_json(summary)

@@ -117,11 +117,11 @@ def run(args) -> int:
         device=args.device,
         progress=not args.json,
     )
-    if res.get("n_rows", 0) == 0:
+    if res.n_rows == 0:
         raise MmsaeError("no rows to evaluate for that split/modality")
-    out = {k: res[k] for k in KEYS}
+    out = {k: res.metrics[k] for k in KEYS}
     out["split"] = args.split
-    out["by_modality"] = {m: {k: r[k] for k in KEYS} for m, r in res["by_modality"].items()}
+    out["by_modality"] = {m: {k: r[k] for k in KEYS} for m, r in res.by_modality.items()}
     has_pairs = len(store.pairs()[0]) > 0
     if args.crossmodal == "yes" and not has_pairs:
         raise MmsaeError(f"--crossmodal yes needs image/text pairs; {args.store} has none")
@@ -216,8 +216,9 @@ def crossmodal_section(sae, store, split: str, val_fraction: float, max_pairs: i
     from mmsae.metrics.crossmodal import crossmodal_report
 
     split = "val" if split == "all" else split  # alignment is judged on held-out pairs unless asked otherwise
-    cm = crossmodal_report(sae, store, split=split, val_fraction=val_fraction, max_pairs=max_pairs, device=device)
-    cm = {k: v for k, v in cm.items() if not k.startswith("_")}
+    cm = crossmodal_report(
+        sae, store, split=split, val_fraction=val_fraction, max_pairs=max_pairs, device=device
+    ).to_json()
     if has_ground_truth(store.root):
         from mmsae.analysis.crossmodal import shared_concept_recovery, synthetic_zero_shot
 

@@ -26,7 +26,6 @@ def run(args) -> int:
     from mmsae.cli.output import print_json
     from mmsae.data.manifest import MANIFEST_NAME
     from mmsae.errors import MmsaeError
-    from mmsae.models.io import CONFIG_NAME
 
     path = Path(args.path)
     if (path / MANIFEST_NAME).exists():
@@ -46,11 +45,14 @@ def run(args) -> int:
                 )
             return 0
         print_json(summary)
-    elif (path / CONFIG_NAME).exists() or (path / "cfg.json").exists():
+    else:
+        from mmsae.models.hub import looks_like_hub_id
         from mmsae.models.io import SAELoadError, load_sae
 
-        try:
-            sae = load_sae(path)
+        if not path.is_dir() and not looks_like_hub_id(args.path):
+            raise MmsaeError(f"{path} is neither a store nor an SAE folder")
+        try:  # any SAE `load_sae` reads: mmsae, SAELens, other libraries' checkpoints, hub ids
+            sae = load_sae(args.path)
         except SAELoadError as exc:
             raise MmsaeError(str(exc)) from None
         print_json(
@@ -61,6 +63,4 @@ def run(args) -> int:
                 "provenance": getattr(sae, "provenance", {}),
             }
         )
-    else:
-        raise MmsaeError(f"{path} is neither a store nor an SAE folder")
     return 0

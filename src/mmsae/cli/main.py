@@ -45,7 +45,6 @@ def _crash_log(exc: BaseException, argv: list[str] | None) -> Path | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mmsae import __version__
     from mmsae.cli import (
         analyze_cmd,
         compare_cmd,
@@ -53,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         embed_cmd,
         eval_cmd,
         explore_cmd,
+        export_cmd,
         hallucination_cmd,
         import_cmd,
         info_cmd,
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         synth_cmd,
         train_cmd,
     )
+    from mmsae.version import __version__
 
     p = _Parser(prog="mmsae", description="Sparse autoencoders on vision-language embedding spaces.")
     p.add_argument("--version", action="version", version=f"mmsae {__version__}")
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         hallucination_cmd,
         steer_cmd,
         explore_cmd,
+        export_cmd,
         info_cmd,
     ):
         mod.register(sub)

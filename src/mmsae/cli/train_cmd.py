@@ -48,21 +48,37 @@ def options_from_args(args) -> TrainConfig:
     opts = read_config_file(args.config) if args.config else {}
     given = given_options(args, TrainConfig)
     opts.update(given)
-    arch = opts.get("arch", "topk")
-    l1_sparsity = arch == "relu" or (arch == "multimodal" and opts.get("sparsity") == "l1")
-    if l1_sparsity and "k" in given:
-        raise MmsaeError("--k does not apply to L1 sparsity; use --l1 to set sparsity")
-    if not l1_sparsity and "l1_coef" in given:
-        raise MmsaeError(f"--l1 applies to --arch relu and --arch multimodal --sparsity l1; --arch {arch} uses --k")
-    multimodal_only = [f for f in ("lambda_align", "lambda_image", "sparsity") if f in given]
-    if multimodal_only and arch != "multimodal":
-        raise MmsaeError(f"--{multimodal_only[0].replace('_', '-')} applies to --arch multimodal only")
-    if given.get("vlsae_center") and arch != "vlsae":
-        raise MmsaeError("--vlsae-center applies to --arch vlsae only")
+    _check_architecture_options(opts.get("arch", "topk"), opts, given)
     try:
         return TrainConfig.from_dict(opts)
     except TypeError as exc:
         raise MmsaeError(f"bad training options: {exc}") from None
+
+
+def _check_architecture_options(arch: str, opts: dict, given: dict) -> None:
+    """One line for an option the chosen architecture would ignore (each architecture lists the
+    options it reads: `TrainingHooks.option_fields` / `sparsity_field`)."""
+    from mmsae.errors import MmsaeError
+    from mmsae.models.registry import ARCHITECTURES
+    from mmsae.train.config import SPARSITY_FIELDS
+
+    cls = ARCHITECTURES.get(arch)
+    if cls is None:
+        return  # TrainConfig names the architectures there are
+    knob = cls.sparsity_field(opts)
+    with_opts = f"--arch {arch}" + (f" --sparsity {opts['sparsity']}" if "sparsity" in opts else "")
+    for field in given:
+        if field in SPARSITY_FIELDS and field != knob:
+            raise MmsaeError(
+                f"{_flag(field)} does not apply to {with_opts}, which sets its sparsity with {_flag(knob)}"
+            )
+        users = [a for a, c in ARCHITECTURES.items() if field in c.option_fields]
+        if users and field not in cls.option_fields:
+            raise MmsaeError(f"{_flag(field)} applies to --arch {', '.join(users)} only")
+
+
+def _flag(field: str) -> str:
+    return ALIASES.get(field, (f"--{field.replace('_', '-')}",))[0]
 
 
 def _run_sweep(args, cfg: TrainConfig) -> int:

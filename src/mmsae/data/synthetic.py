@@ -30,6 +30,7 @@ from mmsae.data.manifest import MANIFEST_NAME
 from mmsae.data.store import EmbeddingStore, StoreWriter
 from mmsae.errors import MmsaeError
 from mmsae.fileio import write_json_atomic
+from mmsae.vectors import decoder_cosines, unit_rows
 
 KINDS = ("shared", "image", "text")
 GROUND_TRUTH_DIR = "ground_truth"
@@ -142,13 +143,9 @@ class GroundTruth:
     """Planted (image concept, text concept) bridges."""
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def planted_dictionary(cfg: SynthConfig) -> GroundTruth:
     rng = np.random.default_rng([cfg.seed, 0])
-    dictionary_CD = _unit(rng.standard_normal((cfg.n_concepts, cfg.dim))).astype(np.float32)
+    dictionary_CD = unit_rows(rng.standard_normal((cfg.n_concepts, cfg.dim))).astype(np.float32)
     kinds = ["shared"] * cfg.n_shared + ["image"] * cfg.n_image + ["text"] * cfg.n_text
     names = [f"{k}-{i:04d}" for i, k in enumerate(kinds)]
     freq = np.empty(cfg.n_concepts)
@@ -169,15 +166,15 @@ def planted_dictionary(cfg: SynthConfig) -> GroundTruth:
     for i, t in cfg.bridges():
         d_i = dictionary_CD[i].astype(np.float64)
         u = dictionary_CD[t] - (dictionary_CD[t] @ d_i) * d_i
-        dictionary_CD[t] = cfg.bridge_cosine * d_i + np.sqrt(1 - cfg.bridge_cosine**2) * _unit(u)
+        dictionary_CD[t] = cfg.bridge_cosine * d_i + np.sqrt(1 - cfg.bridge_cosine**2) * unit_rows(u)
         freq[t] = freq[i]
     return GroundTruth(dictionary_CD, kinds, names, freq, bridges=cfg.bridges())
 
 
 def _offsets(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([cfg.seed, 1])
-    u, v = _unit(rng.standard_normal((2, cfg.dim)))
-    v = _unit(v - (v @ u) * u)
+    u, v = unit_rows(rng.standard_normal((2, cfg.dim)))
+    v = unit_rows(v - (v @ u) * u)
     img = u
     txt = cfg.offset_cosine * u + np.sqrt(1 - cfg.offset_cosine**2) * v
     return img, txt
@@ -351,9 +348,7 @@ def recovery(W_dec_FD: np.ndarray, dictionary_CD: np.ndarray, threshold: float =
 
     Returns (share, best cosine per planted concept).
     """
-    dec = _unit(np.asarray(W_dec_FD, dtype=np.float64) + 1e-12)
-    gt = _unit(np.asarray(dictionary_CD, dtype=np.float64))
-    best_C = (gt @ dec.T).max(axis=1)
+    best_C = decoder_cosines(W_dec_FD, dictionary_CD).max(axis=0)
     return float((best_C >= threshold).mean()), best_C
 
 
@@ -453,10 +448,10 @@ def name_embeddings(root: str | os.PathLike, n_distractors: int | None = None) -
     n_d = C if n_distractors is None else n_distractors
     off_img, off_txt = _offsets(cfg)
     scale = _signal_scale(cfg)
-    raw = cfg.offset_norm * scale * off_txt + np.exp(cfg.magnitude_sigma**2 / 2) * _unit(
+    raw = cfg.offset_norm * scale * off_txt + np.exp(cfg.magnitude_sigma**2 / 2) * unit_rows(
         rng.standard_normal((n_d, cfg.dim))
     )
-    distract = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+    distract = unit_rows(raw).astype(np.float32)
     terms = list(gt.names) + [f"distractor-{i:04d}" for i in range(n_d)]
     return terms, np.concatenate([named, distract])
 

@@ -1,7 +1,7 @@
 """Metrics as pure functions, streaming accumulators, and store evaluation."""
 
 from mmsae.metrics.accumulate import MetricAccumulator
-from mmsae.metrics.evaluate import evaluate_batches, evaluate_store
+from mmsae.metrics.evaluate import EvalResult, evaluate_batches, evaluate_store
 from mmsae.metrics.reconstruction import cosine, fvu, fvu_per_sample, nmae, r2_global
 from mmsae.metrics.sparsity import dead_fraction, dense_fraction, energy, frequency, l0, l0_fraction_zero
 
@@ -18,6 +18,7 @@ __all__ = [
     "dead_fraction",
     "dense_fraction",
     "MetricAccumulator",
+    "EvalResult",
     "evaluate_batches",
     "evaluate_store",
 ]

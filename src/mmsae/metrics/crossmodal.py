@@ -9,23 +9,87 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from mmsae.vectors import unit_rows
+
 KS = (1, 5, 10)
 
 
-def _unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit norm; all-zero rows stay zero (their cosine with anything is 0)."""
-    x = torch.as_tensor(x, dtype=torch.float32)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+@dataclass(frozen=True)
+class ConceptDiscovery:
+    """Concepts ranked by how well their image and text top deciles coincide (`concept_discovery`)."""
+
+    mean_overlap_live: float
+    """Mean top-decile overlap over the concepts live in both modalities (0.0 when none is)."""
+    n_live_both_modalities: int
+    """Concepts that fire on some image and on some text."""
+    ranked: list[dict[str, Any]]
+    """The `top` concepts by overlap, best first: {"concept", "overlap", "both_fraction"} each."""
+    overlap_F: np.ndarray
+    """[F] every concept's top-decile overlap (the second array of `top_decile_overlap`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but `overlap_F`."""
+        return {
+            "mean_overlap_live": self.mean_overlap_live,
+            "n_live_both_modalities": self.n_live_both_modalities,
+            "ranked": self.ranked,
+        }
+
+
+@dataclass(frozen=True)
+class CrossmodalReport:
+    """Every cross-modal metric of a model on held-out pairs (`crossmodal_report`). With fewer than
+    two pairs nothing is measured: every field but `n_pairs` is None and `to_json()` is
+    {"n_pairs": n}."""
+
+    n_pairs: int
+    """Held-out pairs measured (one caption per image)."""
+    split: str | None = None
+    """The split the pairs come from ("val", "train" or "all")."""
+    alignment: dict[str, float] | None = None
+    """`alignment_quality` of the image and text codes."""
+    code_retrieval: dict[str, float] | None = None
+    """Recall@k by code cosine, image→text (`i2t_recall@k`) and text→image (`t2i_recall@k`)."""
+    concept_discovery: ConceptDiscovery | None = None
+    """Concepts ranked by top-decile overlap of their image and text activations."""
+    retrieval_retention: dict[str, dict[str, float]] | None = None
+    """Embedding-space recall@k with the original embeddings ("original"), with reconstructed
+    images, texts or both ("recon_image", "recon_text", "recon_both"), and each of those over the
+    original ("…_relative")."""
+    z_img_NF: torch.Tensor | None = None
+    """[N, F] codes of the sampled pairs' images (on the CPU), row i paired with row i of `z_txt_NF`."""
+    z_txt_NF: torch.Tensor | None = None
+    """[N, F] codes of the sampled pairs' captions (on the CPU)."""
+
+    @property
+    def overlap_F(self) -> np.ndarray | None:
+        """[F] every concept's top-decile overlap (None when nothing was measured)."""
+        return None if self.concept_discovery is None else self.concept_discovery.overlap_F
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-safe sections (no codes), in the order `mmsae eval` and metrics.json write them."""
+        if self.concept_discovery is None:
+            return {"n_pairs": self.n_pairs}
+        return {
+            "n_pairs": self.n_pairs,
+            "split": self.split,
+            "alignment": self.alignment,
+            "code_retrieval": self.code_retrieval,
+            "concept_discovery": self.concept_discovery.to_json(),
+            "retrieval_retention": self.retrieval_retention,
+        }
 
 
 def cosine_matrix(a_NF, b_MF) -> torch.Tensor:
-    """[N, M] cosines between rows of a and rows of b."""
-    return _unit_rows(a_NF) @ _unit_rows(b_MF).T
+    """[N, M] cosines between rows of a and rows of b, in float32 (all-zero rows: cosine 0)."""
+    a, b = torch.as_tensor(a_NF, dtype=torch.float32), torch.as_tensor(b_MF, dtype=torch.float32)
+    return unit_rows(a) @ unit_rows(b).T
 
 
 def alignment_quality(z_img_NF, z_txt_NF) -> dict[str, float]:
@@ -53,7 +117,8 @@ def retrieval_recall(
     Ties count against the query (an all-zero code retrieves nothing), and the gallery is
     scanned in blocks of queries, so memory is block × M.
     """
-    q, g = _unit_rows(query_NF), _unit_rows(gallery_MF)
+    q = unit_rows(torch.as_tensor(query_NF, dtype=torch.float32))
+    g = unit_rows(torch.as_tensor(gallery_MF, dtype=torch.float32))
     qk = torch.as_tensor(np.asarray(query_keys_N))
     gk = torch.as_tensor(np.asarray(gallery_keys_M))
     hits = {k: 0 for k in ks}
@@ -89,19 +154,19 @@ def top_decile_overlap(z_img_NF, z_txt_NF) -> tuple[np.ndarray, np.ndarray]:
     return (both_F / N).numpy(), (both_F / size_F).numpy()
 
 
-def concept_discovery(z_img_NF, z_txt_NF, top: int = 20) -> dict[str, Any]:
+def concept_discovery(z_img_NF, z_txt_NF, top: int = 20) -> ConceptDiscovery:
     """Concepts ranked by top-decile overlap; live = fires on some image and some text."""
     both, overlap = top_decile_overlap(z_img_NF, z_txt_NF)
     zi = torch.as_tensor(z_img_NF)
     zt = torch.as_tensor(z_txt_NF)
     live = ((zi > 0).any(dim=0) & (zt > 0).any(dim=0)).numpy()
     order = np.argsort(-overlap, kind="stable")[:top]
-    return {
-        "mean_overlap_live": float(overlap[live].mean()) if live.any() else 0.0,
-        "n_live_both_modalities": int(live.sum()),
-        "ranked": [{"concept": int(j), "overlap": float(overlap[j]), "both_fraction": float(both[j])} for j in order],
-        "_overlap_F": overlap,
-    }
+    return ConceptDiscovery(
+        mean_overlap_live=float(overlap[live].mean()) if live.any() else 0.0,
+        n_live_both_modalities=int(live.sum()),
+        ranked=[{"concept": int(j), "overlap": float(overlap[j]), "both_fraction": float(both[j])} for j in order],
+        overlap_F=overlap,
+    )
 
 
 def zero_shot_accuracy(images_ND, labels_N, prompts_CD) -> float:
@@ -164,7 +229,7 @@ def held_out_pairs(
 @torch.no_grad()
 def crossmodal_report(
     model, store, split: str = "val", val_fraction: float = 0.1, max_pairs: int = 5000, seed: int = 0, device="cpu"
-) -> dict[str, Any]:
+) -> CrossmodalReport:
     """Every cross-modal metric of `model` on held-out pairs of `store`.
 
     `model`: a paired SAE, a single SAE (used for both modalities), or {"image": sae, "text": sae}.
@@ -176,7 +241,7 @@ def crossmodal_report(
     m = as_paired(model)
     img_rows, txt_rows = held_out_pairs(store, split, val_fraction, max_pairs, seed)
     if len(img_rows) < 2:
-        return {"n_pairs": int(len(img_rows))}
+        return CrossmodalReport(n_pairs=int(len(img_rows)))
     X_img, X_txt = store.get(img_rows), store.get(txt_rows)
     z_img, img_hat = encode_decode(m, X_img, "image", device)
     z_txt, txt_hat = encode_decode(m, X_txt, "text", device)
@@ -198,15 +263,13 @@ def crossmodal_report(
         retention[f"{name}_relative"] = {
             k: (v / orig[k] if orig[k] > 0 else math.nan) for k, v in retention[name].items()
         }
-    discovery = concept_discovery(z_img, z_txt)
-    return {
-        "n_pairs": int(len(img_rows)),
-        "split": split,
-        "alignment": alignment_quality(z_img, z_txt),
-        "code_retrieval": both_ways(z_img, z_txt),
-        "concept_discovery": {k: v for k, v in discovery.items() if not k.startswith("_")},
-        "retrieval_retention": retention,
-        "_z_img": z_img,
-        "_z_txt": z_txt,
-        "_overlap_F": discovery["_overlap_F"],
-    }
+    return CrossmodalReport(
+        n_pairs=int(len(img_rows)),
+        split=split,
+        alignment=alignment_quality(z_img, z_txt),
+        code_retrieval=both_ways(z_img, z_txt),
+        concept_discovery=concept_discovery(z_img, z_txt),
+        retrieval_retention=retention,
+        z_img_NF=z_img,
+        z_txt_NF=z_txt,
+    )

@@ -11,7 +11,7 @@ loss. Shape suffixes: B batch, D input dim, F dictionary size, K active latents 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,7 +65,8 @@ class LossOutput:
     """Mean active latents per row in this batch."""
     parts: dict[str, float]
     recons: dict[str, torch.Tensor] | None = None
-    """Paired SAEs: the reconstruction of each modality (x_hat_BD is then the image one)."""
+    """The reconstruction of each input group when there are several (paired SAEs: each modality;
+    x_hat_BD is then the first group's)."""
 
 
 def check_k(cfg) -> None:
@@ -73,20 +74,48 @@ def check_k(cfg) -> None:
         raise ValueError(f"k must be in [1, dict_size={cfg.dict_size}], got {cfg.k}")
 
 
+ALL = "*"
+"""The one input group of a single-input SAE: each training example is one row, of any modality."""
+
+Batch = Mapping[str, torch.Tensor]
+"""One training batch keyed by input group: {ALL: x_BD} for a single-input SAE, {"image": x_BD,
+"text": x_BD} (row i of each a matched pair) for a paired one. The trainer normalises each group
+with its own statistics and never needs to know which kind of SAE it trains."""
+
+Stats = Mapping[str, tuple[torch.Tensor, float]]
+"""Normalisation statistics keyed by input group: x' = (x − mean_D)·scale."""
+
+
 class TrainingHooks:
     """What the trainer and `TrainConfig` ask of an architecture, so that neither names one: adding
-    an architecture is its own file (overriding what differs) plus its line in the registry."""
+    an architecture is its own file (overriding what differs) plus its line in the registry.
 
+    Everything the trainer hands over is keyed by input group (`groups`): batches (`Batch`),
+    normalisation statistics (`Stats`), the initialisation sample."""
+
+    groups: ClassVar[tuple[str, ...]] = (ALL,)
+    """The inputs one training example has, each normalised on its own: (ALL,) one row of any
+    modality; ("image", "text") a matched pair."""
     fits_encoder_gain: ClassVar[bool] = False
-    """Start the encoder at a damped least-squares gain (`train.init.fit_encoder_gain_`): right for
+    """Start the encoder at a damped least-squares gain (`models.init.fit_encoder_gain_`): right for
     per-row selections, where the code is linear in the gain (TopK, Matryoshka)."""
     default_normalize: ClassVar[str] = "center_scale"
     """What `--normalize auto` means for this architecture."""
 
+    option_fields: ClassVar[frozenset[str]] = frozenset({"k", "aux_k", "aux_coef"})
+    """The architecture-specific `TrainConfig` fields this architecture reads; `mmsae train`
+    refuses one given for an architecture that would ignore it."""
+
     @classmethod
     def uses_k(cls, cfg) -> bool:
-        """Whether sparsity comes from `k` (the TopK family) rather than an L1 weight."""
+        """Whether sparsity comes from `k` (the TopK family) rather than a penalty weight."""
         return True
+
+    @classmethod
+    def sparsity_field(cls, opts: Mapping[str, Any]) -> str:
+        """The `TrainConfig` field that sets how sparse the codes are (what a Pareto sweep varies),
+        given the options chosen (`opts`: field values)."""
+        return "k"
 
     @classmethod
     def train_model_config(cls, cfg, d_in: int) -> dict[str, Any]:
@@ -98,12 +127,45 @@ class TrainingHooks:
         """(condition, message) pairs a `TrainConfig` must meet for this architecture."""
         return []
 
+    def training_loss(
+        self, xs: Batch, dead_F: torch.Tensor | None = None, step: int = 0, total_steps: int = 1
+    ) -> LossOutput:
+        """The loss of one normalised batch; `dead_F` marks latents silent for a while (AuxK),
+        `step` / `total_steps` drive warm-ups."""
+        raise NotImplementedError
+
+    def init_from_sample_(self, xs: Batch, b_dec_init: str) -> None:
+        """Data-dependent initialisation from a normalised sample of the training data (after
+        `reset_parameters`); `b_dec_init` is "geometric_median", "mean" or "zeros"."""
+        raise NotImplementedError
+
+    def fold_input_normalization_(self, stats: Stats) -> None:
+        """Make weights trained on normalised inputs act on raw ones."""
+        raise NotImplementedError
+
     calibration_batches: ClassVar[int] = 0
     """Training batches `calibrate_` wants after the last step (0: it is never called)."""
 
-    def calibrate_(self, batches_BD: Iterable[torch.Tensor]) -> None:
+    def calibrate_(self, batches: Iterable[Batch]) -> None:
         """Set, from the final weights, what training could only estimate while the weights moved
-        (an inference threshold); `batches_BD` are normalised training batches. Default: nothing."""
+        (an inference threshold); `batches` are normalised training batches. Default: nothing."""
+
+
+def warmed_up(coef: float, warmup_frac: float, step: int, total_steps: int) -> float:
+    """A penalty weight ramped linearly from 0 over the first `warmup_frac` of training: the full
+    penalty from the first step would silence latents before the decoder has found its directions."""
+    return coef * min(1.0, (step + 1) / max(1.0, warmup_frac * total_steps))
+
+
+def init_bias_(b_dec_D: torch.Tensor, x_ND: torch.Tensor, how: str) -> None:
+    """b_dec at the sample's geometric median or mean ("zeros": left as it is)."""
+    from mmsae.models.init import geometric_median
+
+    with torch.no_grad():
+        if how == "geometric_median":
+            b_dec_D.copy_(geometric_median(x_ND[:16384]))
+        elif how == "mean":
+            b_dec_D.copy_(x_ND.mean(0))
 
 
 class SparseAutoencoder(TrainingHooks, nn.Module):
@@ -163,10 +225,13 @@ class SparseAutoencoder(TrainingHooks, nn.Module):
         return decode_topk(idx_BK, val_BK, self.W_dec) + self.b_dec
 
     # --- training ----------------------------------------------------------------------------------
-    def training_loss(
-        self, x_BD: torch.Tensor, dead_F: torch.Tensor | None = None, step: int = 0, total_steps: int = 1
-    ) -> LossOutput:
-        raise NotImplementedError
+    def init_from_sample_(self, xs: Batch, b_dec_init: str) -> None:
+        from mmsae.models.init import fit_encoder_gain_
+
+        x_ND = xs[ALL]
+        init_bias_(self.b_dec, x_ND, b_dec_init)
+        if self.fits_encoder_gain:
+            fit_encoder_gain_(self, x_ND[:8192])
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
@@ -178,16 +243,15 @@ class SparseAutoencoder(TrainingHooks, nn.Module):
         remove_parallel_grad_(self.W_dec)
 
     @torch.no_grad()
-    def fold_input_normalization_(self, mean_D: torch.Tensor, scale: float) -> None:
-        """Make weights trained on x' = (x - mean)·scale act on raw x.
+    def fold_input_normalization_(self, stats: Stats) -> None:
+        """Make weights trained on x' = (x - mean)·scale act on raw x (`stats`: {ALL: (mean, scale)}).
 
         Codes come out in raw units (divided by `scale`), so the decoder keeps unit-norm rows and
         every activation (ReLU, TopK, thresholds) is unchanged up to that positive factor.
         """
+        mean_D, scale = stats[ALL]
         self.b_enc.div_(scale)
         self.b_dec.copy_(mean_D.to(self.b_dec) + self.b_dec / scale)
-        if hasattr(self, "threshold"):
-            self.threshold.div_(scale)
 
     def extra_state_tensors(self) -> dict[str, torch.Tensor]:
         """Buffers saved beside the four weights (e.g. a threshold)."""

@@ -5,7 +5,7 @@ Inference uses a threshold instead (a JumpReLU), so a row's code no longer depen
 keeps a running average of it, but that average lags the moving weights (after one short pass it
 was still mostly its first batches' value, and inference kept 7 of k = 16 latents); so after the
 last step `calibrate_` sets θ from the final weights on fresh training batches. The threshold is
-stored per latent ([F]) so SAELens JumpReLU folders load into the same class.
+stored per latent ([F]), which is exactly a SAELens JumpReLU's, so it exports as one.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mmsae.models.base import (
+    ALL,
     LossOutput,
     SAEConfig,
     SparseAutoencoder,
@@ -55,7 +56,8 @@ class BatchTopKSAE(SparseAutoencoder):
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         return pre_BF * (pre_BF > self.threshold) * (pre_BF > 0)
 
-    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+    def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        x_BD = xs[ALL]
         B, F_ = len(x_BD), self.cfg.dict_size
         # the encoder GEMM is the step's only O(B·F·D) work (see mmsae.models.kernels.sparse_encode)
         rows, cols, vals, aux_idx, aux_val = batch_topk_encode(
@@ -87,17 +89,24 @@ class BatchTopKSAE(SparseAutoencoder):
     calibration_batches = 16
 
     @torch.no_grad()
-    def calibrate_(self, batches_BD) -> None:
+    def calibrate_(self, batches) -> None:
         """θ = mean over the batches of the (B·k)-th largest positive pre-activation: the smallest
         activation BatchTopK keeps in that batch, with the final weights."""
         kept = []
-        for x_BD in batches_BD:
+        for xs in batches:
+            x_BD = xs[ALL]
             pre_N = F.relu(self.pre_acts(x_BD)).flatten()
             n = min(len(x_BD) * self.cfg.k, int((pre_N > 0).sum()))
             if n:
                 kept.append(float(torch.topk(pre_N, n, sorted=False).values.min()))
         if kept:
             self.threshold.fill_(sum(kept) / len(kept))
+
+    @torch.no_grad()
+    def fold_input_normalization_(self, stats) -> None:
+        """The threshold is in code units, which become raw units divided by the scale."""
+        super().fold_input_normalization_(stats)
+        self.threshold.div_(stats[ALL][1])
 
     def extra_state_tensors(self) -> dict[str, torch.Tensor]:
         return {"threshold": self.threshold}

@@ -34,7 +34,7 @@ def save_sae(
 
     `config.json` goes last, so a folder that has one always has the matching weights.
     """
-    from mmsae import __version__
+    from mmsae.version import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,10 +64,17 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder | PairedSAE:
-    """Load an mmsae SAE folder, or a SAELens one."""
-    folder = Path(folder)
+    """Load an mmsae SAE folder, or a SAELens one; a Hugging Face hub id (`user/repo/subfolder`)
+    that is not a local path is fetched first (`mmsae.models.hub`: the local cache, then the hub)."""
+    from mmsae.models.hub import resolve_sae_path
+
+    folder = resolve_sae_path(folder)
     if not folder.is_dir():
         raise SAELoadError(f"{folder}: no such SAE folder")
+    from mmsae.models.formats import load_foreign  # sparsify, saev, dictionary_learning, overcomplete
+
+    if (foreign := load_foreign(folder)) is not None:
+        return foreign.to(device)
     if not (folder / CONFIG_NAME).exists() and (folder / "cfg.json").exists():
         from mmsae.models.saelens import load_saelens
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmsae.models.base import LossOutput, auxk_from_selection, fired_latents, recon_loss
+from mmsae.models.base import ALL, LossOutput, auxk_from_selection, fired_latents, recon_loss
 from mmsae.models.kernels.sparse_encode import topk_encode
 from mmsae.models.topk import TopKConfig, TopKSAE
 
@@ -46,6 +46,8 @@ class MatryoshkaSAE(TopKSAE):
     def train_model_config(cls, cfg, d_in: int) -> dict:
         return {**super().train_model_config(cfg, d_in), "ks": tuple(cfg.matryoshka_ks)}
 
+    option_fields = TopKSAE.option_fields | {"matryoshka_ks"}
+
     @classmethod
     def train_checks(cls, cfg) -> list[tuple[bool, str]]:
         ks = list(cfg.matryoshka_ks)
@@ -66,7 +68,8 @@ class MatryoshkaSAE(TopKSAE):
             raise ValueError(f"{len(cfg.weights)} weights for {len(ks)} ks")
         super().__init__(cfg)
 
-    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+    def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        x_BD = xs[ALL]
         ks = self.cfg.nested_ks()
         weights = self.cfg.weights or (1.0,) * len(ks)
         # sorted, largest first: every prefix is a smaller TopK; sparse backward as in TopKSAE

@@ -72,6 +72,12 @@ class MultiModalSAE(PairedSAE):
     def uses_k(cls, cfg) -> bool:
         return cfg.sparsity != "l1"
 
+    option_fields = frozenset({"k", "aux_k", "aux_coef", "l1_coef", "sparsity", "lambda_align", "lambda_image"})
+
+    @classmethod
+    def sparsity_field(cls, opts) -> str:
+        return "l1_coef" if opts.get("sparsity") == "l1" else "k"
+
     @classmethod
     def train_model_config(cls, cfg, d_in: int) -> dict:
         return {
@@ -158,13 +164,15 @@ class MultiModalSAE(PairedSAE):
     def decoder_directions(self, modality: str) -> torch.Tensor:
         return getattr(self, f"W_dec_{check_modality(modality)}")
 
-    def training_loss(self, img_BD, txt_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+    def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
         cfg = self.cfg
         codes, recons, parts = {}, {}, {}
+        img_BD = xs["image"]
         fired_F = torch.zeros(cfg.dict_size, dtype=torch.bool, device=img_BD.device)
         aux = img_BD.new_zeros(())
         l1 = img_BD.new_zeros(())
-        for m, x in (("image", img_BD), ("text", txt_BD)):
+        for m in MODALITIES:
+            x = xs[m]
             pre_BF = self.pre_acts(x, m)
             W_dec = getattr(self, f"W_dec_{m}")
             if cfg.sparsity == "topk":

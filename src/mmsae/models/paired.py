@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mmsae.models.base import SAEConfig, SAEOutput, SparseAutoencoder, TrainingHooks
+from mmsae.models.base import SAEConfig, SAEOutput, SparseAutoencoder, TrainingHooks, init_bias_
 
 MODALITIES = ("image", "text")
 
@@ -30,6 +30,7 @@ class PairedSAE(TrainingHooks, nn.Module):
     architecture: ClassVar[str] = ""
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
     paired: ClassVar[bool] = True
+    groups: ClassVar[tuple[str, ...]] = MODALITIES
     cfg: Any
 
     def encode(self, x_BD: torch.Tensor, modality: str) -> torch.Tensor:
@@ -49,15 +50,10 @@ class PairedSAE(TrainingHooks, nn.Module):
         """[F, D_modality] rows: where each concept points in that modality's embedding space."""
         raise NotImplementedError
 
-    def training_loss(
-        self,
-        img_BD: torch.Tensor,
-        txt_BD: torch.Tensor,
-        dead_F: torch.Tensor | None = None,
-        step: int = 0,
-        total_steps: int = 1,
-    ):
-        raise NotImplementedError
+    def init_from_sample_(self, xs, b_dec_init: str) -> None:
+        """Each modality's decoder bias from that modality's sample."""
+        for m, x_ND in xs.items():
+            init_bias_(getattr(self, f"b_dec_{check_modality(m)}"), x_ND, b_dec_init)
 
     def named_tensors(self) -> dict[str, torch.Tensor]:
         """Everything `save_sae` writes, by name."""
@@ -70,11 +66,6 @@ class PairedSAE(TrainingHooks, nn.Module):
     @torch.no_grad()
     def remove_parallel_grads_(self) -> None:
         pass
-
-    @torch.no_grad()
-    def fold_input_normalization_(self, stats: dict[str, tuple[torch.Tensor, float]]) -> None:
-        """Make weights trained on x' = (x − mean_m)·scale_m act on raw x, per modality m."""
-        raise NotImplementedError
 
 
 class ModalityRouter(nn.Module):

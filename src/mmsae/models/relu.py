@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from mmsae.models.base import LossOutput, SAEConfig, SparseAutoencoder, recon_loss
+from mmsae.models.base import ALL, LossOutput, SAEConfig, SparseAutoencoder, recon_loss, warmed_up
 
 
 @dataclass(frozen=True)
@@ -19,26 +19,37 @@ class ReLUConfig(SAEConfig):
     """Share of training over which λ ramps up linearly from 0."""
 
 
-class ReLUSAE(SparseAutoencoder):
-    architecture = "relu"
-    config_class = ReLUConfig
+class L1Penalty:
+    """What training asks of an architecture whose sparsity is an L1 weight (`TrainingHooks`):
+    ReLU and Gated share it."""
+
+    option_fields = frozenset({"l1_coef"})
 
     @classmethod
     def uses_k(cls, cfg) -> bool:
         return False
 
     @classmethod
+    def sparsity_field(cls, opts) -> str:
+        return "l1_coef"
+
+    @classmethod
     def train_model_config(cls, cfg, d_in: int) -> dict:
-        return {"d_in": d_in, "dict_size": cfg.dict_size, "l1_coef": cfg.l1_coef, "l1_warmup_frac": 0.05}
+        return {"d_in": d_in, "dict_size": cfg.dict_size, "l1_coef": cfg.l1_coef}
+
+
+class ReLUSAE(L1Penalty, SparseAutoencoder):
+    architecture = "relu"
+    config_class = ReLUConfig
 
     cfg: ReLUConfig
 
-    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+    def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        x_BD = xs[ALL]
         codes_BF = F.relu(self.pre_acts(x_BD))
         x_hat_BD = self.decode(codes_BF)
         mse = recon_loss(x_BD, x_hat_BD)
-        warm = max(1.0, self.cfg.l1_warmup_frac * total_steps)
-        lam = self.cfg.l1_coef * min(1.0, (step + 1) / warm)
+        lam = warmed_up(self.cfg.l1_coef, self.cfg.l1_warmup_frac, step, total_steps)
         l1 = (codes_BF * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
         fired_F = (codes_BF > 0).any(dim=0)
         l0 = (codes_BF > 0).float().sum(dim=-1).mean()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mmsae.models.base import (
+    ALL,
     LossOutput,
     SAEConfig,
     SparseAutoencoder,
@@ -46,7 +47,8 @@ class TopKSAE(SparseAutoencoder):
         idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
         return dense_from_sparse(idx_BK, val_BK, self.cfg.dict_size)
 
-    def training_loss(self, x_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
+    def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        x_BD = xs[ALL]
         # the encoder GEMM is the step's only O(B·F·D) work: sparse backward, sparse decode
         idx_BK, val_BK, aux_idx, aux_val = topk_encode(
             x_BD, self.W_enc, self.b_enc, self.b_dec, self.cfg.k, dead_F, self.cfg.aux_k, self.select_dtype

@@ -21,7 +21,7 @@ from torch import nn
 
 from mmsae.models.base import LossOutput, SAEConfig, check_k, dense_from_sparse, fired_latents, recon_loss, topk_sparse
 from mmsae.models.kernels.sparse_decode import decode_topk
-from mmsae.models.paired import PairedSAE, check_modality
+from mmsae.models.paired import MODALITIES, PairedSAE, check_modality
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class VLSAE(PairedSAE):
     @classmethod
     def train_model_config(cls, cfg, d_in: int) -> dict:
         return {"d_in": d_in, "dict_size": cfg.dict_size, "k": cfg.k, "center": cfg.vlsae_center}
+
+    option_fields = frozenset({"k", "vlsae_center"})
 
     @classmethod
     def train_checks(cls, cfg) -> list[tuple[bool, str]]:
@@ -113,10 +115,11 @@ class VLSAE(PairedSAE):
     def decoder_directions(self, modality: str) -> torch.Tensor:
         return self._dec(modality)[0]
 
-    def training_loss(self, img_BD, txt_BD, dead_F=None, step=0, total_steps=1) -> LossOutput:
-        fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=img_BD.device)
+    def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=xs["image"].device)
         outs, parts = [], {}
-        for m, x in (("image", img_BD), ("text", txt_BD)):
+        for m in MODALITIES:
+            x = xs[m]
             idx_BK, val_BK = topk_sparse(self.pre_acts(x, m), self.cfg.k)
             x_hat = self.decode_sparse(idx_BK, val_BK, m)
             parts[f"mse_{m}"] = recon_loss(x, x_hat)
@@ -129,11 +132,12 @@ class VLSAE(PairedSAE):
         )
 
     @torch.no_grad()
-    def set_input_means_(self, means: dict[str, torch.Tensor]) -> None:
-        """Per-modality means for `center=True` (in the units the model is trained in)."""
+    def init_from_sample_(self, xs, b_dec_init: str) -> None:
+        """Also the per-modality means `center=True` subtracts (in the units the model trains in)."""
+        super().init_from_sample_(xs, b_dec_init)
         if self.cfg.center:
-            for m, mean_D in means.items():
-                getattr(self, f"mean_{check_modality(m)}").copy_(mean_D)
+            for m, x_ND in xs.items():
+                getattr(self, f"mean_{check_modality(m)}").copy_(x_ND.mean(0))
 
     @torch.no_grad()
     def fold_input_normalization_(self, stats) -> None:

@@ -18,7 +18,7 @@ from mmsae.data.synthetic import SynthConfig
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write, write_json_atomic
 from mmsae.models.io import load_sae
-from mmsae.models.registry import SINGLE_ARCHITECTURES
+from mmsae.models.registry import DEFAULT_SWEEP_ARCHITECTURES, SINGLE_ARCHITECTURES
 from mmsae.train.config import TrainConfig
 from mmsae.train.trainer import Trainer
 
@@ -43,10 +43,11 @@ class DemoConfig:
     """Rows per step."""
     lr: float
     """Peak learning rate."""
-    archs: tuple[str, ...] = SINGLE_ARCHS
+    archs: tuple[str, ...] = DEFAULT_SWEEP_ARCHITECTURES
     """Single-dictionary architectures to train; the first is the one analysed and explored."""
     stability_seeds: int = 3
-    """SAEs (seeds 0..N-1, same settings as the first arch) matched for stability; 0 or 1 skips it."""
+    """SAEs of the first arch (seeds 0..N-1, same settings) matched one-to-one by cosine to measure
+    the stability of its concepts; 0 or 1 skips the stability retrains."""
     multimodal: bool = True
     """Also train the MultiModalSAE and compare it with the pooled SAE (alignment, retrieval, hallucination)."""
     pareto: bool = True
@@ -55,7 +56,8 @@ class DemoConfig:
     """Draw a picture for every synthetic image row (see `synthetic_images`) for the explorer and report."""
 
     @classmethod
-    def preset(cls, size: str, archs: tuple[str, ...] = SINGLE_ARCHS, **kw) -> DemoConfig:
+    def preset(cls, size: str, **kw) -> DemoConfig:
+        """The sizes of `mmsae demo --size SIZE` ("default" or "small"); `kw` sets the other fields."""
         if size == "small":
             return cls(
                 SynthConfig(dim=64, n_pairs=4000, n_shared=48, n_image=24, n_text=24, n_bridges=6),
@@ -65,7 +67,6 @@ class DemoConfig:
                 epochs=30,
                 batch_size=256,
                 lr=3e-3,
-                archs=archs,
                 **kw,
             )
         return cls(
@@ -76,7 +77,6 @@ class DemoConfig:
             epochs=30,
             batch_size=1024,
             lr=3e-3,
-            archs=archs,
             **kw,
         )
 

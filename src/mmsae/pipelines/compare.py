@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from mmsae.data.store import EmbeddingStore
+from mmsae.data.view import TrainingData
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write, write_json_atomic
 from mmsae.train.config import TrainConfig
 from mmsae.train.schedule import Schedule
-from mmsae.train.trainer import MIN_HELD_OUT, Trainer, count_pairs, scheduled
+from mmsae.train.trainer import MIN_HELD_OUT, Trainer, scheduled
 
 MODELS = ("independent", "pooled", "multimodal-noalign", "multimodal", "vlsae")
 VAL_FRACTION = TrainConfig.val_fraction
@@ -93,7 +94,8 @@ def compare_models(
         raise MmsaeError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     if len(store.pairs()[0]) == 0:
         raise MmsaeError(f"{store.root} has no image/text pairs to compare on")
-    n_val, n_train = count_pairs(store, "val", VAL_FRACTION), count_pairs(store, "train", VAL_FRACTION)
+    pairs = TrainingData(store, pairs=True, val_fraction=VAL_FRACTION)
+    n_val, n_train = pairs.count("val"), pairs.count("train")
     if n_val < MIN_HELD_OUT or n_train == 0:  # the table is held-out scores: a store this small has none
         raise MmsaeError(
             f"compare scores every model on held-out pairs; {store.root} splits into {n_train} training and "
@@ -154,13 +156,13 @@ def compare_models(
         cm = crossmodal_report(model, store, split="val", max_pairs=cfg.max_pairs, seed=cfg.seed)
         row = {
             "model": name,
-            "alignment_score": cm["alignment"]["alignment_score"],
-            "mean_pair_similarity": cm["alignment"]["mean_pair_similarity"],
-            "fvu_image": ev["by_modality"]["image"]["fvu"],
-            "fvu_text": ev["by_modality"]["text"]["fvu"],
-            "i2t_recall@1": cm["code_retrieval"]["i2t_recall@1"],
-            "t2i_recall@1": cm["code_retrieval"]["t2i_recall@1"],
-            "l0": ev["l0"],
+            "alignment_score": cm.alignment["alignment_score"],
+            "mean_pair_similarity": cm.alignment["mean_pair_similarity"],
+            "fvu_image": ev.by_modality["image"]["fvu"],
+            "fvu_text": ev.by_modality["text"]["fvu"],
+            "i2t_recall@1": cm.code_retrieval["i2t_recall@1"],
+            "t2i_recall@1": cm.code_retrieval["t2i_recall@1"],
+            "l0": ev.metrics["l0"],
             "train_seconds": seconds,
             "schedule": sch,
         }
@@ -186,7 +188,7 @@ def compare_models(
         "store": str(store.root),
         "config": dataclasses.asdict(cfg),
         "rows": rows,
-        "n_val_pairs": cm["n_pairs"],
+        "n_val_pairs": cm.n_pairs,
         "synthetic": synthetic,
     }
     result["table"] = format_table(result)

@@ -80,8 +80,10 @@ def run_demo(
 
     if cfg.pareto:
         from mmsae.analysis.pareto import ParetoConfig, run_pareto
+        from mmsae.models.registry import ARCHITECTURES
 
-        sae_arch = main_arch if main_arch != "relu" else "topk"
+        # the levels are L0 targets, which only k sets directly: a penalty-weight SAE stands aside for TopK
+        sae_arch = main_arch if ARCHITECTURES[main_arch].sparsity_field({}) == "k" else "topk"
         steps(f"Pareto: {sae_arch} SAEs against PCA, NMF and k-means at L0 2 to 16")
         par = run_pareto(
             store,

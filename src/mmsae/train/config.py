@@ -12,6 +12,8 @@ from typing import Any
 from mmsae.errors import MmsaeError
 from mmsae.validate import check_all, check_types, finite
 
+SPARSITY_FIELDS = ("k", "l1_coef", "l0_coef")
+"""The fields that set how sparse codes are; each architecture reads one (`TrainingHooks.sparsity_field`)."""
 MAX_SEED = 2**63 - 2**20
 """Seeds are offset by small constants for derived streams; this keeps them inside int64."""
 
@@ -21,13 +23,15 @@ class TrainConfig:
     """Everything that decides a training run; saved beside the SAE it produced."""
 
     arch: str = "topk"
-    """Architecture: relu, topk, batchtopk, matryoshka, or on pairs vlsae and multimodal."""
+    """Architecture: relu, topk, batchtopk, matryoshka, gated, jumprelu, or on pairs vlsae and multimodal."""
     dict_size: int = 4096
     """Number of latents F."""
     k: int = 32
     """Active latents per row (TopK family; the largest nested k for matryoshka)."""
     l1_coef: float = 5.0
-    """L1 weight λ (relu, and multimodal with sparsity l1), on inputs scaled to mean norm √D."""
+    """L1 weight λ (relu, gated, and multimodal with sparsity l1), on inputs scaled to mean norm √D."""
+    l0_coef: float = 1.0
+    """jumprelu only: weight λ of the L0 penalty (active latents per row), on inputs scaled to mean norm √D."""
     sparsity: str = "topk"
     """multimodal only: topk or l1."""
     lambda_image: float = 1.0
@@ -98,6 +102,9 @@ class TrainConfig:
     all gradients stay float32."""
     tensorboard: bool = False
     """Also log to TensorBoard (needs the `tensorboard` extra)."""
+    wandb: str | None = None
+    """Also log to this Weights & Biases project (needs the `wandb` extra; WANDB_MODE=offline logs to
+    OUT/wandb for a later `wandb sync`)."""
 
     def __post_init__(self):
         from mmsae.models.registry import ARCHITECTURES
@@ -145,6 +152,7 @@ class TrainConfig:
             (self.checkpoint_every >= 0, f"checkpoint every must be 0 (never) or more, got {self.checkpoint_every}"),
             (self.log_every > 0, f"log every must be positive, got {self.log_every}"),
             (self.modality is None or bool(self.modality), "modality must be a name or left out"),
+            (self.wandb is None or bool(self.wandb.strip()), "wandb project must be a name or left out"),
             (
                 self.decay in ("cosine", "linear", "constant"),
                 f"decay must be cosine, linear or constant, got {self.decay!r}",
@@ -179,6 +187,7 @@ class TrainConfig:
                 f"val fraction must be in [0, 1) (0: no held-out split), got {self.val_fraction}",
             ),
             (finite(self.l1_coef) and self.l1_coef >= 0, f"l1 coefficient must be non-negative, got {self.l1_coef}"),
+            (finite(self.l0_coef) and self.l0_coef >= 0, f"l0 coefficient must be non-negative, got {self.l0_coef}"),
             (
                 self.select_dtype in ("float32", "bfloat16", "float16"),
                 f"select dtype must be float32, bfloat16 or float16, got {self.select_dtype!r}",
@@ -197,9 +206,14 @@ class TrainConfig:
     @property
     def paired(self) -> bool:
         """Whether this architecture trains on (image, text) pairs."""
-        from mmsae.models.registry import PAIRED_ARCHITECTURES
+        return len(self.groups) > 1
 
-        return self.arch in PAIRED_ARCHITECTURES
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The architecture's input groups (`TrainingHooks.groups`): what one training example is."""
+        from mmsae.models.registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch].groups
 
     def mix_ratio(self) -> tuple[float, float] | None:
         if self.mix is None:

@@ -2,8 +2,9 @@
 
 Resuming replays the seeded batch stream up to the checkpoint's step (reading, not training),
 so a killed run restarted with `resume=True` ends with the same weights as an uninterrupted one.
-Single-input SAEs stream shuffled rows; paired SAEs (vlsae, multimodal) stream shuffled
-(image, text) pairs and keep normalisation statistics per modality.
+The trainer asks the data layer once (`data.view.TrainingData`: the rows or pairs, their count and
+batches) and names no architecture: batches, normalisation statistics and the initialisation sample
+go to the SAE keyed by its input groups (`models.base.TrainingHooks`).
 """
 
 from __future__ import annotations
@@ -22,21 +23,21 @@ import torch
 
 from mmsae.data.prefetch import Prefetch
 from mmsae.data.store import EmbeddingStore
-from mmsae.data.stream import StreamConfig, iter_batches, iter_pairs, shard_mask, split_mask
+from mmsae.data.stream import StreamConfig
+from mmsae.data.view import TrainingData
 from mmsae.device import resolve_device
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write_stream, dumps, remove_stale_tmp, write_json_atomic
-from mmsae.models.base import SparseAutoencoder
+from mmsae.models.base import SparseAutoencoder, Stats
 from mmsae.models.io import CONFIG_NAME, read_config, save_sae
-from mmsae.models.paired import MODALITIES
 from mmsae.models.registry import build_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.distributed import from_env
-from mmsae.train.init import fit_encoder_gain_, geometric_median, normalization_stats
+from mmsae.train.init import normalization_stats
+from mmsae.train.loggers import open_loggers
 from mmsae.train.schedule import Schedule, auto_schedule, lr_factor, steps_for
 
 CHECKPOINT_NAME = "checkpoint.pt"
-Stats = dict[str, tuple[torch.Tensor, float]]
 LOG_NAME = "train_log.jsonl"
 MIN_HELD_OUT = 2
 """Fewest held-out rows (or pairs) worth a validation split: FVU divides by the rows' variance,
@@ -60,93 +61,30 @@ class TrainResult:
     """One-line remarks on how the run differs from what was asked (e.g. no held-out split)."""
 
 
-def train_split(val_fraction: float) -> str:
-    """The split training reads: "train", or "all" when nothing is held out."""
-    return "train" if val_fraction > 0 else "all"
-
-
-def count_rows(
-    store: EmbeddingStore,
-    split: str,
-    val_fraction: float,
-    modality: str | None,
-    subsample: tuple[tuple[str, float], ...] = (),
-) -> int:
-    if split == "val" and val_fraction == 0:
-        return 0
-    return sum(
-        int(shard_mask(store, i, split, val_fraction, modality, subsample=subsample).sum())
-        for i in range(len(store.shards))
-    )
-
-
-def mix_subsample(
-    store: EmbeddingStore, ratio: tuple[float, float] | None, val_fraction: float
-) -> tuple[tuple[str, float], ...]:
-    """Keep probabilities that turn the training split's image:text counts into `ratio`."""
-    if ratio is None:
-        return ()
-    split = train_split(val_fraction)
-    n_img = count_rows(store, split, val_fraction, "image")
-    n_txt = count_rows(store, split, val_fraction, "text")
-    if n_img == 0 or n_txt == 0:
-        raise MmsaeError(f"--mix needs image and text rows; the training split has {n_img} image and {n_txt} text rows")
-    a, b = ratio
-    p_img = min(1.0, (a / b) * n_txt / n_img)
-    p_txt = min(1.0, (b / a) * n_img / n_txt)
-    return (("image", p_img), ("text", p_txt))
-
-
-def count_pairs(store: EmbeddingStore, split: str, val_fraction: float) -> int:
-    """(image, text) pairs in a split; one per text row that has an image with its pair id."""
-    img_rows, txt_rows = store.pairs()
-    if len(txt_rows) == 0:
-        mods = dict(store.manifest.counts)
-        raise MmsaeError(
-            f"{store.root} holds no (image, text) pairs (rows by modality: {mods}); paired "
-            "architectures need a store with both modalities sharing pair ids"
-        )
-    if split == "val" and val_fraction == 0:
-        return 0
-    return int(split_mask(store.pair_ids()[txt_rows], txt_rows, split, val_fraction).sum())
-
-
-def fit_split(store: EmbeddingStore, cfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
-    """(`cfg`, []), or `cfg` with `val_fraction` 0 and a note saying why, when the store is too small
-    to hold out MIN_HELD_OUT rows (pairs) and still train on some: then every row trains and the
-    metrics are labelled training metrics. Deterministic (the split is a hash), so a resumed run, a
-    checkpoint and the saved `train_config` all see the same choice."""
-    vf = cfg.val_fraction
-    if vf == 0:
-        return cfg, []
-    if cfg.paired:
-        unit, n_val, n_train = "pairs", count_pairs(store, "val", vf), count_pairs(store, "train", vf)
-    else:
-        unit, n_val, n_train = (
-            "rows",
-            count_rows(store, "val", vf, cfg.modality),
-            count_rows(store, "train", vf, cfg.modality),
-        )
-    if n_val >= MIN_HELD_OUT and n_train > 0:
-        return cfg, []
-    note = (
-        f"--val-fraction {vf:g} would hold out {n_val} of {n_val + n_train} {unit} (FVU needs at least "
-        f"{MIN_HELD_OUT}, and training at least 1); training on all of them instead, so the metrics "
-        "are training metrics, not held-out ones"
-    )
-    return dataclasses.replace(cfg, val_fraction=0.0), [note]
+def training_data(store: EmbeddingStore, cfg: TrainConfig) -> tuple[TrainingData, TrainConfig, list[str]]:
+    """What `cfg` trains on (asked of the store once), `cfg` as it will run, and notes: when the
+    store is too small to hold out MIN_HELD_OUT rows (pairs) and still train on some, every row
+    trains (`val_fraction` 0) and the metrics are labelled training metrics. Deterministic (the
+    split is a hash), so a resumed run, a checkpoint and the saved `train_config` see the same choice."""
+    data = TrainingData(store, pairs=cfg.paired, val_fraction=cfg.val_fraction, modality=cfg.modality)
+    notes = []
+    if cfg.val_fraction > 0:
+        n_val, n_train = data.count("val"), data.count("train")
+        if n_val < MIN_HELD_OUT or n_train == 0:
+            notes.append(
+                f"--val-fraction {cfg.val_fraction:g} would hold out {n_val} of {n_val + n_train} {data.unit} "
+                f"(FVU needs at least {MIN_HELD_OUT}, and training at least 1); training on all of them "
+                "instead, so the metrics are training metrics, not held-out ones"
+            )
+            cfg, data = dataclasses.replace(cfg, val_fraction=0.0), data.holding_out_nothing()
+    return data.with_mix(cfg.mix_ratio()), cfg, notes
 
 
 def count_training(store: EmbeddingStore | str | os.PathLike, cfg: TrainConfig) -> int:
     """Rows (pairs, for paired SAEs) one epoch of training with `cfg` reads: the training split
     (all rows when nothing can be held out), one modality or mix if asked."""
     store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
-    cfg, _ = fit_split(store, cfg)
-    split = train_split(cfg.val_fraction)
-    if cfg.paired:
-        return count_pairs(store, split, cfg.val_fraction)
-    subsample = mix_subsample(store, cfg.mix_ratio(), cfg.val_fraction)
-    return count_rows(store, split, cfg.val_fraction, cfg.modality, subsample)
+    return training_data(store, cfg)[0].count()
 
 
 def scheduled(
@@ -207,7 +145,8 @@ class _State:
     stats_dev: Stats
     since_fired_F: torch.Tensor
     step: int
-    tb: Any
+    logs: list
+    """TensorBoard / W&B logs (`train.loggers`), on the main process only."""
     log_f: Any
     bar: Any
     t0: float
@@ -230,11 +169,11 @@ class Trainer:
         self.out = Path(out_dir)
         if len(self.store) == 0:
             raise MmsaeError(f"{self.store.root} holds no rows; import embeddings into it before training")
-        self.paired = cfg.paired
-        cfg, self.notes = fit_split(self.store, cfg)  # before the resume check: a resumed run makes the same choice
+        # before the resume check: a resumed run makes the same choice
+        self.data, cfg, self.notes = training_data(self.store, cfg)
         self.cfg = cfg
+        self.groups = cfg.groups
         self.held_out = cfg.val_fraction > 0
-        self.split = train_split(cfg.val_fraction)
         self.dist = from_env()
         self.progress = progress and self.dist.main
         self.device = resolve_device(self.dist.device_for(cfg.device))
@@ -270,57 +209,36 @@ class Trainer:
                     "would differ; train anew with --overwrite"
                 )
 
-        self.subsample: tuple[tuple[str, float], ...] = ()
-        if self.paired:
-            self.n_train = count_pairs(self.store, self.split, cfg.val_fraction)
-        else:
-            self.subsample = mix_subsample(self.store, cfg.mix_ratio(), cfg.val_fraction)
-            self.n_train = count_rows(self.store, self.split, cfg.val_fraction, cfg.modality, self.subsample)
-        unit = "pairs" if self.paired else "rows"
+        self.n_train = self.data.count()
         if self.n_train == 0:
             raise MmsaeError(
-                f"{self.store.root} has no training {unit}"
-                + (f" of modality {cfg.modality!r}" if cfg.modality else "")
-                + f" (rows by modality: {dict(self.store.manifest.counts)})"
+                f"{self.store.root} has no training {self.data.describe()}"
+                f" (rows by modality: {dict(self.store.manifest.counts)})"
             )
         if self.n_train < cfg.batch_size:
             raise MmsaeError(
-                f"the training split has {self.n_train} {unit}, fewer than one batch of {cfg.batch_size}; "
+                f"the training split has {self.n_train} {self.data.unit}, fewer than one batch of {cfg.batch_size}; "
                 f"pass --batch-size {self.n_train} or less"
             )
         self.total_steps = cfg.steps or steps_for(self.n_train, cfg.batch_size, cfg.epochs)
         self.dead_after = cfg.dead_after or min(self.n_train, 10_000_000)
-        self.stream_cfg = StreamConfig(
-            batch_size=cfg.batch_size,
-            seed=cfg.stream_seed,
-            split=self.split,
-            val_fraction=cfg.val_fraction,
-            modality=cfg.modality,
-            buffer_rows=cfg.shuffle_buffer,
-            subsample=self.subsample,
-            part=(self.dist.rank, self.dist.world),
+        self.stream_cfg = self.data.stream_config(
+            cfg.batch_size, cfg.stream_seed, cfg.shuffle_buffer, part=(self.dist.rank, self.dist.world)
         )
 
     def _batches(self, cfg: StreamConfig):
-        """Single SAEs: [B, D] arrays. Paired SAEs: (image [B, D], text [B, D]) of matched pairs."""
-        return iter_pairs(self.store, cfg) if self.paired else iter_batches(self.store, cfg)
+        """Raw batches, each a tuple of [B, D] arrays in the order of the SAE's input `groups`."""
+        return self.data.batches(cfg)
 
     # --- set-up ------------------------------------------------------------------------------------
     def _init_state(self) -> tuple[SparseAutoencoder, Stats]:
-        """A fresh model, plus the normalisation `stats`: {group: (mean_D, scale)}, where the group is
-        "*" (all rows) for single SAEs and each modality for paired ones."""
+        """A fresh model, plus the normalisation `stats`: {group: (mean_D, scale)} for each of the
+        SAE's input groups (`TrainingHooks.groups`)."""
         cfg = self.cfg
-        sample_cfg = StreamConfig(
-            batch_size=min(cfg.init_rows, self.n_train),
-            seed=cfg.stream_seed + 10_007,
-            split=self.split,
-            val_fraction=cfg.val_fraction,
-            modality=cfg.modality,
-            buffer_rows=cfg.shuffle_buffer,
-            subsample=self.subsample,
+        sample_cfg = self.data.stream_config(
+            min(cfg.init_rows, self.n_train), cfg.stream_seed + 10_007, cfg.shuffle_buffer
         )
-        first = next(self._batches(sample_cfg))
-        samples = dict(zip(MODALITIES, first)) if self.paired else {"*": first}
+        samples = dict(zip(self.groups, next(self._batches(sample_cfg))))
         if not all(np.isfinite(a).all() for a in samples.values()):
             raise MmsaeError(
                 f"the store holds NaN/inf embeddings (found in the rows sampled to initialise the SAE); "
@@ -329,21 +247,13 @@ class Trainer:
         sae = build_sae(cfg.arch, **cfg.model_config(self.store.dim))
         sae.reset_parameters(generator=torch.Generator().manual_seed(cfg.seed))
         stats: Stats = {}
+        xs = {}
         for group, arr in samples.items():
             sample = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
             mean_D, scale = normalization_stats(sample, cfg.resolved_normalize())
             stats[group] = (mean_D, scale)
-            x = sample.sub_(mean_D).mul_(scale)  # in place: the sample is this function's own copy
-            b_dec = sae.b_dec if group == "*" else getattr(sae, f"b_dec_{group}")
-            if hasattr(sae, "set_input_means_"):
-                sae.set_input_means_({group: x.mean(0)})
-            with torch.no_grad():
-                if cfg.b_dec_init == "geometric_median":
-                    b_dec.copy_(geometric_median(x[:16384]))
-                elif cfg.b_dec_init == "mean":
-                    b_dec.copy_(x.mean(0))
-            if sae.fits_encoder_gain:
-                fit_encoder_gain_(sae, x[:8192])
+            xs[group] = sample.sub_(mean_D).mul_(scale)  # in place: the sample is this function's own copy
+        sae.init_from_sample_(xs, cfg.b_dec_init)
         return sae, stats
 
     def _optimizer(self, sae: SparseAutoencoder) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -414,7 +324,7 @@ class Trainer:
             stats_dev={g: (m.to(self.device), sc) for g, (m, sc) in stats.items()},
             since_fired_F=since_fired_F.to(self.device),
             step=start,
-            tb=self._tensorboard() if main else None,
+            logs=open_loggers(cfg, self.out) if main else [],
             log_f=open(self.out / LOG_NAME, "a") if main else open(os.devnull, "w"),
             bar=tqdm(
                 total=self.total_steps, initial=start, desc=f"train {cfg.arch}", unit="step", disable=not self.progress
@@ -427,20 +337,17 @@ class Trainer:
         x_BD = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True)
         return torch.sub(x_BD, mean).mul_(scale)  # one new tensor: the batch itself may be shared (sweeps)
 
+    def _normalized(self, state: _State, batch) -> dict[str, torch.Tensor]:
+        return {g: self._prep(state, arr, g) for g, arr in zip(self.groups, batch)}
+
     def step(self, state: _State, batch) -> None:
-        """One optimizer step on one batch (a [B, D] array, or (image, text) for paired SAEs)."""
+        """One optimizer step on one batch (a tuple of [B, D] arrays, one per input group)."""
         cfg, sae, opt, sched = self.cfg, state.sae, state.opt, state.sched
         step = state.step
         dead_F = state.since_fired_F >= self.dead_after
-        if self.paired:
-            img, txt = batch
-            xs = {"image": self._prep(state, img, "image"), "text": self._prep(state, txt, "text")}
-            out = sae.training_loss(xs["image"], xs["text"], dead_F, step, self.total_steps)
-            x_BD = xs["image"]
-        else:
-            xs = {"*": self._prep(state, batch, "*")}
-            x_BD = xs["*"]
-            out = sae.training_loss(x_BD, dead_F, step, self.total_steps)
+        xs = self._normalized(state, batch)
+        out = sae.training_loss(xs, dead_F, step, self.total_steps)
+        n_examples = len(batch[0])
         if not bool(torch.isfinite(out.loss.detach())):  # before the step: the weights stay as they were
             self._stop_non_finite(state, batch, f"the loss is {float(out.loss.detach())}")
         opt.zero_grad(set_to_none=True)
@@ -452,12 +359,12 @@ class Trainer:
         opt.step()
         sched.step()
         sae.normalize_decoder_()
-        state.since_fired_F += len(x_BD) * self.dist.world
+        state.since_fired_F += n_examples * self.dist.world
         state.since_fired_F[self.dist.any_(out.fired_F)] = 0
-        state.rows_done += len(x_BD) * len(xs) * self.dist.world
+        state.rows_done += n_examples * len(xs) * self.dist.world
 
         if step % cfg.log_every == 0 or step == self.total_steps - 1:
-            recons = out.recons or {"*": out.x_hat_BD}
+            recons = out.recons or {self.groups[0]: out.x_hat_BD}
             with torch.no_grad():
                 fvus = {g: float((recons[g] - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for g, x in xs.items()}
             fvu = sum(fvus.values()) / len(fvus)
@@ -471,16 +378,15 @@ class Trainer:
                 "seconds": time.perf_counter() - state.t0,
                 **out.parts,
             }
-            if self.paired:
+            if len(fvus) > 1:
                 rec.update({f"fvu_{g}": v for g, v in fvus.items()})
             state.log_f.write(dumps(rec, indent=None) + "\n")
             state.bar.set_postfix(
                 loss=f"{rec['loss']:.4g}", fvu=f"{fvu:.4f}", l0=f"{rec['l0']:.1f}", dead=f"{rec['dead_fraction']:.3f}"
             )
-            if state.tb is not None:
-                for k, v in rec.items():
-                    if k != "step":
-                        state.tb.add_scalar(f"train/{k}", v, step + 1)
+            scalars = {k: v for k, v in rec.items() if k != "step"}
+            for log in state.logs:
+                log.log(scalars, step + 1)
         state.bar.update(1)
         state.step = step + 1
         if (
@@ -496,8 +402,7 @@ class Trainer:
 
     def _stop_non_finite(self, state: _State, batch, what: str) -> None:
         """One line: the step, whether the input batch was the cause, and what is kept."""
-        arrays = batch if self.paired else (batch,)
-        bad = sum(int((~np.isfinite(np.asarray(a, dtype=np.float32))).any(axis=1).sum()) for a in arrays)
+        bad = sum(int((~np.isfinite(np.asarray(a, dtype=np.float32))).any(axis=1).sum()) for a in batch)
         cause = (
             f"its input batch holds {bad} row(s) with NaN/inf (`mmsae info {self.store.root} --check` lists them)"
             if bad
@@ -515,19 +420,19 @@ class Trainer:
     def close(self, state: _State) -> None:
         state.bar.close()
         state.log_f.close()
-        if state.tb is not None:
-            state.tb.close()
+        for log in state.logs:
+            log.close()
 
     @torch.no_grad()
     def _calibrate(self, state: _State) -> None:
         """Let the architecture set what it estimated during training from the final weights, on
         the first training batches of a fresh stream (`TrainingHooks.calibrate_`)."""
         n = state.sae.calibration_batches
-        if n <= 0 or self.paired:
+        if n <= 0:
             return
         stream = self._batches(self.stream_cfg)
         state.sae.eval()
-        state.sae.calibrate_(self._prep(state, next(stream), "*") for _ in range(min(n, self.total_steps)))
+        state.sae.calibrate_(self._normalized(state, next(stream)) for _ in range(min(n, self.total_steps)))
 
     def finish(self, state: _State) -> TrainResult:
         """Fold the normalisation in, save (rank 0), then measure: a measurement that fails cannot
@@ -595,10 +500,7 @@ class Trainer:
 
     def _fold(self, sae: SparseAutoencoder, stats: Stats) -> SparseAutoencoder:
         final = copy.deepcopy(sae).cpu().eval()
-        if self.paired:
-            final.fold_input_normalization_(stats)
-        else:
-            final.fold_input_normalization_(*stats["*"])
+        final.fold_input_normalization_(stats)
         return final
 
     def _validate(self, sae: SparseAutoencoder) -> dict[str, Any]:
@@ -606,7 +508,7 @@ class Trainer:
         when they are undefined (fewer than 2 rows, or rows without variance)."""
         from mmsae.metrics.evaluate import evaluate_store
 
-        split, vf = ("val", self.cfg.val_fraction) if self.held_out else (self.split, 0.1)
+        split, vf = ("val", self.cfg.val_fraction) if self.held_out else (self.data.split, 0.1)
         out: dict[str, Any] = {}
         try:
             res = evaluate_store(
@@ -617,15 +519,15 @@ class Trainer:
                 modality=self.cfg.modality,
                 device=self.device,
             )
-            if res.get("n_rows", 0) >= MIN_HELD_OUT:
-                out = {k: v for k, v in res.items() if not k.startswith("_")}
+            if res.n_rows >= MIN_HELD_OUT:
+                out = res.to_json()
                 # "train": the rows it trained on (all of them when nothing is held out)
                 out.update(split="val" if self.held_out else "train", held_out=self.held_out)
-                if self.paired:
+                if len(self.groups) > 1:  # cross-modal metrics need matched pairs
                     from mmsae.metrics.crossmodal import crossmodal_report
 
                     cm = crossmodal_report(sae, self.store, split=split, val_fraction=vf, device=self.device)
-                    out["crossmodal"] = {k: v for k, v in cm.items() if not k.startswith("_")}
+                    out["crossmodal"] = cm.to_json()
         except ZeroDivisionError:  # FVU divides by the rows' spread, which identical rows do not have
             out = {}
         finally:
@@ -636,15 +538,6 @@ class Trainer:
                 f"than {MIN_HELD_OUT}, or some modality's rows all alike); the SAE is saved"
             )
         return out
-
-    def _tensorboard(self):
-        if not self.cfg.tensorboard:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise MmsaeError("--tensorboard needs the tensorboard package: pip install 'mmsae[tensorboard]'") from None
-        return SummaryWriter(str(self.out / "tensorboard"))
 
 
 def train_sweep(
@@ -660,7 +553,7 @@ def train_sweep(
     trainers = [Trainer(store, out, cfg, overwrite=overwrite, progress=progress) for out, cfg in runs]
     first = trainers[0]
     for t in trainers[1:]:
-        if (t.stream_cfg, t.paired) != (first.stream_cfg, first.paired):
+        if (t.stream_cfg, t.groups) != (first.stream_cfg, first.groups):
             diff = [
                 f
                 for f in ("batch_size", "seed", "split", "val_fraction", "modality", "buffer_rows", "subsample")
