@@ -155,10 +155,24 @@ def test_a_cached_hub_id_is_an_sae_argument(hf_home, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [["export", "user/nothing/here", "--format", "hub", "--out", "x"], ["info", "user/nothing/here"]]
+    "argv", [["export", "hf://user/nothing/here", "--format", "hub", "--out", "x"], ["info", "hf://user/nothing/here"]]
 )
 def test_an_uncached_hub_id_is_one_line(hf_home, capsys, argv):
     err = one_line_error(capsys, main(argv), "user/nothing/here")
     if argv[0] == "export":
         assert "not in the local cache" in err and str(hf_home / "hub") in err and "hf download" in err
     assert not Path("x").exists()
+
+
+@pytest.mark.parametrize("first, then", [("hub", "saelens"), ("saelens", "hub")])
+def test_overwriting_with_the_other_format_leaves_only_the_new_sae(tmp_path, capsys, first, then):
+    """An --out holding the other format's SAE: after --overwrite, every reader sees the new SAE."""
+    _save(tmp_path / "old", "topk")
+    new = _save(tmp_path / "new", "relu")
+    assert main(["export", str(tmp_path / "old"), "--format", first, "--out", str(tmp_path / "x")]) == 0
+    argv = ["export", str(tmp_path / "new"), "--format", then, "--out", str(tmp_path / "x"), "--overwrite"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    got = load_sae(tmp_path / "x")
+    assert got.architecture == "relu"
+    _same_codes(new, got)

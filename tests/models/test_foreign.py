@@ -736,3 +736,27 @@ def test_info_reads_a_saev_checkpoint(tmp_path, capsys):
     assert main(["info", str(tmp_path / "run")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["architecture"] == "topk" and out["dict_size"] == F_
+
+
+def test_overcomplete_never_hands_a_file_to_torchscript_or_the_legacy_loader(tmp_path, monkeypatch):
+    """torch.load would pass a TorchScript archive to torch.jit.load (which runs its code) and a
+    non-zip file to its tar loader: mmsae refuses both without calling either."""
+
+    class Tiny(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    torch.jit.save(torch.jit.script(Tiny()), tmp_path / "model.pt")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.load / torch.jit.load must not be called")
+
+    monkeypatch.setattr(torch.jit, "load", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    with pytest.raises(SAELoadError) as exc:
+        load_sae(tmp_path)
+    assert "TorchScript files are not read" in one_line(exc)
+    (tmp_path / "model.pt").write_bytes(b"\x80\x02legacy pickle, not a zip")
+    with pytest.raises(SAELoadError) as exc:
+        load_sae(tmp_path)
+    assert "legacy format are not read" in one_line(exc)

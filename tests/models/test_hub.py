@@ -94,7 +94,7 @@ def test_a_cached_saelens_subfolder_and_an_sae_at_the_repository_root_load(hf_ho
 
 def test_an_uncached_hub_id_offline_is_one_line_saying_what_is_missing(hf_home):
     with pytest.raises(SAELoadError) as info:
-        load_sae("user/nothing/here")
+        load_sae("hf://user/nothing/here")
     msg = str(info.value)
     assert len(msg.splitlines()) == 1
     for needle in ("user/nothing", "'here'", "not in the local cache", str(hf_home / "hub"), "HF_HUB_OFFLINE"):
@@ -143,18 +143,31 @@ def test_an_uncached_hub_id_is_fetched_once_then_read_from_the_cache(hf_home, mo
     sae = _sae(3)
     hub = _FakeHub(hf_home, sae, online=True)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
-    _same_codes(sae, load_sae("user/repo/sub"))
+    _same_codes(sae, load_sae("hf://user/repo/sub"))
     assert hub.calls == [("local", ["sub/*"]), ("online", ["sub/*"])]
     hub.calls.clear()
-    _same_codes(sae, load_sae("user/repo/sub"))
+    _same_codes(sae, load_sae("user/repo/sub"))  # cached now: the bare id finds it without the network
     assert hub.calls == [("local", ["sub/*"])]
+
+
+def test_a_bare_uncached_id_never_reaches_the_network(hf_home, monkeypatch):
+    """`runs/sae` typed in the wrong folder reads like a hub id; without hf:// it is looked up in
+    the cache only, and the message says how to fetch it if a hub id was meant."""
+    _online(monkeypatch)
+    hub = _FakeHub(hf_home, _sae(), online=True)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    with pytest.raises(SAELoadError) as info:
+        load_sae("runs/sae")
+    msg = str(info.value)
+    assert len(msg.splitlines()) == 1 and "no such SAE folder" in msg and "hf://runs/sae" in msg, msg
+    assert [kind for kind, _ in hub.calls] == ["local"]
 
 
 def test_a_lost_connection_is_one_line(hf_home, monkeypatch):
     _online(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", _FakeHub(hf_home, _sae(), online=False))
     with pytest.raises(SAELoadError) as info:
-        load_sae("user/repo/sub")
+        load_sae("hf://user/repo/sub")
     msg = str(info.value)
     assert len(msg.splitlines()) == 1 and "could not be fetched" in msg and "name resolution" in msg, msg
 
@@ -253,7 +266,7 @@ def test_export_hub_writes_a_loadable_folder_with_a_model_card(trained, tmp_path
     meta = _front_matter(card)
     assert meta["library_name"] == "mmsae"
     assert "sparse-autoencoder" in meta["tags"] and "topk" in meta["tags"]
-    assert 'load_sae("me/saes/k4")' in card
+    assert 'load_sae("hf://me/saes/k4")' in card
     assert "/data/coco-vitb32" in card and "open_clip:ViT-B-32/laion2b_s34b_b79k" in card and "123456" in card
     assert "| fvu | 0.1235 | 0.2 | 0.05 |" in card  # metrics.json, not the provenance's 0.5
     # the names table: named concepts only, most confident first, the table's separator escaped
@@ -300,6 +313,6 @@ def test_info_reads_a_cached_hub_id_and_refuses_an_uncached_one_in_one_line(hf_h
     assert main(["info", "user/repo/topk-24"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["architecture"] == "topk" and out["dict_size"] == 24
-    assert main(["info", "user/nothing/here"]) == 2
+    assert main(["info", "hf://user/nothing/here"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not in the local cache" in err

@@ -71,3 +71,19 @@ def test_real_wandb_offline_writes_a_run_beside_the_sae(small_synth, tmp_path, m
     Trainer(small_synth, out, TrainConfig(**SMALL, wandb="proj"), progress=False).run()
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(f.suffix == ".wandb" and f.stat().st_size > 0 for f in runs[0].iterdir())
+
+
+def test_a_fresh_run_in_the_same_folder_and_each_run_of_a_sweep_get_their_own_wandb_run(
+    small_synth, tmp_path, fake_wandb
+):
+    from mmsae.train.trainer import train_sweep
+
+    out = tmp_path / "sae"
+    cfg = TrainConfig(**SMALL, wandb="proj")
+    Trainer(small_synth, out, cfg, progress=False).run()
+    Trainer(small_synth, out, cfg, overwrite=True, progress=False).run()
+    runs = [(tmp_path / f"s{i}", TrainConfig(**{**SMALL, "seed": i, "data_seed": 0}, wandb="proj")) for i in range(2)]
+    train_sweep(small_synth, runs, progress=False)
+    inits = [c[1] for c in fake_wandb if c[0] == "init"]
+    assert len(inits) == 4 and len({i["id"] for i in inits}) == 4  # overwrite: a new run, not the old one
+    assert all(i["reinit"] == "create_new" for i in inits)  # one process, several runs: none reused

@@ -109,3 +109,12 @@ def test_cli_sweep_grid(tmp_path, small_synth):
         timeout=120,
     )
     assert bad.returncode == 2 and "unknown training option 'kk'" in bad.stderr
+
+
+def test_a_sweep_over_an_option_the_architecture_ignores_is_refused(tmp_path):
+    """`--arch relu --sweep k=8,16` would train identical SAEs: refused like `--arch relu --k 8`."""
+    from mmsae.train.sweep import sweep_runs
+
+    with pytest.raises(MmsaeError, match="--k does not apply to --arch relu, which sets its sparsity with --l1"):
+        sweep_runs(tmp_path, TrainConfig(arch="relu"), ["k=8,16"])
+    assert len(sweep_runs(tmp_path, TrainConfig(arch="relu"), ["l1_coef=1,2"])) == 2

@@ -1,6 +1,7 @@
 """Training never ends "successfully" with a broken SAE, never resumes onto other data, and every
 bad option or damaged file is one line with exit code 2."""
 
+import dataclasses
 import json
 import os
 import resource
@@ -273,3 +274,25 @@ def test_disk_full_during_import_keeps_the_store(store, tmp_path, rng):
     assert after == before
     # with room again, the same import runs to the end
     assert main(["import", str(tmp_path / "big.npy"), "--modality", "text", "--out", str(store), "--json"]) == 0
+
+
+def test_a_checkpoint_from_before_new_options_resumes(store, tmp_path):
+    """A checkpoint written before a field existed (here l0_coef and wandb) resumes: the missing
+    field counts as its default. A logging option may change on resume; a training one may not."""
+    cfg = TrainConfig(dict_size=32, k=4, batch_size=128, steps=10, checkpoint_every=4, device="cpu")
+    t = Trainer(store, tmp_path / "sae", cfg, progress=False)
+    state = t.start()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        t.step(state, (rng.standard_normal((128, 16)).astype(np.float32),))
+    t.close(state)
+    ckpt = tmp_path / "sae" / CHECKPOINT_NAME
+    saved = torch.load(ckpt, weights_only=True)
+    for field in ("l0_coef", "wandb"):
+        del saved["train_config"][field]
+    torch.save(saved, ckpt)
+    res = Trainer(store, tmp_path / "sae", dataclasses.replace(cfg, log_every=5), resume=True, progress=False).run()
+    assert res.steps == 10
+    torch.save(saved, ckpt)
+    with pytest.raises(MmsaeError, match=r"options differ from the checkpoint's \(lr\)"):
+        Trainer(store, tmp_path / "sae", dataclasses.replace(cfg, lr=0.5), resume=True, progress=False)

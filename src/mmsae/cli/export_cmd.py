@@ -48,6 +48,14 @@ def _check_out(out: Path, source: Path, overwrite: bool) -> None:
         )
 
 
+OTHER_FORMAT_FILES = {
+    "saelens": ("config.json", "model.safetensors"),
+    "hub": ("cfg.json", "sae_weights.safetensors"),
+}
+"""What an --overwrite removes from --out before writing the format named: the other format's SAE,
+which `load_sae` would otherwise go on reading instead of (mmsae's) or beside (SAELens's) the new one."""
+
+
 def _names(args, source: Path, dict_size: int):
     """(names, file, note): the concept names for the card, from --names (refused when they do not
     fit the SAE) or found beside the SAE (skipped, with a note, when they do not fit)."""
@@ -86,6 +94,10 @@ def run(args) -> int:
     notes = []
     if args.fmt == "saelens":
         report["saelens_architecture"] = saelens_architecture(sae)  # refuses paired SAEs before writing
+    if args.overwrite:
+        for name in OTHER_FORMAT_FILES[args.fmt]:
+            (out / name).unlink(missing_ok=True)
+    if args.fmt == "saelens":
         export_saelens(sae, out)
         report["written"] = [str(out / "sae_weights.safetensors"), str(out / "cfg.json")]
         notes.append(export_note(sae))

@@ -46,10 +46,10 @@ def run(args) -> int:
             return 0
         print_json(summary)
     else:
-        from mmsae.models.hub import looks_like_hub_id
+        from mmsae.models.hub import HUB_PREFIX, looks_like_hub_id
         from mmsae.models.io import SAELoadError, load_sae
 
-        if not path.is_dir() and not looks_like_hub_id(args.path):
+        if not path.is_dir() and not (looks_like_hub_id(args.path) or args.path.startswith(HUB_PREFIX)):
             raise MmsaeError(f"{path} is neither a store nor an SAE folder")
         try:  # any SAE `load_sae` reads: mmsae, SAELens, other libraries' checkpoints, hub ids
             sae = load_sae(args.path)

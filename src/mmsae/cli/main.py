@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         steer_cmd,
         synth_cmd,
         train_cmd,
+        world_cmd,
     )
     from mmsae.version import __version__
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo_cmd,
         embed_cmd,
         synth_cmd,
+        world_cmd,
         import_cmd,
         train_cmd,
         eval_cmd,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mmsae.cli.config_flags import add_config_flags, given_options
-from mmsae.train.config import TrainConfig
+from mmsae.train.config import TrainConfig, check_architecture_options
 
 ALIASES = {"l1_coef": ("--l1",)}
 """Short names kept from earlier versions of the CLI."""
@@ -48,37 +48,11 @@ def options_from_args(args) -> TrainConfig:
     opts = read_config_file(args.config) if args.config else {}
     given = given_options(args, TrainConfig)
     opts.update(given)
-    _check_architecture_options(opts.get("arch", "topk"), opts, given)
+    check_architecture_options(opts, given)
     try:
         return TrainConfig.from_dict(opts)
     except TypeError as exc:
         raise MmsaeError(f"bad training options: {exc}") from None
-
-
-def _check_architecture_options(arch: str, opts: dict, given: dict) -> None:
-    """One line for an option the chosen architecture would ignore (each architecture lists the
-    options it reads: `TrainingHooks.option_fields` / `sparsity_field`)."""
-    from mmsae.errors import MmsaeError
-    from mmsae.models.registry import ARCHITECTURES
-    from mmsae.train.config import SPARSITY_FIELDS
-
-    cls = ARCHITECTURES.get(arch)
-    if cls is None:
-        return  # TrainConfig names the architectures there are
-    knob = cls.sparsity_field(opts)
-    with_opts = f"--arch {arch}" + (f" --sparsity {opts['sparsity']}" if "sparsity" in opts else "")
-    for field in given:
-        if field in SPARSITY_FIELDS and field != knob:
-            raise MmsaeError(
-                f"{_flag(field)} does not apply to {with_opts}, which sets its sparsity with {_flag(knob)}"
-            )
-        users = [a for a, c in ARCHITECTURES.items() if field in c.option_fields]
-        if users and field not in cls.option_fields:
-            raise MmsaeError(f"{_flag(field)} applies to --arch {', '.join(users)} only")
-
-
-def _flag(field: str) -> str:
-    return ALIASES.get(field, (f"--{field.replace('_', '-')}",))[0]
 
 
 def _run_sweep(args, cfg: TrainConfig) -> int:

@@ -1,10 +1,11 @@
-"""SAEs on the Hugging Face hub: `user/repo/subfolder` wherever an SAE folder is accepted
+"""SAEs on the Hugging Face hub: `hf://user/repo/subfolder` wherever an SAE folder is accepted
 (`models.publish.export_hub` writes the other direction: a folder ready to upload).
 
-An SAE argument that is not an existing local path but reads as a hub id is resolved through
-`huggingface_hub.snapshot_download`, fetching only the subfolder: the local cache first (so a
-cached SAE loads with no network and no request), then the hub, unless the hub is switched off
-(`HF_HUB_OFFLINE=1`). The subfolder may be an mmsae folder or a SAELens one.
+`hf://user/repo/sub` is resolved through `huggingface_hub.snapshot_download`, fetching only the
+subfolder: the local cache first (so a cached SAE loads with no network and no request), then the
+hub, unless the hub is switched off (`HF_HUB_OFFLINE=1`). A bare `user/repo/sub` that is not a
+local path is looked up in the cache only: a mistyped relative path must never reach the network.
+The subfolder may be an mmsae folder or a SAELens one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from mmsae.errors import SAELoadError
 
+HUB_PREFIX = "hf://"
+"""Marks an SAE argument as a Hugging Face hub id that may be fetched over the network."""
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_ID = re.compile(rf"{_PART}/{_PART}(/{_PART})*")
 _SAE_FILES = (("config.json", "model.safetensors"), ("cfg.json", "sae_weights.safetensors"))
@@ -77,9 +80,10 @@ def _fetch_command(repo_id: str, sub: str) -> str:
     return f"`hf download {repo_id}{include}`"
 
 
-def resolve_hub_id(spec: str) -> Path:
-    """The local folder holding the SAE `spec` names on the hub: from the cache, else downloaded;
-    a one-line `SAELoadError` saying what is missing and how to fetch it otherwise."""
+def resolve_hub_id(spec: str, allow_network: bool = True) -> Path:
+    """The local folder holding the SAE `spec` names on the hub: from the cache, else (when
+    `allow_network`) downloaded; a one-line `SAELoadError` saying what is missing and how to fetch
+    it otherwise."""
     try:
         import huggingface_hub
         from huggingface_hub.utils import (
@@ -117,6 +121,11 @@ def resolve_hub_id(spec: str) -> Path:
         raise SAELoadError(f"{spec} is not a local folder, nor a valid Hugging Face hub id: {exc}") from None
     if folder is not None:
         return folder
+    if not allow_network:  # a bare `a/b/c`: perhaps a mistyped relative path, never sent to the hub
+        raise SAELoadError(
+            f"{spec}: no such SAE folder, and no {what} in the local hub cache at {cache}; to fetch it from "
+            f"the Hugging Face hub, write it as {HUB_PREFIX}{spec}"
+        )
     if hub_offline():
         raise SAELoadError(
             f"{spec} is not a local folder, and the {what} is not in the "
@@ -146,8 +155,16 @@ def resolve_hub_id(spec: str) -> Path:
 
 
 def resolve_sae_path(spec: str | os.PathLike) -> Path:
-    """`spec` as a local path when it is one (or cannot be a hub id), else the hub folder it names."""
+    """The local folder an SAE argument names. `hf://user/repo[/sub]`: from the hub cache, else the
+    hub. A bare `user/repo[/sub]` that is no local path: from the hub cache only, since it may be a
+    mistyped relative path that should never be sent over the network (nor silently answered by a
+    stranger's repository of that name). Anything else: the local path as given."""
+    if isinstance(spec, str) and spec.startswith(HUB_PREFIX):
+        hub_id = spec[len(HUB_PREFIX) :]
+        if not is_hub_id(hub_id):
+            raise SAELoadError(f"{spec} is not a Hugging Face hub id ({HUB_PREFIX}user/repo[/subfolder])")
+        return resolve_hub_id(hub_id, allow_network=True)
     path = Path(spec)
     if path.exists() or not isinstance(spec, str) or not looks_like_hub_id(spec):
         return path
-    return resolve_hub_id(spec)
+    return resolve_hub_id(spec, allow_network=False)

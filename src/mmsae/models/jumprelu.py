@@ -116,10 +116,14 @@ class JumpReLUSAE(SparseAutoencoder):
     @torch.no_grad()
     def init_from_sample_(self, xs, b_dec_init: str) -> None:
         super().init_from_sample_(xs, b_dec_init)
-        x_ND = xs[ALL][:8192]
-        pre_NF = self.pre_acts(x_ND)
-        q_F = torch.quantile(pre_NF, 1.0 - self.cfg.init_fire_rate, dim=0)
-        self.log_threshold.copy_(q_F.clamp_min(self.cfg.threshold_init).log())
+        x_ND = xs[ALL][:8192] - self.b_dec
+        n = len(x_ND)
+        kth = min(n, max(1, round((1.0 - self.cfg.init_fire_rate) * n)))  # fires above its kth smallest value
+        for lo in range(0, self.cfg.dict_size, 1024):  # in column blocks: a dense [N, F] block is GBs at large F
+            hi = min(lo + 1024, self.cfg.dict_size)
+            pre_NB = x_ND @ self.W_enc[:, lo:hi] + self.b_enc[lo:hi]
+            q_B = pre_NB.kthvalue(kth, dim=0).values
+            self.log_threshold[lo:hi] = q_B.clamp_min(self.cfg.threshold_init).log()
 
     @property
     def threshold(self) -> torch.Tensor:

@@ -101,7 +101,7 @@ def model_card(
     cfg = sae.cfg.to_dict()
     F_, D = cfg.get("dict_size"), cfg.get("d_in")
     title = f"{sae.architecture} sparse autoencoder ({F_} latents on {D}-d embeddings)"
-    where = repo_id or "USER/REPO/SUBFOLDER"
+    where = "hf://" + (repo_id or "USER/REPO/SUBFOLDER")
     lines = [
         *_front_matter(sae, provenance),
         "",
@@ -115,7 +115,7 @@ def model_card(
         "## Use",
         "",
         "```python",
-        "from mmsae.models import load_sae",
+        "from mmsae import load_sae",
         "",
         f'sae = load_sae("{where}")  # a hub id (cached after the first download) or a local folder',
         "codes = sae.encode(x)" + (', "image")  # or "text"' if sae.paired else "  # x: [N, D] embeddings"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,31 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if "train" in data and isinstance(data["train"], dict):
         data = data["train"]
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def check_architecture_options(opts: dict[str, Any], given: Iterable[str]) -> None:
+    """One line for a field in `given` that the architecture `opts` names would ignore: each
+    architecture lists the options it reads (`TrainingHooks.option_fields` / `sparsity_field`).
+    `opts` holds the run's field values (the architecture, `sparsity`, ...)."""
+    from mmsae.models.registry import ARCHITECTURES
+
+    arch = opts.get("arch", "topk")
+    cls = ARCHITECTURES.get(arch)
+    if cls is None:
+        return  # TrainConfig names the architectures there are
+    knob = cls.sparsity_field(opts)
+    with_opts = f"--arch {arch}" + (
+        f" --sparsity {opts['sparsity']}" if opts.get("sparsity") not in (None, "topk") else ""
+    )
+    for field in given:
+        if field in SPARSITY_FIELDS and field != knob:
+            raise MmsaeError(
+                f"{_flag(field)} does not apply to {with_opts}, which sets its sparsity with {_flag(knob)}"
+            )
+        users = [a for a, c in ARCHITECTURES.items() if field in c.option_fields]
+        if users and field not in cls.option_fields:
+            raise MmsaeError(f"{_flag(field)} applies to --arch {', '.join(users)} only")
+
+
+def _flag(field: str) -> str:
+    return "--l1" if field == "l1_coef" else f"--{field.replace('_', '-')}"

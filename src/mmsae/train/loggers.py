@@ -3,7 +3,7 @@ optional extra, each fed exactly the records the JSONL log gets (as `train/<name
 
 from __future__ import annotations
 
-import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,25 @@ class TensorBoardLog:
 
 
 class WandbLog:
-    """One W&B run per SAE folder: its id is derived from the folder, so a resumed run (`--resume`)
-    continues the same W&B run instead of starting a second one. `WANDB_MODE=offline` keeps it on
-    disk (`OUT/wandb/`) for a later `wandb sync`."""
+    """One W&B run per training run: a fresh run gets a new id, which the checkpoint keeps, so
+    `--resume` continues the same W&B run while `--overwrite` (or the same folder on another
+    machine) starts its own. Each is a separate run even when a sweep trains several SAEs in one
+    process. `WANDB_MODE=offline` keeps it on disk (`OUT/wandb/`) for a later `wandb sync`."""
 
-    def __init__(self, project: str, out: Path, config: dict[str, Any]):
+    def __init__(self, project: str, out: Path, config: dict[str, Any], run_id: str):
         try:
             import wandb
         except ImportError:
             raise MmsaeError("--wandb needs the wandb package: pip install 'mmsae[wandb]'") from None
-        run_id = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
         try:
             self.run = wandb.init(
-                project=project, dir=str(out), name=out.name, id=run_id, resume="allow", config=config
+                project=project,
+                dir=str(out),
+                name=out.name,
+                id=run_id,
+                resume="allow",
+                reinit="create_new",
+                config=config,
             )
         except Exception as exc:  # no login, no network: say so instead of a wandb traceback
             raise MmsaeError(
@@ -54,11 +60,16 @@ class WandbLog:
         self.run.finish()
 
 
-def open_loggers(cfg, out: Path) -> list[TensorBoardLog | WandbLog]:
-    """The scalar logs `cfg` asks for (`tensorboard`, `wandb`)."""
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def open_loggers(cfg, out: Path, run_id: str) -> list[TensorBoardLog | WandbLog]:
+    """The scalar logs `cfg` asks for (`tensorboard`, `wandb`); `run_id` names this training run
+    (kept by its checkpoint, so a resume logs into the same W&B run)."""
     logs: list[TensorBoardLog | WandbLog] = []
     if cfg.tensorboard:
         logs.append(TensorBoardLog(out))
     if cfg.wandb:
-        logs.append(WandbLog(cfg.wandb, out, cfg.to_dict()))
+        logs.append(WandbLog(cfg.wandb, out, cfg.to_dict(), run_id))
     return logs

@@ -8,7 +8,7 @@ import itertools
 from pathlib import Path
 
 from mmsae.errors import MmsaeError
-from mmsae.train.config import TrainConfig
+from mmsae.train.config import TrainConfig, check_architecture_options
 
 
 def sweep_runs(out: str | Path, cfg: TrainConfig, specs: list[str]) -> list[tuple[str, TrainConfig]]:
@@ -37,6 +37,7 @@ def sweep_runs(out: str | Path, cfg: TrainConfig, specs: list[str]) -> list[tupl
     runs = []
     for combo in itertools.product(*(vals for _, vals in axes)):
         sub = "_".join(f"{n}-{v}" for n, v in zip(names, combo))
+        check_architecture_options({**cfg.to_dict(), **dict(zip(names, combo))}, names)
         try:
             runs.append((str(Path(out) / sub), TrainConfig.from_dict({**cfg.to_dict(), **dict(zip(names, combo))})))
         except TypeError as exc:

@@ -34,7 +34,7 @@ from mmsae.models.registry import build_sae
 from mmsae.train.config import TrainConfig
 from mmsae.train.distributed import from_env
 from mmsae.train.init import normalization_stats
-from mmsae.train.loggers import open_loggers
+from mmsae.train.loggers import new_run_id, open_loggers
 from mmsae.train.schedule import Schedule, auto_schedule, lr_factor, steps_for
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -128,6 +128,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return saved
 
 
+LOGGING_FIELDS = ("tensorboard", "wandb", "log_every")
+"""Options that only decide where scalars are logged: a resumed run may change them."""
+
+
+def resume_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The options that differ between a checkpoint's config and `cfg`, other than logging ones.
+    The saved config is read back through `TrainConfig`, so a field added since the checkpoint was
+    written counts as its default, not as a difference."""
+    try:
+        was = TrainConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError, MmsaeError):
+        was = saved  # a config this version refuses: compare as written, so the message names the fields
+    was, now = (json.loads(json.dumps(d)) for d in (was, cfg.to_dict()))
+    return sorted(k for k in set(was) | set(now) if k not in LOGGING_FIELDS and was.get(k) != now.get(k))
+
+
 def store_fingerprint(store: EmbeddingStore) -> dict[str, Any]:
     """What a resume needs unchanged: the batches are drawn from exactly these rows."""
     m = store.manifest
@@ -195,11 +211,8 @@ class Trainer:
         self.resume = resume and ckpt.exists()
         if resume and self.resume:
             saved = load_checkpoint(ckpt)
-            want = json.loads(json.dumps(cfg.to_dict()))
-            if saved["train_config"] != want:
-                diff = sorted(
-                    k for k in set(saved["train_config"]) | set(want) if saved["train_config"].get(k) != want.get(k)
-                )
+            diff = resume_differences(saved["train_config"], cfg)
+            if diff:
                 raise MmsaeError(f"cannot resume {self.out}: options differ from the checkpoint's ({', '.join(diff)})")
             was, now = saved.get("store"), store_fingerprint(self.store)
             if was is not None and was != now:
@@ -303,9 +316,11 @@ class Trainer:
             sae.load_state_dict(saved["model"])
             stats = {g: (v["mean"], float(v["scale"])) for g, v in saved["stats"].items()}
             start, since_fired_F = int(saved["step"]), saved["since_fired"]
+            self.run_id = saved.get("run_id") or new_run_id()  # checkpoints from before run ids had none
         else:
             sae, stats = self._init_state()
             start, since_fired_F = 0, torch.zeros(cfg.dict_size, dtype=torch.long)
+            self.run_id = new_run_id()
             if main:
                 (self.out / LOG_NAME).unlink(missing_ok=True)
         sae.to(self.device).train()
@@ -324,7 +339,7 @@ class Trainer:
             stats_dev={g: (m.to(self.device), sc) for g, (m, sc) in stats.items()},
             since_fired_F=since_fired_F.to(self.device),
             step=start,
-            logs=open_loggers(cfg, self.out) if main else [],
+            logs=open_loggers(cfg, self.out, self.run_id) if main else [],
             log_f=open(self.out / LOG_NAME, "a") if main else open(os.devnull, "w"),
             bar=tqdm(
                 total=self.total_steps, initial=start, desc=f"train {cfg.arch}", unit="step", disable=not self.progress
@@ -495,6 +510,7 @@ class Trainer:
             "since_fired": since_fired_F.cpu(),
             "train_config": json.loads(json.dumps(self.cfg.to_dict())),
             "store": store_fingerprint(self.store),
+            "run_id": self.run_id,
         }
         atomic_write_stream(self.out / CHECKPOINT_NAME, lambda f: torch.save(obj, f))
 

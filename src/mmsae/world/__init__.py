@@ -16,6 +16,7 @@ from mmsae.world.attributes import (
     split_key,
 )
 from mmsae.world.captions import TEMPLATES, Caption, caption_scene, caption_scenes
+from mmsae.world.model import WorldClipConfig, build_world_clip, caption_words, world_image_processor, world_tokenizer
 from mmsae.world.render import cell_box, object_boxes, png_bytes, render
 from mmsae.world.scenes import Scene, SceneObject, sample_scene, sample_scenes
 from mmsae.world.truth import World, WorldConfig, build_world, image_matrix, read_world, text_matrix
@@ -36,11 +37,14 @@ __all__ = [
     "Scene",
     "SceneObject",
     "World",
+    "WorldClipConfig",
     "WorldConfig",
     "attribute_values",
     "build_world",
+    "build_world_clip",
     "caption_scene",
     "caption_scenes",
+    "caption_words",
     "cell_box",
     "image_matrix",
     "image_name",
@@ -54,6 +58,8 @@ __all__ = [
     "split_key",
     "text_matrix",
     "vocabulary",
+    "world_image_processor",
+    "world_tokenizer",
     "world_words",
     "write_world",
 ]

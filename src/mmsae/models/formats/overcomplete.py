@@ -27,8 +27,10 @@ weights_only=False)`), so the file is a pickle of the module tree. Where that tr
 Reading a pickle can run any code its author chose, so mmsae never unpickles the file as is: a
 restricted unpickler (the "restricting globals" pattern of Python's `pickle` documentation) lets
 through only torch's own functions that rebuild tensors, and every other class or function the
-file names becomes an inert record of its name and state, which this module then reads. So the
-file loads without overcomplete installed, and nothing in it runs.
+file names becomes an inert record of its name and state, which this module then reads. The zip
+archive is opened here rather than by `torch.load`, which would pass TorchScript archives to
+`torch.jit.load` and legacy files to its tar loader; those are refused. So the file loads without
+overcomplete installed, and nothing in it runs.
 
 Refused, with the reason: a state dict (`torch.save(sae.state_dict())`: it does not say which SAE
 class or `top_k` it had), deeper encoders (`mlp_*`, attention, resnet: their codes are not one
@@ -41,7 +43,6 @@ from __future__ import annotations
 
 import importlib
 import pickle
-import types
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -101,25 +102,63 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return getattr(importlib.import_module(module), name)
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
+        if module == "torch" and name.endswith("Storage") and isinstance(getattr(torch, name, None), type):
+            return getattr(torch, name)  # a storage's type in the archive's persistent ids (its dtype)
         key = (module, name)
         if key not in self._records:
             self._records[key] = type(name, (Record,), {"origin": f"{module}.{name}", "__module__": __name__})
         return self._records[key]
 
 
-_restricted_pickle = types.ModuleType("mmsae_restricted_pickle")
-_restricted_pickle.Unpickler = _RestrictedUnpickler  # type: ignore[attr-defined]
-_restricted_pickle.load = lambda f, **kw: _RestrictedUnpickler(f, **kw).load()  # type: ignore[attr-defined]
+_ZIP_MEMBERS = ("data.pkl", "version", "byteorder", ".format_version", ".storage_alignment")
+"""The files of a plain `torch.save` zip archive besides its storages (`data/N`, `.data/...`)."""
 
 
 def read_pickled_module(path: Path) -> Any:
     """The object tree `torch.save(obj, path)` wrote, with `Record`s for everything but tensors and
-    plain containers. `weights_only=False` only lets torch hand the pickle to the restricted
-    unpickler above; torch's own unpickler never sees it."""
+    plain containers. The zip archive is read here, not by `torch.load`: torch hands an archive
+    holding TorchScript (`constants.pkl`, `code/`) to `torch.jit.load`, and a non-zip file to its
+    legacy tar loader, and both can run what the file says; only a plain archive whose `data.pkl`
+    goes through the restricted unpickler above is read."""
+    import io
+    import zipfile
+
+    if not path.is_file():
+        raise SAELoadError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise SAELoadError(
+            f"{path} is damaged, or not a torch.save zip archive (files in torch's legacy format are not "
+            "read: loading them can run code; re-save such a file with a current PyTorch)"
+        )
     try:
-        return torch.load(path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
-    except FileNotFoundError:
-        raise SAELoadError(f"{path}: no such file") from None
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            prefix = names[0].split("/", 1)[0] if names else ""
+            odd = [
+                n
+                for n in names
+                if not n.startswith(prefix + "/")
+                or not (n[len(prefix) + 1 :] in _ZIP_MEMBERS or n[len(prefix) + 1 :].startswith(("data/", ".data/")))
+            ]
+            if odd or f"{prefix}/data.pkl" not in names:
+                raise SAELoadError(
+                    f"{path} is not a plain torch.save archive (it holds {', '.join(sorted(odd)[:3]) or 'no data.pkl'}"
+                    "; TorchScript files are not read: loading them can run code)"
+                )
+
+            class _Unpickler(_RestrictedUnpickler):
+                def persistent_load(self, pid: Any) -> Any:
+                    _, storage_type, key, _location, _numel = pid
+                    dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type._dtype
+                    raw = bytearray(zf.read(f"{prefix}/data/{key}"))
+                    untyped = (
+                        torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
+                    )
+                    return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+            return _Unpickler(io.BytesIO(zf.read(f"{prefix}/data.pkl"))).load()
+    except SAELoadError:
+        raise
     except Exception as exc:  # zip, pickle and runtime errors for damaged files
         raise SAELoadError(f"{path} is damaged: {one_line(exc)}") from None
 

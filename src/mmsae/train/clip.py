@@ -1,0 +1,537 @@
+"""Training the world's CLIP (`mmsae.world.model`) contrastively on the scene world, and measuring it.
+
+No pretrained vision-language model can be downloaded everywhere mmsae runs, so the project trains
+its own small one on the world's pairs: its embeddings are real learned ones (with a modality gap,
+imperfect binding, concepts the text never mentions) whose concepts have the world's ground truth.
+
+Training (`train_world_clip`): scenes drawn in memory and rendered once; each epoch pairs every
+picture with a fresh caption of its scene (caption e of `caption_scene(scene, seed, epochs)` in
+epoch e), in an order drawn from the seed; the symmetric InfoNCE loss of CLIP with a learned
+temperature; AdamW with linear warm-up and cosine decay. The same seed gives the same weights.
+
+The folder is what `save_pretrained` writes for the model, the tokenizer and the image processor,
+plus `world_clip.json` (how it was trained and what it measured), so transformers'
+`from_pretrained` loads it and `mmsae embed --model hf:DIR` embeds with it.
+
+Measurement (`measure_world_clip`), on held-out scenes of another seed, one caption each:
+image→text and text→image recall@1, zero-shot colour and shape accuracy on the one-object scenes,
+and the modality gap (the distance between the two modalities' mean unit embeddings, and how well
+a linear classifier tells them apart, as Liang et al. 2022 measure it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmsae.errors import MmsaeError
+from mmsae.fileio import write_json_atomic
+from mmsae.metrics.crossmodal import retrieval_recall, zero_shot_accuracy
+from mmsae.train.schedule import lr_factor
+from mmsae.validate import check_all, check_types, finite
+from mmsae.vectors import unit_rows
+from mmsae.world.attributes import COLOURS, SHAPES
+from mmsae.world.captions import caption_scene
+from mmsae.world.model import WorldClipConfig, build_world_clip, world_image_processor, world_tokenizer
+from mmsae.world.render import render
+from mmsae.world.scenes import Scene, sample_scenes
+
+RECORD_FILE = "world_clip.json"
+"""Beside the transformers files: the configs, the pixel statistics, the training log's summary
+and the measurements. Its presence marks a folder this module wrote (and may replace)."""
+RECORD_FORMAT = "mmsae-world-clip"
+MAX_LOGIT_SCALE = math.log(100.0)
+"""CLIP clamps its learned inverse temperature at 100, so the logits cannot grow without bound."""
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    """How the world's CLIP is trained (the architecture is `WorldClipConfig`)."""
+
+    scenes: int = 20_000
+    """Training scenes, drawn from `seed` and rendered once."""
+    epochs: int = 8
+    """Passes over the scenes; each pairs every picture with another caption of its scene."""
+    batch_size: int = 32
+    """Pairs per step: each picture's caption is contrasted with the batch's other captions. Small,
+    because on CPUs the number of steps limits learning more than the negatives a batch offers
+    (docs/world.md has the comparison)."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW, reached after the warm-up (higher rates can collapse the
+    4-layer model to one embedding per modality early on: docs/world.md)."""
+    weight_decay: float = 0.1
+    """AdamW's decoupled decay, on the weight matrices only (not biases, norms, the temperature)."""
+    warmup_frac: float = 0.05
+    """Share of the steps with a linearly rising learning rate; cosine decay to 0 after it."""
+    seed: int = 0
+    """Seeds the scenes, their captions, the initial weights and the order of the pairs."""
+    image_size: int = 64
+    """Size of the rendered pictures (the model's `image_size`)."""
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        check_all(
+            [
+                (self.scenes >= 2, f"scenes must be at least 2, got {self.scenes}"),
+                (self.epochs >= 1, f"epochs must be positive, got {self.epochs}"),
+                (self.batch_size >= 2, f"batch_size must be at least 2 (a contrastive batch), got {self.batch_size}"),
+                (finite(self.lr) and self.lr > 0, f"lr must be a positive number, got {self.lr}"),
+                (
+                    finite(self.weight_decay) and self.weight_decay >= 0,
+                    f"weight_decay must be ≥ 0, got {self.weight_decay}",
+                ),
+                (
+                    finite(self.warmup_frac) and 0 <= self.warmup_frac < 1,
+                    f"warmup_frac must be in [0, 1), got {self.warmup_frac}",
+                ),
+                (self.seed >= 0, f"seed must be ≥ 0, got {self.seed}"),
+            ]
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full batches per epoch (the last partial one is dropped: every step contrasts as many
+        pairs); one batch of all scenes when there are fewer than a batch."""
+        return max(1, self.scenes // self.batch_size)
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ClipMeasurements:
+    """What the learned embedding space does on held-out scenes, one caption per scene."""
+
+    n_scenes: int
+    seed: int
+    """Seed of the held-out scenes (not the training seed)."""
+    image_to_text_r1: float
+    """Share of pictures whose most similar caption (cosine, among all n) is their own; ties count against."""
+    text_to_image_r1: float
+    """Share of captions whose most similar picture is their own."""
+    image_to_text_r5: float
+    text_to_image_r5: float
+    zero_shot_colour: float
+    """Share of one-object pictures nearest to the prompt `a photo of a COLOUR object` of their colour."""
+    zero_shot_shape: float
+    """Share of one-object pictures nearest to the prompt `a photo of a SHAPE` of their shape."""
+    n_single: int
+    """One-object scenes the zero-shot accuracies are measured on."""
+    gap: float
+    """Distance between the mean unit image embedding and the mean unit text embedding (0: none)."""
+    separability: float
+    """Held-out accuracy of a logistic regression telling image from text embeddings (0.5: none)."""
+    pair_cosine: float
+    """Mean cosine of a picture with its own caption."""
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """A few lines for the terminal."""
+        return (
+            f"held-out: {self.n_scenes:,} scenes of seed {self.seed}, one caption each\n"
+            f"  retrieval R@1  image→text {self.image_to_text_r1:.3f}  text→image {self.text_to_image_r1:.3f}"
+            f"  (R@5 {self.image_to_text_r5:.3f} / {self.text_to_image_r5:.3f})\n"
+            f"  zero-shot on {self.n_single} one-object scenes  colour {self.zero_shot_colour:.3f}"
+            f"  shape {self.zero_shot_shape:.3f}\n"
+            f"  modality gap  distance of means {self.gap:.3f}  linear separability {self.separability:.3f}"
+            f"  mean pair cosine {self.pair_cosine:.3f}"
+        )
+
+
+@dataclass(frozen=True)
+class ClipTrainResult:
+    """What `train_world_clip` did."""
+
+    out: Path
+    steps: int
+    seconds: float
+    """Wall-clock time of the training loop (drawing the scenes excluded)."""
+    first_loss: float
+    """Mean loss of the first epoch's first 10 steps (or fewer)."""
+    last_loss: float
+    """Mean loss of the last 10 steps (or fewer)."""
+    losses: list[float]
+    """The loss of every step."""
+    measurements: ClipMeasurements | None
+    """None when training was asked not to measure."""
+
+    def to_json(self) -> dict:
+        return {
+            "out": str(self.out),
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "first_loss": self.first_loss,
+            "last_loss": self.last_loss,
+            "measurements": None if self.measurements is None else self.measurements.to_json(),
+        }
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def render_scenes(scenes: list[Scene], size: int, progress: bool = False) -> torch.Tensor:
+    """The scenes' pictures as one uint8 tensor [N, size, size, 3] (drawn once, normalised per batch)."""
+    from tqdm import tqdm
+
+    out_NYX3 = torch.empty((len(scenes), size, size, 3), dtype=torch.uint8)
+    for i, s in enumerate(tqdm(scenes, desc="drawing scenes", unit="scene", disable=not progress)):
+        out_NYX3[i] = torch.from_numpy(np.array(render(s, size)))
+    return out_NYX3
+
+
+def pixel_stats(images_NYX3: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of the pictures in [0, 1] (rounded to 4 decimals:
+    they are written to the image processor's config)."""
+    x = images_NYX3.reshape(-1, 3).double() / 255
+    return [round(float(v), 4) for v in x.mean(0)], [round(float(v), 4) for v in x.std(0)]
+
+
+def pixel_values(images_BYX3: torch.Tensor, mean, std) -> torch.Tensor:
+    """[B, 3, H, W] model input: what the image processor gives for pictures of the model's size
+    (its resize and crop leave them unchanged; the tests hold the two equal)."""
+    x = images_BYX3.permute(0, 3, 1, 2).float() / 255
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask of a batch, as long as its longest sequence."""
+    L = max(len(r) for r in ids)
+    ids_BL = torch.full((len(ids), L), pad_id, dtype=torch.long)
+    mask_BL = torch.zeros((len(ids), L), dtype=torch.long)
+    for b, r in enumerate(ids):
+        ids_BL[b, : len(r)] = torch.tensor(r)
+        mask_BL[b, : len(r)] = 1
+    return ids_BL, mask_BL
+
+
+def _features(out) -> torch.Tensor:
+    """transformers 5 returns an output object whose `pooler_output` is the projection; 4.x a tensor."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def clip_loss(img_BD: torch.Tensor, txt_BD: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of CLIP: row b of each side should pick row b of the other among the batch,
+    at the learned inverse temperature exp(logit_scale)."""
+    img = torch.nn.functional.normalize(img_BD.float(), dim=-1)
+    txt = torch.nn.functional.normalize(txt_BD.float(), dim=-1)
+    logits_BB = logit_scale.exp() * img @ txt.T
+    target_B = torch.arange(len(img), device=img.device)
+    ce = torch.nn.functional.cross_entropy
+    return (ce(logits_BB, target_B) + ce(logits_BB.T, target_B)) / 2
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_world_clip(
+    out: str | os.PathLike,
+    cfg: ClipTrainConfig = ClipTrainConfig(),
+    model_cfg: WorldClipConfig | None = None,
+    *,
+    measure: bool = True,
+    eval_scenes: int = 1000,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ClipTrainResult:
+    """Train the world's CLIP and save it to `out` (see the module's docstring); with `measure`,
+    measure it on `eval_scenes` held-out scenes of seed `cfg.seed + 1` and record the result."""
+    from tqdm import tqdm
+
+    model_cfg = model_cfg or WorldClipConfig(image_size=cfg.image_size)
+    if model_cfg.image_size != cfg.image_size:
+        raise MmsaeError(f"the model takes {model_cfg.image_size}-pixel pictures but image_size is {cfg.image_size}")
+    if measure and eval_scenes < 2:
+        raise MmsaeError(f"measuring needs at least 2 held-out scenes, got {eval_scenes}")
+    out = Path(out)
+    _check_out(out, overwrite)
+
+    scenes = sample_scenes(cfg.scenes, cfg.seed)
+    images_NYX3 = render_scenes(scenes, cfg.image_size, progress)
+    mean, std = pixel_stats(images_NYX3)
+    tokenizer = world_tokenizer(model_cfg.max_text_length)
+    processor = world_image_processor(cfg.image_size, mean, std)
+    # caption e of each scene is its caption in epoch e: all drawn and tokenized up front
+    captions = [caption_scene(s, cfg.seed, cfg.epochs) for s in scenes]
+    ids_EN = [tokenizer([c[e].text for c in captions], truncation=True)["input_ids"] for e in range(cfg.epochs)]
+
+    model = build_world_clip(model_cfg, len(tokenizer), seed=cfg.seed)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    total, warmup = cfg.steps, int(cfg.warmup_frac * cfg.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, "cosine", 0.0))
+    order = torch.Generator().manual_seed(cfg.seed)
+    B = min(cfg.batch_size, cfg.scenes)
+    pad_id = tokenizer.pad_token_id
+
+    losses: list[float] = []
+    start = time.perf_counter()
+    with tqdm(total=total, desc="training the world's CLIP", unit="step", disable=not progress) as bar:
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(cfg.scenes, generator=order)
+            for j in range(cfg.steps_per_epoch):
+                rows = perm[j * B : (j + 1) * B]
+                ids_BL, mask_BL = _pad([ids_EN[epoch][r] for r in rows.tolist()], pad_id)
+                img_BD = _features(model.get_image_features(pixel_values=pixel_values(images_NYX3[rows], mean, std)))
+                txt_BD = _features(model.get_text_features(input_ids=ids_BL, attention_mask=mask_BL))
+                loss = clip_loss(img_BD, txt_BD, model.logit_scale)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+                losses.append(float(loss.detach()))
+                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", temp=f"{model.logit_scale.exp().item():.1f}")
+                bar.update(1)
+    seconds = time.perf_counter() - start
+    model.eval()
+
+    record = {
+        "format": RECORD_FORMAT,
+        "version": 1,
+        "model": model_cfg.to_json(),
+        "train": cfg.to_json(),
+        "image_mean": mean,
+        "image_std": std,
+        "steps": total,
+        "train_seconds": round(seconds, 1),
+        "first_loss": float(np.mean(losses[:10])),
+        "last_loss": float(np.mean(losses[-10:])),
+        "inverse_temperature": model.logit_scale.exp().item(),
+        "measurements": None,
+    }
+    save_world_clip(out, model, tokenizer, processor, record)
+    measured = None
+    if measure:
+        measured = measure_world_clip(model, tokenizer, processor, n_scenes=eval_scenes, seed=cfg.seed + 1)
+        write_json_atomic(out / RECORD_FILE, {**record, "measurements": measured.to_json()})
+    return ClipTrainResult(out, total, seconds, record["first_loss"], record["last_loss"], losses, measured)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a file, a folder holding something else, a trained model without `overwrite`, or a
+    place that cannot be written, before any training."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MmsaeError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise MmsaeError(f"cannot write {out}: permission denied")
+    if out.exists() and not out.is_dir():
+        raise MmsaeError(f"{out} is a file, not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / RECORD_FILE).exists():
+            raise MmsaeError(f"{out} is not empty and holds no world model; choose another --out")
+        if not overwrite:
+            raise MmsaeError(
+                f"{out} already holds a trained world model; pass --overwrite to replace it, or choose another --out"
+            )
+
+
+def save_world_clip(out: str | os.PathLike, model, tokenizer, processor, record: dict | None = None) -> Path:
+    """Save model, tokenizer and image processor with `save_pretrained`, and `record` as
+    world_clip.json. The folder is written beside `out` and renamed into place, so `out` is never
+    half written: a reader sees the old model or the new one (an old one is moved aside, then removed)."""
+    from mmsae.backends.base import quiet_transformers
+
+    out = Path(out)
+    record = record if record is not None else {"format": RECORD_FORMAT, "version": 1}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        with quiet_transformers():
+            model.save_pretrained(stage)
+            tokenizer.save_pretrained(stage)
+            processor.save_pretrained(stage)
+        write_json_atomic(stage / RECORD_FILE, record)
+        _default_modes(stage)
+        if out.exists() and any(out.iterdir()):
+            os.replace(out, old)
+        elif out.exists():
+            out.rmdir()
+        os.replace(stage, out)
+    except OSError as exc:
+        raise MmsaeError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _default_modes(folder: Path) -> None:
+    """Give every file the mode a new file gets (0644 under the usual umask): transformers writes the
+    weights through a private temporary file (0600), which would leave the shipped model unreadable
+    to other users of a shared installation."""
+    probe = folder / ".mode-probe"
+    probe.touch()
+    mode = probe.stat().st_mode & 0o777
+    probe.unlink()
+    for p in folder.iterdir():
+        if p.is_file():
+            p.chmod(mode)
+
+
+def load_world_clip(folder: str | os.PathLike):
+    """(model, tokenizer, image processor) of a saved folder, through transformers' own
+    `from_pretrained`; a folder that is not one is a one-line `MmsaeError`."""
+    import transformers
+
+    from mmsae.backends.base import quiet_transformers
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MmsaeError(f"{folder}: no such folder")
+    try:
+        with quiet_transformers():
+            model = transformers.CLIPModel.from_pretrained(folder, local_files_only=True)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - a missing or damaged file, in transformers' own words
+        raise MmsaeError(f"{folder} is not a loadable CLIP folder: {' '.join(str(exc).split())[:300]}") from None
+    return model.eval(), tokenizer, processor
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+@torch.no_grad()
+def embed_pictures(model, processor, pictures, batch_size: int = 256) -> np.ndarray:
+    """Unit-norm `get_image_features` of PIL pictures, through the image processor: [N, D]."""
+    out = []
+    for lo in range(0, len(pictures), batch_size):
+        batch = processor(images=pictures[lo : lo + batch_size], return_tensors="pt")
+        out.append(_features(model.get_image_features(pixel_values=batch["pixel_values"])))
+    return unit_rows(torch.cat(out).float()).numpy()
+
+
+@torch.no_grad()
+def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """Unit-norm `get_text_features` of texts, padded per batch: [N, D]."""
+    out = []
+    for lo in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[lo : lo + batch_size], padding=True, truncation=True, return_tensors="pt")
+        out.append(_features(model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])))
+    return unit_rows(torch.cat(out).float()).numpy()
+
+
+def recall_at(query_ND: np.ndarray, gallery_ND: np.ndarray, ks=(1, 5)) -> dict[str, float]:
+    """Recall@k of row i of the queries retrieving row i of the gallery (by cosine, ties against)."""
+    keys_N = np.arange(len(query_ND))
+    q, g = np.ascontiguousarray(query_ND), np.ascontiguousarray(gallery_ND)  # torch takes no negative strides
+    return retrieval_recall(q, g, keys_N, keys_N, ks=ks)
+
+
+def modality_gap(img_ND: np.ndarray, txt_ND: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(distance between the mean unit image and text embeddings, held-out accuracy of a logistic
+    regression telling the two apart). Rows are pairs; half the pairs (drawn from `seed`) train the
+    classifier, the other half test it, so a pair is never split across the two."""
+    from sklearn.linear_model import LogisticRegression
+
+    img = unit_rows(np.asarray(img_ND, dtype=np.float64))
+    txt = unit_rows(np.asarray(txt_ND, dtype=np.float64))
+    gap = float(np.linalg.norm(img.mean(0) - txt.mean(0)))
+    perm = np.random.default_rng(seed).permutation(len(img))
+    train, test = perm[: len(perm) // 2], perm[len(perm) // 2 :]
+
+    def rows(idx):
+        return np.concatenate([img[idx], txt[idx]]), np.r_[np.ones(len(idx)), np.zeros(len(idx))]
+
+    X, y = rows(train)
+    clf = LogisticRegression(max_iter=2000).fit(X, y)
+    X, y = rows(test)
+    return gap, float((clf.predict(X) == y).mean())
+
+
+def colour_prompts() -> list[str]:
+    return [f"a photo of a {c} object" for c in COLOURS]
+
+
+def shape_prompts() -> list[str]:
+    return [f"a photo of {'an' if s[0] in 'aeiou' else 'a'} {s}" for s in SHAPES]
+
+
+def measure_embeddings(
+    img_ND: np.ndarray,
+    txt_ND: np.ndarray,
+    scenes: list[Scene],
+    colour_CD: np.ndarray,
+    shape_CD: np.ndarray,
+    seed: int,
+) -> ClipMeasurements:
+    """Every measurement from embeddings already made: `img_ND[i]` and `txt_ND[i]` are scene i's
+    picture and caption; `colour_CD` / `shape_CD` the prompts of `colour_prompts()` / `shape_prompts()`."""
+    i2t, t2i = recall_at(img_ND, txt_ND), recall_at(txt_ND, img_ND)
+    single = [i for i, s in enumerate(scenes) if s.count == 1]
+    colour_N = np.array([list(COLOURS).index(scenes[i].objects[0].colour) for i in single], dtype=np.int64)
+    shape_N = np.array([list(SHAPES).index(scenes[i].objects[0].shape) for i in single], dtype=np.int64)
+    img_single = img_ND[single]
+    gap, sep = modality_gap(img_ND, txt_ND, seed)
+    pair = float((unit_rows(np.asarray(img_ND, np.float64)) * unit_rows(np.asarray(txt_ND, np.float64))).sum(1).mean())
+    return ClipMeasurements(
+        n_scenes=len(scenes),
+        seed=seed,
+        image_to_text_r1=i2t["recall@1"],
+        text_to_image_r1=t2i["recall@1"],
+        image_to_text_r5=i2t["recall@5"],
+        text_to_image_r5=t2i["recall@5"],
+        zero_shot_colour=zero_shot_accuracy(img_single, colour_N, colour_CD) if single else math.nan,
+        zero_shot_shape=zero_shot_accuracy(img_single, shape_N, shape_CD) if single else math.nan,
+        n_single=len(single),
+        gap=gap,
+        separability=sep,
+        pair_cosine=pair,
+    )
+
+
+def measure_world_clip(model, tokenizer, processor, n_scenes: int = 1000, seed: int = 1) -> ClipMeasurements:
+    """Measure a model on `n_scenes` scenes of `seed` (held out: not the training seed), one
+    caption each, through the image processor and the tokenizer as a user's embedding would go."""
+    if n_scenes < 2:
+        raise MmsaeError(f"measuring needs at least 2 scenes, got {n_scenes}")
+    size = int(model.config.vision_config.image_size)
+    scenes = sample_scenes(n_scenes, seed)
+    model = model.eval()
+    img_ND = embed_pictures(model, processor, [render(s, size) for s in scenes])
+    txt_ND = embed_texts(model, tokenizer, [caption_scene(s, seed, 1)[0].text for s in scenes])
+    colour_CD = embed_texts(model, tokenizer, colour_prompts())
+    shape_CD = embed_texts(model, tokenizer, shape_prompts())
+    return measure_embeddings(img_ND, txt_ND, scenes, colour_CD, shape_CD, seed)
+
+
+def measure_folder(folder: str | os.PathLike, n_scenes: int = 1000, seed: int | None = None) -> ClipMeasurements:
+    """`measure_world_clip` of a saved folder; the held-out seed defaults to its training seed + 1."""
+    import json
+
+    model, tokenizer, processor = load_world_clip(folder)
+    if seed is None:
+        seed = 1
+        try:
+            seed = int(json.loads((Path(folder) / RECORD_FILE).read_text())["train"]["seed"]) + 1
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a CLIP folder this module did not write: seed 1
+    return measure_world_clip(model, tokenizer, processor, n_scenes=n_scenes, seed=seed)
