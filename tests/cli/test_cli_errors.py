@@ -162,3 +162,18 @@ def test_eval_on_rows_that_do_not_vary_is_one_line(tmp_path, capsys):
     assert main([*train, "--batch-size", "32", "--epochs", "1", "--json"]) == 0
     capsys.readouterr()
     one_line_error(capsys, main(["eval", str(tmp_path / "m"), str(tmp_path / "t"), "--json"]), "do not vary")
+
+
+def test_a_torch_allocation_failure_is_one_line_not_a_bug(tmp_path, capsys, monkeypatch):
+    """PyTorch's allocators raise RuntimeError, not MemoryError: still the machine's answer."""
+    from mmsae.cli import main as cli_main
+
+    def too_big(args):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 1966080000 bytes"
+        )
+
+    parser = cli_main.build_parser()
+    parser._subparsers._group_actions[0].choices["info"].set_defaults(func=too_big)
+    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    one_line_error(capsys, main(["info", str(tmp_path)]), "out of memory")

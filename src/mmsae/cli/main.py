@@ -124,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: error: {exc.strerror or _one_line(str(exc))}{where}", file=sys.stderr)
         return 2
     except Exception as exc:
+        if _is_allocation_failure(exc):  # torch's allocators raise RuntimeError, not MemoryError
+            _close_progress_bars()
+            print(
+                f"{name}: error: out of memory; ask for less (fewer rows, latents or examples) or use a larger machine",
+                file=sys.stderr,
+            )
+            return 2
         if os.environ.get("MMSAE_DEBUG"):
             raise
         _close_progress_bars()
@@ -152,3 +159,10 @@ def _one_line(text: str) -> str:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """PyTorch's "DefaultCPUAllocator: can't allocate memory" and CUDA's "out of memory" are
+    RuntimeErrors: the machine's answer to a request too big for it, not a bug."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())

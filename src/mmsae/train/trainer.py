@@ -191,6 +191,7 @@ class Trainer:
         self.groups = cfg.groups
         self.held_out = cfg.val_fraction > 0
         self.dist = from_env()
+        self.run_id = new_run_id()  # names this training run in its logs (W&B); a resume takes its checkpoint's
         self.progress = progress and self.dist.main
         self.device = resolve_device(self.dist.device_for(cfg.device))
         if cfg.batch_size % self.dist.world:
@@ -320,7 +321,6 @@ class Trainer:
         else:
             sae, stats = self._init_state()
             start, since_fired_F = 0, torch.zeros(cfg.dict_size, dtype=torch.long)
-            self.run_id = new_run_id()
             if main:
                 (self.out / LOG_NAME).unlink(missing_ok=True)
         sae.to(self.device).train()
