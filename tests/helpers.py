@@ -18,3 +18,14 @@ def snapshot(folder):
     if not folder.exists():
         return None
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_same_codes(a, b, d_in: int, seed: int) -> None:
+    """Two SAEs give the same codes on random inputs, and those codes are not all zero."""
+    import torch
+
+    x = torch.randn(32, d_in, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        za = a.encode(x)
+        assert (za > 0).any()
+        torch.testing.assert_close(b.encode(x), za, rtol=1e-6, atol=1e-6)

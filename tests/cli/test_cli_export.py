@@ -11,7 +11,7 @@ import torch
 
 from mmsae.cli.main import main
 from mmsae.models import build_sae, load_sae, save_sae
-from tests.helpers import one_line_error, snapshot
+from tests.helpers import assert_same_codes, one_line_error, snapshot
 
 
 def _save(folder, arch="topk", **cfg):
@@ -25,11 +25,7 @@ def _save(folder, arch="topk", **cfg):
 
 
 def _same_codes(a, b):
-    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        za = a.encode(x)
-        assert (za > 0).any()
-        torch.testing.assert_close(b.encode(x), za, rtol=1e-6, atol=1e-6)
+    assert_same_codes(a, b, d_in=16, seed=1)
 
 
 def test_saelens_export(tmp_path, capsys):

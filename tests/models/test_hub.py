@@ -15,6 +15,7 @@ pytest.importorskip("huggingface_hub.constants")
 from mmsae.errors import SAELoadError  # noqa: E402
 from mmsae.models import build_sae, load_sae, save_sae  # noqa: E402
 from mmsae.models.hub import looks_like_hub_id  # noqa: E402
+from tests.helpers import assert_same_codes  # noqa: E402
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -66,11 +67,7 @@ def calls(monkeypatch):
 
 
 def _same_codes(a, b):
-    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        za = a.encode(x)
-        assert (za > 0).any()
-        torch.testing.assert_close(b.encode(x), za, rtol=1e-6, atol=1e-6)
+    assert_same_codes(a, b, d_in=16, seed=5)
 
 
 def test_a_cached_hub_id_loads_offline_from_the_cache_only(hf_home, calls):
