@@ -89,12 +89,25 @@ def minilm_sae(minilm_store, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """`mmsae demo --size small --no-serve`, run once: a full run folder (store with pictures, four
-    SAEs, names, top examples, modality, bridges, stability, multimodal comparison, explorer
-    index, report), about 20 s on 2 cores."""
+    """`mmsae demo --data planted --size small --no-serve`, run once: a full run folder (store with
+    pictures, four SAEs, names, top examples, modality, bridges, stability, multimodal comparison,
+    explorer index, report), about 20 s on 2 cores."""
     from mmsae.cli.main import main
 
     out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--data", "planted", "--size", "small", "--out", str(out), "--no-serve"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def world_demo_run(tmp_path_factory):
+    """`mmsae demo --size small --no-serve` (the scene world, the default), run once: the world, its
+    store embedded by the shipped CLIP, four SAEs, every analysis, the scores against the
+    attributes, explorer index and report."""
+    pytest.importorskip("transformers", reason="install the [dev] extra")
+    from mmsae.cli.main import main
+
+    out = tmp_path_factory.mktemp("world-demo") / "run"
     assert main(["demo", "--size", "small", "--out", str(out), "--no-serve"]) == 0
     return out
 

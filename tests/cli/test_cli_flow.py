@@ -75,6 +75,8 @@ def test_demo_options(tmp_path, capsys):
         main(
             [
                 "demo",
+                "--data",
+                "planted",
                 "--size",
                 "small",
                 "--out",
@@ -94,12 +96,15 @@ def test_demo_options(tmp_path, capsys):
     assert set(rows) == {"topk", "relu"} and rows["topk"]["recovery"] >= 0.9
     assert not {"stability", "multimodal", "pareto"} & set(s["ground_truth_scores"])
     assert not (out / "compare").exists() and (out / "report.html").exists()
-    assert main(["demo", "--size", "small", "--out", str(out), "--archs", "sparse"]) == 2
+    assert main(["demo", "--data", "planted", "--size", "small", "--out", str(out), "--archs", "sparse"]) == 2
     assert "--archs must name" in capsys.readouterr().err
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("do not delete")
-    assert main(["demo", "--size", "small", "--out", str(tmp_path / "precious"), "--no-serve"]) == 2
-    assert (tmp_path / "precious" / "thesis.tex").read_text() == "do not delete"
+    for data in ("planted", "world"):
+        capsys.readouterr()
+        assert main(["demo", "--data", data, "--size", "small", "--out", str(tmp_path / "precious"), "--no-serve"]) == 2
+        assert "is not an mmsae demo folder" in capsys.readouterr().err
+        assert (tmp_path / "precious" / "thesis.tex").read_text() == "do not delete"
 
 
 def test_synth_and_info(tmp_path, capsys):

@@ -27,6 +27,21 @@ def chromium() -> str:
 
 
 @contextlib.contextmanager
+def browser_page():
+    """A page of the system Chromium (1280×900) that records the page's script errors in `.errors`."""
+    pw = pytest.importorskip("playwright.sync_api")
+    exe = chromium()
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.errors = errors
+        yield pg
+        browser.close()
+
+
+@contextlib.contextmanager
 def serving(app):
     """The app on a free loopback port, served by uvicorn in a thread; yields its URL."""
     import uvicorn

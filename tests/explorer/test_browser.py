@@ -10,22 +10,14 @@ import pytest
 
 from mmsae.analysis import truth
 from mmsae.data.synthetic import load_ground_truth
-from tests.explorer.conftest import chromium as _chromium
+from tests.explorer.conftest import browser_page
 from tests.explorer.conftest import wait_ready as _wait
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    pw = pytest.importorskip("playwright.sync_api")
-    exe = _chromium()
-    with pw.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.errors = errors
+    with browser_page() as pg:
         yield pg
-        browser.close()
 
 
 def _not_blank(png: bytes) -> float:

@@ -111,3 +111,56 @@ def test_captions_are_deterministic_per_scene():
     other = caption_scenes(scenes, seed=4, per_scene=3)
     assert sum(x.text != y.text for x, y in zip(a, other)) > 150
     assert all(pos in POSITIONS for s in scenes for pos in (o.position for o in s.objects))
+
+
+def test_vary_scene_changes_one_attribute_of_one_object():
+    from mmsae.world.scenes import vary_scene
+
+    changed = Counter()
+    for s in sample_scenes(500, 4):
+        v = vary_scene(s, 4, 10_000 + s.id)
+        assert v.id == 10_000 + s.id and (v.background, v.texture) == (s.background, s.texture)
+        diffs = [
+            (a, x, y)
+            for x, y in zip(s.objects, v.objects)
+            for a in ("shape", "colour", "size", "position", "jitter")
+            if getattr(x, a) != getattr(y, a)
+        ]
+        assert len(diffs) == 1, (s, v)
+        changed[diffs[0][0]] += 1
+        assert vary_scene(s, 4, 10_000 + s.id) == v  # deterministic
+    assert changed["shape"] > changed["colour"] > 0 and changed["size"] > 0 and changed["position"] == 0
+
+
+def test_vary_scene_absent_values_and_positions_keep_reading_order():
+    from mmsae.world.attributes import POSITIONS as CELLS
+    from mmsae.world.scenes import vary_scene
+
+    order = list(CELLS)
+    for s in sample_scenes(400, 6):
+        v = vary_scene(s, 6, s.id, (("colour", 1.0), ("shape", 1.0), ("position", 1.0)), absent=True)
+        new = v.values() - s.values()
+        assert new, (s, v)  # the new value is nowhere in the original scene
+        assert all(k.split("=")[0] in ("colour", "shape", "position") for k in new)
+        positions = [order.index(o.position) for o in v.objects]
+        assert positions == sorted(positions) and len(set(positions)) == len(positions)
+
+
+def test_swapped_captions_labels_are_exact():
+    from mmsae.world.captions import swapped_captions
+
+    scenes = sample_scenes(1000, 8)
+    labelled = swapped_captions(scenes, 8)
+    assert len(labelled) == 1000
+    visual = {v.key for v in attribute_values() if v.kind == "shared"}
+    for s, lc in zip(scenes, labelled):
+        wrong = {k for k in mentions_in(lc.caption.text) if k in visual} - s.values()
+        assert lc.hallucinated == bool(wrong), (lc, s)
+        assert lc.swapped or not lc.hallucinated  # a caption of the scene itself is always true
+        assert (lc.changed in ("shape", "colour", "position")) if lc.swapped else lc.changed is None
+        if lc.hallucinated:  # what it says wrongly is of the changed attribute
+            assert {k.split("=")[0] for k in wrong} == {lc.changed}
+    swapped = sum(lc.swapped for lc in labelled)
+    assert 400 < swapped < 600
+    # most swaps are said (shape always is; colour and position sometimes)
+    assert sum(lc.hallucinated for lc in labelled) > 0.6 * swapped

@@ -111,6 +111,29 @@ def test_config_refuses_bad_values():
         ClipTrainConfig(lr=float("nan"))
     with pytest.raises(MmsaeError, match="scenes must be"):
         ClipTrainConfig(scenes=True)
+    with pytest.raises(MmsaeError, match="twins"):
+        ClipTrainConfig(twins=0.6)
+    with pytest.raises(MmsaeError, match="text_lr_scale"):
+        ClipTrainConfig(text_lr_scale=0.0)
+
+
+def test_twin_batches_pair_scenes_with_their_varied_copies(monkeypatch, tmp_path):
+    # batch 16 with twins 0.25: 12 drawn scenes and copies of the first 4; the copies' captions share
+    # their originals' wording, so a pair's captions differ only where the scenes do
+    import mmsae.train.clip as clip_mod
+
+    cfg = _tiny_cfg(scenes=48, epochs=2, twins=0.25)
+    assert (cfg.twins_per_batch, cfg.base_scenes, cfg.base_per_batch, cfg.steps_per_epoch) == (4, 24, 12, 2)
+    seen = []
+    real = clip_mod.pixel_values
+    monkeypatch.setattr(clip_mod, "pixel_values", lambda imgs, m, s: (seen.append(imgs.clone()), real(imgs, m, s))[1])
+    res = train_world_clip(tmp_path / "m", cfg, TINY, measure=False, progress=False)
+    assert res.steps == 4 and len(seen) == 4 and all(len(b) == 16 for b in seen)
+    for batch in seen:  # each copy differs from its original in a few pixels (one object changed)
+        diff = (batch[12:].int() - batch[:4].int()).abs().sum(dim=-1).gt(0).flatten(1).float().mean(1)
+        assert ((diff > 0) & (diff < 0.2)).all(), diff
+        others = (batch[12:].int() - batch[4:8].int()).abs().sum(dim=-1).gt(0).flatten(1).float().mean(1)
+        assert (others > diff).all()
 
 
 # ----------------------------------------------------------------------------- training
@@ -325,3 +348,41 @@ def test_shipped_model_loads_and_names_colours():
 
     m = measure_world_clip(*load_world_clip(folder), n_scenes=200, seed=11)
     assert m.zero_shot_colour >= 0.8 and m.image_to_text_r1 > 0.35 and m.n_single > 30
+
+
+def test_oracle_recall_on_constructed_captions():
+    from mmsae.train.clip import oracle_recall
+    from mmsae.world.captions import Caption
+    from mmsae.world.scenes import Scene, SceneObject
+
+    def scene(i, shape, colour):
+        return Scene(i, (SceneObject(shape, colour, "small", "center", (0.0, 0.0)),), "white", "plain")
+
+    scenes = [scene(0, "circle", "red"), scene(1, "square", "red"), scene(2, "circle", "blue")]
+
+    def cap(i, *keys):
+        return Caption(i, "", "short", "photo", None, tuple(sorted(keys)))
+
+    caps = [cap(0, "colour=red", "shape=circle"), cap(1, "colour=red", "shape=square"), cap(2, "shape=circle")]
+    # knowing colour only: the captions of scenes 0 and 1 say the same ("red"): a tie, counted against;
+    # scene 2's own caption says no colour, but no other caption fits a blue picture: a hit
+    assert oracle_recall(scenes, caps, {"colour"}) == pytest.approx(1 / 3)
+    # knowing shape and colour: each caption fits only its own scene (caption 2's "circle" also fits
+    # scene 0, but scene 0's own caption says more)
+    assert oracle_recall(scenes, caps, {"colour", "shape"}) == 1.0
+    # knowing shape only: scene 0's caption ("circle") ties with scene 2's ("circle")
+    assert oracle_recall(scenes, caps, {"shape"}) == pytest.approx(1 / 3)
+
+
+def test_world_eval_probes_read_colour_back(capsys):
+    from pathlib import Path
+
+    import mmsae.world
+
+    folder = Path(mmsae.world.__file__).parent / "pretrained"
+    assert main(["world", "eval", str(folder), "--scenes", "200", "--seed", "11", "--probes", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["probes"]) == {"shape", "colour", "size", "position"}
+    assert out["probes"]["colour"]["image"] >= 0.9 and out["probes"]["colour"]["text"] >= 0.9
+    oracle = list(out["oracle_recall"].values())
+    assert all(0 < r <= 1 for r in oracle) and oracle[0] < oracle[-1]  # shape and position tell scenes apart

@@ -19,14 +19,16 @@ SWITCHES = {
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="synthetic data → SAEs → analyses → report → explorer, scored against ground truth",
-        description="Builds the built-in synthetic paired data set (with a picture per image row), "
-        "trains TopK, BatchTopK, Matryoshka and ReLU SAEs and a MultiModalSAE on it, "
-        "evaluates them on held-out pairs, names the TopK SAE's concepts, finds their top "
-        "examples, runs the modality, Bridge Score, Pareto (vs PCA/NMF/k-means) and "
-        "stability analyses and the "
-        "hallucination comparison, scores each against the planted truth, writes "
-        "RUN/report.html and starts the explorer. No network needed.",
+        help="built-in data → SAEs → analyses → report → explorer, scored against ground truth",
+        description="By default draws the scene world (pictures of coloured shapes with captions, "
+        "docs/world.md), embeds it with the small CLIP trained on it that ships with mmsae, "
+        "trains TopK, BatchTopK, Matryoshka and ReLU SAEs and a MultiModalSAE on the embeddings, "
+        "evaluates them on held-out pairs, names the TopK SAE's concepts from the world's words, finds "
+        "their top examples, runs the modality, Bridge Score, Pareto (vs PCA/NMF/k-means) and "
+        "stability analyses, scores probing, naming, modality, hallucination and steering against "
+        "the attributes of held-out scenes, writes RUN/report.html and starts the explorer. "
+        "--data planted runs the same on synthetic embeddings built from planted directions. "
+        "No network needed.",
     )
     p.add_argument(
         "--out", default="mmsae-demo", help="run folder (default ./mmsae-demo); a previous demo there is replaced"
@@ -35,13 +37,21 @@ def register(sub) -> None:
         "--size",
         choices=["default", "small"],
         default="default",
-        help="default: 20,000 pairs of 256-d embeddings; small: 4,000 pairs of 64-d (for CI)",
+        help="world: 8,000 scenes (small: 2,000); planted: 20,000 pairs of 256-d embeddings (small: 4,000 "
+        "pairs of 64-d); small is for CI",
     )
     p.add_argument(
         "--data",
-        choices=["synthetic", "coco-captions"],
-        default="synthetic",
-        help="synthetic (default), or coco-captions: real COCO captions embedded with MiniLM (text only)",
+        choices=["world", "planted", "synthetic", "coco-captions"],
+        default="world",
+        help="world (default): the scene world embedded by its learned CLIP; planted (or its old name "
+        "synthetic): sparse sums of planted directions with pictures; coco-captions: real COCO "
+        "captions embedded with MiniLM (text only)",
+    )
+    p.add_argument(
+        "--world-model",
+        help="with --data world: a folder written by `mmsae world train` (default: the model shipped "
+        "in mmsae/world/pretrained)",
     )
     p.add_argument(
         "--captions",
@@ -91,6 +101,10 @@ def run(args) -> int:
         _require_server()
         check_port("127.0.0.1", args.port)  # fail now, not after ten minutes of training
     log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    if args.world_model and args.data != "world":
+        from mmsae.errors import MmsaeError
+
+        raise MmsaeError("--world-model applies to --data world only")
     if args.data == "coco-captions":
         from mmsae.pipelines.demo_text import run_text_demo
 
@@ -104,6 +118,15 @@ def run(args) -> int:
             progress=not args.json,
             log=log,
         )
+    elif args.data == "world":
+        import dataclasses
+
+        from mmsae.pipelines.demo_world import WorldData, run_world_demo, world_demo_config
+
+        data = WorldData.preset(args.size)
+        if args.world_model:
+            data = dataclasses.replace(data, model=args.world_model)
+        summary = run_world_demo(world_demo_config(args.size, **opts), data, args.out, progress=not args.json, log=log)
     else:
         cfg = DemoConfig.preset(args.size, **opts)
         summary = run_demo(cfg, args.out, progress=not args.json, log=log)

@@ -52,6 +52,20 @@ def register(sub) -> None:
     t.add_argument("--lr", type=positive_float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     t.add_argument("--seed", type=nonneg_int, default=d.seed, help=f"(default {d.seed})")
     t.add_argument(
+        "--twins",
+        type=float,
+        default=d.twins,
+        help="share of each batch that are copies of its other scenes with one shape, position, size or "
+        "colour changed: hard negatives; half of --scenes are then such copies, so an epoch has fewer "
+        f"steps (0 to 0.5; default {d.twins})",
+    )
+    t.add_argument(
+        "--text-lr-scale",
+        type=positive_float,
+        default=d.text_lr_scale,
+        help=f"the text tower's learning rate as a multiple of --lr (default {d.text_lr_scale})",
+    )
+    t.add_argument(
         "--eval-scenes", type=nonneg_int, default=1000, help="held-out scenes to measure on; 0: do not (default 1000)"
     )
     t.add_argument("--overwrite", action="store_true", help="replace a model this command wrote in --out")
@@ -68,6 +82,12 @@ def register(sub) -> None:
     e.add_argument("model", help="folder written by `mmsae world train` (or another CLIP folder)")
     e.add_argument("--scenes", type=positive_int, default=1000, help="held-out scenes (default 1000)")
     e.add_argument("--seed", type=nonneg_int, help="seed of the held-out scenes (default: the training seed + 1)")
+    e.add_argument(
+        "--probes",
+        action="store_true",
+        help="also read shape, colour, size and position back from the embeddings of one-object scenes "
+        "(logistic regressions), and what an oracle knowing only some attributes reaches in retrieval",
+    )
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=run_eval)
 
@@ -98,7 +118,13 @@ def run_train(args) -> int:
     from mmsae.train.clip import train_world_clip
 
     cfg = ClipTrainConfig(
-        scenes=args.scenes, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        scenes=args.scenes,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        twins=args.twins,
+        text_lr_scale=args.text_lr_scale,
     )
     res = train_world_clip(
         args.out,
@@ -125,8 +151,36 @@ def run_eval(args) -> int:
     from mmsae.train.clip import measure_folder
 
     res = measure_folder(args.model, n_scenes=args.scenes, seed=args.seed)
+    summary = res.to_json()
+    if args.probes:
+        summary["probes"], summary["oracle_recall"] = _probes(args.model, res)
     if args.json:
-        print_json(res.to_json())
-    else:
-        print(res.describe())
+        print_json(summary)
+        return 0
+    print(res.describe())
+    if args.probes:
+        print("linear probes on one-object scenes (held-out accuracy; image / text):")
+        for attr, acc in summary["probes"].items():
+            print(f"  {attr:<9} {acc['image']:.3f} / " + (f"{acc['text']:.3f}" if "text" in acc else "–"))
+        print(f"oracle image→text R@1 among the same {res.n_scenes:,} scenes, knowing only:")
+        for name, r in summary["oracle_recall"].items():
+            print(f"  {name:<40} {r:.3f}")
     return 0
+
+
+ORACLE_SETS = {
+    "colour, size, count, background": ("colour", "size", "count", "background"),
+    "those and position": ("colour", "size", "count", "background", "position"),
+    "those and shape": ("colour", "size", "count", "background", "shape"),
+    "those, position and shape": ("colour", "size", "count", "background", "position", "shape"),
+}
+
+
+def _probes(folder: str, res) -> tuple[dict, dict]:
+    from mmsae.train.clip import attribute_probes, load_world_clip, oracle_recall
+    from mmsae.world import caption_scene, sample_scenes
+
+    probes = attribute_probes(*load_world_clip(folder))
+    scenes = sample_scenes(res.n_scenes, res.seed)
+    captions = [caption_scene(s, res.seed, 1)[0] for s in scenes]
+    return probes, {name: oracle_recall(scenes, captions, attrs) for name, attrs in ORACLE_SETS.items()}

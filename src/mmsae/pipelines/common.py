@@ -1,7 +1,7 @@
 """What the demo pipelines share: their configuration, numbered steps, training the single-SAE
 architectures, the stability retrains, and finishing a run folder (report, summary, explorer
-index). `demo.py` (synthetic data) and `demo_text.py` (real captions) build on it; neither imports
-the other.
+index). `demo.py` (planted data), `demo_world.py` (the scene world) and `demo_text.py` (real
+captions) build on it; none imports another.
 """
 
 from __future__ import annotations
@@ -218,3 +218,72 @@ def name_concepts_into(
     }
     write_names(names, out, meta)
     return names
+
+
+def best_r2_at(points: list[dict[str, Any]], max_l0: float) -> dict[str, float]:
+    """Per method, the best held-out R² among its points with L0 ≤ max_l0."""
+    best: dict[str, float] = {}
+    for p in points:
+        if p["l0"] <= max_l0:
+            best[p["method"]] = max(best.get(p["method"], float("-inf")), p["r2"])
+    return best
+
+
+def pareto_step(
+    store, out: Path, cfg: DemoConfig, main_arch: str, steps: Steps, progress: bool, epochs: int = 5
+) -> dict[str, Any]:
+    """The demos' Pareto step: SAEs of the main arch (TopK when its sparsity is a penalty weight:
+    the levels are L0 targets, which only k sets directly) against PCA, NMF and k-means at L0 2-16,
+    into OUT; the best held-out R² per method at L0 ≤ 8, and which SAE arch stood for the main one."""
+    from mmsae.analysis.pareto import ParetoConfig, run_pareto
+    from mmsae.models.registry import ARCHITECTURES
+
+    sae_arch = main_arch if ARCHITECTURES[main_arch].sparsity_field({}) == "k" else "topk"
+    steps(f"Pareto: {sae_arch} SAEs against PCA, NMF and k-means at L0 2 to 16")
+    par = run_pareto(
+        store,
+        out,
+        ParetoConfig(
+            levels=(2, 4, 8, 16),
+            saes=(sae_arch,),
+            baselines=("pca", "nmf", "kmeans"),
+            dict_size=cfg.dict_size,
+            epochs=epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            fit_rows=10000,
+            eval_rows=5000,
+        ),
+        progress=progress,
+    )
+    return {"at_l0": 8, "r2": best_r2_at(par["points"], 8.5), "arch": sae_arch}
+
+
+def compare_step(store, out: Path, cfg: DemoConfig, steps: Steps, progress: bool, what: str) -> dict[str, Any]:
+    """The demos' multimodal step: the pooled SAE against the MultiModalSAE, into OUT."""
+    from mmsae.pipelines.compare import CompareConfig, compare_models
+
+    steps(f"multimodal: pooled SAE vs MultiModalSAE ({what})")
+    return compare_models(
+        store,
+        out,
+        CompareConfig(
+            dict_size=cfg.dict_size,
+            k=cfg.k,
+            epochs=min(cfg.epochs, 20),
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            models=("pooled", "multimodal"),
+        ),
+        progress=progress,
+    )
+
+
+def run_footer(s: dict[str, Any]) -> list[str]:
+    """The last lines of a demo's summary: the time and where to look next."""
+    return [
+        f"total {s['seconds']:.0f} s. Run folder: {s['out']}",
+        f"  report:   {Path(s['out']) / 'report.html'} (open in a browser; works offline)",
+        f"  explore:  mmsae explore {s['out']}",
+        "  SAEs:     sae-*/ (inspect with `mmsae info`, re-evaluate with `mmsae eval SAE STORE`)",
+    ]

@@ -22,10 +22,13 @@ from mmsae.pipelines.common import (
     SINGLE_ARCHS,
     DemoConfig,
     Steps,
+    compare_step,
     finish_run,
     index_run,
     name_concepts_into,
+    pareto_step,
     prepare_out,
+    run_footer,
     stability_runs,
     train_archs,
 )
@@ -79,29 +82,7 @@ def run_demo(
     scores["bridges"] = truth.bridge_recovery(latent_C, gt.bridges, br["top"])
 
     if cfg.pareto:
-        from mmsae.analysis.pareto import ParetoConfig, run_pareto
-        from mmsae.models.registry import ARCHITECTURES
-
-        # the levels are L0 targets, which only k sets directly: a penalty-weight SAE stands aside for TopK
-        sae_arch = main_arch if ARCHITECTURES[main_arch].sparsity_field({}) == "k" else "topk"
-        steps(f"Pareto: {sae_arch} SAEs against PCA, NMF and k-means at L0 2 to 16")
-        par = run_pareto(
-            store,
-            analysis / "pareto",
-            ParetoConfig(
-                levels=(2, 4, 8, 16),
-                saes=(sae_arch,),
-                baselines=("pca", "nmf", "kmeans"),
-                dict_size=cfg.dict_size,
-                epochs=5,
-                batch_size=cfg.batch_size,
-                lr=cfg.lr,
-                fit_rows=10000,
-                eval_rows=5000,
-            ),
-            progress=progress,
-        )
-        scores["pareto"] = {"at_l0": 8, "r2": best_r2_at(par["points"], 8.5)}
+        scores["pareto"] = pareto_step(store, analysis / "pareto", cfg, main_arch, steps, progress)
 
     stab = None
     if cfg.stability_seeds > 1:
@@ -115,21 +96,8 @@ def run_demo(
 
     comparison = None
     if cfg.multimodal:
-        from mmsae.pipelines.compare import CompareConfig, compare_models
-
-        steps("multimodal: pooled SAE vs MultiModalSAE (alignment, retrieval, hallucination detection)")
-        comparison = compare_models(
-            store,
-            out / "compare",
-            CompareConfig(
-                dict_size=cfg.dict_size,
-                k=cfg.k,
-                epochs=min(cfg.epochs, 20),
-                batch_size=cfg.batch_size,
-                lr=cfg.lr,
-                models=("pooled", "multimodal"),
-            ),
-            progress=progress,
+        comparison = compare_step(
+            store, out / "compare", cfg, steps, progress, "alignment, retrieval, hallucination detection"
         )
         scores["multimodal"] = {
             r["model"]: {
@@ -163,15 +131,6 @@ def run_demo(
         "out": str(out),
     }
     return finish_run(out, summary, steps, t_start, format_report)
-
-
-def best_r2_at(points: list[dict[str, Any]], max_l0: float) -> dict[str, float]:
-    """Per method, the best held-out R² among its points with L0 ≤ max_l0."""
-    best: dict[str, float] = {}
-    for p in points:
-        if p["l0"] <= max_l0:
-            best[p["method"]] = max(best.get(p["method"], -np.inf), p["r2"])
-    return best
 
 
 def _stability_of_recovered(stab: dict[str, Any], latent_C: np.ndarray) -> float:
@@ -241,9 +200,6 @@ def format_report(s: dict[str, Any]) -> str:
         lines.append(f"  raw cosine (CLIP score) baseline: F1 {first['clip_score_f1']:.3f}")
     lines += [
         "",
-        f"total {s['seconds']:.0f} s. Run folder: {s['out']}",
-        f"  report:   {Path(s['out']) / 'report.html'} (open in a browser; works offline)",
-        f"  explore:  mmsae explore {s['out']}",
-        "  SAEs:     sae-*/ (inspect with `mmsae info`, re-evaluate with `mmsae eval SAE STORE`)",
+        *run_footer(s),
     ]
     return "\n".join(lines)

@@ -113,31 +113,134 @@ def _text_demo_section(s: dict[str, Any]) -> str:
     )
 
 
+RESULT_COLUMNS = (
+    ("FVU", "fvu"),
+    ("FVU img", "fvu_image"),
+    ("FVU txt", "fvu_text"),
+    ("L0", "l0"),
+    ("dead", "dead_fraction"),
+    ("cosine", "cosine"),
+    ("train s", "train_seconds"),
+)
+
+
+def _results_table(results: list[dict[str, Any]], first: tuple[str, ...] = ()) -> tuple[list[str], list[list[Any]]]:
+    """(headers, rows) of a demo's per-arch results: `first` columns, then RESULT_COLUMNS."""
+    keys = [*first, *(k for _, k in RESULT_COLUMNS)]
+    return ["arch", *first, *(h for h, _ in RESULT_COLUMNS)], [[r["arch"], *(r[k] for k in keys)] for r in results]
+
+
+def _world_demo_section(s: dict[str, Any]) -> str:
+    """The scene-world demo: the CLIP's measurements, the SAEs, and every score against the attributes."""
+    sc = s["world_scores"]
+    parts = [
+        f"<p>{s['scenes']:,} scenes of the scene world (docs/world.md) embedded by the world's CLIP "
+        f"({s['rows']:,} rows, {s['dim']}-d); every score below is measured on {s['probe_scenes']:,} held-out "
+        "scenes against the attributes each picture shows and each caption says.</p>"
+    ]
+    c = s.get("clip")
+    if c:
+        parts.append(
+            "<h3>The learned model</h3>"
+            + _table(
+                ["i→t R@1", "t→i R@1", "zero-shot colour", "zero-shot shape", "modality gap", "separability"],
+                [
+                    [
+                        c["image_to_text_r1"],
+                        c["text_to_image_r1"],
+                        c["zero_shot_colour"],
+                        c["zero_shot_shape"],
+                        c["gap"],
+                        c["separability"],
+                    ]
+                ],
+                0,
+            )
+        )
+    parts.append("<h3>SAEs (held-out pairs)</h3>" + _table(*_results_table(s["results"])))
+    probe_rows = [
+        [
+            m,
+            t["summary"]["values"],
+            t["summary"]["sae_mean"],
+            t["summary"]["pca_mean"],
+            t["summary"]["raw_mean"],
+            t["summary"]["share_detected"],
+        ]
+        for m, t in sc["probing"].items()
+    ]
+    parts.append(
+        "<h3>Sparse probing</h3><p class='muted'>Per attribute value, the AUROC of the best single SAE latent, "
+        "PCA direction and embedding dimension as a detector of the rows holding it.</p>"
+        + _table(["rows", "values", "SAE", "PCA", "raw", "SAE ≥ 0.9"], probe_rows)
+    )
+    per_attribute = [
+        [m, a, b["values"], b["sae_mean"], b["pca_mean"], b["raw_mean"], b["detected"]]
+        for m, t in sc["probing"].items()
+        for a, b in t.get("by_attribute", {}).items()
+    ]
+    parts.append(_table(["rows", "attribute", "values", "SAE", "PCA", "raw", "SAE ≥ 0.9"], per_attribute, 2))
+    per_value = [
+        [t["modality"], v["key"], v["n_positive"], v["sae"], v["latent"], v["pca"], v["raw"]]
+        for t in sc["probing"].values()
+        for v in t["values"]
+    ]
+    parts.append(
+        "<details><summary>every value</summary>"
+        + _table(["rows", "value", "positives", "SAE", "latent", "PCA", "raw"], per_value, 2)
+        + "</details>"
+    )
+    n = sc["naming"]
+    rows = [
+        [
+            "naming",
+            f"{n['correct']}/{n['latents']} latents detecting a value (AUROC ≥ 0.9) named by its word",
+            n["accuracy"],
+        ]
+    ]
+    for kind, r in sc["modality_buckets"].items():
+        if "accuracy" in r:
+            rows.append(
+                [
+                    "modality",
+                    f"{kind}-only values: {r['latents']} detecting latents, {r[r['expected']]} {r['expected']}-only",
+                    r["accuracy"],
+                ]
+            )
+    for name, h in sc["hallucination"].items():
+        rows.append(
+            [
+                f"hallucination ({name})",
+                f"F1 on swapped captions; raw cosine F1 {h['clip_score']['f1']:.3f}, AUROC SAE {h['sae']['auroc']:.3f} "
+                f"vs {h['clip_score']['auroc']:.3f}",
+                h["sae"]["f1"],
+            ]
+        )
+    for a, v in sc["steering"]["by_attribute"].items():
+        rows.append([f"steering ({a})", f"nearest captions saying the value: before {v['before']:.3f}", v["after"]])
+    parts.append("<h3>Against the attributes</h3>" + _table(["analysis", "what", "score"], rows, 2))
+    parts.append(
+        "<h3>Findings of Papadimitriou et al. 2025</h3>"
+        + _table(
+            ["finding", "measured", "holds"],
+            [[f["finding"], f["measure"], "yes" if f["holds"] else "no"] for f in sc["findings"]],
+            3,
+        )
+    )
+    return "".join(parts)
+
+
 def _demo_section(s: dict[str, Any]) -> str:
     if s.get("data") == "coco-captions":
         return _text_demo_section(s)
+    if s.get("data") == "world":
+        return _world_demo_section(s)
     sc = s.get("ground_truth_scores", {})
     parts = [
         f"<p>{s['rows']:,} synthetic rows ({s['dim']}-d, {s['planted_concepts']} planted concepts, "
         f"{s.get('planted_bridges', 0)} planted bridges); every score below is measured against that planted "
         "truth. Recovery = share of planted directions matched by a decoder row with cosine ≥ 0.9.</p>",
-        _table(
-            ["arch", "recovery", "FVU", "FVU img", "FVU txt", "L0", "dead", "cosine", "train s"],
-            [
-                [
-                    r["arch"],
-                    r["recovery"],
-                    r["fvu"],
-                    r["fvu_image"],
-                    r["fvu_text"],
-                    r["l0"],
-                    r["dead_fraction"],
-                    r["cosine"],
-                    r["train_seconds"],
-                ]
-                for r in s["results"]
-            ],
-        ),
+        _table(*_results_table(s["results"], ("recovery",))),
     ]
     rows = []
     if "naming" in sc:
@@ -245,11 +348,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, gallery: in
     ]
     demo = _json(run / "demo_summary.json")
     if demo:
-        title = (
-            "Demo: SAEs on COCO captions"
-            if demo.get("data") == "coco-captions"
-            else "Demo: SAEs against the planted truth"
-        )
+        title = {
+            "coco-captions": "Demo: SAEs on COCO captions",
+            "world": "Demo: SAEs on the scene world's learned embeddings",
+        }.get(demo.get("data"), "Demo: SAEs against the planted truth")
         body.append(f"<h2 id='demo'>{title}</h2>" + _demo_section(demo))
     metrics = _sae_metrics(run)
     if metrics:

@@ -42,12 +42,15 @@ from mmsae.world.attributes import COLOURS, SHAPES
 from mmsae.world.captions import caption_scene
 from mmsae.world.model import WorldClipConfig, build_world_clip, world_image_processor, world_tokenizer
 from mmsae.world.render import render
-from mmsae.world.scenes import Scene, sample_scenes
+from mmsae.world.scenes import Scene, sample_scenes, vary_scene
 
 RECORD_FILE = "world_clip.json"
 """Beside the transformers files: the configs, the pixel statistics, the training log's summary
 and the measurements. Its presence marks a folder this module wrote (and may replace)."""
 RECORD_FORMAT = "mmsae-world-clip"
+TWIN_ATTRIBUTES = (("shape", 0.5), ("position", 0.3), ("size", 0.1), ("colour", 0.1))
+"""What a twin changes (`ClipTrainConfig.twins`): mostly shape and position, which the image tower
+learns last."""
 MAX_LOGIT_SCALE = math.log(100.0)
 """CLIP clamps its learned inverse temperature at 100, so the logits cannot grow without bound."""
 
@@ -75,6 +78,15 @@ class ClipTrainConfig:
     """Seeds the scenes, their captions, the initial weights and the order of the pairs."""
     image_size: int = 64
     """Size of the rendered pictures (the model's `image_size`)."""
+    text_lr_scale: float = 1.0
+    """The text tower's learning rate as a multiple of `lr`. Below 1 the text tower keeps what its
+    random start tells apart (shape and position words among them) longer, as a target for the
+    image tower (measured, without the hoped-for effect: docs/world.md)."""
+    twins: float = 0.0
+    """Share of each batch's pairs that are varied copies of other scenes in the same batch
+    (`mmsae.world.scenes.vary_scene` with TWIN_ATTRIBUTES: one object's shape, position, size or
+    colour changed). Such hard negatives ask the image tower for what random batches rarely need:
+    in a batch of 32 random scenes, colours, sizes and counts alone tell almost every pair apart."""
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -93,14 +105,34 @@ class ClipTrainConfig:
                     f"warmup_frac must be in [0, 1), got {self.warmup_frac}",
                 ),
                 (self.seed >= 0, f"seed must be ≥ 0, got {self.seed}"),
+                (finite(self.twins) and 0 <= self.twins <= 0.5, f"twins must be in [0, 0.5], got {self.twins}"),
+                (
+                    finite(self.text_lr_scale) and self.text_lr_scale > 0,
+                    f"text_lr_scale must be positive, got {self.text_lr_scale}",
+                ),
             ]
         )
+
+    @property
+    def twins_per_batch(self) -> int:
+        """Varied copies per batch (each of one of the batch's drawn scenes)."""
+        return int(round(self.twins * self.batch_size))
+
+    @property
+    def base_scenes(self) -> int:
+        """Scenes drawn at random (each has a varied copy when `twins` > 0: `scenes` in all)."""
+        return self.scenes // 2 if self.twins_per_batch else self.scenes
+
+    @property
+    def base_per_batch(self) -> int:
+        """Drawn scenes per batch."""
+        return self.batch_size - self.twins_per_batch
 
     @property
     def steps_per_epoch(self) -> int:
         """Full batches per epoch (the last partial one is dropped: every step contrasts as many
         pairs); one batch of all scenes when there are fewer than a batch."""
-        return max(1, self.scenes // self.batch_size)
+        return max(1, self.base_scenes // self.base_per_batch)
 
     @property
     def steps(self) -> int:
@@ -270,21 +302,35 @@ def train_world_clip(
     out = Path(out)
     _check_out(out, overwrite)
 
-    scenes = sample_scenes(cfg.scenes, cfg.seed)
+    n_base = cfg.base_scenes
+    scenes = sample_scenes(n_base, cfg.seed)
+    if cfg.twins_per_batch:
+        scenes += [vary_scene(s, cfg.seed, n_base + i, TWIN_ATTRIBUTES) for i, s in enumerate(scenes)]
     images_NYX3 = render_scenes(scenes, cfg.image_size, progress)
     mean, std = pixel_stats(images_NYX3)
     tokenizer = world_tokenizer(model_cfg.max_text_length)
     processor = world_image_processor(cfg.image_size, mean, std)
-    # caption e of each scene is its caption in epoch e: all drawn and tokenized up front
-    captions = [caption_scene(s, cfg.seed, cfg.epochs) for s in scenes]
+    # caption e of each scene is its caption in epoch e: all drawn and tokenized up front. A copy's
+    # captions draw their wording from its original's generator (its id), so in each epoch the two
+    # captions differ only where the scenes differ: telling them apart needs exactly that word.
+    captions = [caption_scene(dataclasses.replace(s, id=s.id % n_base), cfg.seed, cfg.epochs) for s in scenes]
     ids_EN = [tokenizer([c[e].text for c in captions], truncation=True)["input_ids"] for e in range(cfg.epochs)]
 
     model = build_world_clip(model_cfg, len(tokenizer), seed=cfg.seed)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    groups: dict[tuple[bool, bool], list] = {}
+    for n, p in model.named_parameters():
+        decays = p.ndim >= 2 and "embedding" not in n
+        groups.setdefault((n.startswith("text_"), decays), []).append(p)
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        [
+            {
+                "params": ps,
+                "weight_decay": cfg.weight_decay if decays else 0.0,
+                "lr": cfg.lr * (cfg.text_lr_scale if text else 1.0),
+            }
+            for (text, decays), ps in groups.items()
+        ],
         lr=cfg.lr,
         betas=(0.9, 0.98),
         eps=1e-6,
@@ -292,16 +338,18 @@ def train_world_clip(
     total, warmup = cfg.steps, int(cfg.warmup_frac * cfg.steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, "cosine", 0.0))
     order = torch.Generator().manual_seed(cfg.seed)
-    B = min(cfg.batch_size, cfg.scenes)
+    per = min(cfg.base_per_batch, n_base)  # fewer scenes than a batch: one batch of all
     pad_id = tokenizer.pad_token_id
 
     losses: list[float] = []
     start = time.perf_counter()
     with tqdm(total=total, desc="training the world's CLIP", unit="step", disable=not progress) as bar:
         for epoch in range(cfg.epochs):
-            perm = torch.randperm(cfg.scenes, generator=order)
+            perm = torch.randperm(n_base, generator=order)
             for j in range(cfg.steps_per_epoch):
-                rows = perm[j * B : (j + 1) * B]
+                rows = perm[j * per : (j + 1) * per]
+                if cfg.twins_per_batch:  # the first few drawn scenes with their varied copies
+                    rows = torch.cat([rows, rows[: cfg.twins_per_batch] + n_base])
                 ids_BL, mask_BL = _pad([ids_EN[epoch][r] for r in rows.tolist()], pad_id)
                 img_BD = _features(model.get_image_features(pixel_values=pixel_values(images_NYX3[rows], mean, std)))
                 txt_BD = _features(model.get_text_features(input_ids=ids_BL, attention_mask=mask_BL))
@@ -544,3 +592,56 @@ def measure_folder(folder: str | os.PathLike, n_scenes: int = 1000, seed: int | 
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a CLIP folder this module did not write: seed 1
     return measure_world_clip(model, tokenizer, processor, n_scenes=n_scenes, seed=seed)
+
+
+# ----------------------------------------------------------------------------- diagnosis
+
+PROBED_ATTRIBUTES = ("shape", "colour", "size", "position")
+
+
+def attribute_probes(
+    model, tokenizer, processor, n_scenes: int = 1400, seed: int = 7, n_fit: int = 1000
+) -> dict[str, dict[str, float]]:
+    """What the embeddings hold of each object attribute: the held-out accuracy of a logistic
+    regression reading it from the image embeddings of one-object scenes (`n_fit` to fit, the rest
+    to test), and from the text embeddings of their captions that say it (70% to fit)."""
+    from sklearn.linear_model import LogisticRegression
+
+    size = int(model.config.vision_config.image_size)
+    scenes: list[Scene] = []
+    i = 0
+    while len(scenes) < n_scenes:  # one-object scenes of this seed, in order
+        batch = [s for s in sample_scenes(i + 4 * n_scenes, seed)[i:] if s.count == 1]
+        scenes += batch[: n_scenes - len(scenes)]
+        i += 4 * n_scenes
+    captions = [caption_scene(s, seed, 1)[0] for s in scenes]
+    img = embed_pictures(model, processor, [render(s, size) for s in scenes])
+    txt = embed_texts(model, tokenizer, [c.text for c in captions])
+    out: dict[str, dict[str, float]] = {}
+    for attr in PROBED_ATTRIBUTES:
+        y = np.array([getattr(s.objects[0], attr) for s in scenes])
+        fit = LogisticRegression(max_iter=3000).fit(img[:n_fit], y[:n_fit])
+        out[attr] = {"image": float(fit.score(img[n_fit:], y[n_fit:]))}
+        said = np.array([any(k.startswith(attr + "=") for k in c.mentions) for c in captions])
+        if attr != "size" and said.sum() >= 50:
+            xs, ys = txt[said], y[said]
+            cut = int(0.7 * len(ys))
+            out[attr]["text"] = float(
+                LogisticRegression(max_iter=3000).fit(xs[:cut], ys[:cut]).score(xs[cut:], ys[cut:])
+            )
+    return out
+
+
+def oracle_recall(scenes: list[Scene], captions: list, attributes) -> float:
+    """Image→text R@1 of an oracle that knows, of each caption, only the values of `attributes` it
+    mentions, and of each picture its values: it ranks the captions consistent with a picture by how
+    many such values they say (ties against, like `recall_at`). What a model that learned exactly
+    those attributes could reach, binding of values to objects aside."""
+    attributes = set(attributes)
+    shows = [s.values() for s in scenes]
+    says = [frozenset(k for k in c.mentions if k.split("=", 1)[0] in attributes) for c in captions]
+    hits = 0
+    for i, values in enumerate(shows):
+        rival = max((len(m) for j, m in enumerate(says) if j != i and m <= values), default=-1)
+        hits += len(says[i]) > rival
+    return hits / len(scenes)

@@ -195,3 +195,45 @@ def _caption(scene: Scene, rng: np.random.Generator) -> Caption:
     else:  # short
         text = f"{noun}: {', '.join(b.thing(o, True, False) for o in objs)}"
     return Caption(scene.id, text, template, style, mood, tuple(sorted(b.said)))
+
+
+SWAP_STREAM = 3
+SWAPPED_ATTRIBUTES = (("shape", 1.0), ("colour", 1.0), ("position", 1.0))
+"""What a swapped caption changes: one object's shape, colour or position, equally often."""
+
+
+@dataclass(frozen=True)
+class LabelledCaption:
+    """A caption shown with a picture, and whether it says something the picture does not show."""
+
+    caption: Caption
+    """Its `scene` is the picture's scene, swapped or not."""
+    swapped: bool
+    """Written for a copy of the scene with one value changed (`vary_scene`, to a value the scene lacks)."""
+    hallucinated: bool
+    """It mentions a visual value (shared kind) the picture does not show: a swapped caption that
+    does not happen to say the changed attribute (colour and position are said only sometimes) is
+    not one."""
+    changed: str | None
+    """The attribute the copy changed (`shape`, `colour` or `position`); None when not swapped."""
+
+
+def swapped_captions(scenes: list[Scene], seed: int, share: float = 0.5) -> list[LabelledCaption]:
+    """One caption per scene: with probability `share`, a caption of a copy of the scene with one
+    object's shape, colour or position changed to a value the scene has nowhere (so the caption
+    swaps one attribute word for another), else a caption of the scene itself. The two draw their
+    wording from the same generator, so a swapped caption mostly differs in that word alone.
+    The label is exact: whether the caption mentions a shared-kind value outside the scene's."""
+    from mmsae.world.attributes import attribute_values
+    from mmsae.world.scenes import vary_scene
+
+    visual = {v.key for v in attribute_values() if v.kind == "shared"}
+    out = []
+    for s in scenes:
+        swap = bool(np.random.default_rng((SWAP_STREAM, int(seed), int(s.id))).random() < share)
+        said = vary_scene(s, seed, s.id, SWAPPED_ATTRIBUTES, absent=True) if swap else s
+        cap = caption_scene(said, seed, 1)[0]
+        wrong = any(k in visual and k not in s.values() for k in cap.mentions)
+        changed = next((k.split("=")[0] for k in said.values() - s.values()), None) if swap else None
+        out.append(LabelledCaption(cap, swap, wrong, changed))
+    return out

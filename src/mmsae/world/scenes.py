@@ -8,6 +8,7 @@ and any one scene can be redrawn without the others.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,3 +125,39 @@ def sample_scene(i: int, seed: int) -> Scene:
 def sample_scenes(n: int, seed: int) -> list[Scene]:
     """Scenes 0 … n-1 of the world with this seed (deterministic; a prefix of a longer call)."""
     return [sample_scene(i, seed) for i in range(int(n))]
+
+
+VARY_STREAM = 2
+"""First word of a variation's seed (scenes use 0, captions 1)."""
+VARIED_ATTRIBUTES = (("shape", 0.6), ("colour", 0.2), ("size", 0.2))
+"""Which attribute `vary_scene` changes by default, with its probability: mostly the shape, which a
+picture shows only in a few pixels' outline and which colour and position already tell apart in
+most random batches."""
+
+
+def vary_scene(
+    scene: Scene,
+    seed: int,
+    new_id: int,
+    attributes: tuple[tuple[str, float], ...] = VARIED_ATTRIBUTES,
+    absent: bool = False,
+) -> Scene:
+    """The scene with one attribute of one object changed to another value, drawn from `seed` and
+    the scene's id (a hard negative: the two pictures, and captions that say the attribute, differ
+    only there). `attributes` weighs shape, colour, size and position; with `absent`, the new value
+    is one no object of the scene has (for a position: an empty cell), so a caption saying it says
+    something the original picture does not show anywhere. The copy gets `new_id`."""
+    rng = np.random.default_rng((VARY_STREAM, int(seed), int(scene.id)))
+    names, weights = zip(*attributes, strict=True)
+    attr = names[int(rng.choice(len(names), p=np.asarray(weights) / np.sum(weights)))]
+    j = int(rng.integers(scene.count))
+    pool = {"shape": _SHAPES, "colour": _COLOURS, "size": _SIZES, "position": _POSITIONS}[attr]
+    taken = {getattr(o, attr) for o in scene.objects} if (absent or attr == "position") else set()
+    choices = [v for v in pool if v != getattr(scene.objects[j], attr) and v not in taken]
+    if not choices:  # absent sizes: both sizes already in the scene
+        choices = [v for v in pool if v != getattr(scene.objects[j], attr)]
+    objs = list(scene.objects)
+    objs[j] = dataclasses.replace(objs[j], **{attr: choices[int(rng.integers(len(choices)))]})
+    if attr == "position":  # keep reading order, which the captions and boxes assume
+        objs.sort(key=lambda o: _POSITIONS.index(o.position))
+    return Scene(int(new_id), tuple(objs), scene.background, scene.texture)
