@@ -229,17 +229,31 @@ def test_folder_loads_with_transformers_from_pretrained(random_folder):
 
 
 def test_embed_through_the_hf_backend_equals_the_model(random_folder, tmp_path):
+    _embed_equals_the_model(random_folder, 32, tmp_path)
+
+
+def test_embed_of_the_shipped_model_equals_the_model(tmp_path):
+    from pathlib import Path
+
+    import mmsae.world
+
+    _embed_equals_the_model(Path(mmsae.world.__file__).parent / "pretrained", 64, tmp_path)
+
+
+def _embed_equals_the_model(folder, image_size: int, tmp_path):
+    """`mmsae embed --model hf:FOLDER` of a small world equals the model's own
+    `get_image_features` / `get_text_features` through its processor and tokenizer, L2-normalised."""
     from mmsae.world import write_world
 
-    world = write_world(tmp_path / "w", n_scenes=10, seed=1, image_size=32, progress=False)
+    world = write_world(tmp_path / "w", n_scenes=10, seed=1, image_size=image_size, progress=False)
     store = tmp_path / "store"
-    rc = main(["embed", str(tmp_path / "w" / "metadata.csv"), "--model", f"hf:{random_folder}", "--out", str(store)])
+    rc = main(["embed", str(tmp_path / "w" / "metadata.csv"), "--model", f"hf:{folder}", "--out", str(store)])
     assert rc == 0
     s = EmbeddingStore(store)
     mods = s.modalities()
     img_rows, txt_rows = np.nonzero(mods == "image")[0], np.nonzero(mods == "text")[0]
     assert len(img_rows) == 10 and len(txt_rows) == 20
-    model, tok, proc = load_world_clip(random_folder)
+    model, tok, proc = load_world_clip(folder)
     sources = s.metadata(["source"]).column("source").to_pylist()
     texts = s.metadata(["text"]).column("text").to_pylist()
     from PIL import Image
