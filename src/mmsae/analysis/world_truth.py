@@ -171,16 +171,12 @@ def sparse_probing(
 
 def detecting_latents(tables: Sequence[ProbeTable], threshold: float = DETECTS) -> dict[int, tuple[str, str, float]]:
     """Latent → (the value it detects best, on which modality, AUROC) over every table, for the
-    latents whose best AUROC is at least `threshold`."""
+    latents whose best AUROC is at least `threshold` (on a tie, the earlier table's)."""
     best: dict[int, tuple[str, str, float]] = {}
     for t in tables:
-        if not t.keys:
-            continue
-        c_F = np.nan_to_num(t.auc_CF, nan=-1.0).argmax(0)
-        a_F = t.auc_CF[c_F, np.arange(t.auc_CF.shape[1])]
-        for f in np.flatnonzero(np.nan_to_num(a_F, nan=-1.0) >= threshold):
-            if f not in best or a_F[f] > best[f][2]:
-                best[int(f)] = (t.keys[int(c_F[f])], t.modality, float(a_F[f]))
+        for f, (key, auc) in _best_by_latent(t, threshold).items():
+            if f not in best or auc > best[f][2]:
+                best[f] = (key, t.modality, auc)
     return best
 
 
@@ -269,9 +265,14 @@ def bridge_agreement(
 
 def best_value_by_latent(table: ProbeTable, threshold: float = DETECTS) -> dict[int, str]:
     """Latent → the value it detects best on this table's modality, where that AUROC ≥ threshold."""
+    return {f: key for f, (key, _) in _best_by_latent(table, threshold).items()}
+
+
+def _best_by_latent(table: ProbeTable, threshold: float) -> dict[int, tuple[str, float]]:
+    """Latent → (its best value on this table, that AUROC), where the AUROC ≥ threshold."""
     if not table.keys:
         return {}
     a = np.nan_to_num(table.auc_CF, nan=-1.0)
     c_F = a.argmax(0)
-    ok = a[c_F, np.arange(a.shape[1])] >= threshold
-    return {int(f): table.keys[int(c_F[f])] for f in np.flatnonzero(ok)}
+    a_F = a[c_F, np.arange(a.shape[1])]
+    return {int(f): (table.keys[int(c_F[f])], float(a_F[f])) for f in np.flatnonzero(a_F >= threshold)}

@@ -148,12 +148,14 @@ def run_train(args) -> int:
 
 def run_eval(args) -> int:
     from mmsae.cli.output import print_json
-    from mmsae.train.clip import measure_folder
+    from mmsae.train.clip import held_out_seed, load_world_clip, measure_world_clip
 
-    res = measure_folder(args.model, n_scenes=args.scenes, seed=args.seed)
+    loaded = load_world_clip(args.model)  # once, for the measurements and the probes
+    seed = held_out_seed(args.model) if args.seed is None else args.seed
+    res = measure_world_clip(*loaded, n_scenes=args.scenes, seed=seed)
     summary = res.to_json()
     if args.probes:
-        summary["probes"], summary["oracle_recall"] = _probes(args.model, res)
+        summary["probes"], summary["oracle_recall"] = _probes(loaded, res)
     if args.json:
         print_json(summary)
         return 0
@@ -176,11 +178,13 @@ ORACLE_SETS = {
 }
 
 
-def _probes(folder: str, res) -> tuple[dict, dict]:
-    from mmsae.train.clip import attribute_probes, load_world_clip, oracle_recall
+def _probes(loaded: tuple, res) -> tuple[dict, dict]:
+    """Attribute probes of a loaded (model, tokenizer, processor), and the oracle recalls on the
+    scenes `res` was measured on."""
+    from mmsae.train.clip import attribute_probes, oracle_recall
     from mmsae.world import caption_scene, sample_scenes
 
-    probes = attribute_probes(*load_world_clip(folder))
+    probes = attribute_probes(*loaded)
     scenes = sample_scenes(res.n_scenes, res.seed)
     captions = [caption_scene(s, res.seed, 1)[0] for s in scenes]
     return probes, {name: oracle_recall(scenes, captions, attrs) for name, attrs in ORACLE_SETS.items()}

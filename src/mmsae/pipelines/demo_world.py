@@ -109,6 +109,7 @@ def run_world_demo(
     from mmsae.backends.registry import load_backend, parse_model
     from mmsae.data.inputs import read_inputs
     from mmsae.data.store import EmbeddingStore
+    from mmsae.train.clip import read_record, training_seed
     from mmsae.world import METADATA_FILE, vocabulary, write_world
 
     out = Path(out)
@@ -130,7 +131,7 @@ def run_world_demo(
                 "(or run `mmsae demo --data planted`, which does not need it)"
             ) from None
         raise MmsaeError(f"{model_dir} is not a loadable CLIP folder (a `mmsae world train` output): {exc}") from None
-    trained_on = _training_seed(model_dir)
+    trained_on = training_seed(model_dir)
     if trained_on in (data.seed, data.seed + 1) and log is not None:
         log(
             f"note: {model_dir.name} was trained on the scenes of seed {trained_on}, which the demo draws "
@@ -174,18 +175,19 @@ def run_world_demo(
 
     steps(f"embedding {data.probe_scenes:,} held-out probe scenes and scoring against their attributes")
     probe = embed_probe(backend, data, size)
-    scores = score_against_world(sae, store, probe, [n.name for n in names], mod, br)
+    scores, image_table = score_against_world(sae, store, probe, [n.name for n in names], mod, br)
     scores["hallucination"] = {main_arch: hallucination_scores(sae, store, probe)}
-    scores["steering"] = steering_scores(sae, probe, scores["_image_table"])
+    scores["steering"] = steering_scores(sae, probe, image_table)
 
     if cfg.pareto:
         scores["pareto"] = pareto_step(store, analysis / "pareto", cfg, main_arch, steps, progress, epochs=10)
 
+    stability_F = None
     if cfg.stability_seeds > 1:
         steps(f"stability: {cfg.stability_seeds - 1} more {main_arch} SAEs with other seeds, matched by cosine")
         stab = stability_runs(store, sae, out / f"sae-{main_arch}", analysis / "stability", cfg, progress)
         scores["stability"] = {"mean": stab["stability"], "live": stab["stability_live"]}
-        scores["_stability_F"] = np.array([c["stability"] for c in stab["per_concept"]])
+        stability_F = np.array([c["stability"] for c in stab["per_concept"]])
 
     if cfg.multimodal:
         from mmsae.models.io import load_sae
@@ -201,16 +203,14 @@ def run_world_demo(
             for r in comparison["rows"]
         }
 
-    scores["findings"] = papadimitriou_findings(scores, mod, sae, probe)
-    for k in [k for k in scores if k.startswith("_")]:
-        del scores[k]
+    scores["findings"] = papadimitriou_findings(scores, mod, stability_F)
     index_run(out, f"sae-{main_arch}", steps, progress)
     summary = {
         "data": "world",
         "store": str(out / "store"),
         "world": str(out / "world"),
         "model": str(model_dir),
-        "clip": clip_record(model_dir),
+        "clip": read_record(model_dir).get("measurements"),
         "rows": len(store),
         "dim": store.dim,
         "scenes": data.scenes,
@@ -224,30 +224,6 @@ def run_world_demo(
         "out": str(out),
     }
     return finish_run(out, summary, steps, t_start, format_world_report)
-
-
-def _training_seed(model_dir: Path) -> int | None:
-    """The seed `mmsae world train` drew its scenes from, if the folder records it."""
-    import json
-
-    from mmsae.train.clip import RECORD_FILE
-
-    try:
-        return int(json.loads((model_dir / RECORD_FILE).read_text())["train"]["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def clip_record(model_dir: Path) -> dict[str, Any] | None:
-    """The measurements `mmsae world train` recorded beside the model, if any."""
-    import json
-
-    from mmsae.train.clip import RECORD_FILE
-
-    try:
-        return json.loads((model_dir / RECORD_FILE).read_text()).get("measurements")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def embed_probe(backend, data: WorldData, size: int) -> Probe:
@@ -287,8 +263,9 @@ def _codes(model, x_ND: np.ndarray, modality: str) -> np.ndarray:
     return z.numpy()
 
 
-def score_against_world(sae, store, probe: Probe, names: list[str | None], mod: dict, br: dict) -> dict[str, Any]:
-    """Sparse probing per modality, naming, modality buckets and bridge agreement on the probe scenes."""
+def score_against_world(sae, store, probe: Probe, names: list[str | None], mod: dict, br: dict):
+    """Sparse probing per modality, naming, modality buckets and bridge agreement on the probe
+    scenes; and the image rows' probe table (steering starts from its latents)."""
     from sklearn.decomposition import PCA
 
     from mmsae.analysis import world_truth as wt
@@ -308,9 +285,8 @@ def score_against_world(sae, store, probe: Probe, names: list[str | None], mod: 
     buckets_F = [c["bucket"] for c in mod["per_concept"]]
     on_image = wt.best_value_by_latent(tables["image"])
     on_text = wt.best_value_by_latent(tables["text"])
-    both = [tables["image"], tables["text"]]
     per_value = {}
-    for t in both:
+    for t in tables.values():
         for key, s in zip(t.keys, t.sae_auroc):
             per_value[key] = max(per_value.get(key, -1.0), s)
     return {
@@ -323,9 +299,7 @@ def score_against_world(sae, store, probe: Probe, names: list[str | None], mod: 
         "naming": wt.naming_accuracy(detects, names, word_of),
         "modality_buckets": wt.modality_buckets(detects, buckets_F, kind_of),
         "bridges": wt.bridge_agreement(br["top"], on_image, on_text),
-        "_image_table": tables["image"],
-        "_detects": detects,
-    }
+    }, tables["image"]
 
 
 def hallucination_scores(model, store, probe: Probe) -> dict[str, Any]:
@@ -393,8 +367,9 @@ def steering_scores(sae, probe: Probe, image_table) -> dict[str, Any]:
     }
 
 
-def papadimitriou_findings(scores: dict[str, Any], mod: dict, sae, probe: Probe) -> list[dict[str, Any]]:
-    """Each finding of Papadimitriou et al. 2025 measured on this space: a number and whether it holds."""
+def papadimitriou_findings(scores: dict[str, Any], mod: dict, stability_F: np.ndarray | None) -> list[dict[str, Any]]:
+    """Each finding of Papadimitriou et al. 2025 measured on this space: a number and whether it
+    holds. `stability_F`: each concept's matched cosine across seeds (None: no stability runs)."""
     from mmsae.analysis import world_truth as wt
 
     out = []
@@ -410,10 +385,9 @@ def papadimitriou_findings(scores: dict[str, Any], mod: dict, sae, probe: Probe)
                 "holds": bool(sae_r2 > best),
             }
         )
-    if "_stability_F" in scores:
-        per = [c for c in mod["per_concept"]]
-        freq = np.array([(c["frequency_image"] + c["frequency_text"]) / 2 for c in per])
-        rho = wt.spearman(freq, scores["_stability_F"])
+    if stability_F is not None:
+        freq = np.array([(c["frequency_image"] + c["frequency_text"]) / 2 for c in mod["per_concept"]])
+        rho = wt.spearman(freq, stability_F)
         out.append(
             {
                 "finding": "frequent concepts are more stable across seeds",

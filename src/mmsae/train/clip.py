@@ -42,7 +42,7 @@ from mmsae.world.attributes import COLOURS, SHAPES
 from mmsae.world.captions import caption_scene
 from mmsae.world.model import WorldClipConfig, build_world_clip, world_image_processor, world_tokenizer
 from mmsae.world.render import render
-from mmsae.world.scenes import Scene, sample_scenes, vary_scene
+from mmsae.world.scenes import Scene, sample_scene, sample_scenes, vary_scene
 
 RECORD_FILE = "world_clip.json"
 """Beside the transformers files: the configs, the pixel statistics, the training log's summary
@@ -580,18 +580,36 @@ def measure_world_clip(model, tokenizer, processor, n_scenes: int = 1000, seed: 
     return measure_embeddings(img_ND, txt_ND, scenes, colour_CD, shape_CD, seed)
 
 
-def measure_folder(folder: str | os.PathLike, n_scenes: int = 1000, seed: int | None = None) -> ClipMeasurements:
-    """`measure_world_clip` of a saved folder; the held-out seed defaults to its training seed + 1."""
+def read_record(folder: str | os.PathLike) -> dict:
+    """The `world_clip.json` beside a model (how it was trained, what it measured); {} for a folder
+    this module did not write, or whose record cannot be read."""
     import json
 
-    model, tokenizer, processor = load_world_clip(folder)
-    if seed is None:
-        seed = 1
-        try:
-            seed = int(json.loads((Path(folder) / RECORD_FILE).read_text())["train"]["seed"]) + 1
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # a CLIP folder this module did not write: seed 1
-    return measure_world_clip(model, tokenizer, processor, n_scenes=n_scenes, seed=seed)
+    try:
+        record = json.loads((Path(folder) / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def training_seed(folder: str | os.PathLike) -> int | None:
+    """The seed `train_world_clip` drew the folder's training scenes from, if it records one."""
+    try:
+        return int(read_record(folder)["train"]["seed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def held_out_seed(folder: str | os.PathLike) -> int:
+    """The seed to measure a folder on: its training seed + 1 (1 for a CLIP folder without a record)."""
+    seed = training_seed(folder)
+    return 1 if seed is None else seed + 1
+
+
+def measure_folder(folder: str | os.PathLike, n_scenes: int = 1000, seed: int | None = None) -> ClipMeasurements:
+    """`measure_world_clip` of a saved folder; the held-out seed defaults to `held_out_seed`."""
+    seed = held_out_seed(folder) if seed is None else seed
+    return measure_world_clip(*load_world_clip(folder), n_scenes=n_scenes, seed=seed)
 
 
 # ----------------------------------------------------------------------------- diagnosis
@@ -610,10 +628,11 @@ def attribute_probes(
     size = int(model.config.vision_config.image_size)
     scenes: list[Scene] = []
     i = 0
-    while len(scenes) < n_scenes:  # one-object scenes of this seed, in order
-        batch = [s for s in sample_scenes(i + 4 * n_scenes, seed)[i:] if s.count == 1]
-        scenes += batch[: n_scenes - len(scenes)]
-        i += 4 * n_scenes
+    while len(scenes) < n_scenes:  # the first one-object scenes of this seed, in order
+        s = sample_scene(i, seed)
+        if s.count == 1:
+            scenes.append(s)
+        i += 1
     captions = [caption_scene(s, seed, 1)[0] for s in scenes]
     img = embed_pictures(model, processor, [render(s, size) for s in scenes])
     txt = embed_texts(model, tokenizer, [c.text for c in captions])

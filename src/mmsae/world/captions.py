@@ -27,8 +27,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmsae.world.attributes import BACKGROUND_WORDS, COLOUR_WORDS, COUNTS, MOODS, POSITIONS, SHAPES, SIZES, STYLES
-from mmsae.world.scenes import Scene, SceneObject
+from mmsae.world.attributes import (
+    BACKGROUND_WORDS,
+    COLOUR_WORDS,
+    COUNTS,
+    MOODS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    STYLES,
+    attribute_values,
+)
+from mmsae.world.scenes import Scene, SceneObject, vary_scene
 
 CAPTION_STREAM = 1
 TEMPLATES = ("list", "tags", "count", "there_is", "where_first", "background", "short")
@@ -224,9 +234,6 @@ def swapped_captions(scenes: list[Scene], seed: int, share: float = 0.5) -> list
     swaps one attribute word for another), else a caption of the scene itself. The two draw their
     wording from the same generator, so a swapped caption mostly differs in that word alone.
     The label is exact: whether the caption mentions a shared-kind value outside the scene's."""
-    from mmsae.world.attributes import attribute_values
-    from mmsae.world.scenes import vary_scene
-
     visual = {v.key for v in attribute_values() if v.kind == "shared"}
     out = []
     for s in scenes:
