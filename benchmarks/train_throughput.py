@@ -221,20 +221,32 @@ def print_peers(out: dict) -> None:
         print(f"not run (no interpreter imports them; see benchmarks/peers/setup.sh): {', '.join(out['not_run'])}")
 
 
-def _vectors_per_s(gemm, B: int, reps: int) -> float:
-    """Rows per second of `gemm` (one [B, D] batch per call), after two warm-up calls."""
+def _vectors_per_s(gemm, B: int, reps: int, device: str = "cpu") -> float:
+    """Rows per second of `gemm` (one [B, D] batch per call), after two warm-up calls (on a GPU,
+    timed from a synchronisation to the next)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(2):
         gemm()
+    sync()
     t = time.perf_counter()
     for _ in range(reps):
         gemm()
+    sync()
     return B * reps / (time.perf_counter() - t)
 
 
-def gemm_floor(B: int, D: int, F: int, reps: int = 10) -> float:
-    """The issue's floor: one fp32 [B, D] × [D, F] `matmul` (MKL on CPU), vectors/s."""
-    x, W = torch.randn(B, D), torch.randn(D, F)
-    return _vectors_per_s(lambda: x @ W, B, reps)
+def gemm_floor(B: int, D: int, F: int, reps: int = 10, device: str = "cpu", dtype=torch.float32) -> float:
+    """The issue's floor: one [B, D] × [D, F] `matmul` (fp32: MKL on CPU, cuBLAS without TF32 on a
+    GPU), vectors/s."""
+    x, W = torch.randn(B, D, device=device, dtype=dtype), torch.randn(D, F, device=device, dtype=dtype)
+    if not device.startswith("cuda"):
+        return _vectors_per_s(lambda: x @ W, B, reps)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return _vectors_per_s(lambda: x @ W, B, reps * 10, device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def onednn_floor(B: int, D: int, F: int, reps: int = 10) -> float | None:
@@ -314,7 +326,7 @@ def train_once(store: Path, out: Path, args, seed: int, dense: bool, select_dtyp
         epochs=1,
         val_fraction=0.02,
         checkpoint_every=0,
-        device="cpu",
+        device=args.device,
         seed=seed,
         select_dtype=select_dtype,
     )
@@ -348,6 +360,9 @@ def main() -> None:
     ap.add_argument("--compare-dense", action="store_true", help="also time the dense-autograd step")
     ap.add_argument("--bf16", action="store_true", help="also time --select-dtype bfloat16")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu or cuda: where mmsae trains and the floor GEMM runs (not --peers)"
+    )
     ap.add_argument("--peers", action="store_true", help="every trainer in its own process, peers included")
     ap.add_argument(
         "--peers-dir",
@@ -372,10 +387,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         make_store(store, args.rows, args.dim)
-        runs, floors, onednn_floors, dense_runs, bf16_runs = [], [], [], [], []
+        runs, floors, onednn_floors, dense_runs, bf16_runs, bf16_floors = [], [], [], [], [], []
         for r in range(args.repeats):  # interleave floor and trainers: this machine's speed drifts
-            floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size))
-            onednn_floors.append(onednn_floor(args.batch_size, args.dim, args.dict_size))
+            floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size, device=args.device))
+            if args.device.startswith("cuda"):
+                onednn_floors.append(None)
+                bf16_floors.append(
+                    gemm_floor(args.batch_size, args.dim, args.dict_size, device=args.device, dtype=torch.bfloat16)
+                )
+            else:
+                onednn_floors.append(onednn_floor(args.batch_size, args.dim, args.dict_size))
             runs.append(train_once(store, Path(tmp) / f"sae{r}", args, r, dense=False))
             if args.compare_dense:
                 dense_runs.append(train_once(store, Path(tmp) / f"dense{r}", args, r, dense=True))
@@ -392,7 +413,10 @@ def main() -> None:
         "floors": floors,
         "onednn_gemm_floor_vectors_per_s": statistics.median(onednn_floors) if None not in onednn_floors else None,
         "onednn_floors": onednn_floors,
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
     }
+    if bf16_floors:
+        out["bf16_gemm_floor_vectors_per_s"] = statistics.median(bf16_floors)
     if bf16_runs:
         out["bf16_topk_vectors_per_s"] = statistics.median(r["vectors_per_s"] for r in bf16_runs)
         out["bf16_runs"] = bf16_runs
@@ -411,6 +435,8 @@ def main() -> None:
     )
     print(f"{'':<32}{'vectors/s':>12}{'val FVU':>10}{'L0':>7}{'dead':>7}")
     print(f"{'encoder fwd GEMM floor (fp32)':<32}{out['encoder_gemm_floor_vectors_per_s']:>12,.0f}")
+    if "bf16_gemm_floor_vectors_per_s" in out:
+        print(f"{'the same GEMM in bf16':<32}{out['bf16_gemm_floor_vectors_per_s']:>12,.0f}")
     if out["onednn_gemm_floor_vectors_per_s"]:
         print(f"{'the same GEMM through oneDNN':<32}{out['onednn_gemm_floor_vectors_per_s']:>12,.0f}")
     for i, r in enumerate(runs):

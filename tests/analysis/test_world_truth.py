@@ -137,3 +137,19 @@ def test_sparse_probing_scores_the_chosen_column_on_other_rows():
     same_rows, _ = wt.best_columns(wt.auroc_matrix(x_ND, y_NC), signed=False)
     assert same_rows.mean() > 0.58
     assert abs(np.mean(t.pca_auroc) - 0.5) < 0.04 and abs(np.mean(t.sae_auroc) - 0.5) < 0.04
+
+
+def test_linear_probe_reads_a_value_spread_over_many_dimensions():
+    # value 0 is the sign of the sum of 16 dimensions: no single dimension reads it well, a logistic
+    # regression on all of them does; value 1 is noise and stays near 0.5 on the held-out half
+    rng = np.random.default_rng(4)
+    x_ND = rng.normal(size=(2000, 32))
+    y_NC = np.c_[x_ND[:, :16].sum(1) > 0, rng.random(2000) < 0.3]
+    fit_N = rng.random(2000) < 0.5
+    lin = wt.linear_probe_auroc(x_ND, y_NC, fit_N)
+    assert lin[0] > 0.97 and abs(lin[1] - 0.5) < 0.06
+    t = wt.sparse_probing("image", np.maximum(x_ND, 0), x_ND, x_ND, y_NC, ["a=0", "a=1"])
+    assert max(t.raw_auroc[0], t.pca_auroc[0]) < 0.8 < t.linear_auroc[0]
+    assert t.summary()["carried"] == 1 and t.by_attribute()["a"]["carried"] == 1
+    # a label with one class on either half has no score
+    assert np.isnan(wt.linear_probe_auroc(x_ND, np.c_[fit_N], fit_N)[0])

@@ -50,7 +50,12 @@ def test_world_demo_scores_against_the_attributes(world_demo_run):
         t = sc["probing"][modality]
         assert t["summary"]["values"] >= 20
         rows = t["values"]
-        assert all(0 <= v[m] <= 1 for v in rows for m in ("sae", "pca", "raw"))  # held out: noise may read < 0.5
+        assert all(
+            0 <= v[m] <= 1 for v in rows for m in ("sae", "pca", "raw", "linear")
+        )  # held out: noise may read < 0.5
+        # what the CLIP never learned reads at chance for every method, the whole-embedding regression too
+        unlearned = [v for v in rows if v["key"].startswith(("texture=", "style=", "mood="))]
+        assert unlearned and all(v["linear"] < 0.7 for v in unlearned)
         keys = {v["key"] for v in rows}
         # image rows never probe text-only values, text rows never image-only ones
         assert not any(k.startswith(("style=", "mood=")) for k in keys) if modality == "image" else True
@@ -58,15 +63,17 @@ def test_world_demo_scores_against_the_attributes(world_demo_run):
     image = {v["key"]: v for v in sc["probing"]["image"]["values"]}
     assert all(image[f"colour={c}"]["sae"] >= 0.9 for c in ("red", "blue", "green"))  # colour: learned by the CLIP
     n = sc["naming"]
-    assert n["latents"] >= 5 and n["accuracy"] >= 0.6  # issue #19 asks 0.7; measured 0.70-0.86 (docs/demo.md)
+    assert n["latents"] >= 5 and n["accuracy"] >= 0.6  # issue #19 asks 0.7; measured 0.71 (docs/demo.md)
+    vd = sc["values_detected"]
+    assert vd["detected_of_carried"] <= vd["carried"] <= vd["values"] - 12  # texture, style, mood: not carried
     h = sc["hallucination"]
     assert set(h) == {"topk", "pooled", "multimodal"}
     for r in h.values():
         assert 0.2 < r["hallucinated_share"] < 0.6 and r["sae"]["auroc"] > 0.55 and r["clip_score"]["auroc"] > 0.55
-        # the CLIP reads colours and not shapes: a swapped colour is caught, a swapped shape is not
+        # the CLIP reads colours best, shapes well: swaps of either are caught by raw cosine
         by = r["auroc_by_attribute"]
         assert by["colour"]["clip_score"] > 0.9 and by["colour"]["sae"] > 0.8
-        assert by["shape"]["clip_score"] < 0.65
+        assert by["shape"]["clip_score"] > 0.75
     st = sc["steering"]["by_attribute"]
     assert st["colour"]["after"] > st["colour"]["before"] + 0.2
     findings = sc["findings"]

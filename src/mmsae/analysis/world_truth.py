@@ -8,7 +8,9 @@ captions say it. So every score here starts from labels, not directions:
 - **sparse probing** (the idea of SAEBench's sparse probing, on known labels): for each attribute
   value, the AUROC of the best single SAE latent as a detector of the rows that hold it, against
   the best single PCA direction and the best single raw dimension, per modality, each chosen on
-  one half of the rows and scored on the other;
+  one half of the rows and scored on the other; beside them a logistic regression on the whole
+  embedding, fit on the first half: what the space carries linearly at all, the ceiling of any
+  single column;
 - **naming**: of the latents that detect a value at AUROC ≥ 0.9, the share named by that value's word;
 - **modality**: the buckets of those latents against what the value's kind predicts (an
   image-only attribute should give image-only concepts, a text-only one text-only concepts);
@@ -77,18 +79,25 @@ class ProbeTable:
     """Best single PCA direction's AUROC (either sign)."""
     raw_auroc: list[float]
     """Best single embedding dimension's AUROC (either sign)."""
+    linear_auroc: list[float]
+    """AUROC of a logistic regression on the whole embedding (fit on the choosing half): what any
+    linear reading of the space reaches, the ceiling the single columns are measured against."""
     auc_CF: np.ndarray
     """Every latent's AUROC for every probed value on the held-out half (for naming and the
     modality check)."""
 
     def summary(self) -> dict[str, float]:
-        s, p, r = (np.array(v, dtype=np.float64) for v in (self.sae_auroc, self.pca_auroc, self.raw_auroc))
+        s, p, r, lin = (
+            np.array(v, dtype=np.float64) for v in (self.sae_auroc, self.pca_auroc, self.raw_auroc, self.linear_auroc)
+        )
         return {
             "values": len(self.keys),
             "sae_mean": float(s.mean()) if len(s) else float("nan"),
             "pca_mean": float(p.mean()) if len(p) else float("nan"),
             "raw_mean": float(r.mean()) if len(r) else float("nan"),
+            "linear_mean": float(lin.mean()) if len(lin) else float("nan"),
             "share_detected": float((s >= DETECTS).mean()) if len(s) else float("nan"),
+            "carried": int((lin >= DETECTS).sum()),
             "sae_beats_pca": int((s > p).sum()),
         }
 
@@ -104,15 +113,23 @@ class ProbeTable:
                 "sae_mean": float(s.mean()),
                 "pca_mean": float(np.mean([self.pca_auroc[i] for i in idx])),
                 "raw_mean": float(np.mean([self.raw_auroc[i] for i in idx])),
+                "linear_mean": float(np.mean([self.linear_auroc[i] for i in idx])),
                 "detected": int((s >= DETECTS).sum()),
+                "carried": int(sum(self.linear_auroc[i] >= DETECTS for i in idx)),
             }
         return out
 
     def to_json(self) -> dict:
         rows = [
-            {"key": k, "n_positive": n, "sae": s, "latent": f, "pca": p, "raw": r}
-            for k, n, s, f, p, r in zip(
-                self.keys, self.n_positive, self.sae_auroc, self.sae_latent, self.pca_auroc, self.raw_auroc
+            {"key": k, "n_positive": n, "sae": s, "latent": f, "pca": p, "raw": r, "linear": lin}
+            for k, n, s, f, p, r, lin in zip(
+                self.keys,
+                self.n_positive,
+                self.sae_auroc,
+                self.sae_latent,
+                self.pca_auroc,
+                self.raw_auroc,
+                self.linear_auroc,
             )
         ]
         return {
@@ -157,6 +174,7 @@ def sparse_probing(
     sae, latent, sae_CF = held_out(np.asarray(codes_NF), True)
     pca, _, _ = held_out(np.asarray(pca_NK), False)
     raw, _, _ = held_out(np.asarray(x_ND), False)
+    linear = linear_probe_auroc(np.asarray(x_ND), y, choose)
     return ProbeTable(
         modality,
         [keys[c] for c in keep],
@@ -165,8 +183,30 @@ def sparse_probing(
         [int(v) for v in latent],
         [float(v) for v in pca],
         [float(v) for v in raw],
+        [float(v) for v in linear],
         sae_CF,
     )
+
+
+def linear_probe_auroc(x_ND: np.ndarray, y_NC: np.ndarray, fit_N: np.ndarray) -> np.ndarray:
+    """[C] held-out AUROC of a logistic regression per label column, fit on the rows `fit_N` and
+    scored on the others; NaN where either part lacks a positive or a negative row."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(x_ND, dtype=np.float64)
+    y = np.asarray(y_NC, dtype=bool)
+    fit = np.asarray(fit_N, dtype=bool)
+    # standardised on the fitting rows: unit-norm embeddings have tiny coordinates, which the
+    # default L2 penalty would otherwise hold back
+    x = (x - x[fit].mean(0)) / np.maximum(x[fit].std(0), 1e-12)
+    out = np.full(y.shape[1], np.nan)
+    for c in range(y.shape[1]):
+        a, b = y[fit, c], y[~fit, c]
+        if a.all() or not a.any() or b.all() or not b.any():
+            continue
+        clf = LogisticRegression(max_iter=2000).fit(x[fit], a)
+        out[c] = auroc_matrix(clf.decision_function(x[~fit])[:, None], b[:, None])[0, 0]
+    return out
 
 
 def detecting_latents(tables: Sequence[ProbeTable], threshold: float = DETECTS) -> dict[int, tuple[str, str, float]]:

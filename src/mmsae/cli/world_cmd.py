@@ -66,6 +66,21 @@ def register(sub) -> None:
         help=f"the text tower's learning rate as a multiple of --lr (default {d.text_lr_scale})",
     )
     t.add_argument(
+        "--caption-variants",
+        type=positive_int,
+        default=d.caption_variants,
+        help=f"captions drawn per scene; epoch e uses caption e mod this (default {d.caption_variants})",
+    )
+    t.add_argument(
+        "--minutes",
+        type=positive_float,
+        help="train for about this long instead of --epochs: the epochs that fit, from the time of a few "
+        "steps (the saved record gives the epochs chosen, for --epochs to reproduce the run)",
+    )
+    t.add_argument(
+        "--device", default="cpu", help="cpu, cuda, cuda:N or auto; on CUDA matrix products run in TF32 (default cpu)"
+    )
+    t.add_argument(
         "--eval-scenes", type=nonneg_int, default=1000, help="held-out scenes to measure on; 0: do not (default 1000)"
     )
     t.add_argument("--overwrite", action="store_true", help="replace a model this command wrote in --out")
@@ -125,6 +140,7 @@ def run_train(args) -> int:
         seed=args.seed,
         twins=args.twins,
         text_lr_scale=args.text_lr_scale,
+        caption_variants=args.caption_variants,
     )
     res = train_world_clip(
         args.out,
@@ -133,12 +149,14 @@ def run_train(args) -> int:
         eval_scenes=args.eval_scenes,
         overwrite=args.overwrite,
         progress=not args.json,
+        device=args.device,
+        minutes=args.minutes,
     )
     if args.json:
         print_json(res.to_json())
         return 0
     print(
-        f"trained {res.steps:,} steps in {res.seconds / 60:.1f} min (loss {res.first_loss:.3f} → {res.last_loss:.3f}); "
+        f"trained {res.steps:,} steps ({res.epochs} epochs) in {res.seconds / 60:.1f} min (loss {res.first_loss:.3f} → {res.last_loss:.3f}); "
         f"saved to {args.out}"
     )
     if res.measurements is not None:

@@ -166,28 +166,30 @@ def _world_demo_section(s: dict[str, Any]) -> str:
             t["summary"]["pca_mean"],
             t["summary"]["raw_mean"],
             t["summary"]["share_detected"],
+            t["summary"].get("linear_mean"),
         ]
         for m, t in sc["probing"].items()
     ]
     parts.append(
         "<h3>Sparse probing</h3><p class='muted'>Per attribute value, the AUROC of the best single SAE latent, "
-        "PCA direction and embedding dimension as a detector of the rows holding it.</p>"
-        + _table(["rows", "values", "SAE", "PCA", "raw", "SAE ≥ 0.9"], probe_rows)
+        "PCA direction and embedding dimension as a detector of the rows holding it; 'linear' is a logistic "
+        "regression on the whole embedding, the most any linear reading reaches.</p>"
+        + _table(["rows", "values", "SAE", "PCA", "raw", "SAE ≥ 0.9", "linear"], probe_rows)
     )
     per_attribute = [
-        [m, a, b["values"], b["sae_mean"], b["pca_mean"], b["raw_mean"], b["detected"]]
+        [m, a, b["values"], b["sae_mean"], b["pca_mean"], b["raw_mean"], b["detected"], b.get("linear_mean")]
         for m, t in sc["probing"].items()
         for a, b in t.get("by_attribute", {}).items()
     ]
-    parts.append(_table(["rows", "attribute", "values", "SAE", "PCA", "raw", "SAE ≥ 0.9"], per_attribute, 2))
+    parts.append(_table(["rows", "attribute", "values", "SAE", "PCA", "raw", "SAE ≥ 0.9", "linear"], per_attribute, 2))
     per_value = [
-        [t["modality"], v["key"], v["n_positive"], v["sae"], v["latent"], v["pca"], v["raw"]]
+        [t["modality"], v["key"], v["n_positive"], v["sae"], v["latent"], v["pca"], v["raw"], v.get("linear")]
         for t in sc["probing"].values()
         for v in t["values"]
     ]
     parts.append(
         "<details><summary>every value</summary>"
-        + _table(["rows", "value", "positives", "SAE", "latent", "PCA", "raw"], per_value, 2)
+        + _table(["rows", "value", "positives", "SAE", "latent", "PCA", "raw", "linear"], per_value, 2)
         + "</details>"
     )
     n = sc["naming"]

@@ -5,9 +5,10 @@ its own small one on the world's pairs: its embeddings are real learned ones (wi
 imperfect binding, concepts the text never mentions) whose concepts have the world's ground truth.
 
 Training (`train_world_clip`): scenes drawn in memory and rendered once; each epoch pairs every
-picture with a fresh caption of its scene (caption e of `caption_scene(scene, seed, epochs)` in
-epoch e), in an order drawn from the seed; the symmetric InfoNCE loss of CLIP with a learned
-temperature; AdamW with linear warm-up and cosine decay. The same seed gives the same weights.
+picture with another caption of its scene (caption e mod V of `caption_scene(scene, seed, V)` in
+epoch e, V = `caption_variants`), in an order drawn from the seed; the symmetric InfoNCE loss of
+CLIP with a learned temperature; AdamW with linear warm-up and cosine decay. The same seed gives the
+same weights on the same device (CPU by default; on a GPU, larger batches are affordable).
 
 The folder is what `save_pretrained` writes for the model, the tokenizer and the image processor,
 plus `world_clip.json` (how it was trained and what it measured), so transformers'
@@ -62,11 +63,13 @@ class ClipTrainConfig:
     scenes: int = 20_000
     """Training scenes, drawn from `seed` and rendered once."""
     epochs: int = 8
-    """Passes over the scenes; each pairs every picture with another caption of its scene."""
+    """Passes over the scenes; each pairs every picture with another caption of its scene (the same
+    ones again after `caption_variants` epochs)."""
     batch_size: int = 32
-    """Pairs per step: each picture's caption is contrasted with the batch's other captions. Small,
-    because on CPUs the number of steps limits learning more than the negatives a batch offers
-    (docs/world.md has the comparison)."""
+    """Pairs per step: each picture's caption is contrasted with the batch's other captions. Small by
+    default, because within a CPU budget of minutes the number of steps limits learning more than
+    the negatives a batch offers; with thousands of steps (a GPU), 1,024 is what makes the loss ask
+    for shape and position, which colours and counts alone tell apart in a batch of 32 (docs/world.md)."""
     lr: float = 1e-3
     """Peak learning rate of AdamW, reached after the warm-up (higher rates can collapse the
     4-layer model to one embedding per modality early on: docs/world.md)."""
@@ -82,6 +85,10 @@ class ClipTrainConfig:
     """The text tower's learning rate as a multiple of `lr`. Below 1 the text tower keeps what its
     random start tells apart (shape and position words among them) longer, as a target for the
     image tower (measured, without the hoped-for effect: docs/world.md)."""
+    caption_variants: int = 8
+    """Captions drawn per scene: epoch e pairs each picture with caption e mod this number (more
+    epochs than variants repeat them; drawing and tokenizing a caption per scene per epoch would
+    take longer than a long run's training on a GPU)."""
     twins: float = 0.0
     """Share of each batch's pairs that are varied copies of other scenes in the same batch
     (`mmsae.world.scenes.vary_scene` with TWIN_ATTRIBUTES: one object's shape, position, size or
@@ -105,6 +112,7 @@ class ClipTrainConfig:
                     f"warmup_frac must be in [0, 1), got {self.warmup_frac}",
                 ),
                 (self.seed >= 0, f"seed must be ≥ 0, got {self.seed}"),
+                (self.caption_variants >= 1, f"caption_variants must be positive, got {self.caption_variants}"),
                 (finite(self.twins) and 0 <= self.twins <= 0.5, f"twins must be in [0, 0.5], got {self.twins}"),
                 (
                     finite(self.text_lr_scale) and self.text_lr_scale > 0,
@@ -190,6 +198,8 @@ class ClipTrainResult:
 
     out: Path
     steps: int
+    epochs: int
+    """As asked, or as many as fit in `minutes`."""
     seconds: float
     """Wall-clock time of the training loop (drawing the scenes excluded)."""
     first_loss: float
@@ -205,6 +215,7 @@ class ClipTrainResult:
         return {
             "out": str(self.out),
             "steps": self.steps,
+            "epochs": self.epochs,
             "seconds": self.seconds,
             "first_loss": self.first_loss,
             "last_loss": self.last_loss,
@@ -245,20 +256,46 @@ def pixel_values(images_BYX3: torch.Tensor, mean, std) -> torch.Tensor:
     """[B, 3, H, W] model input: what the image processor gives for pictures of the model's size
     (its resize and crop leave them unchanged; the tests hold the two equal)."""
     x = images_BYX3.permute(0, 3, 1, 2).float() / 255
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
 
 
-def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and attention mask of a batch, as long as its longest sequence."""
-    L = max(len(r) for r in ids)
-    ids_BL = torch.full((len(ids), L), pad_id, dtype=torch.long)
-    mask_BL = torch.zeros((len(ids), L), dtype=torch.long)
-    for b, r in enumerate(ids):
-        ids_BL[b, : len(r)] = torch.tensor(r)
-        mask_BL[b, : len(r)] = 1
-    return ids_BL, mask_BL
+@dataclass(frozen=True)
+class TokenTable:
+    """Every training caption's ids, right-padded to the longest: one slice and one comparison make a
+    batch (padding per batch in Python cost more than a GPU step at batch 1,024)."""
+
+    ids_VNL: torch.Tensor
+    """Variant v of scene n's caption: ids, `pad_id` after its end (on the training device)."""
+    lengths_VN: torch.Tensor
+    """Its length (on the training device)."""
+    cpu_lengths_VN: torch.Tensor
+    """The same on the CPU: a batch's longest length is read without waiting for the GPU."""
+
+    @classmethod
+    def build(cls, ids: list[list[list[int]]], pad_id: int) -> TokenTable:
+        """From `ids[v][n]`, a list of ids per variant and scene."""
+        V, N = len(ids), len(ids[0])
+        lengths_VN = np.array([[len(r) for r in per] for per in ids], dtype=np.int64)
+        ids_VNL = np.full((V, N, int(lengths_VN.max())), pad_id, dtype=np.int64)
+        for v, per in enumerate(ids):
+            for n, r in enumerate(per):
+                ids_VNL[v, n, : len(r)] = r
+        lengths = torch.from_numpy(lengths_VN)
+        return cls(torch.from_numpy(ids_VNL), lengths, lengths)
+
+    def to(self, device: torch.device) -> TokenTable:
+        return TokenTable(self.ids_VNL.to(device), self.lengths_VN.to(device), self.cpu_lengths_VN)
+
+    def batch(self, variant: int, rows_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids [B, L], attention mask [B, L]) of the rows' captions (`rows_B` on the CPU), as long
+        as the batch's longest, on the training device."""
+        L = int(self.cpu_lengths_VN[variant, rows_B].max())
+        rows_B = rows_B.to(self.ids_VNL.device)
+        ids_BL = self.ids_VNL[variant, rows_B, :L]
+        mask_BL = (torch.arange(L, device=ids_BL.device)[None, :] < self.lengths_VN[variant, rows_B][:, None]).long()
+        return ids_BL, mask_BL
 
 
 def _features(out) -> torch.Tensor:
@@ -280,49 +317,13 @@ def clip_loss(img_BD: torch.Tensor, txt_BD: torch.Tensor, logit_scale: torch.Ten
 # ----------------------------------------------------------------------------- training
 
 
-def train_world_clip(
-    out: str | os.PathLike,
-    cfg: ClipTrainConfig = ClipTrainConfig(),
-    model_cfg: WorldClipConfig | None = None,
-    *,
-    measure: bool = True,
-    eval_scenes: int = 1000,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> ClipTrainResult:
-    """Train the world's CLIP and save it to `out` (see the module's docstring); with `measure`,
-    measure it on `eval_scenes` held-out scenes of seed `cfg.seed + 1` and record the result."""
-    from tqdm import tqdm
-
-    model_cfg = model_cfg or WorldClipConfig(image_size=cfg.image_size)
-    if model_cfg.image_size != cfg.image_size:
-        raise MmsaeError(f"the model takes {model_cfg.image_size}-pixel pictures but image_size is {cfg.image_size}")
-    if measure and eval_scenes < 2:
-        raise MmsaeError(f"measuring needs at least 2 held-out scenes, got {eval_scenes}")
-    out = Path(out)
-    _check_out(out, overwrite)
-
-    n_base = cfg.base_scenes
-    scenes = sample_scenes(n_base, cfg.seed)
-    if cfg.twins_per_batch:
-        scenes += [vary_scene(s, cfg.seed, n_base + i, TWIN_ATTRIBUTES) for i, s in enumerate(scenes)]
-    images_NYX3 = render_scenes(scenes, cfg.image_size, progress)
-    mean, std = pixel_stats(images_NYX3)
-    tokenizer = world_tokenizer(model_cfg.max_text_length)
-    processor = world_image_processor(cfg.image_size, mean, std)
-    # caption e of each scene is its caption in epoch e: all drawn and tokenized up front. A copy's
-    # captions draw their wording from its original's generator (its id), so in each epoch the two
-    # captions differ only where the scenes differ: telling them apart needs exactly that word.
-    captions = [caption_scene(dataclasses.replace(s, id=s.id % n_base), cfg.seed, cfg.epochs) for s in scenes]
-    ids_EN = [tokenizer([c[e].text for c in captions], truncation=True)["input_ids"] for e in range(cfg.epochs)]
-
-    model = build_world_clip(model_cfg, len(tokenizer), seed=cfg.seed)
-    model.train()
+def _optimizer(model, cfg: ClipTrainConfig) -> torch.optim.AdamW:
+    """AdamW with decay on the weight matrices only, and the text tower at `text_lr_scale` × lr."""
     groups: dict[tuple[bool, bool], list] = {}
     for n, p in model.named_parameters():
         decays = p.ndim >= 2 and "embedding" not in n
         groups.setdefault((n.startswith("text_"), decays), []).append(p)
-    opt = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {
                 "params": ps,
@@ -335,42 +336,149 @@ def train_world_clip(
         betas=(0.9, 0.98),
         eps=1e-6,
     )
-    total, warmup = cfg.steps, int(cfg.warmup_frac * cfg.steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, "cosine", 0.0))
-    order = torch.Generator().manual_seed(cfg.seed)
-    per = min(cfg.base_per_batch, n_base)  # fewer scenes than a batch: one batch of all
-    pad_id = tokenizer.pad_token_id
 
-    losses: list[float] = []
+
+class _Pairs:
+    """The rendered pictures and tokenized captions, on the training device, and one optimisation
+    step on a batch of them."""
+
+    def __init__(self, images_NYX3: torch.Tensor, tokens: TokenTable, mean, std, device: torch.device):
+        self.images_NYX3 = images_NYX3.to(device)
+        self.tokens = tokens.to(device)
+        self.mean, self.std, self.device = mean, std, device
+
+    def step(self, model, opt, rows_B: torch.Tensor, variant: int) -> torch.Tensor:
+        """One AdamW step on the rows' pairs; the loss, still on the device (reading it waits for the GPU)."""
+        ids_BL, mask_BL = self.tokens.batch(variant, rows_B)
+        rows_B = rows_B.to(self.device)
+        img_BD = _features(
+            model.get_image_features(pixel_values=pixel_values(self.images_NYX3[rows_B], self.mean, self.std))
+        )
+        txt_BD = _features(model.get_text_features(input_ids=ids_BL, attention_mask=mask_BL))
+        loss = clip_loss(img_BD, txt_BD, model.logit_scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        return loss.detach()
+
+
+def _seconds_per_step(model, cfg: ClipTrainConfig, pairs: _Pairs, n_base: int, steps: int = 12) -> float:
+    """Wall-clock time of one training step, timed on a copy of the model and its own optimizer (the
+    run itself starts from the untouched initial weights), after two untimed steps."""
+    import copy
+
+    probe = copy.deepcopy(model)
+    opt = _optimizer(probe, cfg)
+    rows = torch.arange(min(cfg.base_per_batch, n_base))  # which rows does not change the time
+    sync = torch.cuda.synchronize if pairs.device.type == "cuda" else (lambda: None)
+    for _ in range(2):
+        pairs.step(probe, opt, rows, 0)
+    sync()
     start = time.perf_counter()
-    with tqdm(total=total, desc="training the world's CLIP", unit="step", disable=not progress) as bar:
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(n_base, generator=order)
-            for j in range(cfg.steps_per_epoch):
-                rows = perm[j * per : (j + 1) * per]
-                if cfg.twins_per_batch:  # the first few drawn scenes with their varied copies
-                    rows = torch.cat([rows, rows[: cfg.twins_per_batch] + n_base])
-                ids_BL, mask_BL = _pad([ids_EN[epoch][r] for r in rows.tolist()], pad_id)
-                img_BD = _features(model.get_image_features(pixel_values=pixel_values(images_NYX3[rows], mean, std)))
-                txt_BD = _features(model.get_text_features(input_ids=ids_BL, attention_mask=mask_BL))
-                loss = clip_loss(img_BD, txt_BD, model.logit_scale)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                with torch.no_grad():
-                    model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-                losses.append(float(loss.detach()))
-                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", temp=f"{model.logit_scale.exp().item():.1f}")
-                bar.update(1)
-    seconds = time.perf_counter() - start
-    model.eval()
+    for _ in range(steps):
+        pairs.step(probe, opt, rows, 0)
+    sync()
+    return (time.perf_counter() - start) / steps
+
+
+def train_world_clip(
+    out: str | os.PathLike,
+    cfg: ClipTrainConfig = ClipTrainConfig(),
+    model_cfg: WorldClipConfig | None = None,
+    *,
+    measure: bool = True,
+    eval_scenes: int = 1000,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: str = "cpu",
+    minutes: float | None = None,
+) -> ClipTrainResult:
+    """Train the world's CLIP and save it to `out` (see the module's docstring); with `measure`,
+    measure it on `eval_scenes` held-out scenes of seed `cfg.seed + 1` and record the result.
+
+    `minutes` replaces `cfg.epochs` by as many epochs as fit in that time (at least one), from the
+    time of a few steps on a copy of the model; the record keeps the epochs chosen, so
+    `epochs=` reproduces the run. `device` is `cpu`, `cuda`, `cuda:N` or `auto`; on CUDA, float32
+    matrix products run in TF32."""
+    from tqdm import tqdm
+
+    from mmsae.device import resolve_device
+
+    dev = resolve_device(device)
+    model_cfg = model_cfg or WorldClipConfig(image_size=cfg.image_size)
+    if model_cfg.image_size != cfg.image_size:
+        raise MmsaeError(f"the model takes {model_cfg.image_size}-pixel pictures but image_size is {cfg.image_size}")
+    if measure and eval_scenes < 2:
+        raise MmsaeError(f"measuring needs at least 2 held-out scenes, got {eval_scenes}")
+    if minutes is not None and not (finite(minutes) and minutes > 0):
+        raise MmsaeError(f"minutes must be a positive number, got {minutes}")
+    out = Path(out)
+    _check_out(out, overwrite)
+
+    n_base = cfg.base_scenes
+    scenes = sample_scenes(n_base, cfg.seed)
+    if cfg.twins_per_batch:
+        scenes += [vary_scene(s, cfg.seed, n_base + i, TWIN_ATTRIBUTES) for i, s in enumerate(scenes)]
+    images_NYX3 = render_scenes(scenes, cfg.image_size, progress)
+    mean, std = pixel_stats(images_NYX3)
+    tokenizer = world_tokenizer(model_cfg.max_text_length)
+    processor = world_image_processor(cfg.image_size, mean, std)
+    # caption v of each scene is its caption in epochs v, v + V, ...: all drawn and tokenized up front.
+    # A copy's captions draw their wording from its original's generator (its id), so in each epoch
+    # the two captions differ only where the scenes differ: telling them apart needs exactly that word.
+    variants = cfg.caption_variants if minutes is not None else min(cfg.epochs, cfg.caption_variants)
+    captions = [caption_scene(dataclasses.replace(s, id=s.id % n_base), cfg.seed, variants) for s in scenes]
+    ids = [tokenizer([c[v].text for c in captions], truncation=True)["input_ids"] for v in range(variants)]
+    pairs = _Pairs(images_NYX3, TokenTable.build(ids, tokenizer.pad_token_id), mean, std, dev)
+    del ids, captions
+
+    previous_precision = torch.get_float32_matmul_precision()
+    if dev.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    try:
+        model = build_world_clip(model_cfg, len(tokenizer), seed=cfg.seed).to(dev)
+        model.train()
+        per_step = None
+        if minutes is not None:
+            per_step = _seconds_per_step(model, cfg, pairs, n_base)
+            cfg = dataclasses.replace(cfg, epochs=max(1, int(minutes * 60 / per_step) // cfg.steps_per_epoch))
+        opt = _optimizer(model, cfg)
+        total, warmup = cfg.steps, int(cfg.warmup_frac * cfg.steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, "cosine", 0.0))
+        order = torch.Generator().manual_seed(cfg.seed)
+        per = min(cfg.base_per_batch, n_base)  # fewer scenes than a batch: one batch of all
+
+        losses_S: list[torch.Tensor] = []
+        start = time.perf_counter()
+        with tqdm(total=total, desc="training the world's CLIP", unit="step", disable=not progress) as bar:
+            for epoch in range(cfg.epochs):
+                perm = torch.randperm(n_base, generator=order)
+                for j in range(cfg.steps_per_epoch):
+                    rows = perm[j * per : (j + 1) * per]
+                    if cfg.twins_per_batch:  # the first few drawn scenes with their varied copies
+                        rows = torch.cat([rows, rows[: cfg.twins_per_batch] + n_base])
+                    losses_S.append(pairs.step(model, opt, rows, epoch % variants))
+                    sched.step()
+                    if len(losses_S) % 25 == 0 or len(losses_S) == total:  # reading the loss waits for a GPU
+                        temp = model.logit_scale.exp().item()
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{float(losses_S[-1]):.3f}", temp=f"{temp:.1f}")
+                    bar.update(1)
+        losses = torch.stack(losses_S).cpu().tolist()
+        seconds = time.perf_counter() - start
+    finally:
+        torch.set_float32_matmul_precision(previous_precision)
+    model = model.cpu().eval()
 
     record = {
         "format": RECORD_FORMAT,
         "version": 1,
         "model": model_cfg.to_json(),
         "train": cfg.to_json(),
+        "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
+        "minutes": minutes,
+        "probe_seconds_per_step": per_step,
         "image_mean": mean,
         "image_std": std,
         "steps": total,
@@ -385,7 +493,7 @@ def train_world_clip(
     if measure:
         measured = measure_world_clip(model, tokenizer, processor, n_scenes=eval_scenes, seed=cfg.seed + 1)
         write_json_atomic(out / RECORD_FILE, {**record, "measurements": measured.to_json()})
-    return ClipTrainResult(out, total, seconds, record["first_loss"], record["last_loss"], losses, measured)
+    return ClipTrainResult(out, total, cfg.epochs, seconds, record["first_loss"], record["last_loss"], losses, measured)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
