@@ -224,7 +224,7 @@ def print_peers(out: dict) -> None:
 def _vectors_per_s(gemm, B: int, reps: int, device: str = "cpu") -> float:
     """Rows per second of `gemm` (one [B, D] batch per call), after two warm-up calls (on a GPU,
     timed from a synchronisation to the next)."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None)
     for _ in range(2):
         gemm()
     sync()
@@ -413,7 +413,7 @@ def main() -> None:
         "floors": floors,
         "onednn_gemm_floor_vectors_per_s": statistics.median(onednn_floors) if None not in onednn_floors else None,
         "onednn_floors": onednn_floors,
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(args.device),
     }
     if bf16_floors:
         out["bf16_gemm_floor_vectors_per_s"] = statistics.median(bf16_floors)

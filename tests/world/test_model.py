@@ -205,6 +205,24 @@ def test_minutes_choose_the_epochs_and_leave_the_run_as_with_those_epochs(monkey
             train_world_clip(tmp_path / "bad", _tiny_cfg(), TINY, progress=False, minutes=bad)
 
 
+def test_the_timed_steps_have_the_real_batch_size():
+    # with twins, a batch holds its drawn scenes and their copies: the timing must step on as many
+    import mmsae.train.clip as clip_mod
+
+    class Pairs:
+        device = torch.device("cpu")
+        sizes: list[int] = []
+
+        def step(self, model, opt, rows, variant):
+            self.sizes.append(len(rows))
+            return torch.zeros(())
+
+    cfg = _tiny_cfg(scenes=48, twins=0.25)
+    model = build_world_clip(TINY, len(world_tokenizer()), seed=0)
+    assert clip_mod._seconds_per_step(model, cfg, Pairs(), cfg.base_scenes, steps=3) >= 0
+    assert Pairs.sizes == [cfg.batch_size] * 5  # two untimed, three timed
+
+
 def test_epochs_cycle_through_the_caption_variants(monkeypatch, tmp_path):
     import mmsae.train.clip as clip_mod
 

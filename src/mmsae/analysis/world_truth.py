@@ -9,8 +9,8 @@ captions say it. So every score here starts from labels, not directions:
   value, the AUROC of the best single SAE latent as a detector of the rows that hold it, against
   the best single PCA direction and the best single raw dimension, per modality, each chosen on
   one half of the rows and scored on the other; beside them a logistic regression on the whole
-  embedding, fit on the first half: what the space carries linearly at all, the ceiling of any
-  single column;
+  embedding, fit on the half the columns are chosen on: a reference for what the space carries
+  linearly at all (not a strict ceiling: an SAE latent is a non-linear read-out);
 - **naming**: of the latents that detect a value at AUROC ≥ 0.9, the share named by that value's word;
 - **modality**: the buckets of those latents against what the value's kind predicts (an
   image-only attribute should give image-only concepts, a text-only one text-only concepts);
@@ -80,8 +80,8 @@ class ProbeTable:
     raw_auroc: list[float]
     """Best single embedding dimension's AUROC (either sign)."""
     linear_auroc: list[float]
-    """AUROC of a logistic regression on the whole embedding (fit on the choosing half): what any
-    linear reading of the space reaches, the ceiling the single columns are measured against."""
+    """AUROC of a logistic regression on the whole embedding (fit on the choosing half): a reference
+    for what the space carries linearly, beside which the single columns are read."""
     auc_CF: np.ndarray
     """Every latent's AUROC for every probed value on the held-out half (for naming and the
     modality check)."""

@@ -23,6 +23,9 @@ from mmsae.errors import MmsaeError
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BACKEND_KEY = "backend"
+TOKENS_KEY = "tokens"
+"""`manifest.preprocessing[TOKENS_KEY]`: how a store's token rows were read (`embed --layer/--tokens`;
+absent for pooled embeddings)."""
 KINDS = ("open_clip", "hf", "minilm")
 
 
@@ -86,6 +89,18 @@ class Backend:
     def encode_images(self, pixels: Any):
         """Batch from `image_transform`, stacked -> [B, dim] projected embeddings (not normalised)."""
         raise MmsaeError(f"{self.model_id} is a text-only encoder; it cannot embed images")
+
+    def token_layout(self):
+        """The vision tower's token layout (`mmsae.backends.tokens.TokenLayout`), for
+        `embed --layer/--tokens`; backends whose towers mmsae cannot read say so in one line."""
+        raise MmsaeError(
+            f"--layer/--tokens read the vision tower of a transformers model (--model hf:...); "
+            f"{self.model_id} is not one"
+        )
+
+    def vision_hidden(self, pixels: Any, layer: int) -> np.ndarray:
+        """[B, T, W] float32 hidden states of the vision tower after `layer` (0: the embeddings)."""
+        raise MmsaeError(f"{self.model_id}: its vision tower's layers cannot be read")
 
     def tokenize(self, texts: Sequence[str]) -> Any:
         raise NotImplementedError

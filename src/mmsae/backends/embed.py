@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsae.backends.base import BACKEND_KEY, Backend
+from mmsae.backends.base import BACKEND_KEY, TOKENS_KEY, Backend
+from mmsae.backends.tokens import TokenBackend, TokenConfig
 from mmsae.data.images import IMAGE_ROOT_KEY
 from mmsae.data.inputs import EmbedInputs, ImageItem, TextItem
 from mmsae.data.manifest import MANIFEST_NAME
@@ -56,6 +57,9 @@ class EmbedConfig:
     """Rows per committed shard: the most work a kill can lose."""
     modalities: tuple[str, ...] = ("image", "text")
     """Which sides of the input to embed."""
+    tokens: TokenConfig | None = None
+    """Read the vision tower's hidden states at one layer, one row per token
+    (`mmsae.backends.tokens`), instead of the pooled embeddings; images only."""
     progress: bool = True
     """Progress bars (rank 0 only)."""
 
@@ -106,6 +110,7 @@ def job_key(inputs: EmbedInputs, backend: Backend, cfg: EmbedConfig, source: str
         cfg.normalize,
         cfg.dtype,
         list(cfg.modalities),
+        None if cfg.tokens is None else cfg.tokens.to_json(),
         len(inputs.images),
         len(inputs.texts),
     ]
@@ -228,7 +233,19 @@ def _embed_part(
             for i, why in failed:
                 it = todo[i]
                 part.skipped[first_image + img_done + i] = {"path": it.path, "source": it.source, "reason": why}
-            if idx:
+            if idx and isinstance(backend, TokenBackend):  # several rows per picture
+                base = first_image + img_done  # todo[i] is picture base + i of the input
+                emb, image_R, extra_R = backend.image_rows(pixels, [base + i for i in idx], cfg.normalize)
+                sel = [todo[i - base] for i in image_R]
+                writer.append(
+                    emb,
+                    "image",
+                    pair_id=[it.pair_id for it in sel],
+                    source=[it.source for it in sel],
+                    consumed=len(idx) + len(failed),
+                    extra=extra_R,
+                )
+            elif idx:
                 emb = backend.finish(backend.encode_images(pixels), cfg.normalize)
                 sel = [todo[i] for i in idx]
                 writer.append(
@@ -285,6 +302,12 @@ def embed(
     t0 = time.perf_counter()
     out = Path(out)
     want = [m for m in cfg.modalities if m in ("image", "text")]
+    if cfg.tokens is not None:  # a vision tower's token rows: pictures only, in the tower's width
+        if "image" not in want:
+            raise MmsaeError("--layer/--tokens read the vision tower: they embed pictures, not --modality text")
+        if not isinstance(backend, TokenBackend):
+            backend = TokenBackend(backend, cfg.tokens)
+        want = ["image"]
     if "image" in want and backend.text_only:
         if inputs.images and "text" not in want:
             raise MmsaeError(f"{backend.model_id} is text-only and cannot embed images; use a vision-language model")
@@ -298,9 +321,10 @@ def embed(
             + " items"
             + (" (the model is text-only)" if backend.text_only and inputs.images else "")
         )
-    if cfg.dtype is None:
+    if cfg.dtype is None:  # a new store of token rows (many per picture) is half-size float16
         existing = EmbeddingStore(out).manifest if (out / MANIFEST_NAME).exists() else None
-        cfg = replace(cfg, dtype=existing.dtype if existing is not None and existing.n_rows else "float32")
+        fresh = "float16" if isinstance(backend, TokenBackend) else "float32"
+        cfg = replace(cfg, dtype=existing.dtype if existing is not None and existing.n_rows else fresh)
     key = job_key(inputs, backend, cfg, source)
     preprocessing = {
         "l2_normalized": cfg.normalize,
@@ -309,6 +333,8 @@ def embed(
     }
     if images and inputs.image_root:
         preprocessing[IMAGE_ROOT_KEY] = inputs.image_root
+    if isinstance(backend, TokenBackend):
+        preprocessing[TOKENS_KEY] = backend.preprocessing()
     _check_target(out, backend, cfg, preprocessing)
     total = len(images) + len(texts)
     if _job_done(out, key) >= total:
@@ -375,6 +401,11 @@ def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: 
         raise MmsaeError(
             f"{out} holds embeddings with l2_normalized={m.preprocessing['l2_normalized']}; "
             "use the same --normalize setting or a new store"
+        )
+    if m.preprocessing.get(TOKENS_KEY) != preprocessing.get(TOKENS_KEY):
+        raise MmsaeError(
+            f"{out} holds rows read as {m.preprocessing.get(TOKENS_KEY) or 'pooled embeddings'}; these are read as "
+            f"{preprocessing.get(TOKENS_KEY) or 'pooled embeddings'}: embed into a new store"
         )
     root, new_root = m.preprocessing.get(IMAGE_ROOT_KEY), preprocessing.get(IMAGE_ROOT_KEY)
     if root and new_root and Path(root).resolve() != Path(new_root).resolve():
@@ -446,6 +477,8 @@ def _adopt_parts(writer: StoreWriter, parts: list[EmbeddingStore], preprocessing
         writer.manifest.preprocessing.setdefault(IMAGE_ROOT_KEY, preprocessing[IMAGE_ROOT_KEY])
     writer.manifest.preprocessing.setdefault(BACKEND_KEY, preprocessing[BACKEND_KEY])
     writer.manifest.preprocessing.setdefault("l2_normalized", preprocessing["l2_normalized"])
+    if TOKENS_KEY in preprocessing:
+        writer.manifest.preprocessing.setdefault(TOKENS_KEY, preprocessing[TOKENS_KEY])
     written = 0
     for modality in ("image", "text"):
         for p in parts:

@@ -1,6 +1,7 @@
 """Hugging Face transformers: CLIP, SigLIP, SigLIP2 and AIMv2 (what the installed transformers
 has) through `from_pretrained(name_or_local_folder)`. Embeddings are `get_image_features` /
-`get_text_features`: the projected, shared-space vectors, not hidden states."""
+`get_text_features`: the projected, shared-space vectors; `embed --layer/--tokens` reads the
+vision tower's hidden states instead (`vision_hidden`, `mmsae.backends.tokens`)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,46 @@ class HFBackend(Backend):
         with torch.inference_mode(), self.autocast():
             return _features(self._model.get_image_features(**{k: v.to(self.device) for k, v in batch.items()}))
 
+    def _vision_tower(self):
+        tower = getattr(self._model, "vision_model", None)
+        if tower is None or self._image_processor is None:
+            return super().token_layout()  # the one-line refusal
+        if self._model_type == "siglip2":
+            raise MmsaeError(
+                "--layer/--tokens: SigLIP2 sizes its patch grid per picture; fixed-grid towers (CLIP, SigLIP, "
+                "AIMv2) are supported"
+            )
+        return tower
+
+    def token_layout(self):
+        """Read from one blank picture through the tower: its sequence length, width and hidden states."""
+        from mmsae.backends.tokens import TokenLayout
+
+        self._vision_tower()
+        vc = self._model.config.vision_config
+        side = int(vc.image_size) // int(vc.patch_size)
+        blank = self.image_transform()(_blank_picture(int(vc.image_size)))
+        hidden = self._hidden_states({k: v[None] for k, v in blank.items()})
+        T, W = hidden[0].shape[1:]
+        if T not in (side * side, side * side + 1):
+            raise MmsaeError(
+                f"--layer/--tokens: the vision tower returned {T} tokens for a {side}×{side} patch grid; "
+                "its layout is not one mmsae reads"
+            )
+        return TokenLayout((side, side), T == side * side + 1, len(hidden), int(W))
+
+    def _hidden_states(self, pixels):
+        import torch
+
+        tower = self._vision_tower()
+        batch = pixels if isinstance(pixels, dict) else {"pixel_values": pixels}
+        with torch.inference_mode(), self.autocast():
+            out = tower(**{k: v.to(self.device) for k, v in batch.items()}, output_hidden_states=True)
+        return out.hidden_states
+
+    def vision_hidden(self, pixels, layer: int):
+        return self._hidden_states(pixels)[layer].float().cpu().numpy()
+
     def tokenize(self, texts: Sequence[str]):
         fixed = self._model_type in FIXED_LENGTH_TEXT
         return self._tokenizer(
@@ -103,3 +144,10 @@ class HFBackend(Backend):
         keep = {k: v.to(self.device) for k, v in tokens.items() if k in names}
         with torch.inference_mode(), self.autocast():
             return _features(self._model.get_text_features(**keep))
+
+
+def _blank_picture(size: int):
+    """A grey picture of the tower's size: what `token_layout` runs through it once."""
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), (128, 128, 128))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmsae.backends.base import BACKEND_KEY, KINDS, MINILM_ID, Backend, BackendSpec, TextEncoder
+from mmsae.backends.base import BACKEND_KEY, KINDS, MINILM_ID, TOKENS_KEY, Backend, BackendSpec, TextEncoder
 from mmsae.data.manifest import TEXT_ENCODER_KEY
 from mmsae.errors import MmsaeError
 
@@ -89,6 +89,11 @@ def _recorded_text_encoder(store) -> TextEncoder:
 
         return SyntheticTextEncoder.from_store(store)
     pre = store.manifest.preprocessing
+    if pre.get(TOKENS_KEY):
+        raise MmsaeError(
+            "the store holds a vision tower's token activations (`embed --layer/--tokens`), not the shared "
+            "image-text space: no text encoder reads them, so they cannot be named or searched with words"
+        )
     for key in (TEXT_ENCODER_KEY, BACKEND_KEY):
         recorded = pre.get(key)
         if isinstance(recorded, dict) and recorded.get("kind") in KINDS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from mmsae.backends.tokens import TOKEN_MODES
 from mmsae.cli.output import positive_int
 
 EPILOG = """\
@@ -80,12 +81,30 @@ def register(sub) -> None:
         default=-1,
         help="image-decoding worker processes (default: one per core, up to 8; 0 decodes in the main process)",
     )
+    p.add_argument(
+        "--layer",
+        type=int,
+        help="read the vision tower's hidden states after this layer instead of the pooled embeddings: one "
+        "row per token, in the tower's width (0: the patch embeddings; negative numbers count from the end; "
+        "transformers models; pictures only)",
+    )
+    p.add_argument(
+        "--tokens",
+        choices=list(TOKEN_MODES),
+        help="with --layer (default patches; --tokens alone reads the last layer): cls, every patch, the mean "
+        "of the patches, or all (cls and patches)",
+    )
+    p.add_argument(
+        "--patches-per-image",
+        type=positive_int,
+        help="keep this many patch tokens per picture, drawn at random (the same on a resumed run)",
+    )
     p.add_argument("--no-normalize", action="store_true", help="store raw embeddings (default: L2-normalised)")
     p.add_argument(
         "--dtype",
         choices=["float32", "float16"],
         default=None,
-        help="on-disk dtype (default: the store's own, float32 for a new store)",
+        help="on-disk dtype (default: the store's own; for a new store float32, float16 with --layer/--tokens)",
     )
     p.add_argument("--shard-rows", type=positive_int, default=16384, help="rows per committed shard (default 16384)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of progress bars")
@@ -116,6 +135,9 @@ def run(args) -> int:
     inputs = read_inputs(args.input, layout=args.layout, image_root=args.image_root)
     modalities = ("image", "text") if args.modality == "both" else (args.modality,)
     backend = load_backend(spec, device=device, precision=precision)
+    wants_tokens = args.layer is not None or args.tokens is not None or args.patches_per_image is not None
+    if wants_tokens and backend.text_only:
+        raise MmsaeError(f"--layer/--tokens read a vision tower; {backend.model_id} is a text-only encoder")
     if backend.text_only and not (inputs.texts and "text" in modalities):
         raise MmsaeError(
             f"{backend.model_id} is text-only and there are no captions to embed "
@@ -127,7 +149,24 @@ def run(args) -> int:
             f"{len(inputs.images)} images",
             file=sys.stderr,
         )
+    tokens = None
+    if wants_tokens:
+        from mmsae.backends.tokens import TokenConfig
+
+        tokens = TokenConfig(
+            layer=-1 if args.layer is None else args.layer,
+            tokens=args.tokens or "patches",
+            per_image=args.patches_per_image,
+        )
+        if inputs.texts and "text" in modalities and rank == 0:
+            print(
+                f"note: --layer/--tokens read the vision tower: embedding the {len(inputs.images)} images, not the "
+                f"{len(inputs.texts)} captions",
+                file=sys.stderr,
+            )
+        modalities = ("image",) if "image" in modalities else modalities
     cfg = EmbedConfig(
+        tokens=tokens,
         batch_size=args.batch_size,
         text_batch_size=args.text_batch_size,
         num_workers=args.workers,
@@ -166,6 +205,8 @@ def run(args) -> int:
         extra.append(f"{rep.duplicate_texts} repeated captions dropped")
     if rep.resumed_items:
         extra.append(f"resumed after {rep.resumed_items} items")
+    if tokens is not None:
+        extra.append(f"{rep.rows_written:,} token rows ({rep.rows_written / max(rep.images_in, 1):.1f} per image)")
     print(
         f"embedded {rep.images_in} images and {rep.texts_in} captions with {rep.model_id} into {rep.store} "
         f"in {rep.seconds:.1f} s ({rate:.1f} items/s); store holds {rep.counts}"

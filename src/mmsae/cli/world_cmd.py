@@ -43,11 +43,13 @@ def register(sub) -> None:
         description="Train a small CLIPModel (ViT on 64-pixel pictures, word-level tokenizer over the "
         "world's words) contrastively on scenes drawn in memory, save it with save_pretrained "
         "(model, tokenizer, image processor: `mmsae embed --model hf:OUT` uses it) and measure it on "
-        "held-out scenes of seed SEED + 1. The same seed gives the same weights.",
+        "held-out scenes of seed SEED + 1. The same seed gives the same weights on the same machine "
+        "(GPU kernels may round differently from run to run).",
     )
     t.add_argument("--out", required=True, help="folder to write")
     t.add_argument("--scenes", type=positive_int, default=d.scenes, help=f"training scenes (default {d.scenes})")
-    t.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"(default {d.epochs})")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"(default {d.epochs})")
     t.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"(default {d.batch_size})")
     t.add_argument("--lr", type=positive_float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     t.add_argument("--seed", type=nonneg_int, default=d.seed, help=f"(default {d.seed})")
@@ -71,11 +73,12 @@ def register(sub) -> None:
         default=d.caption_variants,
         help=f"captions drawn per scene; epoch e uses caption e mod this (default {d.caption_variants})",
     )
-    t.add_argument(
+    length.add_argument(
         "--minutes",
         type=positive_float,
-        help="train for about this long instead of --epochs: the epochs that fit, from the time of a few "
-        "steps (the saved record gives the epochs chosen, for --epochs to reproduce the run)",
+        help="train for about this long instead of --epochs: the epochs whose training loop fits, from the time "
+        "of a few steps (drawing the scenes, saving and measuring come on top; the saved record gives the "
+        "epochs chosen, for --epochs to reproduce the run)",
     )
     t.add_argument(
         "--device", default="cpu", help="cpu, cuda, cuda:N or auto; on CUDA matrix products run in TF32 (default cpu)"

@@ -173,7 +173,7 @@ def _world_demo_section(s: dict[str, Any]) -> str:
     parts.append(
         "<h3>Sparse probing</h3><p class='muted'>Per attribute value, the AUROC of the best single SAE latent, "
         "PCA direction and embedding dimension as a detector of the rows holding it; 'linear' is a logistic "
-        "regression on the whole embedding, the most any linear reading reaches.</p>"
+        "regression on the whole embedding: a reference for what the space carries linearly.</p>"
         + _table(["rows", "values", "SAE", "PCA", "raw", "SAE ≥ 0.9", "linear"], probe_rows)
     )
     per_attribute = [

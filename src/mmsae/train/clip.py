@@ -8,7 +8,8 @@ Training (`train_world_clip`): scenes drawn in memory and rendered once; each ep
 picture with another caption of its scene (caption e mod V of `caption_scene(scene, seed, V)` in
 epoch e, V = `caption_variants`), in an order drawn from the seed; the symmetric InfoNCE loss of
 CLIP with a learned temperature; AdamW with linear warm-up and cosine decay. The same seed gives the
-same weights on the same device (CPU by default; on a GPU, larger batches are affordable).
+same weights on the same machine and thread count (CPU, the default); GPU kernels may round
+differently from run to run, and on a GPU larger batches are affordable.
 
 The folder is what `save_pretrained` writes for the model, the tokenizer and the image processor,
 plus `world_clip.json` (how it was trained and what it measured), so transformers'
@@ -276,9 +277,8 @@ class TokenTable:
     @classmethod
     def build(cls, ids: list[list[list[int]]], pad_id: int) -> TokenTable:
         """From `ids[v][n]`, a list of ids per variant and scene."""
-        V, N = len(ids), len(ids[0])
         lengths_VN = np.array([[len(r) for r in per] for per in ids], dtype=np.int64)
-        ids_VNL = np.full((V, N, int(lengths_VN.max())), pad_id, dtype=np.int64)
+        ids_VNL = np.full((*lengths_VN.shape, int(lengths_VN.max())), pad_id, dtype=np.int64)
         for v, per in enumerate(ids):
             for n, r in enumerate(per):
                 ids_VNL[v, n, : len(r)] = r
@@ -371,8 +371,10 @@ def _seconds_per_step(model, cfg: ClipTrainConfig, pairs: _Pairs, n_base: int, s
 
     probe = copy.deepcopy(model)
     opt = _optimizer(probe, cfg)
-    rows = torch.arange(min(cfg.base_per_batch, n_base))  # which rows does not change the time
-    sync = torch.cuda.synchronize if pairs.device.type == "cuda" else (lambda: None)
+    rows = torch.arange(min(cfg.base_per_batch, n_base))  # which rows does not change the time; how many does
+    if cfg.twins_per_batch:
+        rows = torch.cat([rows, rows[: cfg.twins_per_batch] + n_base])
+    sync = (lambda: torch.cuda.synchronize(pairs.device)) if pairs.device.type == "cuda" else (lambda: None)
     for _ in range(2):
         pairs.step(probe, opt, rows, 0)
     sync()
@@ -400,8 +402,9 @@ def train_world_clip(
 
     `minutes` replaces `cfg.epochs` by as many epochs as fit in that time (at least one), from the
     time of a few steps on a copy of the model; the record keeps the epochs chosen, so
-    `epochs=` reproduces the run. `device` is `cpu`, `cuda`, `cuda:N` or `auto`; on CUDA, float32
-    matrix products run in TF32."""
+    `epochs=` reproduces the run. `minutes` budgets the training loop alone: drawing and tokenizing
+    the scenes, the timed steps, saving and measuring come on top. `device` is `cpu`, `cuda`,
+    `cuda:N` or `auto`; on CUDA, float32 matrix products run in TF32."""
     from tqdm import tqdm
 
     from mmsae.device import resolve_device
@@ -467,6 +470,10 @@ def train_world_clip(
                     bar.update(1)
         losses = torch.stack(losses_S).cpu().tolist()
         seconds = time.perf_counter() - start
+    except torch.cuda.OutOfMemoryError:
+        raise MmsaeError(
+            f"out of GPU memory at batch size {cfg.batch_size} on {dev}; use a smaller --batch-size"
+        ) from None
     finally:
         torch.set_float32_matmul_precision(previous_precision)
     model = model.cpu().eval()

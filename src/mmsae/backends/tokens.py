@@ -1,0 +1,168 @@
+"""Token-level activations of a vision tower: which rows `mmsae embed --layer N --tokens T` writes.
+
+A pooled embedding is one row per picture in the model's shared space. Patch-level SAEs (as saev
+trains them) read the vision tower's residual stream instead: the hidden state after layer N of
+every token, one row per token, in the tower's own width. Those rows live in another space than
+the pooled ones (no text encoder reads them), so a store holds one or the other, and its manifest
+says which (`preprocessing["tokens"]`).
+
+Token positions follow the tower's sequence: with a class token (CLIP, AIMv2-style towers with
+one), position 0 is it and positions 1..h·w the patches in reading order; without one (SigLIP),
+positions 0..h·w−1 are the patches. Every row records its picture, position and patch grid in the
+store's `extra` column, so a concept's activation over a picture can be laid out as a heatmap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mmsae.errors import MmsaeError
+
+TOKEN_MODES = ("cls", "patches", "mean", "all")
+"""`cls`: the class token alone; `patches`: every patch token; `mean`: the mean of the patch
+tokens (one row per picture); `all`: the class token and every patch."""
+MEAN_POSITION = -1
+"""The position recorded for a `mean` row (no single token)."""
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    """Which hidden states of the vision tower become rows."""
+
+    layer: int = -1
+    """Hidden state index as transformers counts `output_hidden_states`: 0 is the patch embeddings,
+    i the output of layer i; negative numbers count from the end (-1: the last layer's output)."""
+    tokens: str = "patches"
+    """One of TOKEN_MODES."""
+    per_image: int | None = None
+    """Keep this many patch tokens per picture, drawn at random (fixed by the picture's index and
+    `seed`, so a resumed run draws the same); None keeps every one. The class token is kept."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tokens not in TOKEN_MODES:
+            raise MmsaeError(f"--tokens must be one of {', '.join(TOKEN_MODES)}, got {self.tokens!r}")
+        if self.per_image is not None and self.per_image < 1:
+            raise MmsaeError(f"--patches-per-image must be positive, got {self.per_image}")
+        if self.per_image is not None and self.tokens not in ("patches", "all"):
+            raise MmsaeError(f"--patches-per-image samples patch tokens; --tokens {self.tokens} has none to sample")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """How a tower's sequence is laid out (read from the model, checked against its output)."""
+
+    grid: tuple[int, int]
+    """Patches per column and per row (h, w)."""
+    has_cls: bool
+    """Whether position 0 is a class token."""
+    n_hidden: int
+    """Hidden states the tower returns: its layers + 1."""
+    width: int
+
+    def check_layer(self, layer: int) -> int:
+        """The layer as a non-negative index; a one-line error when it is out of range."""
+        if not -self.n_hidden <= layer < self.n_hidden:
+            raise MmsaeError(
+                f"--layer {layer} is out of range: the vision tower has {self.n_hidden - 1} layers "
+                f"(use 0 for the patch embeddings, 1..{self.n_hidden - 1}, or -1..-{self.n_hidden} from the end)"
+            )
+        return layer % self.n_hidden
+
+
+def select_tokens(
+    hidden_BTW: np.ndarray, layout: TokenLayout, cfg: TokenConfig, image_B: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows [R, W], picture [R], position [R]) of a batch of hidden states; picture b of the batch
+    is picture `image_B[b]` of the input (its index there also seeds its sample of patches)."""
+    B, T, W = hidden_BTW.shape
+    n_patch = layout.grid[0] * layout.grid[1]
+    start = 1 if layout.has_cls else 0
+    if T != start + n_patch:
+        raise MmsaeError(
+            f"the vision tower returned {T} tokens, not {start + n_patch} ({layout.grid[0]}×{layout.grid[1]} patches"
+            f"{' and a class token' if layout.has_cls else ''}): pictures of another size than its own?"
+        )
+    if cfg.tokens == "cls" and not layout.has_cls:
+        raise MmsaeError("--tokens cls: this vision tower has no class token; use patches, mean or all")
+    rows, image, pos = [], [], []
+    for b in range(B):
+        h_TW = hidden_BTW[b]
+        if cfg.tokens == "mean":
+            rows.append(h_TW[start:].mean(0, keepdims=True))
+            image.append(int(image_B[b]))
+            pos.append(MEAN_POSITION)
+            continue
+        keep: list[int] = []
+        if cfg.tokens in ("cls", "all") and layout.has_cls:
+            keep.append(0)
+        if cfg.tokens in ("patches", "all"):
+            patches = np.arange(start, start + n_patch)
+            if cfg.per_image is not None and cfg.per_image < n_patch:
+                rng = np.random.default_rng((cfg.seed, int(image_B[b])))
+                patches = np.sort(rng.choice(patches, cfg.per_image, replace=False))
+            keep.extend(int(p) for p in patches)
+        rows.append(h_TW[keep])
+        image.extend([int(image_B[b])] * len(keep))
+        pos.extend(keep)
+    return np.concatenate(rows), np.asarray(image, dtype=np.int64), np.asarray(pos, dtype=np.int64)
+
+
+def token_extra(image: int, position: int, layout: TokenLayout) -> str:
+    """The `extra` metadata of one token row: its picture (index in the input), its position in the
+    tower's sequence, the patch's grid cell (absent for the class token and a mean) and the grid."""
+    position = int(position)
+    out: dict = {"image": int(image), "token": position, "grid": list(layout.grid)}
+    patch = position - (1 if layout.has_cls else 0)
+    if position != MEAN_POSITION and 0 <= patch < layout.grid[0] * layout.grid[1]:
+        out["cell"] = [patch // layout.grid[1], patch % layout.grid[1]]
+    return json.dumps(out)
+
+
+class TokenBackend:
+    """A vision-language backend read at one layer of its vision tower: `embed` writes its rows
+    (several per picture) instead of the pooled embeddings. It has the backend's spec (so the store
+    records which model made it) and a model id of its own, so its stores never mix with pooled ones."""
+
+    modalities = ("image",)
+    text_only = False
+
+    def __init__(self, inner, cfg: TokenConfig):
+        if inner.text_only:
+            raise MmsaeError(f"--tokens reads a vision tower; {inner.model_id} is a text-only encoder")
+        self.inner, self.cfg = inner, cfg
+        self.layout = inner.token_layout()
+        self.layer = self.layout.check_layer(cfg.layer)
+        self.spec, self.device, self.precision = inner.spec, inner.device, inner.precision
+        self.dim = self.layout.width
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.inner.model_id}#vision-layer-{self.layer}/{self.cfg.tokens}"
+
+    def preprocessing(self) -> dict:
+        """What the manifest records (`preprocessing["tokens"]`): how the rows were read."""
+        return {
+            **self.cfg.to_json(),
+            "layer_index": self.layer,
+            "grid": list(self.layout.grid),
+            "has_cls": self.layout.has_cls,
+        }
+
+    def image_transform(self):
+        return self.inner.image_transform()
+
+    def image_rows(self, pixels, image_B, normalize: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(rows [R, W], picture [R], extra metadata [R]) of a batch of pictures, picture b being
+        picture `image_B[b]` of the input."""
+        hidden_BTW = self.inner.vision_hidden(pixels, self.layer)
+        rows, image, pos = select_tokens(hidden_BTW, self.layout, self.cfg, np.asarray(image_B))
+        if normalize:
+            rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        return rows.astype(np.float32), image, [token_extra(i, p, self.layout) for i, p in zip(image, pos)]
