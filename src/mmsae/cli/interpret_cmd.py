@@ -67,6 +67,17 @@ def register(sub) -> None:
         "in `mmsae search` and the explorer)",
     )
     t.add_argument("--show", type=nonneg_int, default=5, help="print this many concepts (default 5)")
+    t.add_argument(
+        "--heatmaps",
+        metavar="DIR",
+        help="on a store of patch tokens (`embed --tokens patches`): also draw each concept's top pictures "
+        "with its activation over the patches into DIR (one PNG per concept and picture, heatmaps.json)",
+    )
+    t.add_argument(
+        "--heatmap-concepts",
+        help="comma-separated concepts to draw (default: the 16 that fire on the most pictures)",
+    )
+    t.add_argument("--heatmap-images", type=positive_int, default=8, help="pictures drawn per concept (default 8)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=run_top)
 
@@ -182,10 +193,39 @@ def run_top(args) -> int:
     if args.k < 1:
         raise MmsaeError(f"-k must be at least 1, got {args.k}")
     model, store = _load(args)
+    concepts = None
+    if args.heatmaps:
+        from mmsae.analysis.heatmaps import token_layout
+
+        token_layout(store)  # a pooled store is refused before the long pass
+        if args.heatmap_concepts:
+            try:
+                concepts = [int(c) for c in args.heatmap_concepts.split(",") if c.strip()]
+            except ValueError:
+                raise MmsaeError(
+                    f"--heatmap-concepts takes comma-separated integers, got {args.heatmap_concepts!r}"
+                ) from None
+            F = int(model.cfg.dict_size)
+            if any(not 0 <= c < F for c in concepts):
+                raise MmsaeError(f"--heatmap-concepts must lie in 0..{F - 1}, got {args.heatmap_concepts}")
     summary, tops = write_top_examples(model, store, args.out, k=args.k, progress=not args.json)
+    if args.heatmaps:
+        from mmsae.analysis.heatmaps import write_heatmaps
+
+        drawn = write_heatmaps(
+            model, store, args.heatmaps, concepts, per_concept=args.heatmap_images, progress=not args.json
+        )
+        summary["heatmaps"] = {
+            "dir": args.heatmaps,
+            "concepts": len(drawn),
+            "pictures": sum(len(v) for v in drawn.values()),
+        }
     if args.json:
         print_json(summary)
         return 0
+    if args.heatmaps:
+        h = summary["heatmaps"]
+        print(f"heatmaps of {h['concepts']} concepts over {h['pictures']} pictures → {h['dir']}")
     print(f"top {args.k} examples per concept and modality → {summary['written']} ({summary['rows']} rows)")
     for mod in sorted(tops):
         ids_KF = tops[mod][1]

@@ -1,0 +1,144 @@
+"""Heatmaps of patch-level concepts over the pictures they fire on (`mmsae top --heatmaps DIR`).
+
+On a store of patch tokens (`mmsae embed --layer N --tokens patches|all`) a concept has a code per
+patch. Its top pictures are those with the largest max over their patches
+(`mmsae.analysis.pointing.per_image`); its heatmap over one picture is its code on each patch,
+laid out on the patch grid recorded in the manifest, upsampled bilinearly to the picture and
+blended over it (transparent where the concept is silent, opaque in the colour map where it peaks).
+
+The grid covers the square the image processor fed the tower: CLIP-style processors resize the
+shorter side and crop the centre, so the heatmap is drawn over the picture's central square. A
+processor that squashes a non-square picture instead (SigLIP's) sees the whole picture; for such
+stores, square pictures are drawn exactly and others are approximations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmsae.analysis.pointing import per_image
+from mmsae.errors import MmsaeError
+
+DEFAULT_CONCEPTS = 16
+"""Concepts drawn when none are named: those firing on the most pictures."""
+ALPHA = 0.6
+"""Opacity of the colour map where a concept peaks."""
+
+
+def token_layout(store) -> dict:
+    """The manifest's record of how the store's token rows were read; a one-line error for a store
+    of pooled embeddings."""
+    tokens = store.manifest.preprocessing.get("tokens")
+    if not tokens or "grid" not in tokens:
+        raise MmsaeError(
+            f"{store.root} holds pooled embeddings: heatmaps need patch tokens "
+            "(`mmsae embed --layer N --tokens patches`)"
+        )
+    if tokens.get("tokens") not in ("patches", "all"):
+        raise MmsaeError(f"{store.root} holds --tokens {tokens.get('tokens')} rows: heatmaps need patch tokens")
+    return tokens
+
+
+def overlay(picture, heat_hw: np.ndarray, vmax: float, colormap: str = "inferno"):
+    """The picture (PIL, centre-cropped to a square) with `heat_hw` upsampled over it; 0 leaves a
+    pixel as it was, `vmax` and above paints it at ALPHA in the colour map's top colour."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    picture = picture.convert("RGB")
+    w, h = picture.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = picture.crop((left, top, left + side, top + side))
+    scaled = np.clip(np.asarray(heat_hw, dtype=np.float64) / max(vmax, 1e-12), 0, 1)
+    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+    level = np.asarray(heat, dtype=np.float64) / 255
+    colour = colormaps[colormap](level)[..., :3] * 255
+    base = np.asarray(square, dtype=np.float64)
+    alpha = ALPHA * level[..., None]
+    return Image.fromarray(np.round(base * (1 - alpha) + colour * alpha).astype(np.uint8))
+
+
+def _codes(model, x_ND: np.ndarray) -> np.ndarray:
+    from mmsae.metrics.crossmodal import encode_decode
+    from mmsae.models.paired import as_paired
+
+    return encode_decode(as_paired(model), np.asarray(x_ND, dtype=np.float32), "image", "cpu")[0].numpy()
+
+
+def write_heatmaps(
+    model,
+    store,
+    out_dir: str | Path,
+    concepts: list[int] | None = None,
+    per_concept: int = 8,
+    block: int = 65536,
+    progress: bool = False,
+) -> dict:
+    """Draw each concept's `per_concept` top pictures with its heatmap into OUT_DIR: one PNG per
+    (concept, picture), `concept-C/rank-R.png`, and `heatmaps.json` listing them with the picture,
+    its source and the concept's max activation there. Returns that listing."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from mmsae.data.images import OutsideRoot, image_root, safe_file
+
+    tokens = token_layout(store)
+    grid = tuple(tokens["grid"])
+    root = image_root(store)
+    if root is None:
+        raise MmsaeError(f"{store.root} records no image folder: the pictures to draw over are unknown")
+    F = int(model.cfg.dict_size)
+    if concepts is not None and any(not 0 <= c < F for c in concepts):
+        raise MmsaeError(f"concepts must lie in 0..{F - 1}, got {sorted(c for c in concepts if not 0 <= c < F)}")
+    extras = store.extras(np.arange(len(store)))
+    image_R = np.array([e["image"] for e in extras], dtype=np.int64)
+    cell_R = np.array([e.get("cell", [-1, -1]) for e in extras], dtype=np.int64)
+    n_images = int(image_R.max()) + 1 if len(image_R) else 0
+    act_NF = np.zeros((n_images, F))
+    for lo in tqdm(range(0, len(store), block), desc="heatmaps: codes", unit="block", disable=not progress):
+        rows = np.arange(lo, min(lo + block, len(store)))
+        act_NF = np.maximum(act_NF, per_image(_codes(model, store.get(rows)), image_R[rows], n_images))
+    if concepts is None:
+        fired_F = (act_NF > 0).sum(0)
+        concepts = [int(c) for c in np.argsort(-fired_F, kind="stable")[:DEFAULT_CONCEPTS] if fired_F[c] > 0]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = store.metadata(["source"]).column("source").to_pylist()
+    first_row = {}
+    for r, i in enumerate(image_R):
+        first_row.setdefault(int(i), r)
+    listing: dict[str, list[dict]] = {}
+    for c in tqdm(concepts, desc="heatmaps: drawing", unit="concept", disable=not progress):
+        top = [int(i) for i in np.argsort(-act_NF[:, c], kind="stable")[:per_concept] if act_NF[i, c] > 0]
+        folder = out / f"concept-{c:05d}"
+        folder.mkdir(exist_ok=True)
+        drawn = []
+        for rank, i in enumerate(top):
+            rows = np.flatnonzero((image_R == i) & (cell_R[:, 0] >= 0))
+            heat_hw = np.zeros(grid)
+            heat_hw[cell_R[rows, 0], cell_R[rows, 1]] = _codes(model, store.get(rows))[:, c]
+            source = sources[first_row[i]]
+            try:
+                path = safe_file(root, source)
+            except OutsideRoot:
+                path = None
+            if path is None:
+                continue
+            with Image.open(path) as picture:
+                overlay(picture, heat_hw, float(act_NF[i, c])).save(folder / f"rank-{rank:02d}.png")
+            drawn.append(
+                {
+                    "rank": rank,
+                    "image": i,
+                    "source": source,
+                    "activation": float(act_NF[i, c]),
+                    "file": f"concept-{c:05d}/rank-{rank:02d}.png",
+                }  # fmt: skip
+            )
+        listing[str(c)] = drawn
+    (out / "heatmaps.json").write_text(json.dumps({"grid": list(grid), "concepts": listing}, indent=1))
+    return listing

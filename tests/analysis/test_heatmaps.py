@@ -1,0 +1,107 @@
+"""Heatmaps of patch-level concepts (`mmsae.analysis.heatmaps`, `mmsae top --heatmaps`): the
+overlay on constructed heat, and the whole command on a tiny CLIP's patch tokens, each drawn
+picture checked against its own recomputation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmsae.analysis.heatmaps import ALPHA, overlay
+from mmsae.cli.main import main
+from mmsae.data.store import EmbeddingStore
+from tests.backends.conftest import write_pictures
+
+
+def test_overlay_paints_the_hot_cell_only():
+    picture = Image.new("RGB", (64, 64), (100, 100, 100))
+    heat = np.zeros((8, 8))
+    heat[2, 5] = 3.0
+    out = np.asarray(overlay(picture, heat, vmax=3.0), dtype=int)
+    assert out.shape == (64, 64, 3)
+    changed = np.abs(out - 100).sum(-1) > 0
+    ys, xs = np.nonzero(changed)
+    # the hot cell spans pixels 16-24 down and 40-48 across; bilinear upsampling spreads it a cell at most
+    assert changed[20, 44] and 8 <= ys.min() and ys.max() < 32 and 32 <= xs.min() and xs.max() < 56
+    assert not changed[0, 0] and not changed[63, 63]
+    # at the peak the colour map is laid at ALPHA; at half the peak, less of it
+    half = np.asarray(overlay(picture, heat, vmax=6.0), dtype=int)
+    assert np.abs(half[20, 44] - 100).sum() < np.abs(out[20, 44] - 100).sum()
+    assert np.abs(out[20, 44] - 100).max() <= 255 * ALPHA + 1
+
+
+def test_overlay_draws_over_the_central_square():
+    wide = Image.new("RGB", (90, 60), (0, 0, 0))
+    wide.paste((255, 255, 255), (0, 0, 15, 60))  # a white strip the centre crop leaves out
+    out = overlay(wide, np.zeros((4, 4)), vmax=1.0)
+    assert out.size == (60, 60) and np.asarray(out).max() == 0
+
+
+@pytest.fixture
+def token_run(tmp_path, tiny_clip, capsys):
+    write_pictures(tmp_path / "pics", 24)
+    assert main(["embed", str(tmp_path / "pics"), "--model", f"hf:{tiny_clip}", "--out", str(tmp_path / "s"),
+                 "--workers", "0", "--tokens", "patches", "--json"]) == 0  # fmt: skip
+    assert main(["train", str(tmp_path / "s"), "--arch", "topk", "--dict-size", "16", "--k", "3",
+                 "--epochs", "3", "--batch-size", "64", "--out", str(tmp_path / "sae")]) == 0  # fmt: skip
+    capsys.readouterr()
+    return tmp_path
+
+
+def test_top_heatmaps_draws_each_concepts_top_pictures(token_run, capsys):
+    from mmsae.analysis.pointing import per_image
+    from mmsae.metrics.crossmodal import encode_decode
+    from mmsae.models.io import load_sae
+    from mmsae.models.paired import as_paired
+
+    t = token_run
+    argv = ["top", str(t / "sae"), str(t / "s"), "--out", str(t / "top"), "--heatmaps", str(t / "h")]
+    assert main([*argv, "--heatmap-images", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    listing = json.loads((t / "h" / "heatmaps.json").read_text())
+    assert listing["grid"] == [4, 4] and summary["heatmaps"]["concepts"] == len(listing["concepts"]) > 0
+    store = EmbeddingStore(t / "s")
+    model = load_sae(t / "sae")
+    codes = encode_decode(as_paired(model), store.all_embeddings(), "image", "cpu")[0].numpy()
+    extras = store.extras(range(len(store)))
+    image_R = np.array([e["image"] for e in extras])
+    act = per_image(codes, image_R, 24)
+    for c, drawn in listing["concepts"].items():
+        c = int(c)
+        assert 0 < len(drawn) <= 3
+        assert [d["image"] for d in drawn] == [int(i) for i in np.argsort(-act[:, c], kind="stable")[: len(drawn)]]
+        d = drawn[0]
+        assert d["activation"] == pytest.approx(act[d["image"], c], rel=1e-5)
+        rows = np.flatnonzero(image_R == d["image"])
+        heat = np.zeros((4, 4))
+        for r in rows:
+            heat[tuple(extras[r]["cell"])] = codes[r, c]
+        with Image.open(t / "pics" / d["source"]) as pic:
+            expected = np.asarray(overlay(pic, heat, d["activation"]), dtype=int)
+        drawn_png = np.asarray(Image.open(t / "h" / d["file"]), dtype=int)
+        assert drawn_png.shape == expected.shape and np.abs(drawn_png - expected).max() <= 1
+    # one concept asked for, fewer pictures
+    assert main([*argv, "--heatmap-concepts", "3", "--heatmap-images", "2", "--json"]) == 0
+    capsys.readouterr()
+    assert list(json.loads((t / "h" / "heatmaps.json").read_text())["concepts"]) == ["3"]
+
+
+def test_heatmaps_refuse_what_they_cannot_draw(token_run, tiny_clip, capsys):
+    t = token_run
+    argv = ["top", str(t / "sae"), str(t / "s"), "--out", str(t / "top"), "--heatmaps", str(t / "h")]
+    assert main([*argv, "--heatmap-concepts", "1,x"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+    (t / "top").mkdir()
+    assert main([*argv, "--heatmap-concepts", "99"]) == 2
+    assert "must lie in 0..15" in capsys.readouterr().err and not any((t / "top").iterdir())  # before any work
+    assert main(["embed", str(t / "pics"), "--model", f"hf:{tiny_clip}", "--out", str(t / "pooled"),
+                 "--workers", "0", "--json"]) == 0  # fmt: skip
+    assert main(["train", str(t / "pooled"), "--arch", "topk", "--dict-size", "8", "--k", "2", "--epochs", "1",
+                 "--out", str(t / "psae")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["top", str(t / "psae"), str(t / "pooled"), "--out", str(t / "t2"), "--heatmaps", str(t / "h2")]) == 2
+    err = capsys.readouterr().err
+    assert "pooled embeddings: heatmaps need patch tokens" in err and not (t / "t2").exists()
