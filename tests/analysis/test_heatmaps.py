@@ -105,3 +105,33 @@ def test_heatmaps_refuse_what_they_cannot_draw(token_run, tiny_clip, capsys):
     assert main(["top", str(t / "psae"), str(t / "pooled"), "--out", str(t / "t2"), "--heatmaps", str(t / "h2")]) == 2
     err = capsys.readouterr().err
     assert "pooled embeddings: heatmaps need patch tokens" in err and not (t / "t2").exists()
+
+
+def test_class_tokens_do_not_rank_and_sampled_stores_are_refused(token_run, tiny_clip, capsys):
+    from mmsae.metrics.crossmodal import encode_decode
+    from mmsae.models.io import load_sae
+    from mmsae.models.paired import as_paired
+
+    t = token_run
+    base = ["embed", str(t / "pics"), "--model", f"hf:{tiny_clip}", "--workers", "0", "--json"]
+    assert main([*base, "--out", str(t / "all"), "--tokens", "all"]) == 0
+    assert main([*base, "--out", str(t / "few"), "--tokens", "all", "--patches-per-image", "3"]) == 0
+    capsys.readouterr()
+    # the patch SAE reads the class-token store too (same width): rank by the patches alone
+    argv = ["top", str(t / "sae"), str(t / "all"), "--out", str(t / "top"), "--heatmaps", str(t / "h")]
+    assert main([*argv, "--heatmap-images", "1", "--json"]) == 0
+    capsys.readouterr()
+    listing = json.loads((t / "h" / "heatmaps.json").read_text())["concepts"]
+    store = EmbeddingStore(t / "all")
+    extras = store.extras(range(len(store)))
+    codes = encode_decode(as_paired(load_sae(t / "sae")), store.all_embeddings(), "image", "cpu")[0].numpy()
+    for c, drawn in listing.items():
+        d = drawn[0]
+        patches = [r for r, e in enumerate(extras) if e["image"] == d["image"] and "cell" in e]
+        assert len(patches) == 16 and d["activation"] == pytest.approx(codes[patches, int(c)].max(), rel=1e-5)
+    assert main(["top", str(t / "sae"), str(t / "few"), "--out", str(t / "t3"), "--heatmaps", str(t / "h3")]) == 2
+    assert "sampled patches" in capsys.readouterr().err
+    assert main(["top", str(t / "sae"), str(t / "all"), "--out", str(t / "t4"), "--heatmap-concepts", "1"]) == 2
+    assert "pass --heatmaps too" in capsys.readouterr().err
+    assert main([*argv, "--heatmap-concepts", ","]) == 2
+    assert "names no concept" in capsys.readouterr().err

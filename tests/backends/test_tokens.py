@@ -43,7 +43,8 @@ def test_select_tokens_by_mode():
     rows, _, pos = select_tokens(h, layout, TokenConfig(tokens="all"), np.array([7, 8, 9]))
     assert len(rows) == 15 and pos.tolist()[:5] == [0, 1, 2, 3, 4]
     rows, _, pos = select_tokens(h, layout, TokenConfig(tokens="mean"), np.array([7, 8, 9]))
-    np.testing.assert_allclose(rows, h[:, 1:].mean(1)) and pos.tolist() == [-1] * 3
+    np.testing.assert_allclose(rows, h[:, 1:].mean(1))
+    assert pos.tolist() == [-1] * 3
     # a tower without a class token: positions are the patches from 0, and cls is refused
     no_cls = TokenLayout((2, 2), False, 3, 4)
     _, _, pos = select_tokens(h[:, 1:], no_cls, TokenConfig(tokens="all"), np.array([0, 1, 2]))
@@ -74,6 +75,8 @@ def test_token_extra_names_the_cell():
     layout = TokenLayout((7, 7), True, 13, 768)
     assert json.loads(token_extra(3, 0, layout)) == {"image": 3, "token": 0, "grid": [7, 7]}
     assert json.loads(token_extra(3, 9, layout))["cell"] == [1, 1]  # patch 8: row 1, column 1
+    assert json.loads(token_extra(3, 3, layout))["cell"] == [0, 2]  # patch 2: first row, third column
+    assert json.loads(token_extra(3, 15, layout))["cell"] == [2, 0]  # patch 14: third row, first column
     assert "cell" not in json.loads(token_extra(3, -1, layout))
     assert json.loads(token_extra(3, 0, TokenLayout((7, 7), False, 13, 768)))["cell"] == [0, 0]
     with pytest.raises(MmsaeError, match="out of range"):
@@ -159,9 +162,15 @@ def test_token_stores_refuse_what_does_not_fit(tmp_path, tiny_clip, capsys):
     assert "embed into a new store" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "s"), "--layer", "1", "--tokens", "cls"]) == 2
     assert "embed into a new store" in capsys.readouterr().err
-    # the same command again does nothing; the rows cannot be named with words
+    # the same command again does nothing; another input's pictures would be numbered from 0 again
     assert main([*base, "--out", str(tmp_path / "s"), "--layer", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["already_done"]
+    first = EmbeddingStore(tmp_path / "s").metadata(["source"]).column("source")[0].as_py()
+    (tmp_path / "pics" / "one.csv").write_text(f"image_path,caption\n{first},a picture\n")
+    argv = ["embed", str(tmp_path / "pics" / "one.csv"), "--model", f"hf:{tiny_clip}", "--workers", "0"]
+    assert main([*argv, "--out", str(tmp_path / "s"), "--layer", "1"]) == 2
+    assert "another input's token rows" in capsys.readouterr().err
+    # the rows cannot be named with words
     from mmsae.backends.registry import text_encoder_for
 
     with pytest.raises(MmsaeError, match="token activations"):
@@ -184,7 +193,7 @@ def test_siglip_has_no_class_token(tmp_path, capsys):
     write_pictures(tmp_path / "pics", 2)
     base = ["embed", str(tmp_path / "pics"), "--model", f"hf:{folder}", "--workers", "0", "--json"]
     assert main([*base, "--out", str(tmp_path / "c"), "--tokens", "cls"]) == 2
-    assert "no class token" in capsys.readouterr().err
+    assert "no class token" in capsys.readouterr().err and not (tmp_path / "c").exists()  # refused before any work
     assert main([*base, "--out", str(tmp_path / "a"), "--tokens", "all"]) == 0
     capsys.readouterr()
     store = EmbeddingStore(tmp_path / "a")

@@ -8,8 +8,11 @@ blended over it (transparent where the concept is silent, opaque in the colour m
 
 The grid covers the square the image processor fed the tower: CLIP-style processors resize the
 shorter side and crop the centre, so the heatmap is drawn over the picture's central square. A
-processor that squashes a non-square picture instead (SigLIP's) sees the whole picture; for such
-stores, square pictures are drawn exactly and others are approximations.
+processor that squashes a non-square picture instead (SigLIP's) sees the whole picture, so on such
+stores only square pictures are drawn in the right place. A store with a class token ranks and
+scales by the patches alone; a store of sampled patches, or without an image folder, is refused.
+The whole store's per-picture maxima are held in memory ([pictures, F] floats) and every row's
+metadata is read: meant for stores of up to a few hundred thousand rows.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ ALPHA = 0.6
 
 
 def token_layout(store) -> dict:
-    """The manifest's record of how the store's token rows were read; a one-line error for a store
-    of pooled embeddings."""
+    """The manifest's record of how the store's token rows were read, for a store heatmaps can be
+    drawn from; a one-line error otherwise (pooled embeddings, no patches, sampled patches, no
+    image folder)."""
+    from mmsae.data.images import image_root
+
     tokens = store.manifest.preprocessing.get("tokens")
     if not tokens or "grid" not in tokens:
         raise MmsaeError(
@@ -39,6 +45,13 @@ def token_layout(store) -> dict:
         )
     if tokens.get("tokens") not in ("patches", "all"):
         raise MmsaeError(f"{store.root} holds --tokens {tokens.get('tokens')} rows: heatmaps need patch tokens")
+    if tokens.get("per_image") is not None:
+        raise MmsaeError(
+            f"{store.root} holds {tokens['per_image']} sampled patches per picture: a heatmap would show the "
+            "others as silent; embed every patch for heatmaps"
+        )
+    if image_root(store) is None:
+        raise MmsaeError(f"{store.root} records no image folder: the pictures to draw over are unknown")
     return tokens
 
 
@@ -89,8 +102,6 @@ def write_heatmaps(
     tokens = token_layout(store)
     grid = tuple(tokens["grid"])
     root = image_root(store)
-    if root is None:
-        raise MmsaeError(f"{store.root} records no image folder: the pictures to draw over are unknown")
     F = int(model.cfg.dict_size)
     if concepts is not None and any(not 0 <= c < F for c in concepts):
         raise MmsaeError(f"concepts must lie in 0..{F - 1}, got {sorted(c for c in concepts if not 0 <= c < F)}")
@@ -99,8 +110,9 @@ def write_heatmaps(
     cell_R = np.array([e.get("cell", [-1, -1]) for e in extras], dtype=np.int64)
     n_images = int(image_R.max()) + 1 if len(image_R) else 0
     act_NF = np.zeros((n_images, F))
-    for lo in tqdm(range(0, len(store), block), desc="heatmaps: codes", unit="block", disable=not progress):
-        rows = np.arange(lo, min(lo + block, len(store)))
+    patch_R = np.flatnonzero(cell_R[:, 0] >= 0)  # a class token is never drawn, so it does not rank either
+    for lo in tqdm(range(0, len(patch_R), block), desc="heatmaps: codes", unit="block", disable=not progress):
+        rows = patch_R[lo : lo + block]
         act_NF = np.maximum(act_NF, per_image(_codes(model, store.get(rows)), image_R[rows], n_images))
     if concepts is None:
         fired_F = (act_NF > 0).sum(0)
@@ -116,6 +128,8 @@ def write_heatmaps(
         top = [int(i) for i in np.argsort(-act_NF[:, c], kind="stable")[:per_concept] if act_NF[i, c] > 0]
         folder = out / f"concept-{c:05d}"
         folder.mkdir(exist_ok=True)
+        for old in folder.glob("rank-*.png"):  # an earlier run's pictures are not this one's
+            old.unlink()
         drawn = []
         for rank, i in enumerate(top):
             rows = np.flatnonzero((image_R == i) & (cell_R[:, 0] >= 0))

@@ -341,6 +341,11 @@ def embed(
         report = _read_report(out, key)
         report.already_done, report.seconds = True, time.perf_counter() - t0
         return report
+    if isinstance(backend, TokenBackend) and (out / MANIFEST_NAME).exists() and EmbeddingStore(out).manifest.n_rows:
+        raise MmsaeError(
+            f"{out} already holds another input's token rows, numbered by picture from 0: embed this input "
+            "into a new store"
+        )
 
     staging = out / STAGING / f"{key.split(':')[1]}-w{world_size}"
     part = _Part(staging / f"rank-{rank:05d}", backend, cfg, preprocessing)

@@ -90,10 +90,10 @@ class HFBackend(Backend):
         tower = getattr(self._model, "vision_model", None)
         if tower is None or self._image_processor is None:
             return super().token_layout()  # the one-line refusal
-        if self._model_type == "siglip2":
+        if self._model_type == "siglip2" or getattr(self._model.config.vision_config, "is_native", False):
             raise MmsaeError(
-                "--layer/--tokens: SigLIP2 sizes its patch grid per picture; fixed-grid towers (CLIP, SigLIP, "
-                "AIMv2) are supported"
+                "--layer/--tokens: this tower (SigLIP2, native-resolution AIMv2) sizes its patch grid per picture; "
+                "fixed-grid towers (CLIP, SigLIP, AIMv2) are supported"
             )
         return tower
 

@@ -139,6 +139,8 @@ class TokenBackend:
         self.inner, self.cfg = inner, cfg
         self.layout = inner.token_layout()
         self.layer = self.layout.check_layer(cfg.layer)
+        if cfg.tokens == "cls" and not self.layout.has_cls:
+            raise MmsaeError("--tokens cls: this vision tower has no class token; use patches, mean or all")
         self.spec, self.device, self.precision = inner.spec, inner.device, inner.precision
         self.dim = self.layout.width
 

@@ -194,6 +194,8 @@ def run_top(args) -> int:
         raise MmsaeError(f"-k must be at least 1, got {args.k}")
     model, store = _load(args)
     concepts = None
+    if args.heatmap_concepts and not args.heatmaps:
+        raise MmsaeError("--heatmap-concepts chooses what --heatmaps DIR draws; pass --heatmaps too")
     if args.heatmaps:
         from mmsae.analysis.heatmaps import token_layout
 
@@ -206,6 +208,8 @@ def run_top(args) -> int:
                     f"--heatmap-concepts takes comma-separated integers, got {args.heatmap_concepts!r}"
                 ) from None
             F = int(model.cfg.dict_size)
+            if not concepts:
+                raise MmsaeError(f"--heatmap-concepts names no concept: {args.heatmap_concepts!r}")
             if any(not 0 <= c < F for c in concepts):
                 raise MmsaeError(f"--heatmap-concepts must lie in 0..{F - 1}, got {args.heatmap_concepts}")
     summary, tops = write_top_examples(model, store, args.out, k=args.k, progress=not args.json)
