@@ -119,3 +119,19 @@ def tiny_clip(tmp_path_factory) -> Path:
     from tests.backends.conftest import build_tiny
 
     return build_tiny("clip", tmp_path_factory.mktemp("hf") / "clip")
+
+
+@pytest.fixture
+def patch_run(tmp_path, tiny_clip, capsys):
+    """24 pictures' patch tokens from the tiny CLIP (`embed --tokens patches`: a 4×4 grid each) in
+    TMP/s and a TopK SAE trained on them in TMP/sae; returns TMP."""
+    from mmsae.cli.main import main
+    from tests.backends.conftest import write_pictures
+
+    write_pictures(tmp_path / "pics", 24)
+    assert main(["embed", str(tmp_path / "pics"), "--model", f"hf:{tiny_clip}", "--out", str(tmp_path / "s"),
+                 "--workers", "0", "--tokens", "patches", "--json"]) == 0  # fmt: skip
+    assert main(["train", str(tmp_path / "s"), "--arch", "topk", "--dict-size", "16", "--k", "3",
+                 "--epochs", "3", "--batch-size", "64", "--out", str(tmp_path / "sae")]) == 0  # fmt: skip
+    capsys.readouterr()
+    return tmp_path

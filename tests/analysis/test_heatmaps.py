@@ -13,7 +13,6 @@ from PIL import Image
 from mmsae.analysis.heatmaps import ALPHA, overlay
 from mmsae.cli.main import main
 from mmsae.data.store import EmbeddingStore
-from tests.backends.conftest import write_pictures
 
 
 def test_overlay_paints_the_hot_cell_only():
@@ -40,24 +39,13 @@ def test_overlay_draws_over_the_central_square():
     assert out.size == (60, 60) and np.asarray(out).max() == 0
 
 
-@pytest.fixture
-def token_run(tmp_path, tiny_clip, capsys):
-    write_pictures(tmp_path / "pics", 24)
-    assert main(["embed", str(tmp_path / "pics"), "--model", f"hf:{tiny_clip}", "--out", str(tmp_path / "s"),
-                 "--workers", "0", "--tokens", "patches", "--json"]) == 0  # fmt: skip
-    assert main(["train", str(tmp_path / "s"), "--arch", "topk", "--dict-size", "16", "--k", "3",
-                 "--epochs", "3", "--batch-size", "64", "--out", str(tmp_path / "sae")]) == 0  # fmt: skip
-    capsys.readouterr()
-    return tmp_path
-
-
-def test_top_heatmaps_draws_each_concepts_top_pictures(token_run, capsys):
+def test_top_heatmaps_draws_each_concepts_top_pictures(patch_run, capsys):
     from mmsae.analysis.pointing import per_image
     from mmsae.metrics.crossmodal import encode_decode
     from mmsae.models.io import load_sae
     from mmsae.models.paired import as_paired
 
-    t = token_run
+    t = patch_run
     argv = ["top", str(t / "sae"), str(t / "s"), "--out", str(t / "top"), "--heatmaps", str(t / "h")]
     assert main([*argv, "--heatmap-images", "3", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -89,8 +77,8 @@ def test_top_heatmaps_draws_each_concepts_top_pictures(token_run, capsys):
     assert list(json.loads((t / "h" / "heatmaps.json").read_text())["concepts"]) == ["3"]
 
 
-def test_heatmaps_refuse_what_they_cannot_draw(token_run, tiny_clip, capsys):
-    t = token_run
+def test_heatmaps_refuse_what_they_cannot_draw(patch_run, tiny_clip, capsys):
+    t = patch_run
     argv = ["top", str(t / "sae"), str(t / "s"), "--out", str(t / "top"), "--heatmaps", str(t / "h")]
     assert main([*argv, "--heatmap-concepts", "1,x"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
@@ -107,12 +95,12 @@ def test_heatmaps_refuse_what_they_cannot_draw(token_run, tiny_clip, capsys):
     assert "pooled embeddings: heatmaps need patch tokens" in err and not (t / "t2").exists()
 
 
-def test_class_tokens_do_not_rank_and_sampled_stores_are_refused(token_run, tiny_clip, capsys):
+def test_class_tokens_do_not_rank_and_sampled_stores_are_refused(patch_run, tiny_clip, capsys):
     from mmsae.metrics.crossmodal import encode_decode
     from mmsae.models.io import load_sae
     from mmsae.models.paired import as_paired
 
-    t = token_run
+    t = patch_run
     base = ["embed", str(t / "pics"), "--model", f"hf:{tiny_clip}", "--workers", "0", "--json"]
     assert main([*base, "--out", str(t / "all"), "--tokens", "all"]) == 0
     assert main([*base, "--out", str(t / "few"), "--tokens", "all", "--patches-per-image", "3"]) == 0

@@ -230,6 +230,54 @@ class Explorer:
             "link": web_link(self.source[r].as_py()),
         }
 
+    # ---- patch tokens ------------------------------------------------------------------------
+    @property
+    def patch_grid(self) -> list[int] | None:
+        """The patch grid of a store of every patch token (`embed --tokens patches|all`), else None."""
+        tokens = self.store.manifest.preprocessing.get("tokens") or {}
+        ok = tokens.get("tokens") in ("patches", "all") and tokens.get("per_image") is None and "grid" in tokens
+        return list(tokens["grid"]) if ok else None
+
+    def _token_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(picture [R], cell [R, 2]; −1 for a class token) of every row, read once."""
+        if not hasattr(self, "_tokens_cache"):
+            extras = self.store.extras(np.arange(len(self.store)))
+            image = np.array([(e or {}).get("image", -1) for e in extras], dtype=np.int64)
+            cell = np.array([(e or {}).get("cell", [-1, -1]) for e in extras], dtype=np.int64)
+            self._tokens_cache = (image, cell)
+        return self._tokens_cache
+
+    @torch.no_grad()
+    def heatmap_png(self, j: int, r: int) -> bytes:
+        """The picture of row r (a patch token) with concept j's code on each of its patches blended
+        over it (`mmsae.analysis.heatmaps.overlay`), as PNG bytes."""
+        import io
+
+        from PIL import Image
+
+        from mmsae.analysis.heatmaps import overlay
+        from mmsae.metrics.evaluate import routed_encode
+
+        self._check_concept(j)
+        self._check_row(r)
+        grid = self.patch_grid
+        if grid is None:
+            raise KeyError("this store holds no patch tokens: heatmaps need `mmsae embed --tokens patches`")
+        url = self.image_url(r)
+        if url is None:
+            raise KeyError(f"row {r} has no picture in the store's image folder")
+        image, cell = self._token_index()
+        rows = np.flatnonzero((image == image[r]) & (cell[:, 0] >= 0))
+        x = self.store.get(rows)
+        z = routed_encode(self.data.model, torch.as_tensor(x), self.modality[rows])[:, j].float().numpy()
+        heat = np.zeros(grid)
+        heat[cell[rows, 0], cell[rows, 1]] = z
+        path = safe_file(self.root, self.source[r].as_py(), IMAGE_SUFFIXES)
+        buf = io.BytesIO()
+        with Image.open(path) as picture:
+            overlay(picture, heat, float(z.max()) if len(z) else 0.0).save(buf, format="PNG")
+        return buf.getvalue()
+
     def _check_row(self, r: int) -> None:
         if not 0 <= r < len(self.store):
             raise KeyError(f"row {r} does not exist (0 … {len(self.store) - 1})")
@@ -518,6 +566,7 @@ def create_app(
         {
             **data.meta,
             "has_images": ex.root is not None,
+            "patch_grid": ex.patch_grid,
             "modalities": data.modalities,
             "n_bridges": len(data.bridges),
             "run": str(data.layout.root),
@@ -565,6 +614,10 @@ def create_app(
                 404, f"no plot named {name!r}; available: {', '.join(sorted(data.layout.plots)) or 'none'}"
             )
         return send_file(path, "image/png")
+
+    @app.get("/heatmaps/{j}/{r}.png")
+    def heatmap(j: int, r: int):
+        return Response(call(ex.heatmap_png, j, r), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/images/{path:path}")
     def image(path: str):

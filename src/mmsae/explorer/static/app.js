@@ -106,12 +106,19 @@ async function viewConcept(j) {
       <span data-testid="modality-score">modality score ${fmt(c.modality_score, 2)} ${badge(c.bucket)}</span>
       <span>stability ${fmt(c.stability, 2)}</span><span>bridge mass ${fmt(c.bridge_mass, 2)}</span></p>
     ${c.terms && c.terms.length ? `<p>top terms: <span data-testid="terms">${c.terms.map(esc).join(", ")}</span></p>` : ""}
-    <div class="cols"><section><h2>Top images</h2>${images.length ? `<div class="grid" data-testid="top-images">${images.map((r) => rowCard(r, "act " + fmt(r.activation))).join("")}</div>` : '<p class="muted">none</p>'}</section>
+    <div class="cols"><section><h2>Top images${summary.patch_grid && images.length ? ' <label class="muted"><input type="checkbox" id="heat-toggle" data-testid="heatmap-toggle"> where it fires (patches)</label>' : ""}</h2>${images.length ? `<div class="grid" data-testid="top-images">${images.map((r) => rowCard(r, "act " + fmt(r.activation))).join("")}</div>` : '<p class="muted">none</p>'}</section>
     <section><h2>Top texts</h2>${texts.length ? `<ul class="texts" data-testid="top-texts">${texts.map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a> <span class="muted">${fmt(r.activation)}</span></li>`).join("")}</ul>` : '<p class="muted">none</p>'}
     ${others.map((m) => `<h2>Top ${esc(m)} rows</h2><ul class="texts">${top[m].map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a></li>`).join("")}</ul>`).join("")}</section></div>
     <div class="cols"><section><h2>Activation histogram</h2>${histogram(c.histogram)}</section>
     <section><h2>Bridges</h2>${c.bridges.length ? `<ul data-testid="bridges">${c.bridges.map((b) => `<li>${conceptLink(b.concept, b.name)} <span class="muted">(this concept on the ${esc(b.side)} side; score ${fmt(b.score)}${b.significant ? ", significant" : ""})</span></li>`).join("")}</ul>` : '<p class="muted">none among the reported bridges</p>'}
     <h2>Nearest concepts (decoder cosine)</h2><ul data-testid="neighbors">${c.neighbors.map((n) => `<li>${conceptLink(n.concept, n.name)} <span class="muted">${n.cosine.toFixed(3)}</span></li>`).join("")}</ul></section></div>`;
+  const toggle = document.getElementById("heat-toggle");
+  if (toggle) toggle.addEventListener("change", () => {  // each top picture, or its heatmap for this concept
+    main.querySelectorAll('[data-testid="top-images"] .card').forEach((card, i) => {
+      const img = card.querySelector("img"), r = images[i];
+      if (img && r) img.src = toggle.checked ? `/heatmaps/${enc(c.concept)}/${enc(r.row)}.png` : src(r.image_url);
+    });
+  });
 }
 
 // ---- row page --------------------------------------------------------------------------
