@@ -140,6 +140,26 @@ def _part_done(out: Path) -> int:
     return done
 
 
+def kill_and_resume(args: list[str], tmp_path: Path, after: int = 200) -> tuple[int, dict]:
+    """`mmsae embed ARGS` into TMP/ref uninterrupted, then into TMP/store killed with SIGKILL once
+    `after` items are committed, then again to finish: (items done at the kill, the last run's report)."""
+    ref = _run_embed([*args, "--out", str(tmp_path / "ref")])
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    proc = _run_embed([*args, "--out", str(tmp_path / "store")])
+    deadline = time.time() + 120
+    while _part_done(tmp_path / "store") < after and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make the input larger"
+    os.killpg(proc.pid, signal.SIGKILL)  # no clean-up of any kind: workers die too
+    proc.wait()
+    done_at_kill = _part_done(tmp_path / "store")
+    again = _run_embed([*args, "--out", str(tmp_path / "store")])
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    return done_at_kill, json.loads(out)
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_clip):
     _pictures(tmp_path / "imgs", 2400, size=24)
@@ -160,22 +180,8 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_clip):
         "1",
         "--json",
     ]
-    ref = _run_embed([*args, "--out", str(tmp_path / "ref")])
-    out_ref, err = ref.communicate(timeout=300)
-    assert ref.returncode == 0, err
-    proc = _run_embed([*args, "--out", str(tmp_path / "store")])
-    deadline = time.time() + 120
-    while _part_done(tmp_path / "store") < 200 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed; make the input larger"
-    os.killpg(proc.pid, signal.SIGKILL)  # no clean-up of any kind: workers die too
-    proc.wait()
-    done_at_kill = _part_done(tmp_path / "store")
+    done_at_kill, rep = kill_and_resume(args, tmp_path)
     assert 0 < done_at_kill < 2400 + 343
-    again = _run_embed([*args, "--out", str(tmp_path / "store")])
-    out, err = again.communicate(timeout=300)
-    assert again.returncode == 0, err
-    rep = json.loads(out)
     assert rep["resumed_items"] >= done_at_kill >= 200
     a, meta_a = _rows(tmp_path / "ref")
     b, meta_b = _rows(tmp_path / "store")

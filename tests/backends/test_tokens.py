@@ -6,9 +6,6 @@ after a real kill; the one-line refusals."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ from mmsae.cli.main import main
 from mmsae.data.store import EmbeddingStore
 from mmsae.errors import MmsaeError
 from tests.backends.conftest import TINY_TEXT, _tokenizer, write_pictures
-from tests.backends.test_embed import _part_done, _pictures, _run_embed
+from tests.backends.test_embed import _pictures, kill_and_resume
 
 transformers = pytest.importorskip("transformers", reason="install the [dev] extra")
 torch = pytest.importorskip("torch")
@@ -205,21 +202,9 @@ def test_killed_token_run_resumes_without_duplicates(tmp_path, tiny_clip):
     _pictures(tmp_path / "imgs", 1500, size=24)
     args = [str(tmp_path / "imgs"), "--model", f"hf:{tiny_clip}", "--batch-size", "16", "--shard-rows", "256"]
     args += ["--workers", "1", "--json", "--layer", "-1", "--tokens", "all", "--patches-per-image", "5"]
-    ref = _run_embed([*args, "--out", str(tmp_path / "ref")])
-    _, err = ref.communicate(timeout=300)
-    assert ref.returncode == 0, err
-    proc = _run_embed([*args, "--out", str(tmp_path / "store")])
-    deadline = time.time() + 120
-    while _part_done(tmp_path / "store") < 200 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed; make the input larger"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 0 < _part_done(tmp_path / "store") < 1500
-    again = _run_embed([*args, "--out", str(tmp_path / "store")])
-    out, err = again.communicate(timeout=300)
-    assert again.returncode == 0, err
-    assert json.loads(out)["resumed_items"] >= 200
+    done_at_kill, rep = kill_and_resume(args, tmp_path)
+    assert 0 < done_at_kill < 1500
+    assert rep["resumed_items"] >= 200
     a, b = EmbeddingStore(tmp_path / "ref"), EmbeddingStore(tmp_path / "store")
     assert len(a) == len(b) == 1500 * 6  # the class token and 5 sampled patches per picture
     cols = ["source", "extra"]

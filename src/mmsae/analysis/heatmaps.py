@@ -55,6 +55,22 @@ def token_layout(store) -> dict:
     return tokens
 
 
+def token_index(store) -> tuple[np.ndarray, np.ndarray]:
+    """(picture [R], patch cell [R, 2]) of every row of a token store, from the rows' `extra`; the
+    cell is (−1, −1) for a class token or a mean."""
+    extras = store.extras(np.arange(len(store)))
+    image_R = np.array([(e or {}).get("image", -1) for e in extras], dtype=np.int64)
+    cell_R = np.array([(e or {}).get("cell", [-1, -1]) for e in extras], dtype=np.int64).reshape(-1, 2)
+    return image_R, cell_R
+
+
+def heat_grid(codes_R: np.ndarray, cell_R: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """[h, w] heatmap: each patch row's code at its cell (0 where a patch has no row)."""
+    heat_hw = np.zeros(tuple(grid))
+    heat_hw[cell_R[:, 0], cell_R[:, 1]] = codes_R
+    return heat_hw
+
+
 def overlay(picture, heat_hw: np.ndarray, vmax: float, colormap: str = "inferno"):
     """The picture (PIL, centre-cropped to a square) with `heat_hw` upsampled over it; 0 leaves a
     pixel as it was, `vmax` and above paints it at ALPHA in the colour map's top colour."""
@@ -105,9 +121,7 @@ def write_heatmaps(
     F = int(model.cfg.dict_size)
     if concepts is not None and any(not 0 <= c < F for c in concepts):
         raise MmsaeError(f"concepts must lie in 0..{F - 1}, got {sorted(c for c in concepts if not 0 <= c < F)}")
-    extras = store.extras(np.arange(len(store)))
-    image_R = np.array([e["image"] for e in extras], dtype=np.int64)
-    cell_R = np.array([e.get("cell", [-1, -1]) for e in extras], dtype=np.int64)
+    image_R, cell_R = token_index(store)
     n_images = int(image_R.max()) + 1 if len(image_R) else 0
     act_NF = np.zeros((n_images, F))
     patch_R = np.flatnonzero(cell_R[:, 0] >= 0)  # a class token is never drawn, so it does not rank either
@@ -133,8 +147,7 @@ def write_heatmaps(
         drawn = []
         for rank, i in enumerate(top):
             rows = np.flatnonzero((image_R == i) & (cell_R[:, 0] >= 0))
-            heat_hw = np.zeros(grid)
-            heat_hw[cell_R[rows, 0], cell_R[rows, 1]] = _codes(model, store.get(rows))[:, c]
+            heat_hw = heat_grid(_codes(model, store.get(rows))[:, c], cell_R[rows], grid)
             source = sources[first_row[i]]
             try:
                 path = safe_file(root, source)

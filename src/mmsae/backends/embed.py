@@ -233,27 +233,21 @@ def _embed_part(
             for i, why in failed:
                 it = todo[i]
                 part.skipped[first_image + img_done + i] = {"path": it.path, "source": it.source, "reason": why}
-            if idx and isinstance(backend, TokenBackend):  # several rows per picture
-                base = first_image + img_done  # todo[i] is picture base + i of the input
-                emb, image_R, extra_R = backend.image_rows(pixels, [base + i for i in idx], cfg.normalize)
-                sel = [todo[i - base] for i in image_R]
+            if idx:
+                if isinstance(backend, TokenBackend):  # several rows per picture
+                    base = first_image + img_done  # todo[i] is picture base + i of the input
+                    emb, image_R, extra = backend.image_rows(pixels, [base + i for i in idx], cfg.normalize)
+                    sel = [todo[i - base] for i in image_R]
+                else:
+                    emb, extra = backend.finish(backend.encode_images(pixels), cfg.normalize), None
+                    sel = [todo[i] for i in idx]
                 writer.append(
                     emb,
                     "image",
                     pair_id=[it.pair_id for it in sel],
                     source=[it.source for it in sel],
                     consumed=len(idx) + len(failed),
-                    extra=extra_R,
-                )
-            elif idx:
-                emb = backend.finish(backend.encode_images(pixels), cfg.normalize)
-                sel = [todo[i] for i in idx]
-                writer.append(
-                    emb,
-                    "image",
-                    pair_id=[it.pair_id for it in sel],
-                    source=[it.source for it in sel],
-                    consumed=len(idx) + len(failed),
+                    extra=extra,
                 )
             else:
                 writer.append(np.empty((0, backend.dim), np.float32), "image", consumed=len(failed))

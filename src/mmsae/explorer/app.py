@@ -87,6 +87,7 @@ class Explorer:
         self._encoder: Any = None
         self._encoder_error: str | None = None
         self._norms: dict[int, np.ndarray] = {}
+        self._tokens: tuple[np.ndarray, np.ndarray] | None = None  # picture and cell of every row, once asked
         t = data.table
         self._names_l = [(n or "").lower() for n in t["name"]]
         self._terms_l = [[s.lower() for s in terms] for terms in data.terms]
@@ -233,19 +234,22 @@ class Explorer:
     # ---- patch tokens ------------------------------------------------------------------------
     @property
     def patch_grid(self) -> list[int] | None:
-        """The patch grid of a store of every patch token (`embed --tokens patches|all`), else None."""
-        tokens = self.store.manifest.preprocessing.get("tokens") or {}
-        ok = tokens.get("tokens") in ("patches", "all") and tokens.get("per_image") is None and "grid" in tokens
-        return list(tokens["grid"]) if ok else None
+        """The patch grid of a store heatmaps can be drawn from (`mmsae.analysis.heatmaps.token_layout`:
+        every patch token, an image folder), else None."""
+        from mmsae.analysis.heatmaps import token_layout
+
+        try:
+            return list(token_layout(self.store)["grid"])
+        except MmsaeError:
+            return None
 
     def _token_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """(picture [R], cell [R, 2]; −1 for a class token) of every row, read once."""
-        if not hasattr(self, "_tokens_cache"):
-            extras = self.store.extras(np.arange(len(self.store)))
-            image = np.array([(e or {}).get("image", -1) for e in extras], dtype=np.int64)
-            cell = np.array([(e or {}).get("cell", [-1, -1]) for e in extras], dtype=np.int64)
-            self._tokens_cache = (image, cell)
-        return self._tokens_cache
+        """`mmsae.analysis.heatmaps.token_index` of the store, read once."""
+        from mmsae.analysis.heatmaps import token_index
+
+        if self._tokens is None:
+            self._tokens = token_index(self.store)
+        return self._tokens
 
     @torch.no_grad()
     def heatmap_png(self, j: int, r: int) -> bytes:
@@ -255,7 +259,7 @@ class Explorer:
 
         from PIL import Image
 
-        from mmsae.analysis.heatmaps import overlay
+        from mmsae.analysis.heatmaps import heat_grid, overlay
         from mmsae.metrics.evaluate import routed_encode
 
         self._check_concept(j)
@@ -270,8 +274,7 @@ class Explorer:
         rows = np.flatnonzero((image == image[r]) & (cell[:, 0] >= 0))
         x = self.store.get(rows)
         z = routed_encode(self.data.model, torch.as_tensor(x), self.modality[rows])[:, j].float().numpy()
-        heat = np.zeros(grid)
-        heat[cell[rows, 0], cell[rows, 1]] = z
+        heat = heat_grid(z, cell[rows], grid)
         path = safe_file(self.root, self.source[r].as_py(), IMAGE_SUFFIXES)
         buf = io.BytesIO()
         with Image.open(path) as picture:

@@ -364,6 +364,14 @@ class _Pairs:
         return loss.detach()
 
 
+def _batch_rows(drawn: torch.Tensor, cfg: ClipTrainConfig, n_base: int) -> torch.Tensor:
+    """A batch's rows: the drawn scenes, then the varied copies of the first few (`twins`; copy i
+    of scene i is row n_base + i)."""
+    if not cfg.twins_per_batch:
+        return drawn
+    return torch.cat([drawn, drawn[: cfg.twins_per_batch] + n_base])
+
+
 def _seconds_per_step(model, cfg: ClipTrainConfig, pairs: _Pairs, n_base: int, steps: int = 12) -> float:
     """Wall-clock time of one training step, timed on a copy of the model and its own optimizer (the
     run itself starts from the untouched initial weights), after two untimed steps."""
@@ -371,9 +379,9 @@ def _seconds_per_step(model, cfg: ClipTrainConfig, pairs: _Pairs, n_base: int, s
 
     probe = copy.deepcopy(model)
     opt = _optimizer(probe, cfg)
-    rows = torch.arange(min(cfg.base_per_batch, n_base))  # which rows does not change the time; how many does
-    if cfg.twins_per_batch:
-        rows = torch.cat([rows, rows[: cfg.twins_per_batch] + n_base])
+    rows = _batch_rows(
+        torch.arange(min(cfg.base_per_batch, n_base)), cfg, n_base
+    )  # which rows: no matter; how many: does
     sync = (lambda: torch.cuda.synchronize(pairs.device)) if pairs.device.type == "cuda" else (lambda: None)
     for _ in range(2):
         pairs.step(probe, opt, rows, 0)
@@ -459,9 +467,7 @@ def train_world_clip(
             for epoch in range(cfg.epochs):
                 perm = torch.randperm(n_base, generator=order)
                 for j in range(cfg.steps_per_epoch):
-                    rows = perm[j * per : (j + 1) * per]
-                    if cfg.twins_per_batch:  # the first few drawn scenes with their varied copies
-                        rows = torch.cat([rows, rows[: cfg.twins_per_batch] + n_base])
+                    rows = _batch_rows(perm[j * per : (j + 1) * per], cfg, n_base)
                     losses_S.append(pairs.step(model, opt, rows, epoch % variants))
                     sched.step()
                     if len(losses_S) % 25 == 0 or len(losses_S) == total:  # reading the loss waits for a GPU
