@@ -128,3 +128,32 @@ def test_router_and_as_paired():
         ModalityRouter({"image": a, "text": build_sae("topk", d_in=4, dict_size=16, k=2)})
     with pytest.raises(ValueError, match="modality"):
         pooled(x, "audio")
+
+
+def test_sparse_topk_step_has_dense_autograds_gradients():
+    """TopK sparsity trains through the sparse encoder, sparse decoding and a k × k alignment term;
+    loss and every gradient equal autograd through the dense transcription (AuxK on dead latents
+    included), in float64."""
+    from mmsae.models.base import auxk_loss
+
+    m = _model(dict_size=30, k=4, aux_k=5).double()
+    dead_F = torch.zeros(30, dtype=torch.bool)
+    dead_F[::3] = True
+    img, txt = torch.randn(11, 7, dtype=torch.float64), torch.randn(11, 4, dtype=torch.float64)
+    out = m.training_loss({"image": img, "text": txt}, dead_F)
+    got = torch.autograd.grad(out.loss, list(m.parameters()))
+    z, aux = {}, 0.0
+    for mod, x in (("image", img), ("text", txt)):
+        P, p, b = getattr(m, f"P_{mod}"), getattr(m, f"p_{mod}"), getattr(m, f"b_dec_{mod}")
+        pre = ((x - b) @ P + p) @ m.W_enc + m.b_enc
+        z[mod] = _dense_codes(m, x, mod)
+        x_hat = z[mod] @ getattr(m, f"W_dec_{mod}") + b
+        aux = aux + auxk_loss(getattr(m, f"W_dec_{mod}"), pre, x, x_hat, dead_F, 5)
+        z[mod + "_mse"] = ((x - x_hat) ** 2).sum(1).mean()
+    align = ((z["text"] - z["image"]) ** 2).sum(1).mean()
+    expected = z["text_mse"] + 0.7 * z["image_mse"] + 0.3 * align + m.cfg.aux_coef * aux
+    want = torch.autograd.grad(expected, list(m.parameters()))
+    torch.testing.assert_close(out.loss, expected, rtol=1e-10, atol=1e-12)
+    assert out.parts["auxk"] > 0
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-8, atol=1e-10)

@@ -85,3 +85,26 @@ def test_centring_subtracts_each_modalitys_mean():
     x = torch.randn(4, 6)
     expected = 2 - torch.cdist(F.normalize(x - mu, dim=1), F.normalize(m.W_enc.T, dim=1))
     torch.testing.assert_close(m.pre_acts(x, "image"), expected, atol=1e-5, rtol=0)
+
+
+def test_sparse_training_step_has_dense_autograds_gradients():
+    """The training loss selects through the sparse TopK encoder (only the chosen latents get a
+    gradient); its gradients equal autograd through the dense transcription, in float64."""
+    for center in (False, True):
+        m = _model(center=center, seed=3).double()
+        m.cfg = VLSAEConfig(d_in=6, dict_size=40, k=5, center=center)
+        with torch.no_grad():
+            m.W_enc.data = torch.randn(6, 40, dtype=torch.float64)
+            m.W_dec_image.data = torch.randn(40, 6, dtype=torch.float64)
+            m.W_dec_text.data = torch.randn(40, 6, dtype=torch.float64)
+        v, t = torch.randn(16, 6, dtype=torch.float64), torch.randn(16, 6, dtype=torch.float64)
+        out = m.training_loss({"image": v, "text": t})
+        got = torch.autograd.grad(out.loss, list(m.parameters()))
+        expected = 6 * (
+            F.mse_loss(m.encode(v, "image") @ m.W_dec_image + m.b_dec_image, v)
+            + F.mse_loss(m.encode(t, "text") @ m.W_dec_text + m.b_dec_text, t)
+        )
+        want = torch.autograd.grad(expected, list(m.parameters()))
+        torch.testing.assert_close(out.loss, expected, rtol=1e-12, atol=1e-12)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)

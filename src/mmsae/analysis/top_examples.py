@@ -1,10 +1,10 @@
 """The top-k images and top-k texts of every concept, in one streaming pass with constant memory.
 
-State per modality: the best k activations of each concept and their row ids, [k, F] each. Each
-block of codes is merged into it with one `topk` over k + block rows, so memory is
-O((k + block) · F) whatever the store's size, and the result equals a full sort (exact, ties
-broken by row order). Only positive activations count: a concept that fires on fewer than k rows
-has fewer examples (row id -1 fills the rest).
+State per modality: the best k activations of each concept and their row ids, [k, F] each
+(`analysis.codes.TopTracker`), fed each block's nonzero codes, so memory is O(k·F + block·nonzeros)
+whatever the store's size, and the result equals a full sort (exact, ties broken by row order).
+Only positive activations count: a concept that fires on fewer than k rows has fewer examples
+(row id -1 fills the rest).
 """
 
 from __future__ import annotations
@@ -14,55 +14,37 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
-from mmsae.data.stream import StreamConfig, iter_rows
+from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks
 from mmsae.fileio import atomic_write
-from mmsae.metrics.evaluate import routed_encode
 
 TABLE_NAME = "top_examples.parquet"
 
 
-@torch.no_grad()
 def top_examples(
     model,
     store,
     k: int = 10,
     modalities: tuple[str, ...] | None = None,
-    block: int = 1024,
+    block: int = 4096,
     device="cpu",
     progress: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{modality: (activations [k, F], row ids [k, F])}, best first."""
-    from tqdm.auto import tqdm
+    trackers: dict[str, TopTracker] = {}
+    for blk in code_blocks(model, store, block, modalities, device, progress, desc="top examples"):
+        track_block(trackers, blk, model.cfg.dict_size, k)
+    return {mod: t.result() for mod, t in trackers.items()}
 
-    F = model.cfg.dict_size
-    state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    bar = tqdm(total=len(store), desc="top examples", unit="row", disable=not progress)
-    for rows, mods, x in iter_rows(store, StreamConfig(chunk_rows=8192)):
-        for lo in range(0, len(rows), block):
-            r, m, xb = rows[lo : lo + block], mods[lo : lo + block], x[lo : lo + block]
-            keep = np.ones(len(m), bool) if modalities is None else np.isin(m, modalities)
-            if not keep.any():
-                continue
-            r, m, xb = r[keep], m[keep], xb[keep]
-            z = routed_encode(model, torch.as_tensor(xb, device=device), m).float().cpu()
-            for mod in np.unique(m):
-                sel = np.nonzero(m == mod)[0]
-                vals, ids = state.get(str(mod), (torch.full((0, F), -np.inf), torch.zeros((0, F), dtype=torch.long)))
-                cand_v = torch.cat([vals, z[sel]])
-                cand_r = torch.cat([ids, torch.as_tensor(r[sel], dtype=torch.long)[:, None].expand(-1, F)])
-                kk = min(k, len(cand_v))
-                v, i = cand_v.topk(kk, dim=0)  # sorted; ties keep the earlier (already kept) rows first
-                state[str(mod)] = (v, cand_r.gather(0, i))
-        bar.update(len(rows))
-    bar.close()
-    out = {}
-    for mod, (v, ids) in state.items():
-        v, ids = v.numpy(), ids.numpy()
-        ids = np.where(v > 0, ids, -1)
-        out[mod] = (np.where(v > 0, v, 0.0), ids)
-    return out
+
+def track_block(trackers: dict[str, TopTracker], blk: CodeBlock, dict_size: int, k: int) -> None:
+    """Offer one block's codes to each modality's tracker (made on the modality's first row)."""
+    names, inv_B = np.unique(blk.mods_B, return_inverse=True)
+    m_N = inv_B[blk.r_N]
+    for mi, mod in enumerate(names):
+        t = trackers.setdefault(str(mod), TopTracker(dict_size, k))
+        sel = m_N == mi if len(names) > 1 else slice(None)
+        t.add(blk.rows_B[blk.r_N[sel]], blk.c_N[sel], blk.v_N[sel])
 
 
 def to_table(tops: dict[str, tuple[np.ndarray, np.ndarray]]) -> pa.Table:
@@ -93,11 +75,16 @@ def to_table(tops: dict[str, tuple[np.ndarray, np.ndarray]]) -> pa.Table:
 def write_top_examples(model, store, out: str | Path, k: int = 10, progress: bool = False):
     """Compute the top examples and write OUT/top_examples.parquet; returns (summary, the examples)."""
     tops = top_examples(model, store, k=k, progress=progress)
+    return save_top_examples(tops, out, k), tops
+
+
+def save_top_examples(tops: dict[str, tuple[np.ndarray, np.ndarray]], out: str | Path, k: int) -> dict:
+    """Write OUT/top_examples.parquet (atomically); returns a summary."""
     table = to_table(tops)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / TABLE_NAME, lambda tmp: pq.write_table(table, tmp))
-    return {"written": str(out / TABLE_NAME), "rows": table.num_rows, "k": k, "modalities": sorted(tops)}, tops
+    return {"written": str(out / TABLE_NAME), "rows": table.num_rows, "k": k, "modalities": sorted(tops)}
 
 
 def texts_of(store, tops: dict[str, tuple[np.ndarray, np.ndarray]], modality: str = "text") -> dict[int, list[str]]:

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
+from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks
 from mmsae.analysis.search import QUERY_POOL
+from mmsae.analysis.top_examples import track_block
 from mmsae.data.manifest import MANIFEST_NAME
 from mmsae.errors import MmsaeError
 from mmsae.models.io import WEIGHTS_NAME
@@ -51,49 +52,67 @@ def _fingerprint(layout: RunLayout, store) -> str:
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
-@torch.no_grad()
-def concept_stats(model, store, block: int = 2048, progress: bool = False) -> dict[str, np.ndarray]:
+class ConceptStats:
+    """Per concept and modality: firing frequency, mean activation (zeros included) and a
+    histogram of positive activations, accumulated from blocks of nonzero codes."""
+
+    def __init__(self, dict_size: int, modalities: list[str]):
+        self.F, self.mods = dict_size, list(modalities)
+        M = len(self.mods)
+        self.sums_FM, self.fires_FM = np.zeros((dict_size, M)), np.zeros((dict_size, M))
+        self.hist_FMB = np.zeros((dict_size, M, HIST_BINS), np.int64)
+        self.counts_M = np.zeros(M, np.int64)
+
+    def add(self, blk: CodeBlock) -> None:
+        names, inv_B = np.unique(blk.mods_B, return_inverse=True)
+        m_N = inv_B[blk.r_N]
+        lo, hi = HIST_LOG10_RANGE
+        F = self.F
+        for i, name in enumerate(names):
+            mi = self.mods.index(str(name))
+            self.counts_M[mi] += int((inv_B == i).sum())
+            sel = m_N == i
+            c, v = blk.c_N[sel], blk.v_N[sel]
+            self.sums_FM[:, mi] += np.bincount(c, weights=v, minlength=F)
+            pos = v > 0
+            c, v = c[pos], v[pos]
+            self.fires_FM[:, mi] += np.bincount(c, minlength=F)
+            with np.errstate(divide="ignore"):
+                b = np.clip(np.floor((np.log10(v) - lo) / (hi - lo) * HIST_BINS), 0, HIST_BINS - 1).astype(np.int64)
+            self.hist_FMB[:, mi, :] += np.bincount(c * HIST_BINS + b, minlength=F * HIST_BINS).reshape(F, HIST_BINS)
+
+    def result(self) -> dict[str, np.ndarray]:
+        n = np.maximum(self.counts_M, 1)
+        return {
+            "modalities": np.array(self.mods),
+            "counts": self.counts_M,
+            "frequency_FM": self.fires_FM / n,
+            "energy_FM": self.sums_FM / n,
+            "hist_FMB": self.hist_FMB,
+        }
+
+
+def index_pass(
+    model, store, top_k: int = 0, block: int = 4096, progress: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]] | None]:
+    """(concept statistics as `ConceptStats.result`, the top `top_k` examples per modality as
+    `top_examples` gives them, None when top_k is 0), from one pass over the store: the encoder
+    GEMM is the pass's cost, so the explorer's index runs it once."""
+    F = model.cfg.dict_size
+    stats = ConceptStats(F, sorted(set(store.manifest.counts)) or ["image", "text"])
+    trackers: dict[str, TopTracker] = {}
+    for blk in code_blocks(model, store, block, progress=progress, desc="explorer: index"):
+        stats.add(blk)
+        if top_k:
+            track_block(trackers, blk, F, top_k)
+    return stats.result(), ({m: t.result() for m, t in trackers.items()} if top_k else None)
+
+
+def concept_stats(model, store, block: int = 4096, progress: bool = False) -> dict[str, np.ndarray]:
     """Per concept and modality: firing frequency, mean activation (zeros included) and a
     histogram of positive activations, in one pass. Arrays are [F, M] and [F, M, HIST_BINS] with
     M indexing `modalities`."""
-    from tqdm.auto import tqdm
-
-    from mmsae.data.stream import StreamConfig, iter_rows
-    from mmsae.metrics.evaluate import routed_encode
-
-    F = model.cfg.dict_size
-    mods_all = sorted(set(store.manifest.counts)) or ["image", "text"]
-    sums, fires = np.zeros((F, len(mods_all))), np.zeros((F, len(mods_all)))
-    hist = np.zeros((F, len(mods_all), HIST_BINS), np.int64)
-    counts = np.zeros(len(mods_all), np.int64)
-    lo, hi = HIST_LOG10_RANGE
-    bar = tqdm(total=len(store), desc="explorer: concept statistics", unit="row", disable=not progress)
-    for _, mods, x in iter_rows(store, StreamConfig(chunk_rows=8192)):
-        for s in range(0, len(mods), block):
-            m_b, x_b = mods[s : s + block], x[s : s + block]
-            z = routed_encode(model, torch.as_tensor(x_b), m_b).float()
-            for mi, m in enumerate(mods_all):
-                sel = np.nonzero(m_b == m)[0]
-                if not len(sel):
-                    continue
-                zm = z[torch.as_tensor(sel)]
-                counts[mi] += len(sel)
-                sums[:, mi] += zm.sum(0).double().numpy()
-                r, c = torch.nonzero(zm > 0, as_tuple=True)
-                v = zm[r, c]
-                fires[:, mi] += torch.bincount(c, minlength=F).numpy()
-                b = ((v.log10() - lo) / (hi - lo) * HIST_BINS).floor().clamp(0, HIST_BINS - 1).long()
-                hist[:, mi, :] += torch.bincount(c * HIST_BINS + b, minlength=F * HIST_BINS).view(F, HIST_BINS).numpy()
-        bar.update(len(mods))
-    bar.close()
-    n = np.maximum(counts, 1)
-    return {
-        "modalities": np.array(mods_all),
-        "counts": counts,
-        "frequency_FM": fires / n,
-        "energy_FM": sums / n,
-        "hist_FMB": hist,
-    }
+    return index_pass(model, store, 0, block, progress)[0]
 
 
 @dataclass
@@ -170,7 +189,7 @@ def _read_stats(path: Path) -> dict[str, np.ndarray]:
 def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = False) -> ExplorerData:
     """Open the run's SAE and store, build or reuse the cache, and read the analyses."""
     from mmsae.analysis.modality import buckets, concept_directions, modality_scores
-    from mmsae.analysis.top_examples import TABLE_NAME, write_top_examples
+    from mmsae.analysis.top_examples import TABLE_NAME, save_top_examples
     from mmsae.runs import load_model, open_store_for
 
     model = load_model(str(layout.sae))
@@ -183,10 +202,11 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
     while True:
         if not fresh:
             cache.mkdir(parents=True, exist_ok=True)
-            stats = concept_stats(model, store, progress=progress)
+            own_tops = "top_examples" not in layout.files
+            stats, built = index_pass(model, store, QUERY_POOL if own_tops else 0, progress=progress)
             np.savez(cache / "stats.npz", **stats)
-            if "top_examples" not in layout.files:
-                write_top_examples(model, store, cache, k=QUERY_POOL, progress=progress)
+            if built is not None:
+                save_top_examples(built, cache, QUERY_POOL)
             stamp.write_text(json.dumps({"key": key, "sae": str(layout.sae), "store": str(layout.store)}))
         try:
             stats = _read_stats(cache / "stats.npz")

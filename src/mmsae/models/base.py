@@ -213,6 +213,15 @@ class SparseAutoencoder(TrainingHooks, nn.Module):
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         return self.activation(self.pre_acts(x_BD))
 
+    @torch.no_grad()
+    def encode_sparse(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rows_N, cols_N, vals_N): the nonzero codes of `encode`, row by row.
+        Passes over a whole store want only these; TopK-family SAEs override it so that the [B, F]
+        codes are never formed."""
+        codes_BF = self.encode(x_BD)
+        rows_N, cols_N = codes_BF.nonzero(as_tuple=True)
+        return rows_N, cols_N, codes_BF[rows_N, cols_N]
+
     def decode(self, codes_BF: torch.Tensor) -> torch.Tensor:
         return codes_BF @ self.W_dec + self.b_dec
 

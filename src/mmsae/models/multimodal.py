@@ -26,14 +26,16 @@ from torch import nn
 from mmsae.models.base import (
     LossOutput,
     SAEConfig,
-    auxk_loss,
+    auxk_from_selection,
     check_k,
     dense_from_sparse,
+    fired_latents,
     recon_loss,
     remove_parallel_grad_,
     topk_sparse,
 )
 from mmsae.models.kernels.sparse_decode import decode_topk
+from mmsae.models.kernels.sparse_encode import topk_encode
 from mmsae.models.paired import MODALITIES, PairedSAE, check_modality
 
 
@@ -144,9 +146,7 @@ class MultiModalSAE(PairedSAE):
 
     def pre_acts(self, x_BD: torch.Tensor, modality: str) -> torch.Tensor:
         m = check_modality(modality)
-        b_dec = getattr(self, f"b_dec_{m}")
-        h_BS = (x_BD - b_dec) @ self._proj(m) + getattr(self, f"p_{m}")
-        return h_BS @ self.W_enc + self.b_enc
+        return self._hidden(x_BD, m) @ self.W_enc + self.b_enc
 
     def _sparse(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
         if self.cfg.sparsity == "topk":
@@ -164,38 +164,64 @@ class MultiModalSAE(PairedSAE):
     def decoder_directions(self, modality: str) -> torch.Tensor:
         return getattr(self, f"W_dec_{check_modality(modality)}")
 
+    def _hidden(self, x_BD: torch.Tensor, m: str) -> torch.Tensor:
+        """h = (x − b_dec_m) P_m + p_m, the shared space the encoder reads."""
+        return (x_BD - getattr(self, f"b_dec_{m}")) @ self._proj(m) + getattr(self, f"p_{m}")
+
     def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
+        if self.cfg.sparsity == "topk":
+            return self._topk_loss(xs, dead_F)
         cfg = self.cfg
         codes, recons, parts = {}, {}, {}
-        img_BD = xs["image"]
-        fired_F = torch.zeros(cfg.dict_size, dtype=torch.bool, device=img_BD.device)
-        aux = img_BD.new_zeros(())
-        l1 = img_BD.new_zeros(())
+        l1 = xs["image"].new_zeros(())
         for m in MODALITIES:
             x = xs[m]
-            pre_BF = self.pre_acts(x, m)
             W_dec = getattr(self, f"W_dec_{m}")
-            if cfg.sparsity == "topk":
-                idx_BK, val_BK = topk_sparse(pre_BF, cfg.k)
-                x_hat = decode_topk(idx_BK, val_BK, W_dec) + getattr(self, f"b_dec_{m}")
-                z_BF = dense_from_sparse(idx_BK, val_BK, cfg.dict_size)
-                aux = aux + auxk_loss(W_dec, pre_BF, x, x_hat, dead_F, cfg.aux_k)
-            else:
-                z_BF = F.relu(pre_BF)
-                x_hat = self.decode(z_BF, m)
-                l1 = l1 + (z_BF * W_dec.norm(dim=1)).sum(dim=-1).mean()
+            z_BF = F.relu(self.pre_acts(x, m))
+            x_hat = self.decode(z_BF, m)
+            l1 = l1 + (z_BF * W_dec.norm(dim=1)).sum(dim=-1).mean()
             codes[m], recons[m] = z_BF, x_hat
             parts[f"mse_{m}"] = recon_loss(x, x_hat)
-            fired_F |= (z_BF > 0).any(dim=0)
         align = (codes["text"] - codes["image"]).pow(2).sum(dim=-1).mean()
-        loss = parts["mse_text"] + cfg.lambda_image * parts["mse_image"] + cfg.lambda_align * align
-        if cfg.sparsity == "l1":
-            warm = min(1.0, (step + 1) / max(1, int(0.05 * total_steps)))
-            loss = loss + warm * cfg.l1_coef * l1
-        else:
-            loss = loss + cfg.aux_coef * aux
+        warm = min(1.0, (step + 1) / max(1, int(0.05 * total_steps)))
+        loss = (
+            parts["mse_text"]
+            + cfg.lambda_image * parts["mse_image"]
+            + cfg.lambda_align * align
+            + warm * cfg.l1_coef * l1
+        )
+        fired_F = (codes["image"] > 0).any(dim=0) | (codes["text"] > 0).any(dim=0)
         l0 = 0.5 * sum((z > 0).float().sum(dim=-1).mean() for z in codes.values())
-        info = {k: v.item() for k, v in parts.items()} | {"align": align.item(), "auxk": aux.item(), "l1": l1.item()}
+        info = {k: v.item() for k, v in parts.items()} | {"align": align.item(), "auxk": 0.0, "l1": l1.item()}
+        return LossOutput(loss, recons["image"], fired_F, l0, info, recons)
+
+    def _topk_loss(self, xs, dead_F) -> LossOutput:
+        """TopK sparsity without a [B, F] tensor: the shared encoder's sparse TopK (its backward
+        touches only the chosen latents, AuxK included), sparse decoding, and the alignment term
+        ‖z_text − z_image‖² from the two rows' chosen latents (they overlap in a k × k comparison)."""
+        cfg = self.cfg
+        sel, recons, parts = {}, {}, {}
+        fired_F = torch.zeros(cfg.dict_size, dtype=torch.bool, device=xs["image"].device)
+        aux = xs["image"].new_zeros(())
+        zero_S = self.W_enc.new_zeros(self.W_enc.shape[0])
+        for m in MODALITIES:
+            x = xs[m]
+            W_dec = getattr(self, f"W_dec_{m}")
+            idx_BK, val_BK, aidx, aval = topk_encode(
+                self._hidden(x, m), self.W_enc, self.b_enc, zero_S, cfg.k, dead_F, cfg.aux_k
+            )
+            x_hat = decode_topk(idx_BK, val_BK, W_dec) + getattr(self, f"b_dec_{m}")
+            aux = aux + auxk_from_selection(W_dec, aidx, aval, x, x_hat)
+            sel[m], recons[m] = (idx_BK, val_BK), x_hat
+            parts[f"mse_{m}"] = recon_loss(x, x_hat)
+            fired_F |= fired_latents(idx_BK, val_BK, cfg.dict_size)
+        (ti, tv), (ii, iv) = sel["text"], sel["image"]
+        same_BKK = ti[:, :, None] == ii[:, None, :]
+        cross_B = (tv[:, :, None] * iv[:, None, :] * same_BKK).sum(dim=(1, 2))
+        align = (tv.pow(2).sum(-1) + iv.pow(2).sum(-1) - 2 * cross_B).mean()
+        loss = parts["mse_text"] + cfg.lambda_image * parts["mse_image"] + cfg.lambda_align * align + cfg.aux_coef * aux
+        l0 = 0.5 * sum((v > 0).float().sum(dim=-1).mean() for _, v in sel.values())
+        info = {k: v.item() for k, v in parts.items()} | {"align": align.item(), "auxk": aux.item(), "l1": 0.0}
         return LossOutput(loss, recons["image"], fired_F, l0, info, recons)
 
     @torch.no_grad()

@@ -18,7 +18,9 @@ from mmsae.models.base import (
     recon_loss,
     topk_sparse,
 )
-from mmsae.models.kernels.sparse_encode import topk_encode
+from mmsae.models.kernels.gemm import linear
+from mmsae.models.kernels.select import topk_rows
+from mmsae.models.kernels.sparse_encode import CPU_BLOCK_ROWS, topk_encode
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,22 @@ class TopKSAE(SparseAutoencoder):
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         idx_BK, val_BK = topk_sparse(pre_BF, self.cfg.k)
         return dense_from_sparse(idx_BK, val_BK, self.cfg.dict_size)
+
+    @torch.no_grad()
+    def encode_sparse(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The positive codes of `encode`, each row's largest first, without a [B, F] output: on
+        CPU the pre-activations of a few hundred rows at a time (they stay in cache) go through
+        the compiled row selection."""
+        xc_BD, W_FD, k = x_BD - self.b_dec, self.W_enc.T, self.cfg.k
+        step = len(xc_BD) if xc_BD.device.type != "cpu" else CPU_BLOCK_ROWS
+        parts = [topk_rows(linear(xc_BD[lo : lo + step], W_FD, self.b_enc), k) for lo in range(0, len(xc_BD), step)]
+        if not parts:
+            empty = torch.zeros(0, dtype=torch.long, device=x_BD.device)
+            return empty, empty, x_BD.new_zeros(0)
+        val_BK, idx_BK = torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
+        live_BK = val_BK > 0
+        rows_BK = torch.arange(len(x_BD), device=x_BD.device)[:, None].expand_as(idx_BK)
+        return rows_BK[live_BK], idx_BK[live_BK], val_BK[live_BK]
 
     def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
         x_BD = xs[ALL]

@@ -21,6 +21,7 @@ from torch import nn
 
 from mmsae.models.base import LossOutput, SAEConfig, check_k, dense_from_sparse, fired_latents, recon_loss, topk_sparse
 from mmsae.models.kernels.sparse_decode import decode_topk
+from mmsae.models.kernels.sparse_encode import topk_encode
 from mmsae.models.paired import MODALITIES, PairedSAE, check_modality
 
 
@@ -115,12 +116,25 @@ class VLSAE(PairedSAE):
     def decoder_directions(self, modality: str) -> torch.Tensor:
         return self._dec(modality)[0]
 
+    def _select(self, x_BD: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k largest activations of each row, as `topk_sparse(pre_acts)`, with a backward that
+        touches only them: the activation rises with the cosine, so the cosines (shifted by 2 to
+        stay positive through the sparse encoder's ReLU) choose the latents and only the chosen
+        ones go through the distance."""
+        if self.cfg.center:
+            x_BD = x_BD - getattr(self, f"mean_{check_modality(modality)}")
+        D, F_ = self.W_enc.shape
+        shift_F, zero_D = x_BD.new_full((F_,), 2.0), x_BD.new_zeros(D)
+        xn_BD, Wn_DF = F.normalize(x_BD, dim=-1), F.normalize(self.W_enc, dim=0)
+        idx_BK, cos2_BK, _, _ = topk_encode(xn_BD, Wn_DF, shift_F, zero_D, self.cfg.k)
+        return idx_BK, 2.0 - torch.sqrt((6.0 - 2.0 * cos2_BK).clamp_min(1e-12))
+
     def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
         fired_F = torch.zeros(self.cfg.dict_size, dtype=torch.bool, device=xs["image"].device)
         outs, parts = [], {}
         for m in MODALITIES:
             x = xs[m]
-            idx_BK, val_BK = topk_sparse(self.pre_acts(x, m), self.cfg.k)
+            idx_BK, val_BK = self._select(x, m)
             x_hat = self.decode_sparse(idx_BK, val_BK, m)
             parts[f"mse_{m}"] = recon_loss(x, x_hat)
             fired_F |= fired_latents(idx_BK, val_BK, self.cfg.dict_size)

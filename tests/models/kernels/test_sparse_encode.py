@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmsae.models.kernels.sparse_encode import topk_encode
+from mmsae.models.kernels.sparse_encode import batch_topk_encode, topk_encode
 
 
 def _problem(B, D, F_, n_dead, seed):
@@ -153,3 +153,24 @@ def test_batch_topk_gradients_equal_dense_autograd(B, D, F_, k, n_dead, aux_k):
     x, params, dead = _problem(B, D, F_, n_dead, seed=B + 1)
     g0 = _assert_same_loss_and_grads(_batch_dense_reference, _batch_sparse, x, params, B * k, dead, aux_k)
     assert (g0[1] != 0).sum() > 0
+
+
+@pytest.mark.parametrize("which", ["topk", "batchtopk"])
+def test_input_gradient_with_auxk_passes_gradcheck(which):
+    """∂x from the pairs in row order (one embedding_bag), the AuxK pairs of every row included;
+    BatchTopK's pairs come as its batch-wide choice followed by the AuxK choice, not in row order."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(5, 24, generator=g, dtype=torch.float64)
+    be, bd = 0.1 * torch.randn(24, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    dead = torch.zeros(24, dtype=torch.bool)
+    dead[::2] = True
+
+    def f(x):
+        if which == "topk":
+            _, val, _, aval = topk_encode(x, W, be, bd, 3, dead, 4)
+            return (val * torch.arange(1.0, 4.0, dtype=val.dtype)).sum(1), aval.pow(2).sum(1)
+        _, _, vals, _, aval = batch_topk_encode(x, W, be, bd, 20, dead, 4)
+        return vals.pow(2), aval.pow(2).sum(1)
+
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-6)

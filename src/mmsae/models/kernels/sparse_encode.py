@@ -23,7 +23,7 @@ from mmsae.models.kernels.select import topk_rows
 from mmsae.models.kernels.sparse_decode import grouped_row_sum
 
 _WORKSPACE: dict[tuple, torch.Tensor] = {}
-_CPU_BLOCK_ROWS = 256
+CPU_BLOCK_ROWS = 256
 """Rows per block of the CPU encoder forward. GEMM + selection of B = 4096 rows, D = 512, measured:
 F = 4096, k = 32: 56 / 46 / 44-46 / 51 ms with 1024 / 512 / 256 / 128-row blocks; F = 16384,
 k = 64: 256 / 260 / 177-194 / 205 ms (oneDNN; a block's pre-activations stay in cache)."""
@@ -51,7 +51,7 @@ class _TopKEncode(torch.autograd.Function):
         dead_idx = dead_F.nonzero().squeeze(1) if dead_F is not None and aux_k > 0 else None
         # on CPU, blocks of rows: the [rows, F] pre-activations stay in cache for the selection and
         # never take B·F floats; one block on GPU
-        rows = B if xc_BD.device.type == "cuda" else min(B, _CPU_BLOCK_ROWS)
+        rows = B if xc_BD.device.type == "cuda" else min(B, CPU_BLOCK_ROWS)
         ws = None if xc_BD.device.type == "cpu" and onednn_enabled() else _workspace((rows, F), dtype, xc_BD.device)
         val_BK, idx_BK = (
             xc_BD.new_empty((B, k), dtype=dtype),
@@ -143,8 +143,13 @@ def encoder_grads(needs: tuple[bool, ...], xc_BD, W_enc_DF, rows_N, cols_N, g_N)
     grad_W_enc = grouped_row_sum(cols_N, rows_N, g_N, xc_BD, F).T if needs[1] else None
     grad_b_dec = -(W_enc_DF @ grad_b_enc) if needs[3] else None
     grad_x = None
-    if needs[0]:
-        grad_x = torch.zeros_like(xc_BD).index_add_(0, rows_N, g_N[:, None] * W_enc_DF.T[cols_N])
+    if needs[0]:  # one embedding_bag over the pairs in row order, not an [N, D] gather
+        order = torch.argsort(rows_N, stable=True)
+        offsets_B = torch.zeros(len(xc_BD), dtype=torch.long, device=rows_N.device)
+        offsets_B[1:] = torch.bincount(rows_N, minlength=len(xc_BD))[:-1].cumsum(0)
+        grad_x = torch.nn.functional.embedding_bag(
+            cols_N[order], W_enc_DF.T.contiguous(), offsets_B, mode="sum", per_sample_weights=g_N[order]
+        )
     return grad_x, grad_W_enc, grad_b_enc if needs[2] else None, grad_b_dec
 
 
