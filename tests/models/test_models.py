@@ -191,3 +191,45 @@ def test_load_errors(tmp_path):
     (tmp_path / "s" / "model.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(SAELoadError, match="damaged"):
         load_sae(tmp_path / "s")
+
+
+def test_parallel_grad_removal_matches_its_formula_on_rows_of_any_norm():
+    from mmsae.models.base import remove_parallel_grad_
+
+    g = torch.Generator().manual_seed(4)
+    W = torch.nn.Parameter(
+        torch.randn(30, 7, generator=g, dtype=torch.float64) * torch.rand(30, 1, generator=g, dtype=torch.float64) * 5
+    )
+    G = torch.randn(30, 7, generator=g, dtype=torch.float64)
+    W.grad = G.clone()
+    remove_parallel_grad_(W)
+    expected = torch.stack([G[f] - (G[f] @ W[f]) / (W[f] @ W[f]) * W[f] for f in range(30)]).detach()
+    torch.testing.assert_close(W.grad, expected)
+
+
+def test_relu_sparse_step_equals_the_dense_step():
+    """Once codes are sparse a ReLU SAE trains through the sparse encoder and CSR decoding: the
+    loss, its parts and every gradient equal the dense step's, in float64."""
+    from mmsae.models.relu import ReLUConfig, ReLUSAE
+
+    torch.manual_seed(2)
+    sae = ReLUSAE(ReLUConfig(d_in=12, dict_size=64, l1_coef=0.3)).double()
+    with torch.no_grad():
+        sae.b_enc.normal_(-0.5, 0.3)  # about a quarter of the codes positive
+    x = torch.randn(40, 12, dtype=torch.float64)
+    outs, grads = [], []
+    for path in (sae._sparse_loss, sae._dense_loss):
+        out = path(x, 0.3)
+        grads.append(torch.autograd.grad(out.loss, list(sae.parameters())))
+        outs.append(out)
+    sparse, dense = outs
+    assert 0 < float(dense.l0) < 32
+    torch.testing.assert_close(sparse.loss, dense.loss, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sparse.x_hat_BD, dense.x_hat_BD, rtol=1e-12, atol=1e-12)
+    assert float(sparse.l0) == float(dense.l0) and torch.equal(sparse.fired_F, dense.fired_F)
+    for g_s, g_d in zip(*grads, strict=True):
+        torch.testing.assert_close(g_s, g_d, rtol=1e-10, atol=1e-12)
+    # the switch: dense while the last step's L0 was high, sparse after a sparse one
+    sae._last_l0 = 64.0
+    sae.training_loss({ALL: x})
+    assert sae._last_l0 == float(dense.l0)

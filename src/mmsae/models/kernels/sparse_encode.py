@@ -27,6 +27,9 @@ CPU_BLOCK_ROWS = 256
 """Rows per block of the CPU encoder forward. GEMM + selection of B = 4096 rows, D = 512, measured:
 F = 4096, k = 32: 56 / 46 / 44-46 / 51 ms with 1024 / 512 / 256 / 128-row blocks; F = 16384,
 k = 64: 256 / 260 / 177-194 / 205 ms (oneDNN; a block's pre-activations stay in cache)."""
+BF16_BLOCK_BYTES = 8 << 20
+"""Where the GEMM runs in bf16 (--select-dtype bfloat16), blocks of this many bytes of output
+(256 to 1024 rows): AMX wants taller blocks than fp32 where F is small (docs/performance.md)."""
 
 
 def _workspace(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -51,7 +54,8 @@ class _TopKEncode(torch.autograd.Function):
         dead_idx = dead_F.nonzero().squeeze(1) if dead_F is not None and aux_k > 0 else None
         # on CPU, blocks of rows: the [rows, F] pre-activations stay in cache for the selection and
         # never take B·F floats; one block on GPU
-        rows = B if xc_BD.device.type == "cuda" else min(B, CPU_BLOCK_ROWS)
+        rows = CPU_BLOCK_ROWS if dtype == torch.float32 else max(256, min(1024, BF16_BLOCK_BYTES // (2 * F)))
+        rows = B if xc_BD.device.type == "cuda" else min(B, rows)
         ws = None if xc_BD.device.type == "cpu" and onednn_enabled() else _workspace((rows, F), dtype, xc_BD.device)
         val_BK, idx_BK = (
             xc_BD.new_empty((B, k), dtype=dtype),
@@ -133,6 +137,38 @@ class _BatchTopKEncode(torch.autograd.Function):
             None,
             None,
         )
+
+
+class _ReLUEncode(torch.autograd.Function):
+    """Every positive pre-activation (a ReLU SAE's codes) as (row, latent, value) pairs in row order,
+    latents ascending within a row, with the same sparse backward: worth it once codes are sparse."""
+
+    @staticmethod
+    def forward(ctx, x_BD, W_enc_DF, b_enc_F, b_dec_D):
+        xc_BD = x_BD - b_dec_D
+        B = len(xc_BD)
+        W_FD = W_enc_DF.T.contiguous()
+        rows = B if xc_BD.device.type == "cuda" else min(B, CPU_BLOCK_ROWS)
+        parts = []
+        for lo in range(0, B, rows):
+            pre_bF = linear(xc_BD[lo : lo + rows], W_FD, b_enc_F)
+            r, c = (pre_bF > 0).nonzero(as_tuple=True)
+            parts.append((r + lo, c, pre_bF[r, c]))
+        rows_N, cols_N, vals_N = (torch.cat(t) for t in zip(*parts, strict=True))
+        ctx.save_for_backward(xc_BD, W_enc_DF, rows_N, cols_N)
+        ctx.mark_non_differentiable(rows_N, cols_N)
+        return rows_N, cols_N, vals_N
+
+    @staticmethod
+    def backward(ctx, _g_rows, _g_cols, g_vals_N):
+        xc_BD, W_enc_DF, rows_N, cols_N = ctx.saved_tensors
+        return encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, cols_N, g_vals_N)
+
+
+def relu_encode(x_BD, W_enc_DF, b_enc_F, b_dec_D):
+    """(rows_N, cols_N, vals_N): the positive entries of (x − b_dec) W_enc + b_enc, row by row,
+    latents ascending, with a backward that touches only them."""
+    return _ReLUEncode.apply(x_BD, W_enc_DF, b_enc_F, b_dec_D)
 
 
 def encoder_grads(needs: tuple[bool, ...], xc_BD, W_enc_DF, rows_N, cols_N, g_N):
