@@ -84,3 +84,40 @@ def test_code_blocks_of_a_paired_sae(small_synth, small_multimodal):
     Z = routed_encode(small_multimodal, X, mods[text_rows]).detach().numpy()
     np.testing.assert_allclose(got[text_rows], Z, rtol=1e-5, atol=1e-6)
     assert (got[mods != "text"] == 0).all()
+
+
+@pytest.mark.parametrize("how", ["max", "mean"])
+def test_picture_codes_equal_per_picture_brute_force(how):
+    """Pictures of uneven patch counts, class-token rows (-1) among them, blocks that cut pictures:
+    each (picture, concept) once, valued as `pointing.per_image` values it, at the right row."""
+    from mmsae.analysis.codes import CodeBlock, picture_codes
+    from mmsae.analysis.pointing import per_image
+
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 9, 30)
+    picture_R = np.concatenate([np.r_[-1, np.full(n, p)] for p, n in enumerate(sizes)])  # a class token first
+    R, F = len(picture_R), 11
+    Z = np.where(rng.random((R, F)) < 0.3, rng.integers(1, 6, (R, F)) / 2, 0).astype(np.float32)
+    blocks, lo = [], 0
+    for n in rng.integers(1, 17, 100):
+        rows = np.arange(lo, min(lo + n, R))
+        if not len(rows):
+            break
+        r, c = np.nonzero(Z[rows])
+        blocks.append(CodeBlock(rows, np.full(len(rows), "image"), r, c, Z[rows][r, c]))
+        lo += n
+    got = np.zeros((len(sizes), F))
+    at = np.full((len(sizes), F), -1)
+    seen = set()
+    for rows_N, c_N, v_N in picture_codes(iter(blocks), picture_R, how):
+        for r, c, v in zip(rows_N, c_N, v_N):
+            p = picture_R[r]
+            assert (p, c) not in seen and p >= 0
+            seen.add((p, c))
+            got[p, c], at[p, c] = v, r
+    patch = picture_R >= 0
+    want = per_image(Z[patch], picture_R[patch], len(sizes), how)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    for p, c in seen:
+        rows = np.flatnonzero(picture_R == p)
+        assert at[p, c] == (rows[np.argmax(Z[rows, c])] if how == "max" else rows[0])

@@ -93,6 +93,8 @@ def test_heatmaps_refuse_what_they_cannot_draw(patch_run, tiny_clip, capsys):
     assert main(["top", str(t / "psae"), str(t / "pooled"), "--out", str(t / "t2"), "--heatmaps", str(t / "h2")]) == 2
     err = capsys.readouterr().err
     assert "pooled embeddings: heatmaps need patch tokens" in err and not (t / "t2").exists()
+    assert main(["top", str(t / "psae"), str(t / "pooled"), "--out", str(t / "t3"), "--per-image", "mean"]) == 2
+    assert "needs a store of patch tokens" in capsys.readouterr().err and not (t / "t3").exists()
 
 
 def test_class_tokens_do_not_rank_and_sampled_stores_are_refused(patch_run, tiny_clip, capsys):
@@ -123,3 +125,40 @@ def test_class_tokens_do_not_rank_and_sampled_stores_are_refused(patch_run, tiny
     assert "pass --heatmaps too" in capsys.readouterr().err
     assert main([*argv, "--heatmap-concepts", ","]) == 2
     assert "names no concept" in capsys.readouterr().err
+
+
+def test_top_lists_each_picture_once_on_a_patch_store(patch_run, capsys):
+    """`mmsae top` on patch tokens ranks pictures by their best patch (the default, --per-image
+    max) or by their mean; --per-image row ranks token rows; a pooled store refuses max/mean."""
+    import pyarrow.parquet as pq
+
+    from mmsae.analysis.pointing import per_image
+    from mmsae.metrics.crossmodal import encode_decode
+    from mmsae.models.io import load_sae
+    from mmsae.models.paired import as_paired
+
+    t = patch_run
+    store = EmbeddingStore(t / "s")
+    codes = encode_decode(as_paired(load_sae(t / "sae")), store.all_embeddings(), "image", "cpu")[0].numpy()
+    image_R = np.array([e["image"] for e in store.extras(range(len(store)))])
+    for how in (None, "mean", "row"):
+        flag = [] if how is None else ["--per-image", how]
+        assert (
+            main(["top", str(t / "sae"), str(t / "s"), "--out", str(t / f"top-{how}"), "-k", "4", *flag, "--json"]) == 0
+        )
+        summary = json.loads(capsys.readouterr().out)
+        table = pq.read_table(t / f"top-{how}" / "top_examples.parquet").to_pandas()
+        for c, rows in table.groupby("concept"):
+            rows = rows.sort_values("rank")
+            pictures = image_R[rows["row_id"].to_numpy()]
+            if how == "row":
+                col = codes[:, c]
+                want = np.argsort(-col, kind="stable")[: len(rows)]
+                np.testing.assert_array_equal(rows["row_id"].to_numpy(), want)
+                continue
+            assert summary["per_image"] == (how or "max") and len(set(pictures)) == len(pictures)
+            act = per_image(codes, image_R, 24, how or "max")[:, c]
+            np.testing.assert_array_equal(pictures, np.argsort(-act, kind="stable")[: len(rows)])
+            np.testing.assert_allclose(rows["activation"].to_numpy(), act[pictures], rtol=1e-5)
+            if how is None:  # the row is the patch where the concept peaks
+                np.testing.assert_allclose(codes[rows["row_id"].to_numpy(), c], act[pictures], rtol=1e-5)

@@ -115,3 +115,60 @@ class TopTracker:
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(activations [K, F], row ids [K, F]), best first; 0 and -1 past a concept's last."""
         return self.v_KF.copy(), np.where(self.v_KF > 0, self.r_KF, -1)
+
+
+def picture_codes(
+    blocks: Iterator[CodeBlock], picture_R: np.ndarray, how: str = "max"
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Codes of a store of patch tokens gathered per picture: (rows_N, c_N, v_N) for the pictures
+    completed so far, each (picture, concept) once, valued by the max (or the mean) of its patches'
+    codes. Its row is the patch where the concept peaks (max) or the picture's first patch (mean),
+    so a picture appears once in a top list and its row still leads to the picture.
+
+    `picture_R` maps every store row to its picture, -1 for rows that are not patches (a class
+    token): those are left out. A picture's rows are contiguous and in order, as `mmsae embed`
+    writes them; a picture cut by a block waits for the next one."""
+    if how not in ("max", "mean"):
+        raise ValueError(f"how must be max or mean, got {how!r}")
+    patch_R = np.flatnonzero(picture_R >= 0)
+    pictures, first = np.unique(picture_R[patch_R], return_index=True)
+    first_row_P = np.full(int(pictures.max()) + 1 if len(pictures) else 0, -1, np.int64)
+    first_row_P[pictures] = patch_R[first]
+    n_patches_P = np.bincount(picture_R[patch_R], minlength=len(first_row_P))  # zero codes count too
+    held_r, held_c, held_v = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    for blk in blocks:
+        rows_N = blk.rows_B[blk.r_N]
+        patch = picture_R[rows_N] >= 0
+        r = np.concatenate([held_r, rows_N[patch]])
+        c = np.concatenate([held_c, blk.c_N[patch]])
+        v = np.concatenate([held_v, blk.v_N[patch]])
+        patch_rows = blk.rows_B[picture_R[blk.rows_B] >= 0]
+        if not len(patch_rows):
+            held_r, held_c, held_v = r, c, v
+            continue
+        last = picture_R[patch_rows[-1]]  # may go on in the next block
+        done = picture_R[r] != last
+        held_r, held_c, held_v = r[~done], c[~done], v[~done]
+        yield _gather(r[done], c[done], v[done], picture_R, how, first_row_P, n_patches_P)
+    if len(held_r):
+        yield _gather(held_r, held_c, held_v, picture_R, how, first_row_P, n_patches_P)
+
+
+def _gather(r, c, v, picture_R, how, first_row_P, n_patches_P):
+    """Each (picture, concept) of these codes once: its max and the patch row holding it, or its
+    mean over the picture's patches and the picture's first patch row."""
+    if not len(r):
+        return r, c, v
+    p = picture_R[r]
+    if how == "max":
+        order = np.lexsort((r, -v, c, p))  # per (picture, concept): the largest first, then the earlier row
+        p, c, v, r = p[order], c[order], v[order], r[order]
+        first = np.ones(len(p), bool)
+        first[1:] = (p[1:] != p[:-1]) | (c[1:] != c[:-1])
+        return r[first], c[first], v[first]
+    width = int(c.max()) + 1
+    keys, inv = np.unique(p * width + c, return_inverse=True)
+    kp, kc = keys // width, keys % width
+    mean = np.bincount(inv, weights=v) / n_patches_P[kp]
+    order = np.argsort(first_row_P[kp], kind="stable")  # rows ascending, as the trackers want them
+    return first_row_P[kp][order], kc[order], mean[order].astype(np.float32)

@@ -64,6 +64,20 @@ def token_index(store) -> tuple[np.ndarray, np.ndarray]:
     return image_R, cell_R
 
 
+def has_patches(store) -> bool:
+    """Whether the store's rows are patch tokens (`--tokens patches` or `all`), from its manifest."""
+    return (store.manifest.preprocessing.get("tokens") or {}).get("tokens") in ("patches", "all")
+
+
+def patch_pictures(store) -> np.ndarray | None:
+    """[R] the picture of every patch row of a store of patch tokens, -1 for a class token or a
+    mean; None for any other store (pooled embeddings, --tokens cls or mean)."""
+    if not has_patches(store):
+        return None
+    image_R, cell_R = token_index(store)
+    return np.where(cell_R[:, 0] >= 0, image_R, -1)
+
+
 def heat_grid(codes_R: np.ndarray, cell_R: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """[h, w] heatmap: each patch row's code at its cell (0 where a patch has no row)."""
     heat_hw = np.zeros(tuple(grid))

@@ -15,7 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks
+from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks, picture_codes
+from mmsae.analysis.heatmaps import patch_pictures
+from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write
 
 TABLE_NAME = "top_examples.parquet"
@@ -29,11 +31,24 @@ def top_examples(
     block: int = 4096,
     device="cpu",
     progress: bool = False,
+    per_image: str | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{modality: (activations [k, F], row ids [k, F])}, best first."""
+    """{modality: (activations [k, F], row ids [k, F])}, best first. `per_image` ("max" or "mean",
+    a store of patch tokens only) ranks pictures instead of rows: each picture once, by the max
+    or mean of its patches' codes (`analysis.codes.picture_codes`), under "image"."""
+    F = model.cfg.dict_size
+    blocks = code_blocks(model, store, block, modalities, device, progress, desc="top examples")
+    if per_image is not None:
+        picture_R = patch_pictures(store)
+        if picture_R is None:
+            raise MmsaeError(f"{store.root} holds no patch tokens: --per-image {per_image} needs a picture per row")
+        tracker = TopTracker(F, k)
+        for rows_N, c_N, v_N in picture_codes(blocks, picture_R, per_image):
+            tracker.add(rows_N, c_N, v_N)
+        return {"image": tracker.result()}
     trackers: dict[str, TopTracker] = {}
-    for blk in code_blocks(model, store, block, modalities, device, progress, desc="top examples"):
-        track_block(trackers, blk, model.cfg.dict_size, k)
+    for blk in blocks:
+        track_block(trackers, blk, F, k)
     return {mod: t.result() for mod, t in trackers.items()}
 
 
@@ -72,10 +87,15 @@ def to_table(tops: dict[str, tuple[np.ndarray, np.ndarray]]) -> pa.Table:
     )
 
 
-def write_top_examples(model, store, out: str | Path, k: int = 10, progress: bool = False):
+def write_top_examples(
+    model, store, out: str | Path, k: int = 10, progress: bool = False, per_image: str | None = None
+):
     """Compute the top examples and write OUT/top_examples.parquet; returns (summary, the examples)."""
-    tops = top_examples(model, store, k=k, progress=progress)
-    return save_top_examples(tops, out, k), tops
+    tops = top_examples(model, store, k=k, progress=progress, per_image=per_image)
+    summary = save_top_examples(tops, out, k)
+    if per_image is not None:
+        summary["per_image"] = per_image
+    return summary, tops
 
 
 def save_top_examples(tops: dict[str, tuple[np.ndarray, np.ndarray]], out: str | Path, k: int) -> dict:

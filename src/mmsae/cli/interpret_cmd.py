@@ -66,6 +66,13 @@ def register(sub) -> None:
         help="examples per concept and modality (default 12: the pool text queries rank rows from, "
         "in `mmsae search` and the explorer)",
     )
+    t.add_argument(
+        "--per-image",
+        choices=["max", "mean", "row"],
+        default=None,
+        help="on a store of patch tokens: rank pictures, each once, by the max (default) or mean of its "
+        "patches' codes; row ranks every token row on its own",
+    )
     t.add_argument("--show", type=nonneg_int, default=5, help="print this many concepts (default 5)")
     t.add_argument(
         "--heatmaps",
@@ -212,7 +219,15 @@ def run_top(args) -> int:
                 raise MmsaeError(f"--heatmap-concepts names no concept: {args.heatmap_concepts!r}")
             if any(not 0 <= c < F for c in concepts):
                 raise MmsaeError(f"--heatmap-concepts must lie in 0..{F - 1}, got {args.heatmap_concepts}")
-    summary, tops = write_top_examples(model, store, args.out, k=args.k, progress=not args.json)
+    from mmsae.analysis.heatmaps import has_patches
+
+    patches = has_patches(store)
+    if args.per_image in ("max", "mean") and not patches:
+        raise MmsaeError(
+            f"--per-image {args.per_image} needs a store of patch tokens; {args.store} has one row per input"
+        )
+    per_image = None if args.per_image == "row" or not patches else args.per_image or "max"
+    summary, tops = write_top_examples(model, store, args.out, k=args.k, progress=not args.json, per_image=per_image)
     if args.heatmaps:
         from mmsae.analysis.heatmaps import write_heatmaps
 

@@ -22,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks
+from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks, picture_codes
+from mmsae.analysis.heatmaps import patch_pictures
 from mmsae.analysis.search import QUERY_POOL
 from mmsae.analysis.top_examples import track_block
 from mmsae.data.manifest import MANIFEST_NAME
@@ -32,6 +33,8 @@ from mmsae.runs import EXPLORER_CACHE, RunLayout
 
 CACHE_DIR = EXPLORER_CACHE
 HIST_BINS = 64
+INDEX_VERSION = 2
+"""Bumped when what the cached index holds changes (2: a patch-token store's top examples are pictures)."""
 HIST_LOG10_RANGE = (-4.0, 4.0)
 """Histogram bins are log-spaced over activations 1e-4 … 1e4 (values beyond go to the end bins)."""
 
@@ -48,6 +51,7 @@ def _fingerprint(layout: RunLayout, store) -> str:
         len(store),
         HIST_BINS,
         HIST_LOG10_RANGE,
+        INDEX_VERSION,
     ]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
@@ -93,18 +97,31 @@ class ConceptStats:
 
 
 def index_pass(
-    model, store, top_k: int = 0, block: int = 4096, progress: bool = False
+    model, store, top_k: int = 0, block: int = 4096, progress: bool = False, picture_R: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]] | None]:
     """(concept statistics as `ConceptStats.result`, the top `top_k` examples per modality as
     `top_examples` gives them, None when top_k is 0), from one pass over the store: the encoder
-    GEMM is the pass's cost, so the explorer's index runs it once."""
+    GEMM is the pass's cost, so the explorer's index runs it once. With `picture_R` (a store of
+    patch tokens: each row's picture, -1 for non-patches) the top examples are pictures, each once
+    by its best patch; the statistics stay per row."""
     F = model.cfg.dict_size
     stats = ConceptStats(F, sorted(set(store.manifest.counts)) or ["image", "text"])
     trackers: dict[str, TopTracker] = {}
-    for blk in code_blocks(model, store, block, progress=progress, desc="explorer: index"):
-        stats.add(blk)
-        if top_k:
-            track_block(trackers, blk, F, top_k)
+
+    def counted(blocks):
+        for blk in blocks:
+            stats.add(blk)
+            yield blk
+
+    blocks = counted(code_blocks(model, store, block, progress=progress, desc="explorer: index"))
+    if top_k and picture_R is not None:
+        trackers["image"] = TopTracker(F, top_k)
+        for rows_N, c_N, v_N in picture_codes(blocks, picture_R, "max"):
+            trackers["image"].add(rows_N, c_N, v_N)
+    else:
+        for blk in blocks:
+            if top_k:
+                track_block(trackers, blk, F, top_k)
     return stats.result(), ({m: t.result() for m, t in trackers.items()} if top_k else None)
 
 
@@ -203,7 +220,10 @@ def load_explorer(layout: RunLayout, progress: bool = False, rebuild: bool = Fal
         if not fresh:
             cache.mkdir(parents=True, exist_ok=True)
             own_tops = "top_examples" not in layout.files
-            stats, built = index_pass(model, store, QUERY_POOL if own_tops else 0, progress=progress)
+            pictures = patch_pictures(store) if own_tops else None  # patch tokens: each picture once
+            stats, built = index_pass(
+                model, store, QUERY_POOL if own_tops else 0, progress=progress, picture_R=pictures
+            )
             np.savez(cache / "stats.npz", **stats)
             if built is not None:
                 save_top_examples(built, cache, QUERY_POOL)
