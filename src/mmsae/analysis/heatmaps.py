@@ -1,8 +1,7 @@
 """Heatmaps of patch-level concepts over the pictures they fire on (`mmsae top --heatmaps DIR`).
 
 On a store of patch tokens (`mmsae embed --layer N --tokens patches|all`) a concept has a code per
-patch. Its top pictures are those with the largest max over their patches
-(`mmsae.analysis.pointing.per_image`); its heatmap over one picture is its code on each patch,
+patch. Its top pictures are those with the largest max over their patches; its heatmap over one picture is its code on each patch,
 laid out on the patch grid recorded in the manifest, upsampled bilinearly to the picture and
 blended over it (transparent where the concept is silent, opaque in the colour map where it peaks).
 
@@ -11,8 +10,9 @@ shorter side and crop the centre, so the heatmap is drawn over the picture's cen
 processor that squashes a non-square picture instead (SigLIP's) sees the whole picture, so on such
 stores only square pictures are drawn in the right place. A store with a class token ranks and
 scales by the patches alone; a store of sampled patches, or without an image folder, is refused.
-The whole store's per-picture maxima are held in memory ([pictures, F] floats) and every row's
-metadata is read: meant for stores of up to a few hundred thousand rows.
+Pictures are ranked in one pass over the store's sparse codes, holding only each concept's best
+pictures (`analysis.codes.picture_codes`, `TopTracker`); every row's `extra` metadata is parsed
+once (the picture and patch cell of each row).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsae.analysis.pointing import per_image
+from mmsae.analysis.codes import TopTracker, code_blocks, picture_codes
 from mmsae.errors import MmsaeError
 
 DEFAULT_CONCEPTS = 16
@@ -118,7 +118,7 @@ def write_heatmaps(
     out_dir: str | Path,
     concepts: list[int] | None = None,
     per_concept: int = 8,
-    block: int = 65536,
+    block: int = 4096,
     progress: bool = False,
 ) -> dict:
     """Draw each concept's `per_concept` top pictures with its heatmap into OUT_DIR: one PNG per
@@ -136,14 +136,15 @@ def write_heatmaps(
     if concepts is not None and any(not 0 <= c < F for c in concepts):
         raise MmsaeError(f"concepts must lie in 0..{F - 1}, got {sorted(c for c in concepts if not 0 <= c < F)}")
     image_R, cell_R = token_index(store)
-    n_images = int(image_R.max()) + 1 if len(image_R) else 0
-    act_NF = np.zeros((n_images, F))
-    patch_R = np.flatnonzero(cell_R[:, 0] >= 0)  # a class token is never drawn, so it does not rank either
-    for lo in tqdm(range(0, len(patch_R), block), desc="heatmaps: codes", unit="block", disable=not progress):
-        rows = patch_R[lo : lo + block]
-        act_NF = np.maximum(act_NF, per_image(_codes(model, store.get(rows)), image_R[rows], n_images))
+    picture_R = np.where(cell_R[:, 0] >= 0, image_R, -1)  # a class token is never drawn, so it does not rank either
+    # each concept's best pictures and how many pictures it fires on, in O(per_concept · F) memory
+    tracker, fired_F = TopTracker(F, per_concept), np.zeros(F, np.int64)
+    blocks = code_blocks(model, store, block, progress=progress, desc="heatmaps: codes")
+    for rows_N, c_N, v_N in picture_codes(blocks, picture_R, "max"):
+        tracker.add(rows_N, c_N, v_N)
+        fired_F += np.bincount(c_N[v_N > 0], minlength=F)
+    best_KF, best_row_KF = tracker.result()
     if concepts is None:
-        fired_F = (act_NF > 0).sum(0)
         concepts = [int(c) for c in np.argsort(-fired_F, kind="stable")[:DEFAULT_CONCEPTS] if fired_F[c] > 0]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,7 +154,8 @@ def write_heatmaps(
         first_row.setdefault(int(i), r)
     listing: dict[str, list[dict]] = {}
     for c in tqdm(concepts, desc="heatmaps: drawing", unit="concept", disable=not progress):
-        top = [int(i) for i in np.argsort(-act_NF[:, c], kind="stable")[:per_concept] if act_NF[i, c] > 0]
+        top = [int(picture_R[r]) for r in best_row_KF[:, c] if r >= 0]
+        peak = {int(picture_R[r]): float(v) for r, v in zip(best_row_KF[:, c], best_KF[:, c]) if r >= 0}
         folder = out / f"concept-{c:05d}"
         folder.mkdir(exist_ok=True)
         for old in folder.glob("rank-*.png"):  # an earlier run's pictures are not this one's
@@ -170,13 +172,13 @@ def write_heatmaps(
             if path is None:
                 continue
             with Image.open(path) as picture:
-                overlay(picture, heat_hw, float(act_NF[i, c])).save(folder / f"rank-{rank:02d}.png")
+                overlay(picture, heat_hw, peak[i]).save(folder / f"rank-{rank:02d}.png")
             drawn.append(
                 {
                     "rank": rank,
                     "image": i,
                     "source": source,
-                    "activation": float(act_NF[i, c]),
+                    "activation": peak[i],
                     "file": f"concept-{c:05d}/rank-{rank:02d}.png",
                 }  # fmt: skip
             )
