@@ -121,3 +121,17 @@ def test_picture_codes_equal_per_picture_brute_force(how):
     for p, c in seen:
         rows = np.flatnonzero(picture_R == p)
         assert at[p, c] == (rows[np.argmax(Z[rows, c])] if how == "max" else rows[0])
+
+
+def test_picture_codes_refuse_pictures_split_across_the_store_and_empty_inputs_encode():
+    from mmsae.analysis.codes import CodeBlock, picture_codes
+    from mmsae.errors import MmsaeError
+    from mmsae.models.kernels.sparse_encode import relu_encode
+
+    picture_R = np.array([0, 0, 1, 1, 0, 0])  # picture 0 comes back after picture 1
+    blk = CodeBlock(np.arange(6), np.full(6, "image"), np.arange(6), np.zeros(6, int), np.ones(6, np.float32))
+    with pytest.raises(MmsaeError, match="not contiguous"):
+        list(picture_codes(iter([blk]), picture_R, "max"))
+    sae = TopKSAE(TopKConfig(d_in=8, dict_size=32, k=3))
+    assert all(len(t) == 0 for t in sae.encode_sparse(torch.zeros(0, 8)))
+    assert all(len(t) == 0 for t in relu_encode(torch.zeros(0, 8), sae.W_enc, sae.b_enc, sae.b_dec))

@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from mmsae.data.stream import StreamConfig, iter_rows
+from mmsae.errors import MmsaeError
 from mmsae.metrics.evaluate import routed_encode
+from mmsae.models.base import SparseAutoencoder
+
+DENSE_BLOCK_FLOATS = 1 << 26
+"""A model without a sparse encoder forms [block, F] dense codes: its blocks hold at most this many
+(256 MB of float32; 1,024 rows at F = 65,536)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ def code_blocks(
     their nonzero codes; a progress bar over the store's rows when `progress`."""
     from tqdm.auto import tqdm
 
+    if getattr(model, "paired", False) or type(model).encode_sparse is SparseAutoencoder.encode_sparse:
+        block = max(256, min(block, DENSE_BLOCK_FLOATS // model.cfg.dict_size))  # its [block, F] codes are dense
     bar = tqdm(total=len(store), desc=desc, unit="row", unit_scale=True, disable=not progress)
     for rows, mods, x in iter_rows(store, StreamConfig(chunk_rows=max(block, 8192))):
         n_read = len(rows)
@@ -132,6 +140,8 @@ def picture_codes(
         raise ValueError(f"how must be max or mean, got {how!r}")
     patch_R = np.flatnonzero(picture_R >= 0)
     pictures, first = np.unique(picture_R[patch_R], return_index=True)
+    if len(pictures) and 1 + np.count_nonzero(np.diff(picture_R[patch_R])) != len(pictures):
+        raise MmsaeError("a picture's patch rows are not contiguous in this store: cannot gather them per picture")
     first_row_P = np.full(int(pictures.max()) + 1 if len(pictures) else 0, -1, np.int64)
     first_row_P[pictures] = patch_R[first]
     n_patches_P = np.bincount(picture_R[patch_R], minlength=len(first_row_P))  # zero codes count too

@@ -75,7 +75,10 @@ def patch_pictures(store) -> np.ndarray | None:
     if not has_patches(store):
         return None
     image_R, cell_R = token_index(store)
-    return np.where(cell_R[:, 0] >= 0, image_R, -1)
+    picture_R = np.where(cell_R[:, 0] >= 0, image_R, -1)
+    if len(picture_R) and not (picture_R >= 0).any():
+        raise MmsaeError(f"{store.root} records patch tokens but no row names its picture and cell")
+    return picture_R
 
 
 def heat_grid(codes_R: np.ndarray, cell_R: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

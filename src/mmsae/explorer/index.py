@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks, picture_codes
 from mmsae.analysis.heatmaps import patch_pictures
@@ -73,6 +74,8 @@ class ConceptStats:
         lo, hi = HIST_LOG10_RANGE
         F = self.F
         for i, name in enumerate(names):
+            if str(name) not in self.mods:  # a modality the manifest does not count: not shown
+                continue
             mi = self.mods.index(str(name))
             self.counts_M[mi] += int((inv_B == i).sum())
             sel = m_N == i
@@ -81,8 +84,9 @@ class ConceptStats:
             pos = v > 0
             c, v = c[pos], v[pos]
             self.fires_FM[:, mi] += np.bincount(c, minlength=F)
-            with np.errstate(divide="ignore"):
-                b = np.clip(np.floor((np.log10(v) - lo) / (hi - lo) * HIST_BINS), 0, HIST_BINS - 1).astype(np.int64)
+            # in torch's float32 arithmetic, as the index always binned (numpy's log10 differs by an ulp at edges)
+            b = ((torch.from_numpy(v).log10() - lo) / (hi - lo) * HIST_BINS).floor().clamp(0, HIST_BINS - 1).long()
+            b = b.numpy()
             self.hist_FMB[:, mi, :] += np.bincount(c * HIST_BINS + b, minlength=F * HIST_BINS).reshape(F, HIST_BINS)
 
     def result(self) -> dict[str, np.ndarray]:

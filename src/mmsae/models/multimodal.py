@@ -198,7 +198,7 @@ class MultiModalSAE(PairedSAE):
     def _topk_loss(self, xs, dead_F) -> LossOutput:
         """TopK sparsity without a [B, F] tensor: the shared encoder's sparse TopK (its backward
         touches only the chosen latents, AuxK included), sparse decoding, and the alignment term
-        ‖z_text − z_image‖² from the two rows' chosen latents (they overlap in a k × k comparison)."""
+        ‖z_text − z_image‖² from the two rows' chosen latents (matched by a binary search, O(B·k log k))."""
         cfg = self.cfg
         sel, recons, parts = {}, {}, {}
         fired_F = torch.zeros(cfg.dict_size, dtype=torch.bool, device=xs["image"].device)
@@ -216,8 +216,10 @@ class MultiModalSAE(PairedSAE):
             parts[f"mse_{m}"] = recon_loss(x, x_hat)
             fired_F |= fired_latents(idx_BK, val_BK, cfg.dict_size)
         (ti, tv), (ii, iv) = sel["text"], sel["image"]
-        same_BKK = ti[:, :, None] == ii[:, None, :]
-        cross_B = (tv[:, :, None] * iv[:, None, :] * same_BKK).sum(dim=(1, 2))
+        ii_sorted, order = ii.sort(dim=1)  # each text latent found among the image row's by binary search
+        at = torch.searchsorted(ii_sorted, ti).clamp_max(ii.shape[1] - 1)
+        same = ii_sorted.gather(1, at) == ti
+        cross_B = (tv * iv.gather(1, order).gather(1, at) * same).sum(dim=1)
         align = (tv.pow(2).sum(-1) + iv.pow(2).sum(-1) - 2 * cross_B).mean()
         loss = parts["mse_text"] + cfg.lambda_image * parts["mse_image"] + cfg.lambda_align * align + cfg.aux_coef * aux
         l0 = 0.5 * sum((v > 0).float().sum(dim=-1).mean() for _, v in sel.values())

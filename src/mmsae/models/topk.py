@@ -55,7 +55,7 @@ class TopKSAE(SparseAutoencoder):
         CPU the pre-activations of a few hundred rows at a time (they stay in cache) go through
         the compiled row selection."""
         xc_BD, W_FD, k = x_BD - self.b_dec, self.W_enc.T, self.cfg.k
-        step = len(xc_BD) if xc_BD.device.type != "cpu" else CPU_BLOCK_ROWS
+        step = max(1, len(xc_BD)) if xc_BD.device.type != "cpu" else CPU_BLOCK_ROWS
         parts = [topk_rows(linear(xc_BD[lo : lo + step], W_FD, self.b_enc), k) for lo in range(0, len(xc_BD), step)]
         if not parts:
             empty = torch.zeros(0, dtype=torch.long, device=x_BD.device)

@@ -54,7 +54,7 @@ class _TopKEncode(torch.autograd.Function):
         dead_idx = dead_F.nonzero().squeeze(1) if dead_F is not None and aux_k > 0 else None
         # on CPU, blocks of rows: the [rows, F] pre-activations stay in cache for the selection and
         # never take B·F floats; one block on GPU
-        rows = CPU_BLOCK_ROWS if dtype == torch.float32 else max(256, min(1024, BF16_BLOCK_BYTES // (2 * F)))
+        rows = CPU_BLOCK_ROWS if dtype != torch.bfloat16 else max(256, min(1024, BF16_BLOCK_BYTES // (2 * F)))
         rows = B if xc_BD.device.type == "cuda" else min(B, rows)
         ws = None if xc_BD.device.type == "cpu" and onednn_enabled() else _workspace((rows, F), dtype, xc_BD.device)
         val_BK, idx_BK = (
@@ -148,12 +148,15 @@ class _ReLUEncode(torch.autograd.Function):
         xc_BD = x_BD - b_dec_D
         B = len(xc_BD)
         W_FD = W_enc_DF.T.contiguous()
-        rows = B if xc_BD.device.type == "cuda" else min(B, CPU_BLOCK_ROWS)
+        rows = max(1, B if xc_BD.device.type == "cuda" else min(B, CPU_BLOCK_ROWS))
         parts = []
         for lo in range(0, B, rows):
             pre_bF = linear(xc_BD[lo : lo + rows], W_FD, b_enc_F)
             r, c = (pre_bF > 0).nonzero(as_tuple=True)
             parts.append((r + lo, c, pre_bF[r, c]))
+        if not parts:  # no rows
+            empty = torch.zeros(0, dtype=torch.long, device=xc_BD.device)
+            parts = [(empty, empty, xc_BD.new_zeros(0))]
         rows_N, cols_N, vals_N = (torch.cat(t) for t in zip(*parts, strict=True))
         ctx.save_for_backward(xc_BD, W_enc_DF, rows_N, cols_N)
         ctx.mark_non_differentiable(rows_N, cols_N)
