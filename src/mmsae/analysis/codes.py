@@ -43,10 +43,18 @@ class CodeBlock:
     """Its value (float32)."""
 
 
+def sparse_encoder(model) -> bool:
+    """Whether the model gives its nonzero codes without forming [B, F] codes (its own
+    `encode_sparse`, as the TopK family has); otherwise codes are encoded densely, a block at a time."""
+    own = getattr(type(model), "encode_sparse", None)
+    return not getattr(model, "paired", False) and own not in (None, SparseAutoencoder.encode_sparse)
+
+
+@torch.no_grad()
 def sparse_codes(model, x_BD: torch.Tensor, mods_B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(r_N, c_N, v_N) of the nonzero codes of `x_BD`, each row through its modality's encoder
     for a paired SAE; numpy on the CPU."""
-    if not getattr(model, "paired", False) and hasattr(model, "encode_sparse"):
+    if sparse_encoder(model):
         r, c, v = model.encode_sparse(x_BD)
     else:
         codes_BF = routed_encode(model, x_BD, mods_B)
@@ -69,7 +77,7 @@ def code_blocks(
     their nonzero codes; a progress bar over the store's rows when `progress`."""
     from tqdm.auto import tqdm
 
-    if getattr(model, "paired", False) or type(model).encode_sparse is SparseAutoencoder.encode_sparse:
+    if not sparse_encoder(model):
         block = max(256, min(block, DENSE_BLOCK_FLOATS // model.cfg.dict_size))  # its [block, F] codes are dense
     bar = tqdm(total=len(store), desc=desc, unit="row", unit_scale=True, disable=not progress)
     for rows, mods, x in iter_rows(store, StreamConfig(chunk_rows=max(block, 8192))):

@@ -9,6 +9,7 @@ Only positive activations count: a concept that fires on fewer than k rows has f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,30 +37,35 @@ def top_examples(
     """{modality: (activations [k, F], row ids [k, F])}, best first. `per_image` ("max" or "mean",
     a store of patch tokens only) ranks pictures instead of rows: each picture once, by the max
     or mean of its patches' codes (`analysis.codes.picture_codes`), under "image"."""
-    F = model.cfg.dict_size
-    blocks = code_blocks(model, store, block, modalities, device, progress, desc="top examples")
+    picture_R = None
     if per_image is not None:
         picture_R = patch_pictures(store)
         if picture_R is None:
             raise MmsaeError(f"{store.root} holds no patch tokens: --per-image {per_image} needs a picture per row")
-        tracker = TopTracker(F, k)
-        for rows_N, c_N, v_N in picture_codes(blocks, picture_R, per_image):
+    blocks = code_blocks(model, store, block, modalities, device, progress, desc="top examples")
+    return track_tops(blocks, model.cfg.dict_size, k, picture_R, per_image or "max")
+
+
+def track_tops(
+    blocks: Iterator[CodeBlock], dict_size: int, k: int, picture_R: np.ndarray | None = None, how: str = "max"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The top k of each concept over a stream of code blocks, per modality as `top_examples`
+    gives them; with `picture_R` (a store of patch tokens: each row's picture, -1 for non-patches)
+    pictures instead of rows, each once, by the max or mean (`how`) of its patches' codes."""
+    if picture_R is not None:
+        tracker = TopTracker(dict_size, k)
+        for rows_N, c_N, v_N in picture_codes(blocks, picture_R, how):
             tracker.add(rows_N, c_N, v_N)
         return {"image": tracker.result()}
     trackers: dict[str, TopTracker] = {}
     for blk in blocks:
-        track_block(trackers, blk, F, k)
+        names, inv_B = np.unique(blk.mods_B, return_inverse=True)
+        m_N = inv_B[blk.r_N]
+        for mi, mod in enumerate(names):
+            t = trackers.setdefault(str(mod), TopTracker(dict_size, k))
+            sel = m_N == mi if len(names) > 1 else slice(None)
+            t.add(blk.rows_B[blk.r_N[sel]], blk.c_N[sel], blk.v_N[sel])
     return {mod: t.result() for mod, t in trackers.items()}
-
-
-def track_block(trackers: dict[str, TopTracker], blk: CodeBlock, dict_size: int, k: int) -> None:
-    """Offer one block's codes to each modality's tracker (made on the modality's first row)."""
-    names, inv_B = np.unique(blk.mods_B, return_inverse=True)
-    m_N = inv_B[blk.r_N]
-    for mi, mod in enumerate(names):
-        t = trackers.setdefault(str(mod), TopTracker(dict_size, k))
-        sel = m_N == mi if len(names) > 1 else slice(None)
-        t.add(blk.rows_B[blk.r_N[sel]], blk.c_N[sel], blk.v_N[sel])
 
 
 def to_table(tops: dict[str, tuple[np.ndarray, np.ndarray]]) -> pa.Table:

@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from mmsae.analysis.codes import CodeBlock, TopTracker, code_blocks, picture_codes
+from mmsae.analysis.codes import CodeBlock, code_blocks
 from mmsae.analysis.heatmaps import patch_pictures
 from mmsae.analysis.search import QUERY_POOL
-from mmsae.analysis.top_examples import track_block
+from mmsae.analysis.top_examples import track_tops
 from mmsae.data.manifest import MANIFEST_NAME
 from mmsae.errors import MmsaeError
 from mmsae.models.io import WEIGHTS_NAME
@@ -110,7 +110,6 @@ def index_pass(
     by its best patch; the statistics stay per row."""
     F = model.cfg.dict_size
     stats = ConceptStats(F, sorted(set(store.manifest.counts)) or ["image", "text"])
-    trackers: dict[str, TopTracker] = {}
 
     def counted(blocks):
         for blk in blocks:
@@ -118,15 +117,11 @@ def index_pass(
             yield blk
 
     blocks = counted(code_blocks(model, store, block, progress=progress, desc="explorer: index"))
-    if top_k and picture_R is not None:
-        trackers["image"] = TopTracker(F, top_k)
-        for rows_N, c_N, v_N in picture_codes(blocks, picture_R, "max"):
-            trackers["image"].add(rows_N, c_N, v_N)
-    else:
-        for blk in blocks:
-            if top_k:
-                track_block(trackers, blk, F, top_k)
-    return stats.result(), ({m: t.result() for m, t in trackers.items()} if top_k else None)
+    tops = track_tops(blocks, F, top_k, picture_R) if top_k else None
+    if tops is None:
+        for _ in blocks:  # the statistics alone
+            pass
+    return stats.result(), tops
 
 
 def concept_stats(model, store, block: int = 4096, progress: bool = False) -> dict[str, np.ndarray]:

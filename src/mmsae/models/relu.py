@@ -50,10 +50,12 @@ class ReLUSAE(L1Penalty, SparseAutoencoder):
     sparse_below: float = 1 / 16
     """Train through the sparse encoder while the last step's L0 was under this share of F; the
     dense step is faster while codes are dense (at the start, before the L1 term has acted)."""
+    _last_l0: float = float("inf")
+    """L0 of the last training step (not saved: a resumed run starts dense for one step)."""
 
     def training_loss(self, xs, dead_F=None, step=0, total_steps=1) -> LossOutput:
         lam = warmed_up(self.cfg.l1_coef, self.cfg.l1_warmup_frac, step, total_steps)
-        if getattr(self, "_last_l0", float(self.cfg.dict_size)) < self.sparse_below * self.cfg.dict_size:
+        if self._last_l0 < self.sparse_below * self.cfg.dict_size:
             out = self._sparse_loss(xs[ALL], lam)
         else:
             out = self._dense_loss(xs[ALL], lam)
