@@ -124,10 +124,15 @@ def run_peers(args) -> dict:
         make_peer_data(data, args.rows, args.val_rows, args.dim)
         steps = int(0.98 * args.rows / args.batch_size)  # mmsae holds out 1% of its store: no second epoch
         results: dict[str, list[dict]] = {n: [] for n in pythons}
-        floors, onednn_floors = [], []
+        floors, onednn_floors, bf16_floors = [], [], []
         for r in range(args.repeats):  # interleaved: this machine's speed drifts
-            floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size))
-            onednn_floors.append(onednn_floor(args.batch_size, args.dim, args.dict_size))
+            floors.append(gemm_floor(args.batch_size, args.dim, args.dict_size, device=args.device))
+            if args.device == "cpu":
+                onednn_floors.append(onednn_floor(args.batch_size, args.dim, args.dict_size))
+            else:  # on a GPU the second floor is the same GEMM in bf16
+                bf16_floors.append(
+                    gemm_floor(args.batch_size, args.dim, args.dict_size, device=args.device, dtype=torch.bfloat16)
+                )
             for name, py in pythons.items():
                 cmd = [
                     py,
@@ -147,6 +152,8 @@ def run_peers(args) -> dict:
                     str(args.batch_size),
                     "--seed",
                     str(r),
+                    "--device",
+                    args.device,
                 ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
                 if proc.returncode != 0:
@@ -161,7 +168,7 @@ def run_peers(args) -> dict:
                         file=sys.stderr,
                     )
     floor = statistics.median(floors)
-    floor2 = statistics.median(onednn_floors) if None not in onednn_floors else None
+    floor2 = statistics.median(onednn_floors) if onednn_floors and None not in onednn_floors else None
     summary = {}
     for name, runs in results.items():
         if runs:
@@ -186,6 +193,8 @@ def run_peers(args) -> dict:
         "floors": floors,
         "onednn_gemm_floor_vectors_per_s": floor2,
         "onednn_floors": onednn_floors,
+        "bf16_gemm_floor_vectors_per_s": statistics.median(bf16_floors) if bf16_floors else None,
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(args.device),
         "trainers": summary,
         "not_run": missing,
         "pythons": pythons,
@@ -194,6 +203,7 @@ def run_peers(args) -> dict:
 
 def print_peers(out: dict) -> None:
     c = out["config"]
+    print(f"on {out['device']}")
     print(
         f"TopK, D={c['dim']} F={c['dict_size']} k={c['k']} batch={c['batch_size']}: {out['steps']} steps on "
         f"{c['rows']:,} rows, held-out FVU on {c['val_rows']:,} other rows; median of {c['repeats']}, interleaved"
@@ -208,6 +218,9 @@ def print_peers(out: dict) -> None:
         f"{'fp32 GEMM (matmul)':<22}{out['encoder_gemm_floor_vectors_per_s']:>11,.0f}{1.0:>9.2f}"
         f"{fmt(floor2 and out['encoder_gemm_floor_vectors_per_s'] / floor2):>9}"
     )
+    if out.get("bf16_gemm_floor_vectors_per_s"):
+        bf = out["bf16_gemm_floor_vectors_per_s"]
+        print(f"{'bf16 GEMM (matmul)':<22}{bf:>11,.0f}{bf / out['encoder_gemm_floor_vectors_per_s']:>9.2f}")
     if floor2:
         print(
             f"{'fp32 GEMM (oneDNN)':<22}{floor2:>11,.0f}{floor2 / out['encoder_gemm_floor_vectors_per_s']:>9.2f}{1.0:>9.2f}"
@@ -361,7 +374,9 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also time --select-dtype bfloat16")
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
-        "--device", default="cpu", help="cpu or cuda: where mmsae trains and the floor GEMM runs (not --peers)"
+        "--device",
+        default="cpu",
+        help="cpu or cuda: where the trainers (with --peers, every peer) and the floor GEMM run",
     )
     ap.add_argument("--peers", action="store_true", help="every trainer in its own process, peers included")
     ap.add_argument(

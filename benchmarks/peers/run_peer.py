@@ -1,6 +1,7 @@
 """One TopK training run of one library, in its own process, for `benchmarks/train_throughput.py`.
 
     python benchmarks/peers/run_peer.py NAME --data DIR --steps S --dict-size F --k K --batch-size B --seed N
+                                        [--device cpu|cuda]
 
 NAME is mmsae, mmsae-bf16, sparsify, saelens, overcomplete or dictionary_learning; each is imported
 only here, so every library runs under its own interpreter (its own venv) and its peak RSS is its
@@ -8,7 +9,8 @@ own. DIR holds train.f32 and val.f32 (raw float32 rows, dim in meta.json) and, f
 mmsae store of the same training rows. Every library trains S steps of batch B with Adam, lr 1e-3,
 5% linear warm-up then cosine decay (mmsae's defaults; dictionary_learning's own trainer decays
 linearly), each with its own initialisation and loss as its authors ship them. The peers read
-their batches with plain file reads (no memory map, so no page-cache pages in their RSS).
+their batches with plain file reads (no memory map, so no page-cache pages in their RSS); on a GPU
+(`--device cuda`) each batch is then copied to it, as their own trainers do.
 
 Prints one JSON line: vectors/s over the steady-state steps (the first `--warm` excluded), held-out
 FVU, L0 and dead fraction on val.f32, and the peak RSS (VmHWM) of this process at the end of
@@ -38,16 +40,17 @@ def peak_rss_mb() -> float:
 class Batches:
     """Consecutive batches of B rows of a raw float32 file, read into one reused buffer."""
 
-    def __init__(self, path: Path, dim: int, batch: int):
+    def __init__(self, path: Path, dim: int, batch: int, device: str = "cpu"):
         self.f = open(path, "rb", buffering=0)
         self.buf = np.empty((batch, dim), np.float32)
+        self.device = device
 
     def next(self) -> torch.Tensor:
         n = self.f.readinto(memoryview(self.buf).cast("B"))
         if n < self.buf.nbytes:
             self.f.seek(0)
             self.f.readinto(memoryview(self.buf).cast("B"))
-        return torch.from_numpy(self.buf)
+        return torch.from_numpy(self.buf).to(self.device)
 
 
 def schedule(steps: int):
@@ -61,14 +64,16 @@ def timed_loop(steps: int, warm: int, batches: Batches, step_fn) -> float:
         if s == warm:
             t0 = time.perf_counter()
         step_fn(s, batches.next())
+    if batches.device.startswith("cuda"):
+        torch.cuda.synchronize(batches.device)
     return (steps - warm) * len(batches.buf) / (time.perf_counter() - t0)
 
 
-def held_out(encode_decode, val_ND: np.ndarray, F: int) -> dict:
+def held_out(encode_decode, val_ND: np.ndarray, F: int, device: str = "cpu") -> dict:
     """Held-out FVU, L0 and dead fraction; and the peak RSS of training, read before evaluating."""
     rss = peak_rss_mb()
-    x = torch.from_numpy(val_ND)
-    fired = torch.zeros(F, dtype=torch.bool)
+    x = torch.from_numpy(val_ND).to(device)
+    fired = torch.zeros(F, dtype=torch.bool, device=device)
     se, l0 = 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(x), 4096):
@@ -97,7 +102,7 @@ def run_mmsae(args, meta, val, select_dtype: str) -> dict:
         val_fraction=0.01,
         checkpoint_every=0,
         log_every=5,
-        device="cpu",
+        device=args.device,
         seed=args.seed,
         select_dtype=select_dtype,
     )
@@ -106,19 +111,19 @@ def run_mmsae(args, meta, val, select_dtype: str) -> dict:
     first = next(r for r in log if r["step"] > args.warm)  # the log's clock: steady-state steps only
     last = log[-1]
     vps = (last["step"] - first["step"]) * args.batch_size / (last["seconds"] - first["seconds"])
-    sae = load_sae(out)
+    sae = load_sae(out).to(args.device)
 
     def enc_dec(x):
         o = sae(x)
         return o.codes_BF, o.x_hat_BD
 
-    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size)}
+    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size, args.device)}
 
 
 def run_sparsify(args, meta, val) -> dict:
     from sparsify import SparseCoder, SparseCoderConfig
 
-    sae = SparseCoder(meta["dim"], SparseCoderConfig(num_latents=args.dict_size, k=args.k), device="cpu")
+    sae = SparseCoder(meta["dim"], SparseCoderConfig(num_latents=args.dict_size, k=args.k), device=args.device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(args.steps))
 
@@ -133,25 +138,28 @@ def run_sparsify(args, meta, val) -> dict:
         opt.zero_grad()
         sched.step()
 
-    vps = timed_loop(args.steps, args.warm, Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size), step)
+    vps = timed_loop(
+        args.steps, args.warm, Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size, args.device), step
+    )
     sae.set_decoder_norm_to_unit_norm()
 
     def enc_dec(x):
         out = sae(x)
-        codes = torch.zeros(len(x), args.dict_size).scatter_(1, out.latent_indices, out.latent_acts)
-        return codes, out.sae_out
+        codes = torch.zeros(len(x), args.dict_size, device=x.device)
+        codes.scatter_(1, out.latent_indices, out.latent_acts.float())  # bf16 from its CUDA kernels
+        return codes, out.sae_out.float()
 
-    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size)}
+    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size, args.device)}
 
 
 def run_saelens(args, meta, val) -> dict:
     from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.saes.sae import TrainStepInput
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=meta["dim"], d_sae=args.dict_size, k=args.k, device="cpu"))
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=meta["dim"], d_sae=args.dict_size, k=args.k, device=args.device))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(args.steps))
-    since_fired = torch.zeros(args.dict_size)
+    since_fired = torch.zeros(args.dict_size, device=args.device)
 
     def step(s, x):
         out = sae.training_forward_pass(
@@ -171,14 +179,16 @@ def run_saelens(args, meta, val) -> dict:
             since_fired.add_(len(x))
             since_fired[(out.feature_acts > 0).any(0)] = 0
 
-    vps = timed_loop(args.steps, args.warm, Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size), step)
+    vps = timed_loop(
+        args.steps, args.warm, Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size, args.device), step
+    )
     sae.eval()
 
     def enc_dec(x):
         codes = sae.encode(x)
         return codes, sae.decode(codes)
 
-    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size)}
+    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size, args.device)}
 
 
 def run_overcomplete(args, meta, val) -> dict:
@@ -189,7 +199,7 @@ def run_overcomplete(args, meta, val) -> dict:
         setattr(sys.modules["overcomplete.models"], name, None)
     from overcomplete.sae import TopKSAE
 
-    sae = TopKSAE(meta["dim"], nb_concepts=args.dict_size, top_k=args.k, device="cpu")
+    sae = TopKSAE(meta["dim"], nb_concepts=args.dict_size, top_k=args.k, device=args.device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(args.steps))
 
@@ -201,14 +211,16 @@ def run_overcomplete(args, meta, val) -> dict:
         opt.zero_grad()
         sched.step()
 
-    vps = timed_loop(args.steps, args.warm, Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size), step)
+    vps = timed_loop(
+        args.steps, args.warm, Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size, args.device), step
+    )
     sae.eval()
 
     def enc_dec(x):
         _, codes, x_hat = sae(x)
         return codes, x_hat
 
-    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size)}
+    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size, args.device)}
 
 
 def run_dictionary_learning(args, meta, val) -> dict:
@@ -226,12 +238,12 @@ def run_dictionary_learning(args, meta, val) -> dict:
         warmup_steps=warm,
         decay_start=warm + 1,
         seed=args.seed,
-        device="cpu",
+        device=args.device,
     )
     vps = timed_loop(
         args.steps,
         args.warm,
-        Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size),
+        Batches(Path(args.data) / "train.f32", meta["dim"], args.batch_size, args.device),
         lambda s, x: trainer.update(s, x),
     )
     ae = trainer.ae
@@ -240,7 +252,7 @@ def run_dictionary_learning(args, meta, val) -> dict:
         codes = ae.encode(x)
         return codes, ae.decode(codes)
 
-    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size)}
+    return {"vectors_per_s": vps, **held_out(enc_dec, val, args.dict_size, args.device)}
 
 
 def main() -> None:
@@ -256,6 +268,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where every trainer runs")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     meta = json.loads((Path(args.data) / "meta.json").read_text())

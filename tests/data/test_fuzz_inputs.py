@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("hypothesis", reason="install the [test] extra (hypothesis)")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from mmsae.cli.main import main  # noqa: E402
@@ -252,6 +252,8 @@ _OPTIONS = [
 @given(
     opts=st.dictionaries(st.sampled_from(_OPTIONS), _JUNK, max_size=4), fmt=st.sampled_from(["toml", "json", "yaml"])
 )
+@example(opts={"arch": ["topk"]}, fmt="toml")  # once a traceback: an architecture looked up by a list
+@example(opts={"sparsity": [1]}, fmt="json")
 def test_random_config_files(base_store, tmp_path_factory, capfd, opts, fmt):
     d = tmp_path_factory.mktemp("cfg")
     opts = {"steps": 2, "batch_size": 64, "dict_size": 8, "k": 2, "device": "cpu", **opts}

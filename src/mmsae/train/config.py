@@ -296,10 +296,10 @@ def check_architecture_options(opts: dict[str, Any], given: Iterable[str]) -> No
     `opts` holds the run's field values (the architecture, `sparsity`, ...)."""
     from mmsae.models.registry import ARCHITECTURES
 
-    arch = opts.get("arch", "topk")
-    cls = ARCHITECTURES.get(arch)
-    if cls is None:
-        return  # TrainConfig names the architectures there are
+    arch, sparsity = opts.get("arch", "topk"), opts.get("sparsity")
+    cls = ARCHITECTURES.get(arch) if isinstance(arch, str) else None
+    if cls is None or not isinstance(sparsity, (str, type(None))):
+        return  # TrainConfig names the architectures there are, and refuses values of the wrong type
     knob = cls.sparsity_field(opts)
     with_opts = f"--arch {arch}" + (
         f" --sparsity {opts['sparsity']}" if opts.get("sparsity") not in (None, "topk") else ""
