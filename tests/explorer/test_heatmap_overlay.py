@@ -83,3 +83,56 @@ def test_concept_page_toggles_heatmaps_over_its_top_pictures(patch_run):
         pg.get_by_test_id("heatmap-toggle").uncheck()
         assert all("/images/" in imgs.nth(i).get_attribute("src") for i in range(n))
         assert not pg.errors
+
+
+def test_a_patch_lists_its_own_concepts(patch_run, tiny_clip):
+    """`/api/rows/{r}/patch?y=&x=` answers with the row of that patch of r's picture and the same
+    concepts as that row's own page; the row page says where a patch row sits."""
+    import pytest
+
+    ex = Explorer(load_explorer(find_run(patch_run / "sae")))
+    _, r = _top_image(ex)
+    store = EmbeddingStore(patch_run / "s")
+    extras = store.extras(range(len(store)))
+    assert ex.row(r, n_similar=0)["patches"] == {"grid": [4, 4], "cell": extras[r]["cell"]}
+    for y, x in [(0, 0), (1, 2), (3, 3)]:
+        got = ex.patch(r, y, x)
+        p = got["row"]
+        assert extras[p]["image"] == extras[r]["image"] and extras[p]["cell"] == [y, x] == got["cell"]
+        assert got["concepts"] == ex.row(p, n_similar=0)["concepts"]
+    with pytest.raises(ValueError, match="outside the 4×4 patch grid"):
+        ex.patch(r, 4, 0)
+    with pytest.raises(KeyError, match="does not exist"):
+        ex.patch(len(store), 0, 0)
+
+
+def test_row_page_draws_the_chosen_concept_and_lists_a_clicked_patchs_concepts(patch_run):
+    data = load_explorer(find_run(patch_run / "sae"))
+    ex = Explorer(data)
+    j, r = _top_image(ex)
+    y, x = 1, 2
+    want = ex.patch(r, y, x)
+    loaded = """(part) => { const im = document.querySelector('[data-testid="row-image"]');
+                 return im.src.includes(part) && im.complete && im.naturalWidth > 0; }"""
+    with serving(create_app(data)) as url, browser_page() as pg:
+        pg.goto(f"{url}/#/concept/{j}")  # a top picture opens its row page with this concept drawn
+        wait_ready(pg, f"#/concept/{j}")
+        pg.locator('[data-testid="top-images"] .card').first.click()
+        wait_ready(pg, f"#/row/{r}?concept={j}")
+        pg.wait_for_function(loaded, arg=f"/heatmaps/{j}/{r}.png", timeout=20000)
+        assert f"#{j}" in pg.get_by_test_id("heat-caption").inner_text()
+        box = pg.get_by_test_id("row-image").bounding_box()
+        pg.mouse.click(box["x"] + box["width"] * (x + 0.5) / 4, box["y"] + box["height"] * (y + 0.5) / 4)
+        listed = pg.get_by_test_id("patch-concept-list")
+        listed.wait_for(timeout=20000)
+        assert f"Patch ({y}, {x})" in pg.get_by_test_id("patch-concepts").inner_text()
+        links = listed.get_by_test_id("concept-link")
+        assert [int(links.nth(i).inner_text().split()[0][1:]) for i in range(links.count())] == [
+            c["concept"] for c in want["concepts"]
+        ]
+        other = want["concepts"][-1]["concept"]
+        listed.get_by_test_id("heat-button").last.click()  # that patch's weakest concept, drawn over the picture
+        pg.wait_for_function(loaded, arg=f"/heatmaps/{other}/{r}.png", timeout=20000)
+        pg.get_by_test_id("heat-clear").click()
+        pg.wait_for_function(loaded, arg="/images/", timeout=20000)
+        assert not pg.errors

@@ -287,13 +287,8 @@ class Explorer:
 
     @torch.no_grad()
     def row(self, r: int, n_concepts: int = 12, n_similar: int = 12) -> dict[str, Any]:
-        from mmsae.metrics.evaluate import routed_encode
-
         self._check_row(r)
         x = self.store.get([r])
-        z = routed_encode(self.data.model, torch.as_tensor(x), self.modality[r : r + 1])[0].float()
-        n = min(n_concepts, int((z > 0).sum()))
-        vals, idx = z.topk(n) if n else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
         out = self.row_brief(r)
         out["source"] = self.source[r].as_py()
         try:
@@ -304,10 +299,8 @@ class Explorer:
             from mmsae.data.metadata import web_link
 
             out["link"] = web_link(out["extra"].get("url"))
-        out["concepts"] = [
-            {"concept": int(j), "activation": float(v), "name": self.data.table["name"][j] or None}
-            for v, j in zip(vals.tolist(), idx.tolist())
-        ]
+        out["concepts"] = self._top_concepts(x, r, n_concepts)
+        out["patches"] = self._patch_place(r) if out["image_url"] is not None else None
         partners = np.nonzero(self.pair_id == self.pair_id[r])[0] if self.pair_id[r] >= 0 else np.array([], int)
         out["pair"] = [self.row_brief(int(p)) for p in partners[:20] if p != r]
         out["similar"] = [
@@ -315,6 +308,47 @@ class Explorer:
             for i, s in self.nearest(x[0], str(self.modality[r]), n_similar, exclude=r)
         ]
         return out
+
+    def _top_concepts(self, x_1D: np.ndarray, r: int, n: int) -> list[dict[str, Any]]:
+        """Row r's n strongest concepts (x_1D: its embedding), strongest first."""
+        from mmsae.metrics.evaluate import routed_encode
+
+        z = routed_encode(self.data.model, torch.as_tensor(x_1D), self.modality[r : r + 1])[0].float()
+        n = min(n, int((z > 0).sum()))
+        vals, idx = z.topk(n) if n else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+        return [
+            {"concept": int(j), "activation": float(v), "name": self.data.table["name"][j] or None}
+            for v, j in zip(vals.tolist(), idx.tolist())
+        ]
+
+    def _patch_place(self, r: int) -> dict[str, Any] | None:
+        """Where row r sits among its picture's patches: {"grid": [h, w], "cell": [y, x] (None for a
+        class token or a mean)}, or None when the store holds no patch tokens of its picture."""
+        grid = self.patch_grid
+        if grid is None:
+            return None
+        image, cell = self._token_index()
+        if image[r] < 0:
+            return None
+        return {"grid": grid, "cell": cell[r].tolist() if cell[r, 0] >= 0 else None}
+
+    @torch.no_grad()
+    def patch(self, r: int, y: int, x: int, n_concepts: int = 12) -> dict[str, Any]:
+        """The patch at cell (y, x) of row r's picture: its row and its strongest concepts (a click on
+        the row page's picture)."""
+        self._check_row(r)
+        place = self._patch_place(r)
+        if place is None:
+            raise KeyError(f"row {r} is not a patch token of a picture: patches need `mmsae embed --tokens patches`")
+        h, w = place["grid"]
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"patch ({y}, {x}) is outside the {h}×{w} patch grid")
+        image, cell = self._token_index()
+        hit = np.flatnonzero((image == image[r]) & (cell[:, 0] == y) & (cell[:, 1] == x))
+        if not len(hit):  # --patches-per-image keeps a sample of each picture's patches
+            raise KeyError(f"the store holds no row for patch ({y}, {x}) of this picture (sampled patches)")
+        p = int(hit[0])
+        return {"row": p, "cell": [y, x], "concepts": self._top_concepts(self.store.get([p]), p, n_concepts)}
 
     def nearest(self, v_D: np.ndarray, modality: str | None, n: int, exclude: int = -1) -> list[tuple[int, float]]:
         """Rows of `modality` with the highest cosine to v: a scan of the memory-mapped shards in the
@@ -537,11 +571,12 @@ def create_app(
 
         return answer
 
-    get_concepts, get_concept, get_row, get_search = (
+    get_concepts, get_concept, get_row, get_search, get_patch = (
         cached(ex.concepts),
         cached(ex.concept),
         cached(lambda r, n: ex.row(r, n_similar=n)),
         cached(ex.search),
+        cached(ex.patch),
     )
 
     def send_file(path: Path, media_type: str | None = None, headers: dict[str, str] | None = None):
@@ -600,6 +635,10 @@ def create_app(
     @app.get("/api/rows/{r}")
     async def row(r: int, similar: int = Query(12, ge=0, le=100)):
         return await get_row(r, similar)
+
+    @app.get("/api/rows/{r}/patch")
+    async def patch(r: int, y: int = Query(..., ge=0), x: int = Query(..., ge=0)):
+        return await get_patch(r, y, x)
 
     @app.get("/api/search")
     async def search(q: str = Query(..., min_length=1, max_length=200), limit: int = Query(12, ge=1, le=100)):

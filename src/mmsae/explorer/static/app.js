@@ -24,9 +24,9 @@ async function api(path) {
   return body;
 }
 
-function rowCard(r, extra = "") {  // extra: HTML, escaped by the caller
+function rowCard(r, extra = "", concept = null) {  // extra: HTML, escaped by the caller; concept: its heatmap on the row page
   const img = src(r.image_url) ? `<img src="${src(r.image_url)}" alt="row ${esc(r.row)}" loading="lazy">` : "";
-  return `<a class="card" href="#/row/${enc(r.row)}" data-testid="row-card" data-modality="${esc(r.modality)}">${img}
+  return `<a class="card" href="#/row/${enc(r.row)}${concept === null ? "" : "?concept=" + enc(concept)}" data-testid="row-card" data-modality="${esc(r.modality)}">${img}
     <div>${src(r.image_url) ? "" : esc(r.label ?? r.text ?? "")}</div><div class="act">${extra}</div></a>`;
 }
 
@@ -106,7 +106,7 @@ async function viewConcept(j) {
       <span data-testid="modality-score">modality score ${fmt(c.modality_score, 2)} ${badge(c.bucket)}</span>
       <span>stability ${fmt(c.stability, 2)}</span><span>bridge mass ${fmt(c.bridge_mass, 2)}</span></p>
     ${c.terms && c.terms.length ? `<p>top terms: <span data-testid="terms">${c.terms.map(esc).join(", ")}</span></p>` : ""}
-    <div class="cols"><section><h2>Top images${summary.patch_grid && images.length ? ' <label class="muted"><input type="checkbox" id="heat-toggle" data-testid="heatmap-toggle"> where it fires (patches)</label>' : ""}</h2>${images.length ? `<div class="grid" data-testid="top-images">${images.map((r) => rowCard(r, "act " + fmt(r.activation))).join("")}</div>` : '<p class="muted">none</p>'}</section>
+    <div class="cols"><section><h2>Top images${summary.patch_grid && images.length ? ' <label class="muted"><input type="checkbox" id="heat-toggle" data-testid="heatmap-toggle"> where it fires (patches)</label>' : ""}</h2>${images.length ? `<div class="grid" data-testid="top-images">${images.map((r) => rowCard(r, "act " + fmt(r.activation), summary.patch_grid ? c.concept : null)).join("")}</div>` : '<p class="muted">none</p>'}</section>
     <section><h2>Top texts</h2>${texts.length ? `<ul class="texts" data-testid="top-texts">${texts.map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a> <span class="muted">${fmt(r.activation)}</span></li>`).join("")}</ul>` : '<p class="muted">none</p>'}
     ${others.map((m) => `<h2>Top ${esc(m)} rows</h2><ul class="texts">${top[m].map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a></li>`).join("")}</ul>`).join("")}</section></div>
     <div class="cols"><section><h2>Activation histogram</h2>${histogram(c.histogram)}</section>
@@ -122,18 +122,62 @@ async function viewConcept(j) {
 }
 
 // ---- row page --------------------------------------------------------------------------
-async function viewRow(r) {
+const heatButton = (j) => `<button type="button" class="heat-btn" data-concept="${esc(j)}" data-testid="heat-button" title="draw this concept over the picture">heatmap</button>`;
+
+async function viewRow(r, p) {
   const d = await api(`/api/rows/${r}`);
   const maxA = Math.max(1e-9, ...d.concepts.map((c) => c.activation));
+  const patches = d.patches && src(d.image_url) ? d.patches : null;  // a patch token of a picture: heatmaps and patch clicks
+  const picture = src(d.image_url)
+    ? `<img src="${src(d.image_url)}" alt="row ${esc(d.row)}" data-testid="row-image"${patches ? ' class="patchable" title="click a patch to list its concepts"' : ""}>`
+    : "";
   main.innerHTML = `<h1 data-testid="row-title">${esc(d.modality)} row ${esc(d.row)} <span class="muted">pair ${esc(d.pair_id)}</span></h1>
-    <div class="cols"><section class="big">${src(d.image_url) ? `<img src="${src(d.image_url)}" alt="row ${esc(d.row)}" data-testid="row-image">` : ""}
+    <div class="cols"><section class="big">${picture}
+      ${patches ? `<p class="muted" data-testid="heat-caption"></p><div data-testid="patch-concepts"></div>` : ""}
       <p>${esc(d.text)}</p>${href(d.link) ? `<p>${extLink(d.link)}</p>` : ""}${d.source !== d.link ? `<p class="muted">${esc(d.source)}</p>` : ""}
       ${d.extra && typeof d.extra === "object" ? `<table data-testid="row-extra">${Object.entries(d.extra).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`).join("")}</table>` : ""}
       ${d.pair.length ? `<h2>Same pair</h2><div class="grid">${d.pair.map((p) => rowCard(p, esc(p.modality))).join("")}</div>` : ""}</section>
-    <section><h2>Top concepts</h2><table data-testid="row-concepts">${d.concepts.map((c) => `<tr><td>${conceptLink(c.concept, c.name)}</td><td><span class="bar" data-width="${(150 * c.activation) / maxA}"></span> ${fmt(c.activation)}</td></tr>`).join("")}</table></section></div>
+    <section><h2>Top concepts</h2><table data-testid="row-concepts">${d.concepts.map((c) => `<tr><td>${conceptLink(c.concept, c.name)}</td><td><span class="bar" data-width="${(150 * c.activation) / maxA}"></span> ${fmt(c.activation)}</td>${patches ? `<td>${heatButton(c.concept)}</td>` : ""}</tr>`).join("")}</table></section></div>
     <section><h2>Similar ${esc(d.modality)} rows</h2><div class="grid" data-testid="similar">${d.similar.map((s) => rowCard(s, "cos " + s.cosine.toFixed(3))).join("")}</div></section>`;
   // the Content-Security-Policy refuses style attributes in markup, not styles set from a script
   main.querySelectorAll(".bar[data-width]").forEach((b) => { b.style.width = `${+b.dataset.width || 0}px`; });
+  if (patches) patchControls(d, patches, p.get("concept"));
+}
+
+function patchControls(d, patches, chosen) {
+  const img = main.querySelector('[data-testid="row-image"]');
+  const caption = main.querySelector('[data-testid="heat-caption"]');
+  const list = main.querySelector('[data-testid="patch-concepts"]');
+  const [gh, gw] = patches.grid;
+  let shown = null;
+  const show = (j) => {  // concept j's heatmap over the picture, or (null) the picture itself
+    shown = j === null || j === "" || !/^\d+$/.test(String(j)) ? null : String(j);
+    img.src = shown === null ? src(d.image_url) : `/heatmaps/${enc(shown)}/${enc(d.row)}.png`;
+    caption.innerHTML = shown === null
+      ? "click a patch to list its concepts; a concept's <em>heatmap</em> button draws it over the picture"
+      : `heatmap of ${conceptLink(shown, "")} over the picture · <a href="#" data-testid="heat-clear">picture only</a>`;
+    const clear = caption.querySelector('[data-testid="heat-clear"]');
+    if (clear) clear.addEventListener("click", (e) => { e.preventDefault(); show(null); });
+  };
+  const wire = (root) => root.querySelectorAll(".heat-btn").forEach((b) => b.addEventListener("click", () => show(b.dataset.concept)));
+  wire(main);
+  show(chosen);
+  img.addEventListener("click", async (e) => {
+    // the patches cover the picture's centred square (the heatmap is that square, the picture may be wider or taller)
+    const box = img.getBoundingClientRect(), W = img.naturalWidth, H = img.naturalHeight;
+    if (!W || !H || !box.width || !box.height) return;
+    const nx = ((e.clientX - box.left) / box.width) * W, ny = ((e.clientY - box.top) / box.height) * H;
+    const side = Math.min(W, H), x = Math.floor(((nx - (W - side) / 2) / side) * gw), y = Math.floor(((ny - (H - side) / 2) / side) * gh);
+    if (x < 0 || y < 0 || x >= gw || y >= gh) return;
+    try {
+      const q = await api(`/api/rows/${enc(d.row)}/patch?` + new URLSearchParams({ y, x }));
+      list.innerHTML = `<h2>Patch (${esc(q.cell[0])}, ${esc(q.cell[1])}) <span class="muted">row <a href="#/row/${enc(q.row)}">${esc(q.row)}</a></span></h2>
+        ${q.concepts.length ? `<table data-testid="patch-concept-list">${q.concepts.map((c) => `<tr><td>${conceptLink(c.concept, c.name)}</td><td>${fmt(c.activation)}</td><td>${heatButton(c.concept)}</td></tr>`).join("")}</table>` : '<p class="muted">no concept fires on this patch</p>'}`;
+    } catch (err) {
+      list.innerHTML = `<p class="error">${esc(err.message)}</p>`;
+    }
+    wire(list);
+  });
 }
 
 // ---- search ----------------------------------------------------------------------------
@@ -160,7 +204,7 @@ async function route() {
     }
     let m;
     if ((m = h.match(/^#\/concept\/(\d+)/))) await viewConcept(+m[1]);
-    else if ((m = h.match(/^#\/row\/(\d+)/))) await viewRow(+m[1]);
+    else if ((m = h.match(/^#\/row\/(\d+)/))) await viewRow(+m[1], params(h));
     else if (h.startsWith("#/search")) await viewSearch(params(h).get("q") || "");
     else if (h.startsWith("#/plots")) await viewPlots();
     else await viewIndex(params(h));
