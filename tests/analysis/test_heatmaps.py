@@ -95,6 +95,11 @@ def test_heatmaps_refuse_what_they_cannot_draw(patch_run, tiny_clip, capsys):
     assert "pooled embeddings: heatmaps need patch tokens" in err and not (t / "t2").exists()
     assert main(["top", str(t / "psae"), str(t / "pooled"), "--out", str(t / "t3"), "--per-image", "mean"]) == 2
     assert "needs a store of patch tokens" in capsys.readouterr().err and not (t / "t3").exists()
+    assert main(["eval", str(t / "psae"), str(t / "pooled"), "--per-image", "max"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "needs a store of patch tokens" in err
+    assert main(["eval", str(t / "psae"), str(t / "pooled"), "--json"]) == 0  # no per-picture section, no error
+    assert "per_image" not in json.loads(capsys.readouterr().out)
 
 
 def test_class_tokens_do_not_rank_and_sampled_stores_are_refused(patch_run, tiny_clip, capsys):
@@ -162,3 +167,35 @@ def test_top_lists_each_picture_once_on_a_patch_store(patch_run, capsys):
             np.testing.assert_allclose(rows["activation"].to_numpy(), act[pictures], rtol=1e-5)
             if how is None:  # the row is the patch where the concept peaks
                 np.testing.assert_allclose(codes[rows["row_id"].to_numpy(), c], act[pictures], rtol=1e-5)
+
+
+def test_eval_counts_sparsity_per_picture(patch_run, capsys):
+    """`mmsae eval` on patch tokens adds a per-picture section (max by default, --per-image mean,
+    row leaves it out; also on a split), equal to the pooled codes counted directly."""
+    from mmsae.analysis.pointing import per_image
+    from mmsae.data.stream import split_mask
+    from mmsae.metrics.crossmodal import encode_decode
+    from mmsae.models.io import load_sae
+    from mmsae.models.paired import as_paired
+
+    t = patch_run
+    store = EmbeddingStore(t / "s")
+    codes = encode_decode(as_paired(load_sae(t / "sae")), store.all_embeddings(), "image", "cpu")[0].numpy()
+    image_R = np.array([e["image"] for e in store.extras(range(len(store)))])
+    val = split_mask(store.pair_ids(), np.arange(len(store)), "val", 0.3)
+    for how, split in [(None, "all"), ("mean", "all"), ("max", "val")]:
+        flag = [] if how is None else ["--per-image", how]
+        argv = ["eval", str(t / "sae"), str(t / "s"), "--split", split, "--val-fraction", "0.3", *flag, "--json"]
+        assert main(argv) == 0
+        got = json.loads(capsys.readouterr().out)["per_image"]
+        keep = np.unique(image_R[val]) if split == "val" else np.arange(24)
+        assert 0 < len(keep) < 24 or split == "all"
+        pooled = per_image(codes, image_R, 24, how or "max")[keep]
+        fired = pooled > 0
+        assert got["how"] == (how or "max") and got["pictures"] == len(keep)
+        assert got["l0"] == pytest.approx(fired.sum() / len(keep))
+        assert got["dead_fraction"] == pytest.approx((~fired.any(0)).mean())
+        assert got["dense_fraction"] == pytest.approx((fired.mean(0) > 0.1).mean())
+        assert got["mean_activation"] == pytest.approx(pooled[fired].mean(), rel=1e-5)
+    assert main(["eval", str(t / "sae"), str(t / "s"), "--per-image", "row", "--json"]) == 0
+    assert "per_image" not in json.loads(capsys.readouterr().out)

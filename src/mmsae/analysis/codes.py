@@ -190,3 +190,41 @@ def _gather(r, c, v, picture_R, how, first_row_P, n_patches_P):
     mean = np.bincount(inv, weights=v) / n_patches_P[kp]
     order = np.argsort(first_row_P[kp], kind="stable")  # rows ascending, as the trackers want them
     return first_row_P[kp][order], kc[order], mean[order].astype(np.float32)
+
+
+def picture_sparsity(
+    model,
+    store,
+    picture_R: np.ndarray,
+    how: str = "max",
+    keep_R: np.ndarray | None = None,
+    device="cpu",
+    progress: bool = False,
+) -> dict[str, float | int]:
+    """Sparsity of a store of patch tokens counted per picture: a picture fires a concept when its
+    max (or mean) over the picture's patches is nonzero, as `mmsae top --per-image` ranks them.
+    L0 is concepts per picture, a concept's frequency the share of pictures it fires on; dead and
+    dense as for rows (`mmsae.metrics.sparsity`), and the mean of a fired concept's pooled value
+    (the one figure that max and mean pooling change). `keep_R` (e.g. a split) leaves rows out; it
+    must keep or drop each picture whole, as the pair-id split does."""
+    from mmsae.metrics.sparsity import DENSE_FREQUENCY
+
+    picture_R = np.where(keep_R, picture_R, -1) if keep_R is not None else picture_R
+    F_ = model.cfg.dict_size
+    fired_F = np.zeros(F_, np.int64)
+    pairs, total = 0, 0.0
+    blocks = code_blocks(model, store, device=device, progress=progress, desc="codes per picture")
+    for _, c_N, v_N in picture_codes(blocks, picture_R, how):
+        fired_F += np.bincount(c_N, minlength=F_)
+        pairs += len(c_N)
+        total += float(v_N.sum(dtype=np.float64))
+    n = len(np.unique(picture_R[picture_R >= 0]))
+    freq_F = fired_F / max(n, 1)
+    return {
+        "pictures": n,
+        "how": how,
+        "l0": pairs / n if n else float("nan"),
+        "dead_fraction": float((fired_F == 0).mean()),
+        "dense_fraction": float((freq_F > DENSE_FREQUENCY).mean()),
+        "mean_activation": total / pairs if pairs else float("nan"),
+    }

@@ -65,3 +65,15 @@ def name_of(names, j: int | None) -> str:
     if names is None or j is None or not 0 <= j < len(names) or not names[j].name:
         return ""
     return f" ({names[j].name})"
+
+
+def pooling_choice(store, choice: str | None, name: str) -> str | None:
+    """How a store's patch rows are pooled per picture (`--per-image`): max by default on a store of
+    patch tokens, None for `row` or a store of one row per input (where max and mean are refused)."""
+    from mmsae.analysis.heatmaps import has_patches
+    from mmsae.errors import MmsaeError
+
+    patches = has_patches(store)
+    if choice in ("max", "mean") and not patches:
+        raise MmsaeError(f"--per-image {choice} needs a store of patch tokens; {name} has one row per input")
+    return None if choice == "row" or not patches else choice or "max"

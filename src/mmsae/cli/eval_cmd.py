@@ -39,6 +39,13 @@ def register(sub) -> None:
     p.add_argument("--modality", help="evaluate only this modality")
     p.add_argument("--device", default="cpu")
     p.add_argument(
+        "--per-image",
+        choices=["max", "mean", "row"],
+        default=None,
+        help="on a store of patch tokens: also count sparsity per picture, a picture firing a concept "
+        "when the max (default) or mean of its patches' codes does; row leaves that section out",
+    )
+    p.add_argument(
         "--crossmodal",
         choices=["auto", "yes", "no"],
         default="auto",
@@ -79,7 +86,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mmsae.cli.common import load_model, open_store_for, val_fraction_of
+    from mmsae.cli.common import load_model, open_store_for, pooling_choice, val_fraction_of
     from mmsae.cli.output import print_json
     from mmsae.device import resolve_device
     from mmsae.errors import MmsaeError
@@ -97,6 +104,7 @@ def run(args) -> int:
         raise MmsaeError("--zero-shot needs --label-column COLUMN: the metadata column holding each image's class")
     sae = load_model(args.sae, args.device)
     store = open_store_for(sae, args.store)
+    per_image = pooling_choice(store, args.per_image, args.store)
     vf = val_fraction_of(sae, args.val_fraction)
     zs = zero_shot_inputs(store, args, vf) if args.zero_shot is not None else None  # before the long pass
     if args.image_sae:
@@ -127,6 +135,8 @@ def run(args) -> int:
         raise MmsaeError(f"--crossmodal yes needs image/text pairs; {args.store} has none")
     if args.crossmodal == "yes" or (args.crossmodal == "auto" and has_pairs):
         out["crossmodal"] = crossmodal_section(sae, store, args.split, vf, args.max_pairs, args.device)
+    if per_image is not None:
+        out["per_image"] = per_image_section(sae, store, per_image, args.split, vf, args.device, not args.json)
     if zs is not None:
         out["zero_shot"] = zero_shot_section(sae, store, zs, args.split, args.device)
     if args.json:
@@ -136,10 +146,34 @@ def run(args) -> int:
         if "crossmodal" in out:
             print()
             print(format_crossmodal(out["crossmodal"]))
+        if "per_image" in out:
+            print()
+            print(format_per_image(out["per_image"]))
         if "zero_shot" in out:
             print()
             print(format_zero_shot(out["zero_shot"]))
     return 0
+
+
+def per_image_section(sae, store, how: str, split: str, val_fraction: float, device, progress: bool) -> dict:
+    import numpy as np
+
+    from mmsae.analysis.codes import picture_sparsity
+    from mmsae.analysis.heatmaps import patch_pictures
+    from mmsae.data.stream import split_mask
+
+    keep = None
+    if split != "all":
+        keep = split_mask(store.pair_ids(), np.arange(len(store)), split, val_fraction)
+    return picture_sparsity(sae, store, patch_pictures(store), how, keep, device=device, progress=progress)
+
+
+def format_per_image(p: dict) -> str:
+    return (
+        f"per picture ({p['how']} over its patches): {p['pictures']:,} pictures, L0 {p['l0']:.2f}, "
+        f"dead {p['dead_fraction']:.4f}, dense {p['dense_fraction']:.4f}, "
+        f"mean activation of a fired concept {p['mean_activation']:.4g}"
+    )
 
 
 def zero_shot_inputs(store, args, val_fraction: float) -> dict:

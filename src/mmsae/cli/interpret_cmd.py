@@ -219,14 +219,9 @@ def run_top(args) -> int:
                 raise MmsaeError(f"--heatmap-concepts names no concept: {args.heatmap_concepts!r}")
             if any(not 0 <= c < F for c in concepts):
                 raise MmsaeError(f"--heatmap-concepts must lie in 0..{F - 1}, got {args.heatmap_concepts}")
-    from mmsae.analysis.heatmaps import has_patches
+    from mmsae.cli.common import pooling_choice
 
-    patches = has_patches(store)
-    if args.per_image in ("max", "mean") and not patches:
-        raise MmsaeError(
-            f"--per-image {args.per_image} needs a store of patch tokens; {args.store} has one row per input"
-        )
-    per_image = None if args.per_image == "row" or not patches else args.per_image or "max"
+    per_image = pooling_choice(store, args.per_image, args.store)
     summary, tops = write_top_examples(model, store, args.out, k=args.k, progress=not args.json, per_image=per_image)
     if args.heatmaps:
         from mmsae.analysis.heatmaps import write_heatmaps
