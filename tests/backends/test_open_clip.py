@@ -133,3 +133,57 @@ def test_unknown_architecture(tmp_path):
 
     with pytest.raises(MmsaeError, match="no architecture 'ViT-Q-99'"):
         load_backend(parse_model("open_clip:ViT-Q-99", "none"))
+
+
+def test_patch_tokens_equal_open_clips_own_intermediates(tmp_path, vit_b32):
+    """`embed --layer -2 --tokens all|patches` on open_clip's ViT-B-32 writes 50 (49) rows a picture,
+    equal to the tower's own `forward_intermediates` at that block; a layer out of range is one line."""
+    import json
+
+    import open_clip
+    from PIL import Image
+
+    from mmsae.data.store import EmbeddingStore
+    from tests.backends.conftest import write_pictures
+
+    pictures = write_pictures(tmp_path / "pics", 4, size=64)
+    ckpt = tmp_path / "vitb32.pt"
+    torch.save(vit_b32._model.state_dict(), ckpt)
+    common = ["--model", "open_clip:ViT-B-32", "--weights", str(ckpt), "--workers", "0", "--dtype", "float32"]
+
+    def embed(out, *flags):
+        argv = [sys.executable, "-m", "mmsae", "embed", str(tmp_path / "pics"), *common, "--out", str(out), *flags]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
+    model.load_state_dict(torch.load(ckpt))
+    by_name = {p.name: p for p in pictures}
+    for tokens, per in (("all", 50), ("patches", 49)):
+        res = embed(tmp_path / tokens, "--layer", "-2", "--tokens", tokens, "--no-normalize", "--json")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["rows_written"] == 4 * per
+        store = EmbeddingStore(tmp_path / tokens)
+        order = [by_name[os.path.basename(s)] for s in store.metadata(["source"]).column("source").to_pylist()[::per]]
+        pixels = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in order])
+        with torch.no_grad():
+            out = model.visual.eval().forward_intermediates(
+                pixels, indices=[10], output_fmt="NLC", output_extra_tokens=True, intermediates_only=True
+            )
+        own = torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], 1).numpy()
+        want = own if tokens == "all" else own[:, 1:]
+        np.testing.assert_allclose(store.all_embeddings(), want.reshape(-1, 768), atol=1e-4)
+        extra = store.extras(range(len(store)))
+        assert all(e["grid"] == [7, 7] for e in extra) and extra[per - 1]["cell"] == [6, 6]
+        pre = store.manifest.preprocessing["tokens"]
+        assert pre["layer_index"] == 11 and pre["has_cls"] and store.manifest.model_id.endswith(f"-11/{tokens}")
+    res = embed(tmp_path / "bad", "--layer", "13")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "out of range" in res.stderr
+
+
+def test_a_resnet_tower_is_refused_for_tokens():
+    from mmsae.backends.registry import load_backend, parse_model
+    from mmsae.backends.tokens import TokenBackend, TokenConfig
+    from mmsae.errors import MmsaeError
+
+    with pytest.raises(MmsaeError, match="not an open_clip VisionTransformer"):
+        TokenBackend(load_backend(parse_model("open_clip:RN50", "none")), TokenConfig(layer=-2))

@@ -94,8 +94,8 @@ class Backend:
         """The vision tower's token layout (`mmsae.backends.tokens.TokenLayout`), for
         `embed --layer/--tokens`; backends whose towers mmsae cannot read say so in one line."""
         raise MmsaeError(
-            f"--layer/--tokens read the vision tower of a transformers model (--model hf:...); "
-            f"{self.model_id} is not one"
+            f"--layer/--tokens read the vision tower of a transformers or open_clip model "
+            f"(--model hf:... or open_clip:...); {self.model_id} is not one"
         )
 
     def vision_hidden(self, pixels: Any, layer: int) -> np.ndarray:
@@ -225,3 +225,10 @@ def weights_error(spec: BackendSpec, exc: BaseException, offline: bool = False) 
         "not in the local cache and the model hub cannot be reached" if offline else f"{type(exc).__name__}: {reason}"
     )
     return MmsaeError(f"cannot load weights for {spec.model_id} ({where}); {how}")
+
+
+def blank_picture(size: int):
+    """A grey picture of the tower's size: what `token_layout` runs through a tower once."""
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), (128, 128, 128))

@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmsae.backends.base import Backend, BackendSpec, load_offline_first, quiet_transformers, weights_error
+from mmsae.backends.base import (
+    Backend,
+    BackendSpec,
+    blank_picture,
+    load_offline_first,
+    quiet_transformers,
+    weights_error,
+)
 from mmsae.errors import MmsaeError
 
 # SigLIP-family text towers were trained on text padded to a fixed length; padding otherwise
@@ -104,7 +111,7 @@ class HFBackend(Backend):
         self._vision_tower()
         vc = self._model.config.vision_config
         side = int(vc.image_size) // int(vc.patch_size)
-        blank = self.image_transform()(_blank_picture(int(vc.image_size)))
+        blank = self.image_transform()(blank_picture(int(vc.image_size)))
         hidden = self._hidden_states({k: v[None] for k, v in blank.items()})
         T, W = hidden[0].shape[1:]
         if T not in (side * side, side * side + 1):
@@ -144,10 +151,3 @@ class HFBackend(Backend):
         keep = {k: v.to(self.device) for k, v in tokens.items() if k in names}
         with torch.inference_mode(), self.autocast():
             return _features(self._model.get_text_features(**keep))
-
-
-def _blank_picture(size: int):
-    """A grey picture of the tower's size: what `token_layout` runs through it once."""
-    from PIL import Image
-
-    return Image.new("RGB", (size, size), (128, 128, 128))

@@ -1,13 +1,14 @@
 """open_clip (`open-clip-torch`): any architecture with a pretrained tag, a local checkpoint file,
 a local folder (`open_clip_config.json` + weights) or random weights (`none`). Embeddings are
-`encode_image` / `encode_text`: the projected, shared-space vectors."""
+`encode_image` / `encode_text`: the projected, shared-space vectors. `embed --layer/--tokens` reads
+the hidden states of an open_clip VisionTransformer tower (timm and ResNet towers are refused)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmsae.backends.base import Backend, BackendSpec, load_offline_first, weights_error
+from mmsae.backends.base import Backend, BackendSpec, blank_picture, load_offline_first, weights_error
 from mmsae.errors import MmsaeError
 
 
@@ -78,3 +79,60 @@ class OpenClipBackend(Backend):
 
         with torch.inference_mode(), self.autocast():
             return self._model.encode_text(tokens.to(self.device, non_blocking=True))
+
+    # --- the vision tower's hidden states (embed --layer/--tokens) -------------------------------
+    def _tower(self):
+        visual = getattr(self._model, "visual", None)
+        blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+        if blocks is None or not hasattr(visual, "ln_pre") or not hasattr(visual, "grid_size"):
+            raise MmsaeError(
+                f"--layer/--tokens: the vision tower of {self.model_id} is not an open_clip VisionTransformer "
+                "(timm and ResNet towers are not read)"
+            )
+        return visual, blocks
+
+    def _hidden_states(self, pixels) -> list:
+        """[B, T, W] after ln_pre (index 0, as transformers counts) and after each block, taken by
+        forward hooks: open_clip has no output_hidden_states, and hooks see what its own forward computes."""
+        import torch
+
+        visual, blocks = self._tower()
+        batch_first = getattr(visual.transformer, "batch_first", True)  # older open_clip runs blocks on [T, B, W]
+        states: list = []
+
+        def keep(first: bool):
+            def hook(module, inputs, output):
+                out = output[0] if isinstance(output, tuple) else output
+                states.append(out if first or batch_first else out.transpose(0, 1))
+
+            return hook
+
+        handles = [visual.ln_pre.register_forward_hook(keep(True))]
+        handles += [b.register_forward_hook(keep(False)) for b in blocks]
+        try:
+            with torch.inference_mode(), self.autocast():
+                visual(pixels.to(self.device, non_blocking=True))
+        finally:
+            for h in handles:
+                h.remove()
+        return states
+
+    def token_layout(self):
+        """Read from one blank picture through the tower, as for transformers towers."""
+        from mmsae.backends.tokens import TokenLayout
+
+        visual, _ = self._tower()
+        gh, gw = (int(g) for g in visual.grid_size)
+        size = visual.image_size
+        blank = self._preprocess(blank_picture(int(max(size) if isinstance(size, (tuple, list)) else size)))
+        hidden = self._hidden_states(blank[None])
+        T, W = hidden[0].shape[1:]
+        if T not in (gh * gw, gh * gw + 1):
+            raise MmsaeError(
+                f"--layer/--tokens: the vision tower returned {T} tokens for a {gh}×{gw} patch grid; "
+                "its layout is not one mmsae reads"
+            )
+        return TokenLayout((gh, gw), T == gh * gw + 1, len(hidden), int(W))
+
+    def vision_hidden(self, pixels, layer: int):
+        return self._hidden_states(pixels)[layer].float().cpu().numpy()
