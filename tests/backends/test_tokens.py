@@ -1,7 +1,7 @@
-"""`mmsae embed --layer/--tokens`: a vision tower's token activations as store rows
+"""`mmsae embed --layer/--tokens`: a vision (or text) tower's token activations as store rows
 (`mmsae.backends.tokens`), checked against the model's own `output_hidden_states`, on a randomly
-initialised real ViT-B/32 and on the tiny CLIP; the token choice on constructed arrays; resuming
-after a real kill; the one-line refusals."""
+initialised real ViT-B/32 and on the tiny CLIP and SigLIP; the token choice on constructed arrays;
+resuming after a real kill; the one-line refusals."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def test_token_stores_refuse_what_does_not_fit(tmp_path, tiny_clip, capsys):
     assert "--layer 9 is out of range: the vision tower has 2 layers" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
     assert main([*base, "--out", str(tmp_path / "s"), "--layer", "1", "--modality", "text"]) == 2
-    assert "embed pictures" in capsys.readouterr().err
+    assert "the input has no text items" in capsys.readouterr().err  # --modality text: the captions' tokens
     assert main([*base, "--out", str(tmp_path / "s"), "--layer", "1"]) == 0
     capsys.readouterr()
     # pooled rows and token rows never share a store, nor do two token readings
@@ -210,3 +210,90 @@ def test_killed_token_run_resumes_without_duplicates(tmp_path, tiny_clip):
     cols = ["source", "extra"]
     assert a.metadata(cols).to_pylist() == b.metadata(cols).to_pylist()  # same rows, same order, same samples
     np.testing.assert_array_equal(a.all_embeddings(), b.all_embeddings())
+
+
+# ----------------------------------------------------------------------------- text towers
+
+
+def _own_text_hidden(folder: Path, captions: list[str], layer: int) -> list[np.ndarray]:
+    """Each caption's hidden states at `layer`, its real tokens only, run through the model alone
+    (no padding) or, for SigLIP, padded to its fixed length as it was trained."""
+    model = transformers.AutoModel.from_pretrained(folder).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    fixed = model.config.model_type == "siglip"
+    out = []
+    for c in captions:
+        n = len(tok(c)["input_ids"])
+        length = model.config.text_config.max_position_embeddings
+        ids = tok(c, padding="max_length" if fixed else False, max_length=length, return_tensors="pt")
+        keep = {k: v for k, v in ids.items() if k in tok.model_input_names and k != "token_type_ids"}
+        with torch.no_grad():
+            h = model.text_model(**keep, output_hidden_states=True).hidden_states[layer][0]
+        out.append(h[:n].numpy())
+    return out
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_caption_tokens_equal_the_text_towers_own_hidden_states(tmp_path, kind, capsys):
+    """Captions alone (or --modality text) read the text tower: one row per real token (SigLIP's
+    fixed-length padding left out) or their mean, equal to the tower's own hidden states; each row
+    names its caption, position and piece, and shows its caption with the token bracketed."""
+    from tests.backends.conftest import build_tiny
+
+    folder = build_tiny(kind, tmp_path / kind)
+    captions = ["a red circle", "two blue squares and a green star", "red"]
+    (tmp_path / "caps.csv").write_text("caption\n" + "\n".join(captions) + "\n")
+    base = ["embed", str(tmp_path / "caps.csv"), "--model", f"hf:{folder}", "--workers", "0", "--json"]
+    exact = ["--no-normalize", "--dtype", "float32"]
+    assert main([*base, "--out", str(tmp_path / "all"), "--layer", "-2", *exact]) == 0  # --tokens all by default
+    capsys.readouterr()
+    store = EmbeddingStore(tmp_path / "all")
+    own = _own_text_hidden(folder, captions, -2)
+    assert len(store) == sum(len(h) for h in own) and set(store.modalities()) == {"text"}
+    np.testing.assert_allclose(store.all_embeddings(), np.concatenate(own), atol=1e-5)
+    extra, shown = store.extras(range(len(store))), store.metadata(["text"]).column("text").to_pylist()
+    assert [e["text"] for e in extra] == [i for i, h in enumerate(own) for _ in h]
+    assert [e["token"] for e in extra[: len(own[0])]] == list(range(len(own[0])))
+    assert (
+        store.manifest.model_id.endswith("#text-layer-1/all") and "grid" not in store.manifest.preprocessing["tokens"]
+    )
+    red = [i for i, e in enumerate(extra) if e["text"] == 0 and e["piece"] == "red"]
+    assert len(red) == 1 and shown[red[0]] == "a [red] circle"
+    assert main([*base, "--out", str(tmp_path / "all"), "--layer", "-2", *exact]) == 0  # again: nothing to do
+    assert json.loads(capsys.readouterr().out)["already_done"]
+    assert main([*base, "--out", str(tmp_path / "mean"), "--tokens", "mean", *exact]) == 0  # the last layer
+    capsys.readouterr()
+    mean = EmbeddingStore(tmp_path / "mean")
+    want = np.stack([h.mean(0) for h in _own_text_hidden(folder, captions, -1)])
+    np.testing.assert_allclose(mean.all_embeddings(), want, atol=1e-5)
+    assert mean.metadata(["text"]).column("text").to_pylist() == captions
+
+
+def test_caption_tokens_refuse_what_does_not_fit(tmp_path, tiny_clip, capsys):
+    write_pictures(tmp_path / "pics", 2)
+    names = sorted(p.relative_to(tmp_path / "pics") for p in (tmp_path / "pics").rglob("*.png"))
+    (tmp_path / "pics" / "pairs.csv").write_text("image_path,caption\n" + "".join(f"{n},a red circle\n" for n in names))
+    base = ["embed", str(tmp_path / "pics" / "pairs.csv"), "--model", f"hf:{tiny_clip}", "--workers", "0", "--json"]
+    for flags, says in [
+        (["--modality", "text", "--tokens", "patches"], "captions have no patches"),
+        (["--modality", "text", "--tokens", "cls"], "captions have no class token"),
+        (["--modality", "text", "--patches-per-image", "2"], "captions have none"),
+        (["--modality", "text", "--layer", "7"], "the text tower has 2 layers"),
+    ]:
+        assert main([*base, "--out", str(tmp_path / "x"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    assert main([*base, "--out", str(tmp_path / "t"), "--modality", "text", "--layer", "1"]) == 0
+    capsys.readouterr()
+    store = EmbeddingStore(tmp_path / "t")
+    assert set(store.modalities()) == {"text"} and len(store) == 6  # each picture's caption: a, red, circle
+    assert (
+        main(["top", str(tmp_path / "t"), str(tmp_path / "t"), "--out", str(tmp_path / "o"), "--per-image", "max"]) == 2
+    )
+    capsys.readouterr()
+    from mmsae.analysis.heatmaps import has_patches
+    from mmsae.backends.registry import text_encoder_for
+
+    assert not has_patches(store)
+    with pytest.raises(MmsaeError, match="text tower's token activations"):
+        text_encoder_for(store)

@@ -39,9 +39,9 @@ def token_layout(store) -> dict:
 
     tokens = store.manifest.preprocessing.get("tokens")
     if not tokens or "grid" not in tokens:
+        what = "a text tower's token rows" if (tokens or {}).get("tower") == "text" else "pooled embeddings"
         raise MmsaeError(
-            f"{store.root} holds pooled embeddings: heatmaps need patch tokens "
-            "(`mmsae embed --layer N --tokens patches`)"
+            f"{store.root} holds {what}: heatmaps need patch tokens (`mmsae embed --layer N --tokens patches`)"
         )
     if tokens.get("tokens") not in ("patches", "all"):
         raise MmsaeError(f"{store.root} holds --tokens {tokens.get('tokens')} rows: heatmaps need patch tokens")
@@ -66,7 +66,8 @@ def token_index(store) -> tuple[np.ndarray, np.ndarray]:
 
 def has_patches(store) -> bool:
     """Whether the store's rows are patch tokens (`--tokens patches` or `all`), from its manifest."""
-    return (store.manifest.preprocessing.get("tokens") or {}).get("tokens") in ("patches", "all")
+    tokens = store.manifest.preprocessing.get("tokens") or {}
+    return tokens.get("tower", "vision") == "vision" and tokens.get("tokens") in ("patches", "all")
 
 
 def patch_pictures(store) -> np.ndarray | None:

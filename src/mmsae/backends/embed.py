@@ -58,8 +58,9 @@ class EmbedConfig:
     modalities: tuple[str, ...] = ("image", "text")
     """Which sides of the input to embed."""
     tokens: TokenConfig | None = None
-    """Read the vision tower's hidden states at one layer, one row per token
-    (`mmsae.backends.tokens`), instead of the pooled embeddings; images only."""
+    """Read a tower's hidden states at one layer, one row per token (`mmsae.backends.tokens`),
+    instead of the pooled embeddings: the vision tower's of the pictures, or (`tower="text"`) the
+    text tower's of the captions."""
     progress: bool = True
     """Progress bars (rank 0 only)."""
 
@@ -208,6 +209,7 @@ def _embed_part(
     part: _Part,
     cfg: EmbedConfig,
     show: bool,
+    first_text: int = 0,
 ) -> int:
     """Embed this rank's items after the ones already committed; returns how many were resumed."""
     import torch
@@ -260,6 +262,23 @@ def _embed_part(
         bar = tqdm(total=len(texts), initial=txt_done, desc="texts", unit="text", disable=not show)
         for s in range(0, len(todo_t), cfg.text_batch_size):
             batch = todo_t[s : s + cfg.text_batch_size]
+            if isinstance(backend, TokenBackend):  # a text tower's rows: several per caption
+                base = first_text + txt_done + s  # batch[i] is caption base + i of the input
+                emb, text_R, extra, shown = backend.text_rows(
+                    [t.text for t in batch], [base + i for i in range(len(batch))], cfg.normalize
+                )
+                sel = [batch[i] for i in text_R]
+                writer.append(
+                    emb,
+                    "text",
+                    pair_id=[t.pair_id for t in sel],
+                    source=[t.source for t in sel],
+                    text=shown,
+                    consumed=len(batch),
+                    extra=extra,
+                )
+                bar.update(len(batch))
+                continue
             unique = list(dict.fromkeys(t.text for t in batch))  # identical captions are embedded once
             emb_U = backend.finish(backend.encode_texts(backend.tokenize(unique)), cfg.normalize)
             where = {t: j for j, t in enumerate(unique)}
@@ -296,12 +315,16 @@ def embed(
     t0 = time.perf_counter()
     out = Path(out)
     want = [m for m in cfg.modalities if m in ("image", "text")]
-    if cfg.tokens is not None:  # a vision tower's token rows: pictures only, in the tower's width
-        if "image" not in want:
-            raise MmsaeError("--layer/--tokens read the vision tower: they embed pictures, not --modality text")
+    if cfg.tokens is not None:  # a tower's token rows: pictures or captions, in the tower's width
+        modality = "text" if cfg.tokens.tower == "text" else "image"
+        if modality not in want:
+            raise MmsaeError(
+                f"--layer/--tokens read the {cfg.tokens.tower} tower here: they embed "
+                f"{'captions' if modality == 'text' else 'pictures'}, not --modality {want[0] if want else '?'}"
+            )
         if not isinstance(backend, TokenBackend):
             backend = TokenBackend(backend, cfg.tokens)
-        want = ["image"]
+        want = [modality]
     if "image" in want and backend.text_only:
         if inputs.images and "text" not in want:
             raise MmsaeError(f"{backend.model_id} is text-only and cannot embed images; use a vision-language model")
@@ -337,8 +360,8 @@ def embed(
         return report
     if isinstance(backend, TokenBackend) and (out / MANIFEST_NAME).exists() and EmbeddingStore(out).manifest.n_rows:
         raise MmsaeError(
-            f"{out} already holds another input's token rows, numbered by picture from 0: embed this input "
-            "into a new store"
+            f"{out} already holds another input's token rows, numbered by picture (or caption) from 0: embed "
+            "this input into a new store"
         )
 
     staging = out / STAGING / f"{key.split(':')[1]}-w{world_size}"
@@ -346,7 +369,14 @@ def embed(
     img_sl, txt_sl = _split(len(images), rank, world_size), _split(len(texts), rank, world_size)
     try:
         resumed = _embed_part(
-            backend, images[img_sl], texts[txt_sl], img_sl.start, part, cfg, show=cfg.progress and rank == 0
+            backend,
+            images[img_sl],
+            texts[txt_sl],
+            img_sl.start,
+            part,
+            cfg,
+            show=cfg.progress and rank == 0,
+            first_text=txt_sl.start,
         )
     finally:
         part.writer.release()

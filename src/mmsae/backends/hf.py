@@ -1,7 +1,8 @@
 """Hugging Face transformers: CLIP, SigLIP, SigLIP2 and AIMv2 (what the installed transformers
 has) through `from_pretrained(name_or_local_folder)`. Embeddings are `get_image_features` /
 `get_text_features`: the projected, shared-space vectors; `embed --layer/--tokens` reads the
-vision tower's hidden states instead (`vision_hidden`, `mmsae.backends.tokens`)."""
+vision tower's hidden states instead (`vision_hidden`, `mmsae.backends.tokens`), or the text
+tower's on captions (`text_hidden`)."""
 
 from __future__ import annotations
 
@@ -132,6 +133,44 @@ class HFBackend(Backend):
 
     def vision_hidden(self, pixels, layer: int):
         return self._hidden_states(pixels)[layer].float().cpu().numpy()
+
+    # --- the text tower's hidden states (embed --layer/--tokens on captions) ----------------------
+    def _text_tower(self):
+        tower = getattr(self._model, "text_model", None)
+        if tower is None:
+            raise MmsaeError(f"--layer/--tokens: {self.model_id} has no text tower mmsae reads")
+        return tower
+
+    def text_layout(self):
+        """The text tower's depth and width, read from one caption through it."""
+        from mmsae.backends.tokens import TokenLayout
+
+        hidden, _, _, _ = self._text_states(["a"])
+        return TokenLayout((0, 0), False, len(hidden), int(hidden[0].shape[-1]), tower="text")
+
+    def _text_states(self, texts: Sequence[str]):
+        """(hidden states, real tokens per caption, token pieces, character spans or None) of a batch:
+        the tower sees the captions as `encode_texts` does (SigLIP's fixed-length padding included);
+        the lengths come from the same captions tokenized without padding."""
+        import torch
+
+        tower = self._text_tower()
+        tokens = self.tokenize(texts)
+        names = set(getattr(self._tokenizer, "model_input_names", ["input_ids", "attention_mask"])) - {"token_type_ids"}
+        keep = {k: v.to(self.device) for k, v in tokens.items() if k in names}
+        with torch.inference_mode(), self.autocast():
+            hidden = tower(**keep, output_hidden_states=True).hidden_states
+        fast = bool(getattr(self._tokenizer, "is_fast", False))
+        plain = self._tokenizer(list(texts), truncation=True, max_length=self._max_length, return_offsets_mapping=fast)
+        ids = plain["input_ids"]
+        pieces = [self._tokenizer.convert_ids_to_tokens(row) for row in ids]
+        spans = [[tuple(o) for o in row] for row in plain["offset_mapping"]] if fast else None
+        return hidden, [len(row) for row in ids], pieces, spans
+
+    def text_hidden(self, texts: Sequence[str], layer: int):
+        """([B, T, W] float32 hidden states after `layer`, real tokens per caption, pieces, spans)."""
+        hidden, lengths, pieces, spans = self._text_states(texts)
+        return hidden[layer].float().cpu().numpy(), lengths, pieces, spans
 
     def tokenize(self, texts: Sequence[str]):
         fixed = self._model_type in FIXED_LENGTH_TEXT

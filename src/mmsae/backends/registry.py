@@ -91,8 +91,9 @@ def _recorded_text_encoder(store) -> TextEncoder:
     pre = store.manifest.preprocessing
     if pre.get(TOKENS_KEY):
         raise MmsaeError(
-            "the store holds a vision tower's token activations (`embed --layer/--tokens`), not the shared "
-            "image-text space: no text encoder reads them, so they cannot be named or searched with words"
+            f"the store holds a {pre[TOKENS_KEY].get('tower', 'vision')} tower's token activations "
+            "(`embed --layer/--tokens`), not the shared image-text space: no text encoder reads them, so they "
+            "cannot be named or searched with words"
         )
     for key in (TEXT_ENCODER_KEY, BACKEND_KEY):
         recorded = pre.get(key)

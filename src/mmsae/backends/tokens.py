@@ -1,4 +1,5 @@
-"""Token-level activations of a vision tower: which rows `mmsae embed --layer N --tokens T` writes.
+"""Token-level activations of a vision or text tower: which rows `mmsae embed --layer N --tokens T`
+writes.
 
 A pooled embedding is one row per picture in the model's shared space. Patch-level SAEs (as saev
 trains them) read the vision tower's residual stream instead: the hidden state after layer N of
@@ -10,6 +11,11 @@ Token positions follow the tower's sequence: with a class token (CLIP, AIMv2-sty
 one), position 0 is it and positions 1..h·w the patches in reading order; without one (SigLIP),
 positions 0..h·w−1 are the patches. Every row records its picture, position and patch grid in the
 store's `extra` column, so a concept's activation over a picture can be laid out as a heatmap.
+
+A text tower is read the same way when the input is captions (`--modality text`, or an input with
+no pictures): one row per token of each caption (`all`, padding left out) or their mean (`mean`).
+Each row records its caption (`text`, the index in the input), position and token (`piece`), and
+its text column shows the caption with that token in brackets.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from mmsae.errors import MmsaeError
 TOKEN_MODES = ("cls", "patches", "mean", "all")
 """`cls`: the class token alone; `patches`: every patch token; `mean`: the mean of the patch
 tokens (one row per picture); `all`: the class token and every patch."""
+TEXT_TOKEN_MODES = ("all", "mean")
+"""A caption's tokens: `all`, one row each (padding left out); `mean`, their mean."""
+TOWERS = ("vision", "text")
 MEAN_POSITION = -1
 """The position recorded for a `mean` row (no single token)."""
 
@@ -41,8 +50,21 @@ class TokenConfig:
     """Keep this many patch tokens per picture, drawn at random (fixed by the picture's index and
     `seed`, so a resumed run draws the same); None keeps every one. The class token is kept."""
     seed: int = 0
+    tower: str = "vision"
+    """Which tower is read: `vision` (pictures) or `text` (captions)."""
 
     def __post_init__(self) -> None:
+        if self.tower not in TOWERS:
+            raise MmsaeError(f"the tower must be one of {', '.join(TOWERS)}, got {self.tower!r}")
+        if self.tower == "text":
+            if self.tokens not in TEXT_TOKEN_MODES:
+                raise MmsaeError(
+                    f"--tokens {self.tokens}: captions have no {'class token' if self.tokens == 'cls' else 'patches'}; "
+                    f"a text tower's rows are --tokens all (every token) or mean"
+                )
+            if self.per_image is not None:
+                raise MmsaeError("--patches-per-image samples a picture's patches; captions have none")
+            return
         if self.tokens not in TOKEN_MODES:
             raise MmsaeError(f"--tokens must be one of {', '.join(TOKEN_MODES)}, got {self.tokens!r}")
         if self.per_image is not None and self.per_image < 1:
@@ -51,7 +73,10 @@ class TokenConfig:
             raise MmsaeError(f"--patches-per-image samples patch tokens; --tokens {self.tokens} has none to sample")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.tower == "vision":  # as stores recorded it before text towers were read
+            del out["tower"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -65,13 +90,15 @@ class TokenLayout:
     n_hidden: int
     """Hidden states the tower returns: its layers + 1."""
     width: int
+    tower: str = "vision"
 
     def check_layer(self, layer: int) -> int:
         """The layer as a non-negative index; a one-line error when it is out of range."""
         if not -self.n_hidden <= layer < self.n_hidden:
+            first = "patch" if self.tower == "vision" else "token"
             raise MmsaeError(
-                f"--layer {layer} is out of range: the vision tower has {self.n_hidden - 1} layers "
-                f"(use 0 for the patch embeddings, 1..{self.n_hidden - 1}, or -1..-{self.n_hidden} from the end)"
+                f"--layer {layer} is out of range: the {self.tower} tower has {self.n_hidden - 1} layers "
+                f"(use 0 for the {first} embeddings, 1..{self.n_hidden - 1}, or -1..-{self.n_hidden} from the end)"
             )
         return layer % self.n_hidden
 
@@ -126,18 +153,28 @@ def token_extra(image: int, position: int, layout: TokenLayout) -> str:
 
 
 class TokenBackend:
-    """A vision-language backend read at one layer of its vision tower: `embed` writes its rows
-    (several per picture) instead of the pooled embeddings. It has the backend's spec (so the store
-    records which model made it) and a model id of its own, so its stores never mix with pooled ones."""
+    """A vision-language backend read at one layer of its vision (or text) tower: `embed` writes its
+    rows (several per picture or caption) instead of the pooled embeddings. It has the backend's spec
+    (so the store records which model made it) and a model id of its own, so its stores never mix
+    with pooled ones."""
 
-    modalities = ("image",)
     text_only = False
 
     def __init__(self, inner, cfg: TokenConfig):
-        if inner.text_only:
-            raise MmsaeError(f"--tokens reads a vision tower; {inner.model_id} is a text-only encoder")
         self.inner, self.cfg = inner, cfg
-        self.layout = inner.token_layout()
+        if cfg.tower == "text":
+            if not hasattr(inner, "text_hidden"):
+                raise MmsaeError(
+                    f"--layer/--tokens on captions read the text tower of a transformers model (--model hf:...); "
+                    f"{inner.model_id} is not one"
+                )
+            self.modalities = ("text",)
+            self.layout = inner.text_layout()
+        else:
+            if inner.text_only:
+                raise MmsaeError(f"--tokens reads a vision tower; {inner.model_id} is a text-only encoder")
+            self.modalities = ("image",)
+            self.layout = inner.token_layout()
         self.layer = self.layout.check_layer(cfg.layer)
         if cfg.tokens == "cls" and not self.layout.has_cls:
             raise MmsaeError("--tokens cls: this vision tower has no class token; use patches, mean or all")
@@ -146,16 +183,14 @@ class TokenBackend:
 
     @property
     def model_id(self) -> str:
-        return f"{self.inner.model_id}#vision-layer-{self.layer}/{self.cfg.tokens}"
+        return f"{self.inner.model_id}#{self.cfg.tower}-layer-{self.layer}/{self.cfg.tokens}"
 
     def preprocessing(self) -> dict:
         """What the manifest records (`preprocessing["tokens"]`): how the rows were read."""
-        return {
-            **self.cfg.to_json(),
-            "layer_index": self.layer,
-            "grid": list(self.layout.grid),
-            "has_cls": self.layout.has_cls,
-        }
+        out = {**self.cfg.to_json(), "layer_index": self.layer}
+        if self.cfg.tower == "vision":
+            out.update(grid=list(self.layout.grid), has_cls=self.layout.has_cls)
+        return out
 
     def image_transform(self):
         return self.inner.image_transform()
@@ -166,5 +201,36 @@ class TokenBackend:
         hidden_BTW = self.inner.vision_hidden(pixels, self.layer)
         rows, image, pos = select_tokens(hidden_BTW, self.layout, self.cfg, np.asarray(image_B))
         if normalize:
-            rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+            rows = _unit(rows)
         return rows.astype(np.float32), image, [token_extra(i, p, self.layout) for i, p in zip(image, pos)]
+
+    def text_rows(
+        self, texts: list[str], text_B, normalize: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+        """(rows [R, W], caption [R], extra metadata [R], text [R]) of a batch of captions, caption b
+        being caption `text_B[b]` of the input; each row's text is its caption with the token in
+        brackets (a mean row: the caption)."""
+        hidden_BTW, length_B, pieces, spans = self.inner.text_hidden(texts, self.layer)
+        rows, caption, extra, shown = [], [], [], []
+        for b, text in enumerate(texts):
+            n = int(length_B[b])
+            if self.cfg.tokens == "mean":
+                rows.append(hidden_BTW[b, :n].mean(0, keepdims=True))
+                caption.append(b)
+                extra.append(json.dumps({"text": int(text_B[b]), "token": MEAN_POSITION}))
+                shown.append(text)
+                continue
+            rows.append(hidden_BTW[b, :n])
+            for t in range(n):
+                caption.append(b)
+                extra.append(json.dumps({"text": int(text_B[b]), "token": t, "piece": pieces[b][t]}))
+                lo, hi = spans[b][t] if spans is not None else (0, 0)
+                shown.append(f"{text[:lo]}[{text[lo:hi]}]{text[hi:]}" if hi > lo else f"[{pieces[b][t]}] {text}")
+        out = np.concatenate(rows) if rows else np.zeros((0, self.dim), np.float32)
+        if normalize:
+            out = _unit(out)
+        return out.astype(np.float32), np.asarray(caption, dtype=np.int64), extra, shown
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)

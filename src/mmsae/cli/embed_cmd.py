@@ -84,15 +84,16 @@ def register(sub) -> None:
     p.add_argument(
         "--layer",
         type=int,
-        help="read the vision tower's hidden states after this layer instead of the pooled embeddings: one "
-        "row per token, in the tower's width (0: the patch embeddings; negative numbers count from the end; "
-        "transformers models; pictures only)",
+        help="read a tower's hidden states after this layer instead of the pooled embeddings: one row per "
+        "token, in the tower's width (0: the token embeddings; negative numbers count from the end); the "
+        "vision tower of transformers and open_clip models, or a transformers text tower on captions",
     )
     p.add_argument(
         "--tokens",
         choices=list(TOKEN_MODES),
-        help="with --layer (default patches; --tokens alone reads the last layer): cls, every patch, the mean "
-        "of the patches, or all (cls and patches)",
+        help="with --layer (--tokens alone reads the last layer): on pictures cls, every patch (default), the "
+        "mean of the patches, or all (cls and patches); on captions (--modality text, or an input of captions "
+        "alone) all (every token, the default) or mean",
     )
     p.add_argument(
         "--patches-per-image",
@@ -136,8 +137,13 @@ def run(args) -> int:
     modalities = ("image", "text") if args.modality == "both" else (args.modality,)
     backend = load_backend(spec, device=device, precision=precision)
     wants_tokens = args.layer is not None or args.tokens is not None or args.patches_per_image is not None
+    # captions' tokens when asked for text alone, or when the input holds captions and no pictures
+    text_tower = wants_tokens and (args.modality == "text" or (not inputs.images and bool(inputs.texts)))
     if wants_tokens and backend.text_only:
-        raise MmsaeError(f"--layer/--tokens read a vision tower; {backend.model_id} is a text-only encoder")
+        raise MmsaeError(
+            f"--layer/--tokens read a vision-language model's vision or text tower; {backend.model_id} is a "
+            "text-only encoder"
+        )
     if backend.text_only and not (inputs.texts and "text" in modalities):
         raise MmsaeError(
             f"{backend.model_id} is text-only and there are no captions to embed "
@@ -155,13 +161,16 @@ def run(args) -> int:
 
         tokens = TokenConfig(
             layer=-1 if args.layer is None else args.layer,
-            tokens=args.tokens or "patches",
+            tokens=args.tokens or ("all" if text_tower else "patches"),
             per_image=args.patches_per_image,
+            tower="text" if text_tower else "vision",
         )
-        if inputs.texts and "text" in modalities and rank == 0:
+        if text_tower:
+            modalities = ("text",)
+        elif inputs.texts and "text" in modalities and rank == 0:
             print(
                 f"note: --layer/--tokens read the vision tower: embedding the {len(inputs.images)} images, not the "
-                f"{len(inputs.texts)} captions",
+                f"{len(inputs.texts)} captions (--modality text reads the captions' tokens)",
                 file=sys.stderr,
             )
         modalities = ("image",) if "image" in modalities else modalities
