@@ -135,3 +135,28 @@ def patch_run(tmp_path, tiny_clip, capsys):
                  "--epochs", "3", "--batch-size", "64", "--out", str(tmp_path / "sae")]) == 0  # fmt: skip
     capsys.readouterr()
     return tmp_path
+
+
+@pytest.fixture
+def siglip2_patch_run(tmp_path, capsys):
+    """12 pictures (wide, square, tall) as a tiny SigLIP2's patch tokens, each picture its own grid,
+    in TMP/s, and a TopK SAE on them in TMP/sae; returns TMP (the pictures in TMP/pics)."""
+    from PIL import Image
+
+    from mmsae.cli.main import main
+    from tests.backends.conftest import build_tiny
+
+    pytest.importorskip("transformers", reason="install the [dev] extra")
+    folder = build_tiny("siglip2", tmp_path / "siglip2")
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        w, h = [(80, 20), (40, 40), (30, 50)][i % 3]
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(pics / f"p{i:02d}.png")
+    assert main(["embed", str(pics), "--model", f"hf:{folder}", "--out", str(tmp_path / "s"), "--workers", "0",
+                 "--tokens", "patches", "--json"]) == 0  # fmt: skip
+    assert main(["train", str(tmp_path / "s"), "--arch", "topk", "--dict-size", "8", "--k", "2", "--epochs", "2",
+                 "--batch-size", "32", "--out", str(tmp_path / "sae")]) == 0  # fmt: skip
+    capsys.readouterr()
+    return tmp_path

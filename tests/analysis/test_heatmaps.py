@@ -199,3 +199,50 @@ def test_eval_counts_sparsity_per_picture(patch_run, capsys):
         assert got["mean_activation"] == pytest.approx(pooled[fired].mean(), rel=1e-5)
     assert main(["eval", str(t / "sae"), str(t / "s"), "--per-image", "row", "--json"]) == 0
     assert "per_image" not in json.loads(capsys.readouterr().out)
+
+
+def test_overlay_without_crop_lays_the_grid_over_the_whole_picture():
+    """SigLIP-style processors resize the whole picture: a 2×8 grid's top-right cell lands on the
+    picture's top-right corner."""
+    wide = Image.new("RGB", (80, 20), (100, 100, 100))
+    heat = np.zeros((2, 8))
+    heat[0, 7] = 1.0
+    out = np.asarray(overlay(wide, heat, vmax=1.0, crop=False), dtype=int)
+    assert out.shape == (20, 80, 3)
+    changed = np.abs(out - 100).sum(-1) > 0
+    assert changed[2, 77] and not changed[18, 2] and not changed[2, 2]
+    ys, xs = np.nonzero(changed)
+    assert xs.min() >= 60 and ys.min() == 0
+
+
+def test_top_heatmaps_on_siglip2s_own_grids(siglip2_patch_run, capsys):
+    """A store of SigLIP2 patch tokens (a grid per picture): `top --heatmaps` draws each picture
+    whole, its own grid laid over it, as the picture's rows recomputed give it."""
+    from mmsae.analysis.heatmaps import heat_grid
+    from mmsae.metrics.crossmodal import encode_decode
+    from mmsae.models.io import load_sae
+    from mmsae.models.paired import as_paired
+
+    tmp_path = siglip2_patch_run
+    pics = tmp_path / "pics"
+    argv = ["top", str(tmp_path / "sae"), str(tmp_path / "s"), "--out", str(tmp_path / "t")]
+    assert main([*argv, "--heatmaps", str(tmp_path / "h"), "--heatmap-images", "3", "--json"]) == 0
+    capsys.readouterr()
+    listing = json.loads((tmp_path / "h" / "heatmaps.json").read_text())
+    assert listing["grid"] is None and listing["concepts"]
+    store = EmbeddingStore(tmp_path / "s")
+    extras = store.extras(range(len(store)))
+    codes = encode_decode(as_paired(load_sae(tmp_path / "sae")), store.all_embeddings(), "image", "cpu")[0].numpy()
+    checked = 0
+    for c, drawn in listing["concepts"].items():
+        for d in drawn:
+            rows = [r for r, e in enumerate(extras) if e["image"] == d["image"]]
+            assert d["grid"] == extras[rows[0]]["grid"]
+            heat = heat_grid(codes[rows, int(c)], np.array([extras[r]["cell"] for r in rows]), d["grid"])
+            with Image.open(pics / d["source"]) as pic:
+                want = np.asarray(overlay(pic, heat, d["activation"], crop=False), dtype=int)
+                assert want.shape[:2] == (pic.size[1], pic.size[0])  # the whole picture, not a square
+            got = np.asarray(Image.open(tmp_path / "h" / d["file"]), dtype=int)
+            assert got.shape == want.shape and np.abs(got - want).max() <= 1
+            checked += 1
+    assert checked > 0

@@ -297,3 +297,43 @@ def test_caption_tokens_refuse_what_does_not_fit(tmp_path, tiny_clip, capsys):
     assert not has_patches(store)
     with pytest.raises(MmsaeError, match="text tower's token activations"):
         text_encoder_for(store)
+
+
+def test_siglip2_rows_follow_each_pictures_own_grid(tmp_path, capsys):
+    """SigLIP2 sizes the patch grid per picture: a wide, a square and a tall picture give their own
+    grids' patches (its padding left out), equal to the tower's own hidden states; the manifest
+    records no store-wide grid and that the processor does not crop."""
+    from PIL import Image
+
+    from tests.backends.conftest import build_tiny
+
+    folder = build_tiny("siglip2", tmp_path / "siglip2")
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    sizes = {"a-wide.png": (80, 20), "b-square.png": (40, 40), "c-tall.png": (30, 50)}
+    rng = np.random.default_rng(0)
+    for name, (w, h) in sizes.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(pics / name)
+    base = ["embed", str(pics), "--model", f"hf:{folder}", "--workers", "0", "--json", "--no-normalize"]
+    assert main([*base, "--out", str(tmp_path / "p"), "--layer", "-2", "--dtype", "float32"]) == 0
+    capsys.readouterr()
+    store = EmbeddingStore(tmp_path / "p")
+    pre = store.manifest.preprocessing["tokens"]
+    assert pre["grid"] is None and pre["centre_crop"] is False and not pre["has_cls"]
+    model = transformers.AutoModel.from_pretrained(folder).eval()
+    proc = transformers.AutoImageProcessor.from_pretrained(folder)
+    extra = store.extras(range(len(store)))
+    sources = [Path(s).name for s in store.metadata(["source"]).column("source").to_pylist()]
+    grids = {}
+    for name in sizes:
+        batch = proc(images=[Image.open(pics / name).convert("RGB")], return_tensors="pt")
+        with torch.no_grad():
+            own = model.vision_model(**batch, output_hidden_states=True).hidden_states[-2][0].numpy()
+        gh, gw = (int(g) for g in batch["spatial_shapes"][0])
+        grids[name] = (gh, gw)
+        rows = [i for i, s in enumerate(sources) if s == name]
+        assert len(rows) == gh * gw and all(extra[i]["grid"] == [gh, gw] for i in rows)
+        assert [extra[i]["cell"] for i in rows] == [[y, x] for y in range(gh) for x in range(gw)]
+        np.testing.assert_allclose(store.get(rows), own[: gh * gw], atol=1e-5)
+    assert grids["a-wide.png"][1] > grids["a-wide.png"][0] and grids["c-tall.png"][0] > grids["c-tall.png"][1]
+    assert len({g[0] * g[1] for g in grids.values()}) > 1  # some picture's grid leaves padding, left out

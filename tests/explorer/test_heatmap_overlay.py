@@ -94,7 +94,7 @@ def test_a_patch_lists_its_own_concepts(patch_run, tiny_clip):
     _, r = _top_image(ex)
     store = EmbeddingStore(patch_run / "s")
     extras = store.extras(range(len(store)))
-    assert ex.row(r, n_similar=0)["patches"] == {"grid": [4, 4], "cell": extras[r]["cell"]}
+    assert ex.row(r, n_similar=0)["patches"] == {"grid": [4, 4], "cell": extras[r]["cell"], "crop": True}
     for y, x in [(0, 0), (1, 2), (3, 3)]:
         got = ex.patch(r, y, x)
         p = got["row"]
@@ -136,3 +136,27 @@ def test_row_page_draws_the_chosen_concept_and_lists_a_clicked_patchs_concepts(p
         pg.get_by_test_id("heat-clear").click()
         pg.wait_for_function(loaded, arg="/images/", timeout=20000)
         assert not pg.errors
+
+
+def test_siglip2_pictures_keep_their_own_grid_in_the_explorer(siglip2_patch_run):
+    """Each picture its own grid: the summary names none but says there are patches; a wide
+    picture's heatmap covers all of it (SigLIP2 does not crop) and its patches are clicked on its grid."""
+    import pytest
+
+    t = siglip2_patch_run
+    data = load_explorer(find_run(t / "sae"))
+    ex = Explorer(data)
+    assert ex.patch_grid is None and ex.patch_tokens is not None
+    store = EmbeddingStore(t / "s")
+    extras = store.extras(range(len(store)))
+    sources = store.labels(range(len(store)))
+    r = next(i for i, s in enumerate(sources) if s.endswith("p00.png"))  # 80×20: a wide grid
+    gh, gw = extras[r]["grid"]
+    assert gw > gh
+    assert ex.row(r, n_similar=0)["patches"] == {"grid": [gh, gw], "cell": extras[r]["cell"], "crop": False}
+    drawn = Image.open(io.BytesIO(ex.heatmap_png(0, r)))
+    assert drawn.size == (80, 20)
+    got = ex.patch(r, gh - 1, gw - 1)
+    assert extras[got["row"]]["cell"] == [gh - 1, gw - 1] and extras[got["row"]]["image"] == extras[r]["image"]
+    with pytest.raises(ValueError, match=f"outside the {gh}×{gw} patch grid"):
+        ex.patch(r, gh, 0)

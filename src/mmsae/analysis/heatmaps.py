@@ -82,6 +82,20 @@ def patch_pictures(store) -> np.ndarray | None:
     return picture_R
 
 
+def picture_grid(store, tokens: dict, row: int) -> tuple[int, int]:
+    """The patch grid of the picture of `row`: the tower's, or (a tower that sizes it per picture,
+    `tokens["grid"]` None) the picture's own, from its rows' `extra`."""
+    if tokens.get("grid") is not None:
+        return tuple(tokens["grid"])
+    return tuple((store.extras([row])[0] or {})["grid"])
+
+
+def centre_crop(tokens: dict) -> bool:
+    """Whether the model's processor centre-cropped the pictures (stores from before it was recorded:
+    yes, as CLIP's does)."""
+    return bool(tokens.get("centre_crop", True))
+
+
 def heat_grid(codes_R: np.ndarray, cell_R: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """[h, w] heatmap: each patch row's code at its cell (0 where a patch has no row)."""
     heat_hw = np.zeros(tuple(grid))
@@ -89,22 +103,24 @@ def heat_grid(codes_R: np.ndarray, cell_R: np.ndarray, grid: tuple[int, int]) ->
     return heat_hw
 
 
-def overlay(picture, heat_hw: np.ndarray, vmax: float, colormap: str = "inferno"):
-    """The picture (PIL, centre-cropped to a square) with `heat_hw` upsampled over it; 0 leaves a
-    pixel as it was, `vmax` and above paints it at ALPHA in the colour map's top colour."""
+def overlay(picture, heat_hw: np.ndarray, vmax: float, colormap: str = "inferno", crop: bool = True):
+    """The picture (PIL, centre-cropped to a square, as a CLIP processor crops it; with `crop` False
+    whole, as SigLIP's and SigLIP2's processors resize it) with `heat_hw` upsampled over it; 0 leaves
+    a pixel as it was, `vmax` and above paints it at ALPHA in the colour map's top colour."""
     from matplotlib import colormaps
     from PIL import Image
 
     picture = picture.convert("RGB")
     w, h = picture.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    square = picture.crop((left, top, left + side, top + side))
+    if crop:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        picture, w, h = picture.crop((left, top, left + side, top + side)), side, side
     scaled = np.clip(np.asarray(heat_hw, dtype=np.float64) / max(vmax, 1e-12), 0, 1)
-    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
     level = np.asarray(heat, dtype=np.float64) / 255
     colour = colormaps[colormap](level)[..., :3] * 255
-    base = np.asarray(square, dtype=np.float64)
+    base = np.asarray(picture, dtype=np.float64)
     alpha = ALPHA * level[..., None]
     return Image.fromarray(np.round(base * (1 - alpha) + colour * alpha).astype(np.uint8))
 
@@ -134,7 +150,7 @@ def write_heatmaps(
     from mmsae.data.images import OutsideRoot, image_root, safe_file
 
     tokens = token_layout(store)
-    grid = tuple(tokens["grid"])
+    crop = centre_crop(tokens)
     root = image_root(store)
     F = int(model.cfg.dict_size)
     if concepts is not None and any(not 0 <= c < F for c in concepts):
@@ -167,6 +183,7 @@ def write_heatmaps(
         drawn = []
         for rank, i in enumerate(top):
             rows = np.flatnonzero((image_R == i) & (cell_R[:, 0] >= 0))
+            grid = picture_grid(store, tokens, int(rows[0]))
             heat_hw = heat_grid(_codes(model, store.get(rows))[:, c], cell_R[rows], grid)
             source = sources[first_row[i]]
             try:
@@ -176,16 +193,18 @@ def write_heatmaps(
             if path is None:
                 continue
             with Image.open(path) as picture:
-                overlay(picture, heat_hw, peak[i]).save(folder / f"rank-{rank:02d}.png")
+                overlay(picture, heat_hw, peak[i], crop=crop).save(folder / f"rank-{rank:02d}.png")
             drawn.append(
                 {
                     "rank": rank,
                     "image": i,
                     "source": source,
                     "activation": peak[i],
+                    "grid": list(grid),
                     "file": f"concept-{c:05d}/rank-{rank:02d}.png",
                 }  # fmt: skip
             )
         listing[str(c)] = drawn
-    (out / "heatmaps.json").write_text(json.dumps({"grid": list(grid), "concepts": listing}, indent=1))
+    grid = tokens["grid"]  # None where each picture has its own (in each drawing's entry)
+    (out / "heatmaps.json").write_text(json.dumps({"grid": grid, "concepts": listing}, indent=1))
     return listing

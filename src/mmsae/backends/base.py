@@ -98,6 +98,11 @@ class Backend:
             f"(--model hf:... or open_clip:...); {self.model_id} is not one"
         )
 
+    def centre_crops(self) -> bool:
+        """Whether the image transform centre-crops pictures to a square (CLIP's) rather than resizing
+        them whole (SigLIP's): heatmaps lay the patch grid over that square or the whole picture."""
+        return True
+
     def vision_hidden(self, pixels: Any, layer: int) -> np.ndarray:
         """[B, T, W] float32 hidden states of the vision tower after `layer` (0: the embeddings)."""
         raise MmsaeError(f"{self.model_id}: its vision tower's layers cannot be read")

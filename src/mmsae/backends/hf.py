@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from mmsae.backends.base import (
     Backend,
     BackendSpec,
@@ -98,19 +100,24 @@ class HFBackend(Backend):
         tower = getattr(self._model, "vision_model", None)
         if tower is None or self._image_processor is None:
             return super().token_layout()  # the one-line refusal
-        if self._model_type == "siglip2" or getattr(self._model.config.vision_config, "is_native", False):
+        if getattr(self._model.config.vision_config, "is_native", False):
             raise MmsaeError(
-                "--layer/--tokens: this tower (SigLIP2, native-resolution AIMv2) sizes its patch grid per picture; "
-                "fixed-grid towers (CLIP, SigLIP, AIMv2) are supported"
+                "--layer/--tokens: native-resolution AIMv2 towers are not read; fixed-grid towers (CLIP, SigLIP, "
+                "AIMv2) and SigLIP2 are"
             )
         return tower
 
     def token_layout(self):
-        """Read from one blank picture through the tower: its sequence length, width and hidden states."""
+        """Read from one blank picture through the tower: its sequence length, width and hidden states.
+        SigLIP2 sizes its grid per picture (`vision_grids`), so its layout has none."""
         from mmsae.backends.tokens import TokenLayout
 
         self._vision_tower()
         vc = self._model.config.vision_config
+        if self._model_type == "siglip2":
+            blank = self.image_transform()(blank_picture(64))
+            hidden = self._hidden_states({k: v[None] for k, v in blank.items()})
+            return TokenLayout(None, False, len(hidden), int(hidden[0].shape[-1]))
         side = int(vc.image_size) // int(vc.patch_size)
         blank = self.image_transform()(blank_picture(int(vc.image_size)))
         hidden = self._hidden_states({k: v[None] for k, v in blank.items()})
@@ -133,6 +140,14 @@ class HFBackend(Backend):
 
     def vision_hidden(self, pixels, layer: int):
         return self._hidden_states(pixels)[layer].float().cpu().numpy()
+
+    def centre_crops(self) -> bool:
+        return bool(getattr(self._image_processor, "do_center_crop", False))
+
+    def vision_grids(self, pixels):
+        """[B, 2] each picture's patch grid (h, w), for a tower that sizes it per picture (SigLIP2's
+        `spatial_shapes`); its patches come first in the sequence, in reading order, then padding."""
+        return pixels["spatial_shapes"].cpu().numpy().astype(np.int64)
 
     # --- the text tower's hidden states (embed --layer/--tokens on captions) ----------------------
     def _text_tower(self):

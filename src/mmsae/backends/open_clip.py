@@ -134,5 +134,8 @@ class OpenClipBackend(Backend):
             )
         return TokenLayout((gh, gw), T == gh * gw + 1, len(hidden), int(W))
 
+    def centre_crops(self) -> bool:
+        return any(type(t).__name__ == "CenterCrop" for t in getattr(self._preprocess, "transforms", []))
+
     def vision_hidden(self, pixels, layer: int):
         return self._hidden_states(pixels)[layer].float().cpu().numpy()

@@ -83,8 +83,9 @@ class TokenConfig:
 class TokenLayout:
     """How a tower's sequence is laid out (read from the model, checked against its output)."""
 
-    grid: tuple[int, int]
-    """Patches per column and per row (h, w)."""
+    grid: tuple[int, int] | None
+    """Patches per column and per row (h, w); None for a tower that sizes the grid per picture
+    (SigLIP2: each picture's grid comes with its pixels, its patches first, then padding)."""
     has_cls: bool
     """Whether position 0 is a class token."""
     n_hidden: int
@@ -104,25 +105,30 @@ class TokenLayout:
 
 
 def select_tokens(
-    hidden_BTW: np.ndarray, layout: TokenLayout, cfg: TokenConfig, image_B: np.ndarray
+    hidden_BTW: np.ndarray, layout: TokenLayout, cfg: TokenConfig, image_B: np.ndarray, grids_B=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows [R, W], picture [R], position [R]) of a batch of hidden states; picture b of the batch
-    is picture `image_B[b]` of the input (its index there also seeds its sample of patches)."""
+    is picture `image_B[b]` of the input (its index there also seeds its sample of patches). A tower
+    that sizes its grid per picture gives each picture's (h, w) in `grids_B`; its padding is left out."""
     B, T, W = hidden_BTW.shape
-    n_patch = layout.grid[0] * layout.grid[1]
     start = 1 if layout.has_cls else 0
-    if T != start + n_patch:
+    if layout.grid is not None and T != start + layout.grid[0] * layout.grid[1]:
         raise MmsaeError(
-            f"the vision tower returned {T} tokens, not {start + n_patch} ({layout.grid[0]}×{layout.grid[1]} patches"
-            f"{' and a class token' if layout.has_cls else ''}): pictures of another size than its own?"
+            f"the vision tower returned {T} tokens, not {start + layout.grid[0] * layout.grid[1]} "
+            f"({layout.grid[0]}×{layout.grid[1]} patches{' and a class token' if layout.has_cls else ''}): "
+            "pictures of another size than its own?"
         )
     if cfg.tokens == "cls" and not layout.has_cls:
         raise MmsaeError("--tokens cls: this vision tower has no class token; use patches, mean or all")
     rows, image, pos = [], [], []
     for b in range(B):
         h_TW = hidden_BTW[b]
+        gh, gw = layout.grid if layout.grid is not None else (int(g) for g in grids_B[b])
+        n_patch = gh * gw
+        if start + n_patch > T:
+            raise MmsaeError(f"the vision tower returned {T} tokens for a {gh}×{gw} patch grid")
         if cfg.tokens == "mean":
-            rows.append(h_TW[start:].mean(0, keepdims=True))
+            rows.append(h_TW[start : start + n_patch].mean(0, keepdims=True))
             image.append(int(image_B[b]))
             pos.append(MEAN_POSITION)
             continue
@@ -141,14 +147,16 @@ def select_tokens(
     return np.concatenate(rows), np.asarray(image, dtype=np.int64), np.asarray(pos, dtype=np.int64)
 
 
-def token_extra(image: int, position: int, layout: TokenLayout) -> str:
+def token_extra(image: int, position: int, layout: TokenLayout, grid=None) -> str:
     """The `extra` metadata of one token row: its picture (index in the input), its position in the
-    tower's sequence, the patch's grid cell (absent for the class token and a mean) and the grid."""
+    tower's sequence, the patch's grid cell (absent for the class token and a mean) and the grid (the
+    tower's, or `grid`, the picture's own, where the tower sizes it per picture)."""
     position = int(position)
-    out: dict = {"image": int(image), "token": position, "grid": list(layout.grid)}
+    gh, gw = (int(g) for g in (layout.grid if layout.grid is not None else grid))
+    out: dict = {"image": int(image), "token": position, "grid": [gh, gw]}
     patch = position - (1 if layout.has_cls else 0)
-    if position != MEAN_POSITION and 0 <= patch < layout.grid[0] * layout.grid[1]:
-        out["cell"] = [patch // layout.grid[1], patch % layout.grid[1]]
+    if position != MEAN_POSITION and 0 <= patch < gh * gw:
+        out["cell"] = [patch // gw, patch % gw]
     return json.dumps(out)
 
 
@@ -188,8 +196,9 @@ class TokenBackend:
     def preprocessing(self) -> dict:
         """What the manifest records (`preprocessing["tokens"]`): how the rows were read."""
         out = {**self.cfg.to_json(), "layer_index": self.layer}
-        if self.cfg.tower == "vision":
-            out.update(grid=list(self.layout.grid), has_cls=self.layout.has_cls)
+        if self.cfg.tower == "vision":  # grid None: each picture's own, in its rows' extra
+            grid = None if self.layout.grid is None else list(self.layout.grid)
+            out.update(grid=grid, has_cls=self.layout.has_cls, centre_crop=self.inner.centre_crops())
         return out
 
     def image_transform(self):
@@ -199,10 +208,13 @@ class TokenBackend:
         """(rows [R, W], picture [R], extra metadata [R]) of a batch of pictures, picture b being
         picture `image_B[b]` of the input."""
         hidden_BTW = self.inner.vision_hidden(pixels, self.layer)
-        rows, image, pos = select_tokens(hidden_BTW, self.layout, self.cfg, np.asarray(image_B))
+        grids_B = None if self.layout.grid is not None else self.inner.vision_grids(pixels)
+        rows, image, pos = select_tokens(hidden_BTW, self.layout, self.cfg, np.asarray(image_B), grids_B)
         if normalize:
             rows = _unit(rows)
-        return rows.astype(np.float32), image, [token_extra(i, p, self.layout) for i, p in zip(image, pos)]
+        grid_of = {int(i): g for i, g in zip(image_B, grids_B)} if grids_B is not None else {}
+        extra = [token_extra(i, p, self.layout, grid_of.get(int(i))) for i, p in zip(image, pos)]
+        return rows.astype(np.float32), image, extra
 
     def text_rows(
         self, texts: list[str], text_B, normalize: bool

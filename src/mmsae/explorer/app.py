@@ -233,15 +233,21 @@ class Explorer:
 
     # ---- patch tokens ------------------------------------------------------------------------
     @property
-    def patch_grid(self) -> list[int] | None:
-        """The patch grid of a store heatmaps can be drawn from (`mmsae.analysis.heatmaps.token_layout`:
-        every patch token, an image folder), else None."""
+    def patch_tokens(self) -> dict | None:
+        """How the token rows of a store heatmaps can be drawn from were read
+        (`mmsae.analysis.heatmaps.token_layout`: every patch token, an image folder), else None."""
         from mmsae.analysis.heatmaps import token_layout
 
         try:
-            return list(token_layout(self.store)["grid"])
+            return token_layout(self.store)
         except MmsaeError:
             return None
+
+    @property
+    def patch_grid(self) -> list[int] | None:
+        """The tower's patch grid, for the summary; None without patches, or where each picture has its own."""
+        tokens = self.patch_tokens
+        return None if tokens is None or tokens.get("grid") is None else list(tokens["grid"])
 
     def _token_index(self) -> tuple[np.ndarray, np.ndarray]:
         """`mmsae.analysis.heatmaps.token_index` of the store, read once."""
@@ -259,14 +265,15 @@ class Explorer:
 
         from PIL import Image
 
-        from mmsae.analysis.heatmaps import heat_grid, overlay
+        from mmsae.analysis.heatmaps import centre_crop, heat_grid, overlay, picture_grid
         from mmsae.metrics.evaluate import routed_encode
 
         self._check_concept(j)
         self._check_row(r)
-        grid = self.patch_grid
-        if grid is None:
+        tokens = self.patch_tokens
+        if tokens is None:
             raise KeyError("this store holds no patch tokens: heatmaps need `mmsae embed --tokens patches`")
+        grid = picture_grid(self.store, tokens, r)
         url = self.image_url(r)
         if url is None:
             raise KeyError(f"row {r} has no picture in the store's image folder")
@@ -278,7 +285,7 @@ class Explorer:
         path = safe_file(self.root, self.source[r].as_py(), IMAGE_SUFFIXES)
         buf = io.BytesIO()
         with Image.open(path) as picture:
-            overlay(picture, heat, float(z.max()) if len(z) else 0.0).save(buf, format="PNG")
+            overlay(picture, heat, float(z.max()) if len(z) else 0.0, crop=centre_crop(tokens)).save(buf, format="PNG")
         return buf.getvalue()
 
     def _check_row(self, r: int) -> None:
@@ -324,13 +331,19 @@ class Explorer:
     def _patch_place(self, r: int) -> dict[str, Any] | None:
         """Where row r sits among its picture's patches: {"grid": [h, w], "cell": [y, x] (None for a
         class token or a mean)}, or None when the store holds no patch tokens of its picture."""
-        grid = self.patch_grid
-        if grid is None:
+        from mmsae.analysis.heatmaps import centre_crop, picture_grid
+
+        tokens = self.patch_tokens
+        if tokens is None:
             return None
         image, cell = self._token_index()
         if image[r] < 0:
             return None
-        return {"grid": grid, "cell": cell[r].tolist() if cell[r, 0] >= 0 else None}
+        return {
+            "grid": list(picture_grid(self.store, tokens, r)),
+            "cell": cell[r].tolist() if cell[r, 0] >= 0 else None,
+            "crop": centre_crop(tokens),
+        }
 
     @torch.no_grad()
     def patch(self, r: int, y: int, x: int, n_concepts: int = 12) -> dict[str, Any]:
@@ -605,6 +618,7 @@ def create_app(
             **data.meta,
             "has_images": ex.root is not None,
             "patch_grid": ex.patch_grid,
+            "patches": ex.patch_tokens is not None,
             "modalities": data.modalities,
             "n_bridges": len(data.bridges),
             "run": str(data.layout.root),

@@ -106,7 +106,7 @@ async function viewConcept(j) {
       <span data-testid="modality-score">modality score ${fmt(c.modality_score, 2)} ${badge(c.bucket)}</span>
       <span>stability ${fmt(c.stability, 2)}</span><span>bridge mass ${fmt(c.bridge_mass, 2)}</span></p>
     ${c.terms && c.terms.length ? `<p>top terms: <span data-testid="terms">${c.terms.map(esc).join(", ")}</span></p>` : ""}
-    <div class="cols"><section><h2>Top images${summary.patch_grid && images.length ? ' <label class="muted"><input type="checkbox" id="heat-toggle" data-testid="heatmap-toggle"> where it fires (patches)</label>' : ""}</h2>${images.length ? `<div class="grid" data-testid="top-images">${images.map((r) => rowCard(r, "act " + fmt(r.activation), summary.patch_grid ? c.concept : null)).join("")}</div>` : '<p class="muted">none</p>'}</section>
+    <div class="cols"><section><h2>Top images${summary.patches && images.length ? ' <label class="muted"><input type="checkbox" id="heat-toggle" data-testid="heatmap-toggle"> where it fires (patches)</label>' : ""}</h2>${images.length ? `<div class="grid" data-testid="top-images">${images.map((r) => rowCard(r, "act " + fmt(r.activation), summary.patches ? c.concept : null)).join("")}</div>` : '<p class="muted">none</p>'}</section>
     <section><h2>Top texts</h2>${texts.length ? `<ul class="texts" data-testid="top-texts">${texts.map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a> <span class="muted">${fmt(r.activation)}</span></li>`).join("")}</ul>` : '<p class="muted">none</p>'}
     ${others.map((m) => `<h2>Top ${esc(m)} rows</h2><ul class="texts">${top[m].map((r) => `<li><a href="#/row/${enc(r.row)}">${esc(r.text)}</a></li>`).join("")}</ul>`).join("")}</section></div>
     <div class="cols"><section><h2>Activation histogram</h2>${histogram(c.histogram)}</section>
@@ -163,11 +163,12 @@ function patchControls(d, patches, chosen) {
   wire(main);
   show(chosen);
   img.addEventListener("click", async (e) => {
-    // the patches cover the picture's centred square (the heatmap is that square, the picture may be wider or taller)
+    // the patches cover the picture's centred square where the processor crops (the heatmap is that square), else all of it
     const box = img.getBoundingClientRect(), W = img.naturalWidth, H = img.naturalHeight;
     if (!W || !H || !box.width || !box.height) return;
     const nx = ((e.clientX - box.left) / box.width) * W, ny = ((e.clientY - box.top) / box.height) * H;
-    const side = Math.min(W, H), x = Math.floor(((nx - (W - side) / 2) / side) * gw), y = Math.floor(((ny - (H - side) / 2) / side) * gh);
+    const [cw, ch] = patches.crop ? [Math.min(W, H), Math.min(W, H)] : [W, H];  // a SigLIP processor resizes the whole picture
+    const x = Math.floor(((nx - (W - cw) / 2) / cw) * gw), y = Math.floor(((ny - (H - ch) / 2) / ch) * gh);
     if (x < 0 || y < 0 || x >= gw || y >= gh) return;
     try {
       const q = await api(`/api/rows/${enc(d.row)}/patch?` + new URLSearchParams({ y, x }));
