@@ -12,6 +12,11 @@ scenes showing it), the pointing game is played on its `--top` most activating p
 when its peak patch overlaps the bounding box of an object with that value
 (the world's recorded boxes, `mmsae.world.object_boxes`), against the hit rate of a uniformly random patch. Prints one row
 per attribute and one per latent; the measured table is in docs/analyses.md.
+
+The same latents are also named from the world's words and distractors (`mmsae.world.vocabulary`)
+by `mmsae name --method pictures` (`naming.name_by_pictures`: the term whose cosine with the same
+scenes' pooled embeddings best follows the latent's per-picture activation), and each name is
+scored against the value the latent detects; chance is one over the vocabulary's size.
 """
 
 from __future__ import annotations
@@ -118,6 +123,24 @@ def main() -> None:
                 rows.append(
                     {"value": v.key, "latent": int(f), "auroc": float(auc_CF[c, f]), "top_show_value": on_value, **game}
                 )
+        # naming from pictures: the same scenes' pooled embeddings, the world's words and distractors
+        from mmsae.analysis.naming import embed_vocabulary, name_by_pictures
+        from mmsae.world import vocabulary
+
+        pooled_cfg = EmbedConfig(num_workers=0, progress=False, modalities=("image",))
+        embed(read_inputs(str(tmp / "world" / METADATA_FILE)), backend, tmp / "pooled", pooled_cfg)
+        pooled = EmbeddingStore(tmp / "pooled")
+        sources = pooled.metadata(["source"]).column("source").to_pylist()
+        patch_sources = store.metadata(["source"]).column("source").to_pylist()
+        row_of = {s_: r for r, s_ in enumerate(sources)}
+        pooled_N = pooled.get([row_of[patch_sources[int(np.flatnonzero(image_R == i)[0])]] for i in range(n)])
+        terms = vocabulary()
+        E = embed_vocabulary(pooled, terms, encoder=backend)
+        names = [nm.name for nm in name_by_pictures(act_NF, pooled_N, E, terms)]
+        word_of = {v.key: v.word for v in values}
+        for r in rows:
+            r["name"] = names[r["latent"]]
+            r["named_right"] = r["name"] == word_of[r["value"]]
         by_attr = {}
         for a in ATTRIBUTES:
             mine = [r for r in rows if r["value"].startswith(a + "=")]
@@ -128,6 +151,7 @@ def main() -> None:
                 "hit_rate": float(np.mean([r["hit_rate"] for r in mine])) if mine else float("nan"),
                 "random_patch": float(np.mean([r["random_patch"] for r in mine])) if mine else float("nan"),
                 "latents_at_80": sum(r["hit_rate"] >= 0.8 for r in mine),
+                "named_right": float(np.mean([r["named_right"] for r in mine])) if mine else float("nan"),
             }
     out = {
         "config": vars(args),
@@ -136,6 +160,7 @@ def main() -> None:
         "grid": list(grid),
         "fvu": res.val_metrics["fvu"],
         "by_attribute": by_attr,
+        "vocabulary": len(terms),
         "latents": rows,
         "seconds": time.perf_counter() - t0,
     }
@@ -145,15 +170,20 @@ def main() -> None:
     print(
         f"pointing game, {args.scenes} scenes of seed 1, layer {args.layer}, TopK F={args.dict_size} k={args.k}, top {args.top}"
     )
-    print(f"{'attribute':<10}{'values':>8}{'detected':>10}{'latents':>9}{'hit rate':>10}{'random':>8}{'≥ 0.8':>7}")
+    print(
+        f"{'attribute':<10}{'values':>8}{'detected':>10}{'latents':>9}{'hit rate':>10}{'random':>8}{'≥ 0.8':>7}"
+        f"{'named right':>13}"
+    )
     for a, b in by_attr.items():
         print(
             f"{a:<10}{b['values']:>8}{b['values_with_a_latent']:>10}{b['latents']:>9}{b['hit_rate']:>10.3f}"
-            f"{b['random_patch']:>8.3f}{b['latents_at_80']:>7}"
+            f"{b['random_patch']:>8.3f}{b['latents_at_80']:>7}{b['named_right']:>13.3f}"
         )
+    print(f"naming from pictures: {out['vocabulary']} terms (chance {1 / out['vocabulary']:.3f})")
     for r in rows:
         print(
-            f"  {r['value']:<18} latent {r['latent']:>5}  AUROC {r['auroc']:.3f}  hit {r['hit_rate']:.2f}  random {r['random_patch']:.2f}"
+            f"  {r['value']:<18} latent {r['latent']:>5}  AUROC {r['auroc']:.3f}  hit {r['hit_rate']:.2f}  "
+            f"random {r['random_patch']:.2f}  name {r['name']}"
         )
     print(f"{out['seconds']:.0f} s")
 

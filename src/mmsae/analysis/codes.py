@@ -228,3 +228,26 @@ def picture_sparsity(
         "dense_fraction": float((freq_F > DENSE_FREQUENCY).mean()),
         "mean_activation": total / pairs if pairs else float("nan"),
     }
+
+
+def picture_activations(
+    model, store, picture_R: np.ndarray, how: str = "max", device="cpu", progress: bool = False
+) -> tuple[np.ndarray, object]:
+    """(pictures_P, [P, F] scipy CSR matrix): every picture's activation of every concept, the max
+    (or mean) over its patches as `picture_codes` gathers them, in one pass; rows follow the
+    ascending picture ids `pictures_P`."""
+    import scipy.sparse as sp
+
+    pictures_P = np.unique(picture_R[picture_R >= 0])
+    parts_r, parts_c, parts_v = [], [], []
+    blocks = code_blocks(model, store, device=device, progress=progress, desc="codes per picture")
+    for r_N, c_N, v_N in picture_codes(blocks, picture_R, how):
+        parts_r.append(np.searchsorted(pictures_P, picture_R[r_N]))
+        parts_c.append(c_N)
+        parts_v.append(v_N)
+    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+    acts = sp.csr_matrix(
+        (cat(parts_v, np.float32), (cat(parts_r, np.int64), cat(parts_c, np.int64))),
+        shape=(len(pictures_P), int(model.cfg.dict_size)),
+    )
+    return pictures_P, acts

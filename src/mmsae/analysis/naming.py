@@ -7,6 +7,13 @@ Two ways, both supported:
   otherwise makes the cosine prefer generic terms.
 - `encoder` (the seed report): term embeddings are pushed through the SAE encoder, and each
   concept takes the term that activates it most.
+- `pictures`, for an SAE on patch tokens (a vision tower's residual stream, which no text encoder
+  reads): a concept's activation per picture (the max or mean over the picture's patches) is
+  compared with how close each term's embedding lies to the picture's pooled embedding in the
+  model's shared space; the name is the term whose cosines best follow the activation over the
+  pictures (Pearson correlation, as CLIP-Dissect matches a neuron's activations with image-text
+  similarities, here in its simplest form). A concept no term correlates with positively stays
+  unnamed.
 Each concept gets its top-5 terms with scores and a confidence, the margin between the first
 and second score. Vocabularies drop English stop words and terms under 3 letters by default
 (function words are not concepts).
@@ -235,6 +242,41 @@ def name_concepts(
         Z = m.encode(torch.as_tensor(E), modality).cpu().numpy()  # [T, F]
         return _records(Z.T, terms, top, min_score=0.0)
     raise MmsaeError(f"naming method must be decoder or encoder, got {method!r}")
+
+
+def name_by_pictures(
+    acts_PF, img_PD: np.ndarray, E_TD: np.ndarray, terms: Sequence[str], top: int = 5, block: int = 1024
+) -> list[ConceptName]:
+    """Names from pictures (the module docstring's `pictures`): `acts_PF` each picture's activation
+    of every concept (a scipy sparse matrix or an array), `img_PD` the same pictures' pooled
+    embeddings, `E_TD` the terms' embeddings in that space. Scores are Pearson correlations over
+    the P pictures, computed F concepts at a time (a block × T at once)."""
+    import scipy.sparse as sp
+
+    A = sp.csc_matrix(acts_PF, dtype=np.float64)
+    P, F_ = A.shape
+    if P != len(img_PD):
+        raise MmsaeError(f"{P} pictures' activations but {len(img_PD)} picture embeddings")
+    if P < 3:
+        raise MmsaeError(f"naming from pictures needs at least 3 pictures, got {P}")
+    S_PT = unit_rows(np.asarray(img_PD, np.float64)) @ unit_rows(np.asarray(E_TD, np.float64)).T
+    S_PT -= S_PT.mean(axis=0)
+    s_norm_T = np.linalg.norm(S_PT, axis=0)
+    mean_F = np.asarray(A.mean(axis=0)).ravel()
+    sq_F = np.asarray(A.multiply(A).sum(axis=0)).ravel()
+    a_norm_F = np.sqrt(np.maximum(sq_F - P * mean_F**2, 0.0))
+    out: list[ConceptName] = []
+    for lo in range(0, F_, block):
+        hi = min(F_, lo + block)
+        cov = np.asarray(A[:, lo:hi].T @ S_PT)  # Σ_p a_pf (s_pt − s̄_t): the columns of S are centred
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = cov / (a_norm_F[lo:hi, None] * s_norm_T[None, :])
+        corr = np.nan_to_num(corr, nan=0.0, posinf=0.0, neginf=0.0)  # a concept constant over the pictures
+        out += [
+            ConceptName(n.concept + lo, n.name, n.terms, n.scores, n.confidence)
+            for n in _records(corr, terms, top, min_score=0.0)
+        ]
+    return out
 
 
 @functools.lru_cache(maxsize=1)

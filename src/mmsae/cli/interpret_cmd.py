@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from mmsae.cli.common import read_names
 from mmsae.cli.output import nonneg_float, nonneg_int, positive_int
 from mmsae.cli.text_flags import add_text_encoder_flags, add_vocabulary_flags, check_text_encoder_flags
@@ -30,7 +32,26 @@ def register(sub) -> None:
         "--vocab", required=True, help="vocabulary file, one term a line (e.g. the SpLiCE MSCOCO vocabulary)"
     )
     p.add_argument("--out", required=True)
-    p.add_argument("--method", choices=["decoder", "encoder"], default="decoder")
+    p.add_argument(
+        "--method",
+        choices=["decoder", "encoder", "pictures"],
+        default=None,
+        help="decoder (default), encoder, or pictures: for an SAE on patch tokens, the term whose cosine with "
+        "the pictures' pooled embeddings (--pictures) best follows the concept's activation over them "
+        "(the default on a store of patch tokens)",
+    )
+    p.add_argument(
+        "--pictures",
+        metavar="POOLED",
+        help="with --method pictures: a store of the same pictures' pooled embeddings (`mmsae embed` without "
+        "--tokens), matched by source path; its text encoder embeds the vocabulary",
+    )
+    p.add_argument(
+        "--per-image",
+        choices=["max", "mean"],
+        default="max",
+        help="with --method pictures: a picture's activation of a concept, the max (default) or mean over its patches",
+    )
     p.add_argument(
         "--template",
         action="append",
@@ -146,8 +167,13 @@ def run_name(args) -> int:
     _check_write_vocab(args)
     model, store = _load(args)
     templates = tuple(args.template or ("a photo of a {}.",))
-    terms, E = vocabulary(args, store, args.vocab, templates, progress=not args.json)
-    names = name_concepts(model, E, terms, method=args.method, modality=args.modality)
+    args.method = _naming_method(args, store)
+    extra_meta = {}
+    if args.method == "pictures":
+        names, terms, extra_meta = _name_by_pictures(args, model, store, templates)
+    else:
+        terms, E = vocabulary(args, store, args.vocab, templates, progress=not args.json)
+        names = name_concepts(model, E, terms, method=args.method, modality=args.modality)
     out = Path(args.out)
     meta = {
         "vocab": str(args.vocab),
@@ -156,6 +182,7 @@ def run_name(args) -> int:
         "templates": list(templates),
         "modality": args.modality,
         "term_embeddings": str(args.vocab_embeddings) if args.vocab_embeddings else "text encoder",
+        **extra_meta,
     }
     write_names(names, out, meta)
     written = [str(out / "names.json"), str(out / "names.parquet")]
@@ -166,14 +193,79 @@ def run_name(args) -> int:
     if args.json:
         print_json({**meta, "written": written, "concepts": [dataclasses.asdict(n) for n in names[:20]]})
         return 0
-    best = sorted(names, key=lambda n: -n.confidence)[:10]
-    print(f"named {len(names)} concepts from {len(terms)} terms ({args.method}); most confident:")
+    best = sorted((n for n in names if n.name is not None), key=lambda n: -n.confidence)[:10]
+    unnamed = sum(n.name is None for n in names)
+    print(
+        f"named {len(names) - unnamed} of {len(names)} concepts from {len(terms)} terms ({args.method}"
+        f"{f'; {unnamed} with no term scoring above 0' if unnamed else ''}); most confident:"
+    )
     for n in best:
         alts = alternatives(n, args.alternatives_within)[:3]
         also = f"  (also within {args.alternatives_within:g}: {', '.join(alts)})" if alts else ""
         print(f"  {n.concept:>6}  {n.name:<20} margin {n.confidence:.3f}{also}")
     print("written: " + ", ".join(written))
     return 0
+
+
+def _naming_method(args, store) -> str:
+    """decoder by default, pictures on a store of patch tokens (the only way words reach them);
+    --pictures and --method pictures go together, and only with patch tokens."""
+    from mmsae.analysis.heatmaps import has_patches
+    from mmsae.errors import MmsaeError
+
+    patches = has_patches(store)
+    method = args.method or ("pictures" if patches else "decoder")
+    if method == "pictures":
+        if not patches:
+            raise MmsaeError(
+                f"--method pictures names the concepts of an SAE on patch tokens; {args.store} holds one row per "
+                "input: use --method decoder or encoder"
+            )
+        if not args.pictures:
+            raise MmsaeError(
+                f"{args.store} holds patch tokens, which no text encoder reads: name their concepts through a "
+                "store of the same pictures' pooled embeddings (--pictures POOLED, `mmsae embed` without --tokens)"
+            )
+    elif args.pictures:
+        raise MmsaeError(f"--pictures goes with --method pictures, not --method {method}")
+    return method
+
+
+def _name_by_pictures(args, model, store, templates):
+    """(names, terms, what the names file records) for --method pictures (`naming.name_by_pictures`)."""
+    from mmsae.analysis.codes import picture_activations
+    from mmsae.analysis.heatmaps import patch_pictures
+    from mmsae.analysis.naming import name_by_pictures
+    from mmsae.cli.text_flags import vocabulary
+    from mmsae.data.store import EmbeddingStore
+    from mmsae.errors import MmsaeError
+
+    pooled = EmbeddingStore(args.pictures)
+    if pooled.manifest.preprocessing.get("tokens"):
+        raise MmsaeError(f"--pictures {args.pictures} holds token rows: give a store of pooled embeddings")
+    picture_R = patch_pictures(store)
+    sources = store.metadata(["source"]).column("source").to_pylist()
+    first = {}
+    for r, p in enumerate(picture_R.tolist()):
+        if p >= 0:
+            first.setdefault(p, r)
+    image_rows = np.flatnonzero(pooled.modalities() == "image")
+    pooled_sources = pooled.metadata(["source"]).column("source").to_pylist()
+    where = {}
+    for r in image_rows.tolist():
+        where.setdefault(pooled_sources[r], r)
+    terms, E = vocabulary(args, pooled, args.vocab, templates, progress=not args.json)
+    pictures, acts = picture_activations(model, store, picture_R, args.per_image, progress=not args.json)
+    matched = [(i, where[sources[first[int(p)]]]) for i, p in enumerate(pictures) if sources[first[int(p)]] in where]
+    if len(matched) < 3:
+        raise MmsaeError(
+            f"{len(matched)} of the {len(pictures)} pictures of {args.store} are in --pictures {args.pictures} "
+            "(matched by source path): embed the same pictures without --tokens"
+        )
+    keep, rows = (np.array(x) for x in zip(*matched))
+    names = name_by_pictures(acts[keep], pooled.get(rows), E, terms)
+    meta = {"pictures": str(args.pictures), "per_image": args.per_image, "pictures_matched": len(matched)}
+    return names, terms, meta
 
 
 def _check_write_vocab(args) -> None:
