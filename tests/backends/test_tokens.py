@@ -159,7 +159,13 @@ def test_token_stores_refuse_what_does_not_fit(tmp_path, tiny_clip, capsys):
     assert "embed into a new store" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "s"), "--layer", "1", "--tokens", "cls"]) == 2
     assert "embed into a new store" in capsys.readouterr().err
-    # the same command again does nothing; another input's pictures would be numbered from 0 again
+    # the same command again does nothing, on a store from before `centre_crop` was recorded too;
+    # another input's pictures would be numbered from 0 again
+    assert main([*base, "--out", str(tmp_path / "s"), "--layer", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["already_done"]
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    del manifest["preprocessing"]["tokens"]["centre_crop"]
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
     assert main([*base, "--out", str(tmp_path / "s"), "--layer", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["already_done"]
     first = EmbeddingStore(tmp_path / "s").metadata(["source"]).column("source")[0].as_py()
@@ -220,7 +226,7 @@ def _own_text_hidden(folder: Path, captions: list[str], layer: int) -> list[np.n
     (no padding) or, for SigLIP, padded to its fixed length as it was trained."""
     model = transformers.AutoModel.from_pretrained(folder).eval()
     tok = transformers.AutoTokenizer.from_pretrained(folder)
-    fixed = model.config.model_type == "siglip"
+    fixed = model.config.model_type in ("siglip", "siglip2")
     out = []
     for c in captions:
         n = len(tok(c)["input_ids"])
@@ -229,11 +235,11 @@ def _own_text_hidden(folder: Path, captions: list[str], layer: int) -> list[np.n
         keep = {k: v for k, v in ids.items() if k in tok.model_input_names and k != "token_type_ids"}
         with torch.no_grad():
             h = model.text_model(**keep, output_hidden_states=True).hidden_states[layer][0]
-        out.append(h[:n].numpy())
+        out.append((h[-n:] if tok.padding_side == "left" else h[:n]).numpy())  # SigLIP2 pads on the left
     return out
 
 
-@pytest.mark.parametrize("kind", ["clip", "siglip"])
+@pytest.mark.parametrize("kind", ["clip", "siglip", "siglip2"])
 def test_caption_tokens_equal_the_text_towers_own_hidden_states(tmp_path, kind, capsys):
     """Captions alone (or --modality text) read the text tower: one row per real token (SigLIP's
     fixed-length padding left out) or their mean, equal to the tower's own hidden states; each row
@@ -257,8 +263,12 @@ def test_caption_tokens_equal_the_text_towers_own_hidden_states(tmp_path, kind, 
     assert (
         store.manifest.model_id.endswith("#text-layer-1/all") and "grid" not in store.manifest.preprocessing["tokens"]
     )
-    red = [i for i, e in enumerate(extra) if e["text"] == 0 and e["piece"] == "red"]
-    assert len(red) == 1 and shown[red[0]] == "a [red] circle"
+    for e, label in zip(extra, shown):  # the caption, its token's characters in brackets
+        text = captions[e["text"]]
+        assert label.count("[") == 1 and (label.replace("[", "", 1).replace("]", "", 1) == text or label.endswith(text))
+    if kind != "siglip2":  # the tiny SigLIP2 tokenizer splits "a| red circle"
+        red = [i for i, e in enumerate(extra) if e["text"] == 0 and e["piece"] == "red"]
+        assert len(red) == 1 and shown[red[0]] == "a [red] circle"
     assert main([*base, "--out", str(tmp_path / "all"), "--layer", "-2", *exact]) == 0  # again: nothing to do
     assert json.loads(capsys.readouterr().out)["already_done"]
     assert main([*base, "--out", str(tmp_path / "mean"), "--tokens", "mean", *exact]) == 0  # the last layer
@@ -287,6 +297,11 @@ def test_caption_tokens_refuse_what_does_not_fit(tmp_path, tiny_clip, capsys):
     capsys.readouterr()
     store = EmbeddingStore(tmp_path / "t")
     assert set(store.modalities()) == {"text"} and len(store) == 6  # each picture's caption: a, red, circle
+    # captions alone read the text tower unless --modality says pictures: then there is nothing to embed
+    (tmp_path / "caps.csv").write_text("caption\na red circle\n")
+    argv = ["embed", str(tmp_path / "caps.csv"), "--model", f"hf:{tiny_clip}", "--workers", "0", "--layer", "1"]
+    assert main([*argv, "--out", str(tmp_path / "img"), "--modality", "image"]) == 2
+    assert "no image items" in capsys.readouterr().err and not (tmp_path / "img").exists()
     assert (
         main(["top", str(tmp_path / "t"), str(tmp_path / "t"), "--out", str(tmp_path / "o"), "--per-image", "max"]) == 2
     )

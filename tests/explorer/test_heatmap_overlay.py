@@ -99,7 +99,10 @@ def test_a_patch_lists_its_own_concepts(patch_run, tiny_clip):
         got = ex.patch(r, y, x)
         p = got["row"]
         assert extras[p]["image"] == extras[r]["image"] and extras[p]["cell"] == [y, x] == got["cell"]
-        assert got["concepts"] == ex.row(p, n_similar=0)["concepts"]
+        z = encode_decode(as_paired(load_sae(patch_run / "sae")), store.get([p]), "image", "cpu")[0].numpy()[0]
+        want = [j for j in np.argsort(-z, kind="stable") if z[j] > 0]
+        assert [c["concept"] for c in got["concepts"]] == want
+        np.testing.assert_allclose([c["activation"] for c in got["concepts"]], z[want], rtol=1e-5)
     with pytest.raises(ValueError, match="outside the 4×4 patch grid"):
         ex.patch(r, 4, 0)
     with pytest.raises(KeyError, match="does not exist"):
@@ -160,3 +163,23 @@ def test_siglip2_pictures_keep_their_own_grid_in_the_explorer(siglip2_patch_run)
     assert extras[got["row"]]["cell"] == [gh - 1, gw - 1] and extras[got["row"]]["image"] == extras[r]["image"]
     with pytest.raises(ValueError, match=f"outside the {gh}×{gw} patch grid"):
         ex.patch(r, gh, 0)
+
+
+def test_a_click_on_a_wide_siglip2_picture_finds_its_patch(siglip2_patch_run):
+    """SigLIP2 resizes the whole picture (no crop) onto its own grid: a click near the right end of
+    an 80×20 picture lists the concepts of its last column's patch."""
+    t = siglip2_patch_run
+    data = load_explorer(find_run(t / "sae"))
+    store = EmbeddingStore(t / "s")
+    extras = store.extras(range(len(store)))
+    r = next(i for i, s in enumerate(store.labels(range(len(store)))) if s.endswith("p00.png"))
+    gh, gw = extras[r]["grid"]
+    with serving(create_app(data)) as url, browser_page() as pg:
+        pg.goto(f"{url}/#/row/{r}")
+        wait_ready(pg, f"#/row/{r}")
+        pg.wait_for_function("() => document.querySelector('[data-testid=\"row-image\"]').naturalWidth > 0")
+        box = pg.get_by_test_id("row-image").bounding_box()
+        assert box["width"] > 3 * box["height"]  # drawn whole, not cropped to a square
+        pg.mouse.click(box["x"] + box["width"] * (gw - 0.5) / gw, box["y"] + box["height"] * 0.5 / gh)
+        pg.get_by_test_id("patch-concepts").get_by_text(f"Patch (0, {gw - 1})").wait_for(timeout=20000)
+        assert not pg.errors

@@ -1,14 +1,15 @@
 """Heatmaps of patch-level concepts over the pictures they fire on (`mmsae top --heatmaps DIR`).
 
 On a store of patch tokens (`mmsae embed --layer N --tokens patches|all`) a concept has a code per
-patch. Its top pictures are those with the largest max over their patches; its heatmap over one picture is its code on each patch,
-laid out on the patch grid recorded in the manifest, upsampled bilinearly to the picture and
-blended over it (transparent where the concept is silent, opaque in the colour map where it peaks).
+patch. Its top pictures are those with the largest max over their patches; its heatmap over one
+picture is its code on each patch, laid out on the picture's patch grid (the tower's, recorded in
+the manifest, or SigLIP2's own per picture, recorded in its rows), upsampled bilinearly and blended
+over the picture (transparent where the concept is silent, opaque in the colour map where it peaks).
 
-The grid covers the square the image processor fed the tower: CLIP-style processors resize the
-shorter side and crop the centre, so the heatmap is drawn over the picture's central square. A
-processor that squashes a non-square picture instead (SigLIP's) sees the whole picture, so on such
-stores only square pictures are drawn in the right place. A store with a class token ranks and
+The grid covers what the image processor fed the tower, as the manifest records it
+(`centre_crop`): CLIP-style processors resize the shorter side and crop the centre, so the heatmap
+is drawn over the picture's central square; SigLIP's and SigLIP2's resize the whole picture, so
+it is drawn over all of it. A store with a class token ranks and
 scales by the patches alone; a store of sampled patches, or without an image folder, is refused.
 Pictures are ranked in one pass over the store's sparse codes, holding only each concept's best
 pictures (`analysis.codes.picture_codes`, `TopTracker`); every row's `extra` metadata is parsed

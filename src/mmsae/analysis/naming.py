@@ -250,7 +250,9 @@ def name_by_pictures(
     """Names from pictures (the module docstring's `pictures`): `acts_PF` each picture's activation
     of every concept (a scipy sparse matrix or an array), `img_PD` the same pictures' pooled
     embeddings, `E_TD` the terms' embeddings in that space. Scores are Pearson correlations over
-    the P pictures, computed F concepts at a time (a block × T at once)."""
+    the P pictures. The cosines s_pt = v̂_p·ê_t are never formed: their sums over pictures are
+    those of v̂_p (Σ_p a_pf s_pt = (Aᵀ V̂)_f·ê_t, Σ_p s_pt² = ê_tᵀ (V̂ᵀ V̂) ê_t), so memory is
+    O(F·D + D² + block·T), not O(P·T), and concepts go `block` at a time."""
     import scipy.sparse as sp
 
     A = sp.csc_matrix(acts_PF, dtype=np.float64)
@@ -259,16 +261,19 @@ def name_by_pictures(
         raise MmsaeError(f"{P} pictures' activations but {len(img_PD)} picture embeddings")
     if P < 3:
         raise MmsaeError(f"naming from pictures needs at least 3 pictures, got {P}")
-    S_PT = unit_rows(np.asarray(img_PD, np.float64)) @ unit_rows(np.asarray(E_TD, np.float64)).T
-    S_PT -= S_PT.mean(axis=0)
-    s_norm_T = np.linalg.norm(S_PT, axis=0)
-    mean_F = np.asarray(A.mean(axis=0)).ravel()
-    sq_F = np.asarray(A.multiply(A).sum(axis=0)).ravel()
-    a_norm_F = np.sqrt(np.maximum(sq_F - P * mean_F**2, 0.0))
+    V = unit_rows(np.asarray(img_PD, np.float64))
+    E = unit_rows(np.asarray(E_TD, np.float64))
+    s_mean_T = E @ V.mean(axis=0)
+    s_sq_T = np.einsum("td,de,te->t", E, V.T @ V, E)
+    s_norm_T = np.sqrt(np.maximum(s_sq_T - P * s_mean_T**2, 0.0))
+    a_sum_F = np.asarray(A.sum(axis=0)).ravel()
+    a_sq_F = np.asarray(A.multiply(A).sum(axis=0)).ravel()
+    a_norm_F = np.sqrt(np.maximum(a_sq_F - a_sum_F**2 / P, 0.0))
+    AV_FD = np.asarray(A.T @ V)  # Σ_p a_pf v̂_p
     out: list[ConceptName] = []
     for lo in range(0, F_, block):
         hi = min(F_, lo + block)
-        cov = np.asarray(A[:, lo:hi].T @ S_PT)  # Σ_p a_pf (s_pt − s̄_t): the columns of S are centred
+        cov = AV_FD[lo:hi] @ E.T - np.outer(a_sum_F[lo:hi], s_mean_T)  # Σ_p a_pf (s_pt − s̄_t)
         with np.errstate(divide="ignore", invalid="ignore"):
             corr = cov / (a_norm_F[lo:hi, None] * s_norm_T[None, :])
         corr = np.nan_to_num(corr, nan=0.0, posinf=0.0, neginf=0.0)  # a concept constant over the pictures

@@ -431,7 +431,7 @@ def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: 
             f"{out} holds embeddings with l2_normalized={m.preprocessing['l2_normalized']}; "
             "use the same --normalize setting or a new store"
         )
-    if m.preprocessing.get(TOKENS_KEY) != preprocessing.get(TOKENS_KEY):
+    if _reading(m.preprocessing.get(TOKENS_KEY)) != _reading(preprocessing.get(TOKENS_KEY)):
         raise MmsaeError(
             f"{out} holds rows read as {m.preprocessing.get(TOKENS_KEY) or 'pooled embeddings'}; these are read as "
             f"{preprocessing.get(TOKENS_KEY) or 'pooled embeddings'}: embed into a new store"
@@ -439,6 +439,18 @@ def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: 
     root, new_root = m.preprocessing.get(IMAGE_ROOT_KEY), preprocessing.get(IMAGE_ROOT_KEY)
     if root and new_root and Path(root).resolve() != Path(new_root).resolve():
         raise MmsaeError(f"{out} holds images under {root}; these are under {new_root}: embed into a new store")
+
+
+DESCRIPTIVE_TOKEN_KEYS = ("centre_crop",)
+"""Recorded with a token store's reading but not deciding its rows (how heatmaps lay the grid over
+a picture); stores from before it was recorded lack it, and appending to them is the same reading."""
+
+
+def _reading(tokens: dict | None) -> dict | None:
+    """What decides a store's token rows, for comparing two readings."""
+    if not tokens:
+        return None
+    return {k: v for k, v in tokens.items() if k not in DESCRIPTIVE_TOKEN_KEYS}
 
 
 def _job_done(out: Path, key: str) -> int:

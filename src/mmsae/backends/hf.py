@@ -164,9 +164,10 @@ class HFBackend(Backend):
         return TokenLayout((0, 0), False, len(hidden), int(hidden[0].shape[-1]), tower="text")
 
     def _text_states(self, texts: Sequence[str]):
-        """(hidden states, real tokens per caption, token pieces, character spans or None) of a batch:
-        the tower sees the captions as `encode_texts` does (SigLIP's fixed-length padding included);
-        the lengths come from the same captions tokenized without padding."""
+        """(hidden states, each caption's real token positions, token pieces, character spans or None)
+        of a batch: the tower sees the captions as `encode_texts` does (SigLIP's fixed-length padding
+        included); how many tokens are real comes from the same captions tokenized without padding,
+        and where they sit from the tokenizer's padding side (SigLIP2's pads on the left)."""
         import torch
 
         tower = self._text_tower()
@@ -180,10 +181,14 @@ class HFBackend(Backend):
         ids = plain["input_ids"]
         pieces = [self._tokenizer.convert_ids_to_tokens(row) for row in ids]
         spans = [[tuple(o) for o in row] for row in plain["offset_mapping"]] if fast else None
-        return hidden, [len(row) for row in ids], pieces, spans
+        T = int(hidden[0].shape[1])
+        left = getattr(self._tokenizer, "padding_side", "right") == "left"
+        real = [np.arange(T - len(row), T) if left else np.arange(len(row)) for row in ids]
+        return hidden, real, pieces, spans
 
     def text_hidden(self, texts: Sequence[str], layer: int):
-        """([B, T, W] float32 hidden states after `layer`, real tokens per caption, pieces, spans)."""
+        """([B, T, W] float32 hidden states after `layer`, each caption's real token positions,
+        pieces, spans)."""
         hidden, lengths, pieces, spans = self._text_states(texts)
         return hidden[layer].float().cpu().numpy(), lengths, pieces, spans
 

@@ -97,7 +97,8 @@ class OpenClipBackend(Backend):
         import torch
 
         visual, blocks = self._tower()
-        batch_first = getattr(visual.transformer, "batch_first", True)  # older open_clip runs blocks on [T, B, W]
+        # open_clip before 2.26 has no batch_first and permutes to [T, B, W] before the blocks
+        batch_first = getattr(visual.transformer, "batch_first", False)
         states: list = []
 
         def keep(first: bool):

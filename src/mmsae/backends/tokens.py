@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mmsae.errors import MmsaeError
+from mmsae.vectors import unit_rows
 
 TOKEN_MODES = ("cls", "patches", "mean", "all")
 """`cls`: the class token alone; `patches`: every patch token; `mean`: the mean of the patch
@@ -211,7 +212,7 @@ class TokenBackend:
         grids_B = None if self.layout.grid is not None else self.inner.vision_grids(pixels)
         rows, image, pos = select_tokens(hidden_BTW, self.layout, self.cfg, np.asarray(image_B), grids_B)
         if normalize:
-            rows = _unit(rows)
+            rows = unit_rows(rows)
         grid_of = {int(i): g for i, g in zip(image_B, grids_B)} if grids_B is not None else {}
         extra = [token_extra(i, p, self.layout, grid_of.get(int(i))) for i, p in zip(image, pos)]
         return rows.astype(np.float32), image, extra
@@ -219,20 +220,21 @@ class TokenBackend:
     def text_rows(
         self, texts: list[str], text_B, normalize: bool
     ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-        """(rows [R, W], caption [R], extra metadata [R], text [R]) of a batch of captions, caption b
-        being caption `text_B[b]` of the input; each row's text is its caption with the token in
-        brackets (a mean row: the caption)."""
-        hidden_BTW, length_B, pieces, spans = self.inner.text_hidden(texts, self.layer)
+        """(rows [R, W], position in the batch [R], extra metadata [R], text [R]) of a batch of
+        captions, caption b being caption `text_B[b]` of the input (what `extra` records); each row's
+        text is its caption with the token in brackets (a mean row: the caption)."""
+        hidden_BTW, real_B, pieces, spans = self.inner.text_hidden(texts, self.layer)
         rows, caption, extra, shown = [], [], [], []
         for b, text in enumerate(texts):
-            n = int(length_B[b])
+            at = np.asarray(real_B[b])  # the caption's real tokens in the padded sequence, in order
+            n = len(at)
             if self.cfg.tokens == "mean":
-                rows.append(hidden_BTW[b, :n].mean(0, keepdims=True))
+                rows.append(hidden_BTW[b, at].mean(0, keepdims=True))
                 caption.append(b)
                 extra.append(json.dumps({"text": int(text_B[b]), "token": MEAN_POSITION}))
                 shown.append(text)
                 continue
-            rows.append(hidden_BTW[b, :n])
+            rows.append(hidden_BTW[b, at])
             for t in range(n):
                 caption.append(b)
                 extra.append(json.dumps({"text": int(text_B[b]), "token": t, "piece": pieces[b][t]}))
@@ -240,9 +242,5 @@ class TokenBackend:
                 shown.append(f"{text[:lo]}[{text[lo:hi]}]{text[hi:]}" if hi > lo else f"[{pieces[b][t]}] {text}")
         out = np.concatenate(rows) if rows else np.zeros((0, self.dim), np.float32)
         if normalize:
-            out = _unit(out)
+            out = unit_rows(out)
         return out.astype(np.float32), np.asarray(caption, dtype=np.int64), extra, shown
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)

@@ -138,7 +138,9 @@ def run(args) -> int:
     backend = load_backend(spec, device=device, precision=precision)
     wants_tokens = args.layer is not None or args.tokens is not None or args.patches_per_image is not None
     # captions' tokens when asked for text alone, or when the input holds captions and no pictures
-    text_tower = wants_tokens and (args.modality == "text" or (not inputs.images and bool(inputs.texts)))
+    text_tower = wants_tokens and (
+        args.modality == "text" or (args.modality == "both" and not inputs.images and bool(inputs.texts))
+    )
     if wants_tokens and backend.text_only:
         raise MmsaeError(
             f"--layer/--tokens read a vision-language model's vision or text tower; {backend.model_id} is a "

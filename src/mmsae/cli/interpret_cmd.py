@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-
-import numpy as np
 
 from mmsae.cli.common import read_names
 from mmsae.cli.output import nonneg_float, nonneg_int, positive_int
@@ -233,6 +232,8 @@ def _naming_method(args, store) -> str:
 
 def _name_by_pictures(args, model, store, templates):
     """(names, terms, what the names file records) for --method pictures (`naming.name_by_pictures`)."""
+    import numpy as np
+
     from mmsae.analysis.codes import picture_activations
     from mmsae.analysis.heatmaps import patch_pictures
     from mmsae.analysis.naming import name_by_pictures
@@ -254,14 +255,21 @@ def _name_by_pictures(args, model, store, templates):
     where = {}
     for r in image_rows.tolist():
         where.setdefault(pooled_sources[r], r)
-    terms, E = vocabulary(args, pooled, args.vocab, templates, progress=not args.json)
-    pictures, acts = picture_activations(model, store, picture_R, args.per_image, progress=not args.json)
+    pictures = np.unique(picture_R[picture_R >= 0])  # as picture_activations orders them
     matched = [(i, where[sources[first[int(p)]]]) for i, p in enumerate(pictures) if sources[first[int(p)]] in where]
-    if len(matched) < 3:
+    if len(matched) < 3:  # before the pass over the store
         raise MmsaeError(
             f"{len(matched)} of the {len(pictures)} pictures of {args.store} are in --pictures {args.pictures} "
             "(matched by source path): embed the same pictures without --tokens"
         )
+    if len(matched) < len(pictures):
+        print(
+            f"note: {len(pictures) - len(matched)} of the {len(pictures)} pictures are not in --pictures "
+            f"{args.pictures}; naming from the other {len(matched)}",
+            file=sys.stderr,
+        )
+    terms, E = vocabulary(args, pooled, args.vocab, templates, progress=not args.json)
+    pictures, acts = picture_activations(model, store, picture_R, args.per_image, progress=not args.json)
     keep, rows = (np.array(x) for x in zip(*matched))
     names = name_by_pictures(acts[keep], pooled.get(rows), E, terms)
     meta = {"pictures": str(args.pictures), "per_image": args.per_image, "pictures_matched": len(matched)}

@@ -13,12 +13,15 @@ from numba import types
 # ABI passes it exactly as the `void *` that pread declares.
 _pread = types.ExternalFunction("pread", types.intp(types.intc, types.uintp, types.uintp, types.int64))
 
+RETRIES = 8
+"""A read that fails (-1: interrupted, or an I/O error on a network file system) is tried again
+this many times before the gather reports it."""
 
-@numba.njit(nogil=True, cache=True)
-def read_rows(fd, base, rows, dest, row_bytes, out):  # pragma: no cover - compiled
+
+def _read_rows(fd, base, rows, dest, row_bytes, out):  # pragma: no cover - compiled
     """Row rows[i] of the file (at byte base + rows[i]·row_bytes) into row dest[i] of `out` (a flat
-    uint8 view of the [N, D] batch). Returns -1, or the index of the first row of a run the file
-    could not fill (it ends early)."""
+    uint8 view of the [N, D] batch). Returns -1 when every row was read; i ≥ 0 when the file ends
+    before the run starting at row i is filled; −2 − i when reading that run keeps failing."""
     address = out.ctypes.data
     n = rows.shape[0]
     i = 0
@@ -28,10 +31,22 @@ def read_rows(fd, base, rows, dest, row_bytes, out):  # pragma: no cover - compi
             j += 1
         want = (j - i) * row_bytes
         done = 0
-        while done < want:  # a read may return fewer bytes than asked (a signal): go on from there
+        failed = 0
+        while done < want:  # a read may return fewer bytes than asked: go on from there
             got = _pread(fd, address + dest[i] * row_bytes + done, want - done, base + rows[i] * row_bytes + done)
-            if got <= 0:
+            if got == 0:
                 return i
+            if got < 0:
+                failed += 1
+                if failed > RETRIES:
+                    return -2 - i
+                continue
             done += got
         i = j
     return -1
+
+
+try:
+    read_rows = numba.njit(nogil=True, cache=True)(_read_rows)
+except RuntimeError:  # no cache folder can be written (a read-only install, no writable home): compile per process
+    read_rows = numba.njit(nogil=True)(_read_rows)

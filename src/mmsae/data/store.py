@@ -16,6 +16,7 @@ import fcntl
 import functools
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ class EmbeddingStore:
         self._starts_S = np.array([s.row_start for s in self.manifest.shards], dtype=np.int64)
         self._mmaps: dict[int, np.ndarray] = {}
         self._fds: dict[int, tuple[int, int, np.dtype]] = {}
+        self._fds_lock = threading.Lock()
         self._meta: pa.Table | None = None
 
     # --- shape -------------------------------------------------------------------------------
@@ -191,8 +193,11 @@ class EmbeddingStore:
                 continue
             fd, offset, dt = files[i]
             flat = raw_ND.reshape(-1).view(np.uint8)
-            if read(fd, offset, local[order], sel[order], self.dim * dt.itemsize, flat) >= 0:
+            status = read(fd, offset, local[order], sel[order], self.dim * dt.itemsize, flat)
+            if status >= 0:
                 raise MmsaeError(f"shard {self.shards[s].name} is shorter than its manifest says")
+            if status < -1:
+                raise MmsaeError(f"shard {self.shards[s].name}: reading its rows failed (an I/O error on the disk)")
         if raw_ND is not None and raw_ND is not out_ND:
             out_ND[:] = raw_ND
         return out_ND
@@ -228,7 +233,14 @@ class EmbeddingStore:
             pass
 
     def _file(self, shard: int) -> tuple[int, int, np.dtype]:
-        """(file descriptor, byte offset of row 0, dtype) of a shard's .npy, opened once."""
+        """(file descriptor, byte offset of row 0, dtype) of a shard's .npy, opened once (under a
+        lock: the explorer's threads and the prefetch thread read the same store)."""
+        if shard in self._fds:
+            return self._fds[shard]
+        with self._fds_lock:
+            return self._open_file(shard)
+
+    def _open_file(self, shard: int) -> tuple[int, int, np.dtype]:
         if shard not in self._fds:
             self.shard_embeddings(shard)  # validates the file and its shape
             path = self.root / SHARD_DIR / f"{self.shards[shard].name}.npy"

@@ -329,8 +329,9 @@ class Explorer:
         ]
 
     def _patch_place(self, r: int) -> dict[str, Any] | None:
-        """Where row r sits among its picture's patches: {"grid": [h, w], "cell": [y, x] (None for a
-        class token or a mean)}, or None when the store holds no patch tokens of its picture."""
+        """Where row r sits among its picture's patches: {"grid": [h, w] (the picture's), "cell":
+        [y, x] (None for a class token or a mean), "crop": whether the grid covers the picture's
+        centred square or all of it}, or None when the store holds no patch tokens of its picture."""
         from mmsae.analysis.heatmaps import centre_crop, picture_grid
 
         tokens = self.patch_tokens
