@@ -246,3 +246,34 @@ def test_top_heatmaps_on_siglip2s_own_grids(siglip2_patch_run, capsys):
             assert got.shape == want.shape and np.abs(got - want).max() <= 1
             checked += 1
     assert checked > 0
+
+
+def test_a_picture_damaged_since_embedding_is_skipped_and_listed(patch_run, capsys):
+    """`top --heatmaps` draws the other pictures and lists the damaged one in heatmaps.json; the
+    explorer answers its heatmap with a 404's message, not a server error."""
+    import pytest
+
+    from mmsae.explorer.app import Explorer
+    from mmsae.explorer.index import load_explorer
+    from mmsae.runs import find_run
+
+    t = patch_run
+    argv = ["top", str(t / "sae"), str(t / "s"), "--out", str(t / "top"), "--heatmaps", str(t / "h"), "--json"]
+    assert main([*argv, "--heatmap-images", "24"]) == 0
+    capsys.readouterr()
+    first = json.loads((t / "h" / "heatmaps.json").read_text())
+    victim = next(iter(first["concepts"].values()))[0]["source"]
+    (t / "pics" / victim).write_bytes(b"not a picture")
+    assert main([*argv, "--heatmap-images", "24"]) == 0
+    summary = json.loads(capsys.readouterr().out)["heatmaps"]
+    listing = json.loads((t / "h" / "heatmaps.json").read_text())
+    assert summary["unreadable"] == 1 and [u["source"] for u in listing["unreadable"]] == [victim]
+    drawn = [d["source"] for v in listing["concepts"].values() for d in v]
+    assert victim not in drawn and len(drawn) == sum(len(v) for v in first["concepts"].values()) - sum(
+        d["source"] == victim for v in first["concepts"].values() for d in v
+    )
+    ex = Explorer(load_explorer(find_run(t / "sae")))
+    store = EmbeddingStore(t / "s")
+    row = store.labels(range(len(store))).index(victim)
+    with pytest.raises(KeyError, match="cannot be read"):
+        ex.heatmap_png(0, row)

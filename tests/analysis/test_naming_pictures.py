@@ -101,3 +101,5 @@ def test_name_on_patch_tokens_goes_through_the_pictures(patch_run, tiny_clip, tm
     np.testing.assert_allclose([c["scores"] for c in written], [n.scores for n in want], rtol=1e-5)
     assert main([*base, "--method", "decoder", "--pictures", str(t / "pooled")]) == 2
     assert "--pictures goes with --method pictures" in capsys.readouterr().err
+    assert main([*base, "--method", "decoder", "--per-image", "mean"]) == 2
+    assert "--per-image goes with --method pictures" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def test_heatmaps_are_refused_where_there_are_no_patches(patch_run, tiny_clip):
                  "--out", str(t / "psae")]) == 0  # fmt: skip
     ex = Explorer(load_explorer(find_run(t / "psae")))
     assert ex.patch_grid is None
-    with pytest.raises(KeyError, match="no patch tokens"):
+    with pytest.raises(KeyError, match="holds pooled embeddings: heatmaps need patch tokens"):
         ex.heatmap_png(0, 0)
 
 

@@ -144,7 +144,8 @@ def write_heatmaps(
 ) -> dict:
     """Draw each concept's `per_concept` top pictures with its heatmap into OUT_DIR: one PNG per
     (concept, picture), `concept-C/rank-R.png`, and `heatmaps.json` listing them with the picture,
-    its source and the concept's max activation there. Returns that listing."""
+    its source and the concept's max activation there, and the pictures that could not be read
+    (gone or damaged since they were embedded: skipped, as `embed` skips them). Returns that listing."""
     from PIL import Image
     from tqdm import tqdm
 
@@ -174,6 +175,7 @@ def write_heatmaps(
     for r, i in enumerate(image_R):
         first_row.setdefault(int(i), r)
     listing: dict[str, list[dict]] = {}
+    unreadable: dict[str, str] = {}  # source → why: pictures gone or damaged since they were embedded
     for c in tqdm(concepts, desc="heatmaps: drawing", unit="concept", disable=not progress):
         top = [int(picture_R[r]) for r in best_row_KF[:, c] if r >= 0]
         peak = {int(picture_R[r]): float(v) for r, v in zip(best_row_KF[:, c], best_KF[:, c]) if r >= 0}
@@ -192,9 +194,15 @@ def write_heatmaps(
             except OutsideRoot:
                 path = None
             if path is None:
+                unreadable[source] = "not in the image folder"
                 continue
-            with Image.open(path) as picture:
-                overlay(picture, heat_hw, peak[i], crop=crop).save(folder / f"rank-{rank:02d}.png")
+            try:
+                with Image.open(path) as picture:
+                    drawing = overlay(picture, heat_hw, peak[i], crop=crop)
+            except OSError as exc:
+                unreadable[source] = str(exc)
+                continue
+            drawing.save(folder / f"rank-{rank:02d}.png")
             drawn.append(
                 {
                     "rank": rank,
@@ -207,5 +215,6 @@ def write_heatmaps(
             )
         listing[str(c)] = drawn
     grid = tokens["grid"]  # None where each picture has its own (in each drawing's entry)
-    (out / "heatmaps.json").write_text(json.dumps({"grid": grid, "concepts": listing}, indent=1))
+    skipped = [{"source": k, "reason": v} for k, v in sorted(unreadable.items())]
+    (out / "heatmaps.json").write_text(json.dumps({"grid": grid, "concepts": listing, "unreadable": skipped}, indent=1))
     return listing

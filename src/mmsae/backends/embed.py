@@ -417,9 +417,9 @@ def _check_target(out: Path, backend: Backend, cfg: EmbedConfig, preprocessing: 
     if m.n_rows == 0:
         return
     if m.dim != backend.dim or m.model_id not in ("unknown", backend.model_id):
+        makes = f"makes {backend.dim}-d ones" if m.dim != backend.dim else "is another model or reading"
         raise MmsaeError(
-            f"{out} holds {m.dim}-d embeddings of {m.model_id!r}; {backend.model_id} makes "
-            f"{backend.dim}-d ones: embed into a new store"
+            f"{out} holds {m.dim}-d embeddings of {m.model_id!r}; {backend.model_id} {makes}: embed into a new store"
         )
     if m.dtype != cfg.dtype:
         raise MmsaeError(

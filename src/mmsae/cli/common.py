@@ -75,5 +75,13 @@ def pooling_choice(store, choice: str | None, name: str) -> str | None:
 
     patches = has_patches(store)
     if choice in ("max", "mean") and not patches:
-        raise MmsaeError(f"--per-image {choice} needs a store of patch tokens; {name} has one row per input")
+        tokens = store.manifest.preprocessing.get("tokens") or {}
+        holds = (
+            "one row per input"
+            if not tokens
+            else "a text tower's token rows"
+            if tokens.get("tower") == "text"
+            else f"--tokens {tokens.get('tokens')} rows, not every patch of each picture"
+        )
+        raise MmsaeError(f"--per-image {choice} needs a store of patch tokens; {name} holds {holds}")
     return None if choice == "row" or not patches else choice or "max"

@@ -217,7 +217,10 @@ def run(args) -> int:
     if rep.resumed_items:
         extra.append(f"resumed after {rep.resumed_items} items")
     if tokens is not None:
-        extra.append(f"{rep.rows_written:,} token rows ({rep.rows_written / max(rep.images_in, 1):.1f} per image)")
+        read, unit = (
+            (rep.texts_in, "caption") if tokens.tower == "text" else (rep.images_in - rep.images_skipped, "picture")
+        )
+        extra.append(f"{rep.rows_written:,} token rows ({rep.rows_written / max(read, 1):.1f} per {unit})")
     print(
         f"embedded {rep.images_in} images and {rep.texts_in} captions with {rep.model_id} into {rep.store} "
         f"in {rep.seconds:.1f} s ({rate:.1f} items/s); store holds {rep.counts}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def register(sub) -> None:
     p.add_argument(
         "--per-image",
         choices=["max", "mean"],
-        default="max",
+        default=None,
         help="with --method pictures: a picture's activation of a concept, the max (default) or mean over its patches",
     )
     p.add_argument(
@@ -225,8 +226,10 @@ def _naming_method(args, store) -> str:
                 f"{args.store} holds patch tokens, which no text encoder reads: name their concepts through a "
                 "store of the same pictures' pooled embeddings (--pictures POOLED, `mmsae embed` without --tokens)"
             )
-    elif args.pictures:
-        raise MmsaeError(f"--pictures goes with --method pictures, not --method {method}")
+    elif args.pictures or args.per_image:
+        flag = "--pictures" if args.pictures else "--per-image"
+        raise MmsaeError(f"{flag} goes with --method pictures, not --method {method}")
+    args.per_image = args.per_image or "max"
     return method
 
 
@@ -261,6 +264,15 @@ def _name_by_pictures(args, model, store, templates):
         raise MmsaeError(
             f"{len(matched)} of the {len(pictures)} pictures of {args.store} are in --pictures {args.pictures} "
             "(matched by source path): embed the same pictures without --tokens"
+        )
+    from mmsae.data.images import image_root
+
+    roots = image_root(store), image_root(pooled)
+    if None not in roots and Path(roots[0]).resolve() != Path(roots[1]).resolve():
+        print(
+            f"note: the pictures are matched by their path under each store's image folder, and these differ "
+            f"({roots[0]} and {roots[1]}): make sure they hold the same pictures",
+            file=sys.stderr,
         )
     if len(matched) < len(pictures):
         print(
@@ -329,17 +341,20 @@ def run_top(args) -> int:
         drawn = write_heatmaps(
             model, store, args.heatmaps, concepts, per_concept=args.heatmap_images, progress=not args.json
         )
+        unreadable = json.loads((Path(args.heatmaps) / "heatmaps.json").read_text())["unreadable"]
         summary["heatmaps"] = {
             "dir": args.heatmaps,
             "concepts": len(drawn),
             "pictures": sum(len(v) for v in drawn.values()),
+            "unreadable": len(unreadable),
         }
     if args.json:
         print_json(summary)
         return 0
     if args.heatmaps:
         h = summary["heatmaps"]
-        print(f"heatmaps of {h['concepts']} concepts over {h['pictures']} pictures → {h['dir']}")
+        gone = f" ({h['unreadable']} unreadable pictures skipped: listed in heatmaps.json)" if h["unreadable"] else ""
+        print(f"heatmaps of {h['concepts']} concepts over {h['pictures']} pictures → {h['dir']}{gone}")
     print(f"top {args.k} examples per concept and modality → {summary['written']} ({summary['rows']} rows)")
     for mod in sorted(tops):
         ids_KF = tops[mod][1]

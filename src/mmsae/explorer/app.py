@@ -243,6 +243,15 @@ class Explorer:
         except MmsaeError:
             return None
 
+    def _require_patch_tokens(self) -> dict:
+        """`patch_tokens`, or a KeyError (404) saying why this store has none to draw or click."""
+        from mmsae.analysis.heatmaps import token_layout
+
+        try:
+            return token_layout(self.store)
+        except MmsaeError as exc:
+            raise KeyError(str(exc)) from None
+
     @property
     def patch_grid(self) -> list[int] | None:
         """The tower's patch grid, for the summary; None without patches, or where each picture has its own."""
@@ -270,9 +279,7 @@ class Explorer:
 
         self._check_concept(j)
         self._check_row(r)
-        tokens = self.patch_tokens
-        if tokens is None:
-            raise KeyError("this store holds no patch tokens: heatmaps need `mmsae embed --tokens patches`")
+        tokens = self._require_patch_tokens()
         grid = picture_grid(self.store, tokens, r)
         url = self.image_url(r)
         if url is None:
@@ -284,8 +291,12 @@ class Explorer:
         heat = heat_grid(z, cell[rows], grid)
         path = safe_file(self.root, self.source[r].as_py(), IMAGE_SUFFIXES)
         buf = io.BytesIO()
-        with Image.open(path) as picture:
-            overlay(picture, heat, float(z.max()) if len(z) else 0.0, crop=centre_crop(tokens)).save(buf, format="PNG")
+        try:
+            with Image.open(path) as picture:
+                drawn = overlay(picture, heat, float(z.max()) if len(z) else 0.0, crop=centre_crop(tokens))
+        except OSError as exc:  # changed or damaged since it was embedded
+            raise KeyError(f"the picture of row {r} cannot be read: {exc}") from None
+        drawn.save(buf, format="PNG")
         return buf.getvalue()
 
     def _check_row(self, r: int) -> None:
@@ -351,9 +362,10 @@ class Explorer:
         """The patch at cell (y, x) of row r's picture: its row and its strongest concepts (a click on
         the row page's picture)."""
         self._check_row(r)
+        self._require_patch_tokens()  # says why a store has no patches to click (pooled, sampled, ...)
         place = self._patch_place(r)
         if place is None:
-            raise KeyError(f"row {r} is not a patch token of a picture: patches need `mmsae embed --tokens patches`")
+            raise KeyError(f"row {r} is not a patch token of a picture (a class token or a mean has no place)")
         h, w = place["grid"]
         if not (0 <= y < h and 0 <= x < w):
             raise ValueError(f"patch ({y}, {x}) is outside the {h}×{w} patch grid")
