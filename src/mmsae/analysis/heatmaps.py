@@ -83,6 +83,15 @@ def patch_pictures(store) -> np.ndarray | None:
     return picture_R
 
 
+def picture_sources(store, picture_R: np.ndarray) -> dict[int, str]:
+    """Each picture's source (its path under the store's image folder), read from its first row."""
+    sources = store.metadata(["source"]).column("source").to_pylist()
+    out: dict[int, str] = {}
+    for r in np.flatnonzero(picture_R >= 0).tolist():
+        out.setdefault(int(picture_R[r]), sources[r])
+    return out
+
+
 def picture_grid(store, tokens: dict, row: int) -> tuple[int, int]:
     """The patch grid of the picture of `row`: the tower's, or (a tower that sizes it per picture,
     `tokens["grid"]` None) the picture's own, from its rows' `extra`."""
@@ -170,10 +179,7 @@ def write_heatmaps(
         concepts = [int(c) for c in np.argsort(-fired_F, kind="stable")[:DEFAULT_CONCEPTS] if fired_F[c] > 0]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sources = store.metadata(["source"]).column("source").to_pylist()
-    first_row = {}
-    for r, i in enumerate(image_R):
-        first_row.setdefault(int(i), r)
+    source_of = picture_sources(store, picture_R)
     listing: dict[str, list[dict]] = {}
     unreadable: dict[str, str] = {}  # source → why: pictures gone or damaged since they were embedded
     for c in tqdm(concepts, desc="heatmaps: drawing", unit="concept", disable=not progress):
@@ -188,7 +194,7 @@ def write_heatmaps(
             rows = np.flatnonzero((image_R == i) & (cell_R[:, 0] >= 0))
             grid = picture_grid(store, tokens, int(rows[0]))
             heat_hw = heat_grid(_codes(model, store.get(rows))[:, c], cell_R[rows], grid)
-            source = sources[first_row[i]]
+            source = source_of[i]
             try:
                 path = safe_file(root, source)
             except OutsideRoot:

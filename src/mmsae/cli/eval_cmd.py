@@ -170,7 +170,8 @@ def per_image_section(sae, store, how: str, split: str, val_fraction: float, dev
 
 def format_per_image(p: dict) -> str:
     return (
-        f"per picture ({p['how']} over its patches): {p['pictures']:,} pictures, L0 {p['l0']:.2f}, "
+        f"per picture ({p['how']} over its patches): {p['pictures']:,} picture{'s' * (p['pictures'] != 1)}, "
+        f"L0 {p['l0']:.2f}, "
         f"dead {p['dead_fraction']:.4f}, dense {p['dense_fraction']:.4f}, "
         f"mean activation of a fired concept {p['mean_activation']:.4g}"
     )

@@ -202,7 +202,8 @@ def run_name(args) -> int:
     for n in best:
         alts = alternatives(n, args.alternatives_within)[:3]
         also = f"  (also within {args.alternatives_within:g}: {', '.join(alts)})" if alts else ""
-        print(f"  {n.concept:>6}  {n.name:<20} margin {n.confidence:.3f}{also}")
+        margin = "–" if n.confidence != n.confidence else f"{n.confidence:.3f}"  # NaN: a one-term vocabulary
+        print(f"  {n.concept:>6}  {n.name:<20} margin {margin}{also}")
     print("written: " + ", ".join(written))
     return 0
 
@@ -238,7 +239,7 @@ def _name_by_pictures(args, model, store, templates):
     import numpy as np
 
     from mmsae.analysis.codes import picture_activations
-    from mmsae.analysis.heatmaps import patch_pictures
+    from mmsae.analysis.heatmaps import patch_pictures, picture_sources
     from mmsae.analysis.naming import name_by_pictures
     from mmsae.cli.text_flags import vocabulary
     from mmsae.data.store import EmbeddingStore
@@ -248,18 +249,14 @@ def _name_by_pictures(args, model, store, templates):
     if pooled.manifest.preprocessing.get("tokens"):
         raise MmsaeError(f"--pictures {args.pictures} holds token rows: give a store of pooled embeddings")
     picture_R = patch_pictures(store)
-    sources = store.metadata(["source"]).column("source").to_pylist()
-    first = {}
-    for r, p in enumerate(picture_R.tolist()):
-        if p >= 0:
-            first.setdefault(p, r)
+    source_of = picture_sources(store, picture_R)
     image_rows = np.flatnonzero(pooled.modalities() == "image")
     pooled_sources = pooled.metadata(["source"]).column("source").to_pylist()
     where = {}
     for r in image_rows.tolist():
         where.setdefault(pooled_sources[r], r)
     pictures = np.unique(picture_R[picture_R >= 0])  # as picture_activations orders them
-    matched = [(i, where[sources[first[int(p)]]]) for i, p in enumerate(pictures) if sources[first[int(p)]] in where]
+    matched = [(i, where[source_of[int(p)]]) for i, p in enumerate(pictures) if source_of[int(p)] in where]
     if len(matched) < 3:  # before the pass over the store
         raise MmsaeError(
             f"{len(matched)} of the {len(pictures)} pictures of {args.store} are in --pictures {args.pictures} "
