@@ -103,9 +103,14 @@ class Backend:
         them whole (SigLIP's): heatmaps lay the patch grid over that square or the whole picture."""
         return True
 
+    def _hidden_states(self, pixels: Any) -> Sequence[Any]:
+        """Every hidden state of the vision tower ([B, T, W] tensors, 0: the embeddings), which
+        backends that read their towers give."""
+        raise MmsaeError(f"{self.model_id}: its vision tower's layers cannot be read")
+
     def vision_hidden(self, pixels: Any, layer: int) -> np.ndarray:
         """[B, T, W] float32 hidden states of the vision tower after `layer` (0: the embeddings)."""
-        raise MmsaeError(f"{self.model_id}: its vision tower's layers cannot be read")
+        return self._hidden_states(pixels)[layer].float().cpu().numpy()
 
     def tokenize(self, texts: Sequence[str]) -> Any:
         raise NotImplementedError

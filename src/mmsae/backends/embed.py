@@ -268,26 +268,19 @@ def _embed_part(
                     [t.text for t in batch], [base + i for i in range(len(batch))], cfg.normalize
                 )
                 sel = [batch[i] for i in text_R]
-                writer.append(
-                    emb,
-                    "text",
-                    pair_id=[t.pair_id for t in sel],
-                    source=[t.source for t in sel],
-                    text=shown,
-                    consumed=len(batch),
-                    extra=extra,
-                )
-                bar.update(len(batch))
-                continue
-            unique = list(dict.fromkeys(t.text for t in batch))  # identical captions are embedded once
-            emb_U = backend.finish(backend.encode_texts(backend.tokenize(unique)), cfg.normalize)
-            where = {t: j for j, t in enumerate(unique)}
+            else:
+                unique = list(dict.fromkeys(t.text for t in batch))  # identical captions are embedded once
+                emb_U = backend.finish(backend.encode_texts(backend.tokenize(unique)), cfg.normalize)
+                where = {t: j for j, t in enumerate(unique)}
+                emb, sel, shown, extra = emb_U[[where[t.text] for t in batch]], batch, [t.text for t in batch], None
             writer.append(
-                emb_U[[where[t.text] for t in batch]],
+                emb,
                 "text",
-                pair_id=[t.pair_id for t in batch],
-                source=[t.source for t in batch],
-                text=[t.text for t in batch],
+                pair_id=[t.pair_id for t in sel],
+                source=[t.source for t in sel],
+                text=shown,
+                consumed=len(batch),
+                extra=extra,
             )
             bar.update(len(batch))
         bar.close()

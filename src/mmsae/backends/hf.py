@@ -120,14 +120,7 @@ class HFBackend(Backend):
             return TokenLayout(None, False, len(hidden), int(hidden[0].shape[-1]))
         side = int(vc.image_size) // int(vc.patch_size)
         blank = self.image_transform()(blank_picture(int(vc.image_size)))
-        hidden = self._hidden_states({k: v[None] for k, v in blank.items()})
-        T, W = hidden[0].shape[1:]
-        if T not in (side * side, side * side + 1):
-            raise MmsaeError(
-                f"--layer/--tokens: the vision tower returned {T} tokens for a {side}×{side} patch grid; "
-                "its layout is not one mmsae reads"
-            )
-        return TokenLayout((side, side), T == side * side + 1, len(hidden), int(W))
+        return TokenLayout.of_grid((side, side), self._hidden_states({k: v[None] for k, v in blank.items()}))
 
     def _hidden_states(self, pixels):
         import torch
@@ -137,9 +130,6 @@ class HFBackend(Backend):
         with torch.inference_mode(), self.autocast():
             out = tower(**{k: v.to(self.device) for k, v in batch.items()}, output_hidden_states=True)
         return out.hidden_states
-
-    def vision_hidden(self, pixels, layer: int):
-        return self._hidden_states(pixels)[layer].float().cpu().numpy()
 
     def centre_crops(self) -> bool:
         return bool(getattr(self._image_processor, "do_center_crop", False))
@@ -189,8 +179,8 @@ class HFBackend(Backend):
     def text_hidden(self, texts: Sequence[str], layer: int):
         """([B, T, W] float32 hidden states after `layer`, each caption's real token positions,
         pieces, spans)."""
-        hidden, lengths, pieces, spans = self._text_states(texts)
-        return hidden[layer].float().cpu().numpy(), lengths, pieces, spans
+        hidden, real, pieces, spans = self._text_states(texts)
+        return hidden[layer].float().cpu().numpy(), real, pieces, spans
 
     def tokenize(self, texts: Sequence[str]):
         fixed = self._model_type in FIXED_LENGTH_TEXT

@@ -126,17 +126,7 @@ class OpenClipBackend(Backend):
         gh, gw = (int(g) for g in visual.grid_size)
         size = visual.image_size
         blank = self._preprocess(blank_picture(int(max(size) if isinstance(size, (tuple, list)) else size)))
-        hidden = self._hidden_states(blank[None])
-        T, W = hidden[0].shape[1:]
-        if T not in (gh * gw, gh * gw + 1):
-            raise MmsaeError(
-                f"--layer/--tokens: the vision tower returned {T} tokens for a {gh}×{gw} patch grid; "
-                "its layout is not one mmsae reads"
-            )
-        return TokenLayout((gh, gw), T == gh * gw + 1, len(hidden), int(W))
+        return TokenLayout.of_grid((gh, gw), self._hidden_states(blank[None]))
 
     def centre_crops(self) -> bool:
         return any(type(t).__name__ == "CenterCrop" for t in getattr(self._preprocess, "transforms", []))
-
-    def vision_hidden(self, pixels, layer: int):
-        return self._hidden_states(pixels)[layer].float().cpu().numpy()

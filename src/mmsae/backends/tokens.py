@@ -94,6 +94,19 @@ class TokenLayout:
     width: int
     tower: str = "vision"
 
+    @classmethod
+    def of_grid(cls, grid: tuple[int, int], hidden: list) -> TokenLayout:
+        """The layout of a fixed-grid tower from its hidden states of one picture: a class token
+        when there is one more token than patches; a one-line error when the count fits neither."""
+        gh, gw = grid
+        T, W = hidden[0].shape[1:]
+        if T not in (gh * gw, gh * gw + 1):
+            raise MmsaeError(
+                f"--layer/--tokens: the vision tower returned {T} tokens for a {gh}×{gw} patch grid; "
+                "its layout is not one mmsae reads"
+            )
+        return cls((gh, gw), T == gh * gw + 1, len(hidden), int(W))
+
     def check_layer(self, layer: int) -> int:
         """The layer as a non-negative index; a one-line error when it is out of range."""
         if not -self.n_hidden <= layer < self.n_hidden:
