@@ -23,3 +23,12 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise MmsaeError(f"--device {name}: mmsae runs on cpu or cuda")
     return device
+
+
+def reads_are_free(where: torch.device | torch.Tensor | str) -> bool:
+    """Whether the host may read tensor values there at no cost. On the CPU it may. On a GPU a
+    read (`.item()`, `bool(t)`, a shape that depends on values, as `nonzero`'s) waits until the
+    device has run every queued kernel, so code run every training step reads nothing there and
+    sizes its work without looking (tests/train/test_host_syncs.py counts such reads)."""
+    device = where.device if isinstance(where, torch.Tensor) else torch.device(where)
+    return device.type == "cpu"

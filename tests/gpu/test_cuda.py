@@ -93,3 +93,39 @@ def test_world_clip_trains_on_cuda_and_embeds_as_on_cpu(tmp_path):
     for a, b in zip(*out):
         cos = (np.asarray(a, np.float64) * np.asarray(b, np.float64)).sum(1)
         assert cos.min() > 0.9999, cos
+
+
+@pytest.mark.parametrize("arch", ["topk", "matryoshka"])
+def test_an_ordinary_cuda_step_never_waits_for_the_device(tmp_path, arch):
+    """CUDA's own sync detector (`set_sync_debug_mode`) sees no operation that makes the host wait
+    for the GPU in steps that neither log nor checkpoint: batches come from page-locked memory,
+    the non-finite flag is copied back asynchronously, AuxK's selection counts nothing (the CPU
+    twin of this check is tests/train/test_host_syncs.py)."""
+    store = _store(tmp_path / "s")
+    cfg = TrainConfig(
+        arch=arch,
+        dict_size=256,
+        k=8,
+        batch_size=256,
+        steps=30,
+        log_every=1000,
+        checkpoint_every=0,
+        dead_after=256,
+        device=GPU,
+    )
+    t = Trainer(store, tmp_path / "sae", cfg, progress=False)
+    state = t.start()
+    batches = t._staged(t._batches(t.stream_cfg))
+    for _ in range(3):
+        t.step(state, next(batches))
+    staged = [next(batches) for _ in range(6)]
+    assert all(a.is_pinned() for b in staged for a in b)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in staged:
+            t.step(state, batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert bool((state.since_fired_F >= t.dead_after).any())  # AuxK ran
+    t.close(state)

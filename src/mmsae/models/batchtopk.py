@@ -83,7 +83,7 @@ class BatchTopKSAE(SparseAutoencoder):
             x_hat_BD,
             fired_F,
             l0,
-            {"mse": mse.item(), "auxk": aux.item(), "threshold": float(self.threshold.mean())},
+            {"mse": mse.detach(), "auxk": aux.detach(), "threshold": self.threshold.mean().detach()},
         )
 
     calibration_batches = 16

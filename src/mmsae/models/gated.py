@@ -68,7 +68,7 @@ class GatedSAE(L1Penalty, SparseAutoencoder):
         lam = warmed_up(self.cfg.l1_coef, self.cfg.l1_warmup_frac, step, total_steps)
         fired_F = (codes_BF > 0).any(dim=0)
         l0 = (codes_BF > 0).float().sum(dim=-1).mean()
-        parts = {"mse": mse.item(), "l1": l1.item(), "aux": aux.item(), "l1_coef": lam}
+        parts = {"mse": mse.detach(), "l1": l1.detach(), "aux": aux.detach(), "l1_coef": lam}
         return LossOutput(mse + lam * l1 + aux, x_hat_BD, fired_F, l0, parts)
 
     @torch.no_grad()

@@ -144,8 +144,8 @@ class JumpReLUSAE(SparseAutoencoder):
         fired_F = (codes_BF > 0).any(dim=0)
         l0_now = l0.detach()
         parts = {
-            "mse": mse.item(),
-            "l0_penalty": l0_now.item(),
+            "mse": mse.detach(),
+            "l0_penalty": l0_now.detach(),
             "l0_coef": lam,
             "threshold": float(threshold_F.detach().mean()),
         }

@@ -83,11 +83,11 @@ class MatryoshkaSAE(TopKSAE):
             x_hat_BD = self.decode_sparse(idx_BK[:, :k], val_BK[:, :k])
             mse = recon_loss(x_BD, x_hat_BD)
             total = total + w * mse
-            parts[f"mse_k{k}"] = mse.item()
+            parts[f"mse_k{k}"] = mse.detach()
         loss = total / sum(weights)
-        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD)
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD, dead_F)
         fired_F = fired_latents(idx_BK, val_BK, self.cfg.dict_size)
         l0 = (val_BK > 0).float().sum(dim=-1).mean()
         parts["mse"] = parts[f"mse_k{ks[-1]}"]
-        parts["auxk"] = aux.item()
+        parts["auxk"] = aux.detach()
         return LossOutput(loss + self.cfg.aux_coef * aux, x_hat_BD, fired_F, l0, parts)

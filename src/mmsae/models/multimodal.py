@@ -192,7 +192,7 @@ class MultiModalSAE(PairedSAE):
         )
         fired_F = (codes["image"] > 0).any(dim=0) | (codes["text"] > 0).any(dim=0)
         l0 = 0.5 * sum((z > 0).float().sum(dim=-1).mean() for z in codes.values())
-        info = {k: v.item() for k, v in parts.items()} | {"align": align.item(), "auxk": 0.0, "l1": l1.item()}
+        info = {k: v.detach() for k, v in parts.items()} | {"align": align.detach(), "auxk": 0.0, "l1": l1.detach()}
         return LossOutput(loss, recons["image"], fired_F, l0, info, recons)
 
     def _topk_loss(self, xs, dead_F) -> LossOutput:
@@ -211,7 +211,7 @@ class MultiModalSAE(PairedSAE):
                 self._hidden(x, m), self.W_enc, self.b_enc, zero_S, cfg.k, dead_F, cfg.aux_k
             )
             x_hat = decode_topk(idx_BK, val_BK, W_dec) + getattr(self, f"b_dec_{m}")
-            aux = aux + auxk_from_selection(W_dec, aidx, aval, x, x_hat)
+            aux = aux + auxk_from_selection(W_dec, aidx, aval, x, x_hat, dead_F)
             sel[m], recons[m] = (idx_BK, val_BK), x_hat
             parts[f"mse_{m}"] = recon_loss(x, x_hat)
             fired_F |= fired_latents(idx_BK, val_BK, cfg.dict_size)
@@ -223,7 +223,7 @@ class MultiModalSAE(PairedSAE):
         align = (tv.pow(2).sum(-1) + iv.pow(2).sum(-1) - 2 * cross_B).mean()
         loss = parts["mse_text"] + cfg.lambda_image * parts["mse_image"] + cfg.lambda_align * align + cfg.aux_coef * aux
         l0 = 0.5 * sum((v > 0).float().sum(dim=-1).mean() for _, v in sel.values())
-        info = {k: v.item() for k, v in parts.items()} | {"align": align.item(), "auxk": aux.item(), "l1": 0.0}
+        info = {k: v.detach() for k, v in parts.items()} | {"align": align.detach(), "auxk": aux.detach(), "l1": 0.0}
         return LossOutput(loss, recons["image"], fired_F, l0, info, recons)
 
     @torch.no_grad()

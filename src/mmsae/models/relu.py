@@ -69,7 +69,9 @@ class ReLUSAE(L1Penalty, SparseAutoencoder):
         l1 = (codes_BF * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
         fired_F = (codes_BF > 0).any(dim=0)
         l0 = (codes_BF > 0).float().sum(dim=-1).mean()
-        return LossOutput(mse + lam * l1, x_hat_BD, fired_F, l0, {"mse": mse.item(), "l1": l1.item(), "l1_coef": lam})
+        return LossOutput(
+            mse + lam * l1, x_hat_BD, fired_F, l0, {"mse": mse.detach(), "l1": l1.detach(), "l1_coef": lam}
+        )
 
     def _sparse_loss(self, x_BD, lam) -> LossOutput:
         """The same loss from the positive codes alone: the encoder GEMM is the only O(B·F·D) work."""
@@ -82,4 +84,6 @@ class ReLUSAE(L1Penalty, SparseAutoencoder):
         l1 = (vals_N * self.W_dec.norm(dim=1)[cols_N]).sum() / B
         fired_F = torch.bincount(cols_N, minlength=F_) > 0
         l0 = torch.tensor(len(vals_N) / B)
-        return LossOutput(mse + lam * l1, x_hat_BD, fired_F, l0, {"mse": mse.item(), "l1": l1.item(), "l1_coef": lam})
+        return LossOutput(
+            mse + lam * l1, x_hat_BD, fired_F, l0, {"mse": mse.detach(), "l1": l1.detach(), "l1_coef": lam}
+        )

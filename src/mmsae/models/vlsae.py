@@ -142,7 +142,7 @@ class VLSAE(PairedSAE):
         loss = parts["mse_image"] + parts["mse_text"]
         l0 = torch.tensor(float(self.cfg.k))
         return LossOutput(
-            loss, outs[0], fired_F, l0, {k: v.item() for k, v in parts.items()}, {"image": outs[0], "text": outs[1]}
+            loss, outs[0], fired_F, l0, {k: v.detach() for k, v in parts.items()}, {"image": outs[0], "text": outs[1]}
         )
 
     @torch.no_grad()

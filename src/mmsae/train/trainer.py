@@ -25,7 +25,7 @@ from mmsae.data.prefetch import Prefetch
 from mmsae.data.store import EmbeddingStore
 from mmsae.data.stream import StreamConfig
 from mmsae.data.view import TrainingData
-from mmsae.device import resolve_device
+from mmsae.device import reads_are_free, resolve_device
 from mmsae.errors import MmsaeError
 from mmsae.fileio import atomic_write_stream, dumps, remove_stale_tmp, write_json_atomic
 from mmsae.models.base import SparseAutoencoder, Stats
@@ -167,6 +167,9 @@ class _State:
     bar: Any
     t0: float
     rows_done: int = 0
+    unchecked: list = dataclasses.field(default_factory=list)
+    """(non-finite flag in host memory, the event of its copy, loss, step, batch) of steps whose
+    flag the host has not yet read (`Trainer._settle`)."""
 
 
 class Trainer:
@@ -293,10 +296,11 @@ class Trainer:
         for _ in range(state.step):  # replay the stream to where the checkpoint stopped
             next(batches)
         state.t0 = time.perf_counter()
-        with Prefetch(batches) as ahead:
+        with Prefetch(self._staged(batches)) as ahead:
             try:
                 while state.step < self.total_steps:
                     self.step(state, next(ahead))
+                self._settle(state)
             finally:
                 self.close(state)
         return self.finish(state)
@@ -347,35 +351,57 @@ class Trainer:
             t0=time.perf_counter(),
         )
 
+    def _staged(self, batches):
+        """`batches` as they should reach the step. For a CUDA device each array is copied into
+        page-locked memory here, in the prefetch thread, so the step's copy to the device is
+        asynchronous (from pageable memory it would wait for the device's queue to drain)."""
+        if self.device.type != "cuda":
+            yield from batches
+            return
+        for batch in batches:
+            yield tuple(torch.from_numpy(np.ascontiguousarray(a)).pin_memory() for a in batch)
+
     def _prep(self, state: _State, arr, group: str) -> torch.Tensor:
         mean, scale = state.stats_dev[group]
-        x_BD = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, non_blocking=True)
+        x = arr if isinstance(arr, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(arr))
+        x_BD = x.to(self.device, non_blocking=True).float()
         return torch.sub(x_BD, mean).mul_(scale)  # one new tensor: the batch itself may be shared (sweeps)
 
     def _normalized(self, state: _State, batch) -> dict[str, torch.Tensor]:
         return {g: self._prep(state, arr, g) for g, arr in zip(self.groups, batch)}
 
     def step(self, state: _State, batch) -> None:
-        """One optimizer step on one batch (a tuple of [B, D] arrays, one per input group)."""
+        """One optimizer step on one batch (a tuple of [B, D] arrays, one per input group).
+
+        Nothing here reads a device value on the host except on logging and checkpoint steps, so
+        on a GPU the host queues step t + 1 while the device still runs step t. A non-finite loss
+        is caught without a read: the fused optimizer skips the update on the device
+        (`found_inf`), and the host reads the flag one step later (`_settle`)."""
         cfg, sae, opt, sched = self.cfg, state.sae, state.opt, state.sched
         step = state.step
         dead_F = state.since_fired_F >= self.dead_after
         xs = self._normalized(state, batch)
         out = sae.training_loss(xs, dead_F, step, self.total_steps)
         n_examples = len(batch[0])
-        if not bool(torch.isfinite(out.loss.detach())):  # before the step: the weights stay as they were
-            self._stop_non_finite(state, batch, f"the loss is {float(out.loss.detach())}")
+        bad = self.dist.any_(~torch.isfinite(out.loss.detach()).reshape(()))
+        skips = bool(opt.defaults.get("fused"))  # the fused AdamW skips a step whose found_inf is set
+        if not skips and bool(bad):  # an optimizer that cannot skip: read the flag now
+            self._stop_non_finite(step, batch, f"the loss is {float(out.loss.detach())}")
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.dist.average_grads_(sae.parameters())
         sae.remove_parallel_grads_()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        if skips:
+            opt.found_inf = bad.float()
         opt.step()
         sched.step()
         sae.normalize_decoder_()
+        if skips:
+            self._settle(state, (*self._to_host(bad), out.loss.detach(), step, batch))
         state.since_fired_F += n_examples * self.dist.world
-        state.since_fired_F[self.dist.any_(out.fired_F)] = 0
+        state.since_fired_F.masked_fill_(self.dist.any_(out.fired_F), 0)
         state.rows_done += n_examples * len(xs) * self.dist.world
 
         if step % cfg.log_every == 0 or step == self.total_steps - 1:
@@ -391,7 +417,7 @@ class Trainer:
                 "dead_fraction": float(dead_F.float().mean()),
                 "lr": sched.get_last_lr()[0],
                 "seconds": time.perf_counter() - state.t0,
-                **out.parts,
+                **{name: float(v) for name, v in out.parts.items()},
             }
             if len(fvus) > 1:
                 rec.update({f"fvu_{g}": v for g, v in fvus.items()})
@@ -411,11 +437,37 @@ class Trainer:
             and state.step < self.total_steps
         ):
             state.log_f.flush()
+            self._settle(state)
             if not all(bool(torch.isfinite(p).all()) for p in sae.parameters()):
-                self._stop_non_finite(state, batch, "the weights hold NaN/inf after this step")
+                self._stop_non_finite(step, batch, "the weights hold NaN/inf after this step")
             self._checkpoint(sae, opt, sched, state.step, state.stats, state.since_fired_F)
 
-    def _stop_non_finite(self, state: _State, batch, what: str) -> None:
+    def _settle(self, state: _State, new=None) -> None:
+        """Read the non-finite flags of earlier steps (all of them without `new`; with it, all but
+        the newest on an accelerator, where reading the newest would stall the device's queue)
+        and stop at the first that is set. Skipped steps left the weights as they were."""
+        if new is not None:
+            state.unchecked.append(new)
+        keep = 1 if new is not None and not reads_are_free(self.device) else 0
+        while len(state.unchecked) > keep:
+            bad_host, copied, loss, step, batch = state.unchecked.pop(0)
+            if copied is not None:
+                copied.synchronize()  # waits for that step's copy only, not for the steps queued since
+            if bad_host.numpy().any():
+                self._stop_non_finite(step, batch, f"the loss is {float(loss)}")
+
+    def _to_host(self, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """(`t` in host memory, an event marking the copy's end, or None where `t` was there).
+        On a GPU the copy goes into page-locked memory without waiting: `.item()` would wait
+        for every kernel queued so far, the next step's included."""
+        if self.device.type != "cuda":
+            return t, None
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        return host, copied
+
+    def _stop_non_finite(self, step: int, batch, what: str) -> None:
         """One line: the step, whether the input batch was the cause, and what is kept."""
         bad = sum(int((~np.isfinite(np.asarray(a, dtype=np.float32))).any(axis=1).sum()) for a in batch)
         cause = (
@@ -430,7 +482,7 @@ class Trainer:
             if ckpt.exists()
             else "no SAE was saved"
         )
-        raise MmsaeError(f"training stopped at step {state.step + 1} of {self.total_steps}: {what}; {cause}; {kept}")
+        raise MmsaeError(f"training stopped at step {step + 1} of {self.total_steps}: {what}; {cause}; {kept}")
 
     def close(self, state: _State) -> None:
         state.bar.close()
@@ -586,13 +638,15 @@ def train_sweep(
     t0 = time.perf_counter()
     for s in states:
         s.t0 = t0
-    with Prefetch(first._batches(first.stream_cfg)) as batches:
+    with Prefetch(first._staged(first._batches(first.stream_cfg))) as batches:
         try:
             for _ in range(max(t.total_steps for t in trainers)):
                 batch = next(batches)
                 for t, s in zip(trainers, states):
                     if s.step < t.total_steps:
                         t.step(s, batch)
+            for t, s in zip(trainers, states):
+                t._settle(s)
         finally:
             for t, s in zip(trainers, states):
                 t.close(s)

@@ -74,11 +74,24 @@ def grouped_row_sum(
                 rows_s, src_BD, offsets, mode="sum", per_sample_weights=weights_s, include_last_offset=True
             )
     order = torch.argsort(group_N, stable=True)
-    offsets = torch.zeros(n_groups + 1, dtype=torch.long, device=group_N.device)
-    offsets[1:] = torch.cumsum(torch.bincount(group_N, minlength=n_groups), 0)
     return F.embedding_bag(
-        rows_N[order], src_BD, offsets, mode="sum", per_sample_weights=weights_N[order], include_last_offset=True
+        rows_N[order],
+        src_BD,
+        group_offsets(group_N[order], n_groups),
+        mode="sum",
+        per_sample_weights=weights_N[order],
+        include_last_offset=True,
     )
+
+
+def group_offsets(sorted_group_N: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """[n_groups + 1] offsets of each group's run in `sorted_group_N` (ascending ids in
+    [0, n_groups)). A binary search, not `bincount`, which reads the largest id on the host
+    (a device sync on a GPU). An id out of range fails on the device, not on the host."""
+    bounds = torch.arange(n_groups + 1, device=sorted_group_N.device, dtype=sorted_group_N.dtype)
+    if len(sorted_group_N):
+        torch._assert_async((sorted_group_N[0] >= 0) & (sorted_group_N[-1] < n_groups), "group id out of range")
+    return torch.searchsorted(sorted_group_N, bounds)
 
 
 def decode_csr(

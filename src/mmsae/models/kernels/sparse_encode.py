@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import torch
 
+from mmsae.device import reads_are_free
 from mmsae.models.kernels.gemm import linear, onednn_enabled
 from mmsae.models.kernels.select import topk_rows
-from mmsae.models.kernels.sparse_decode import grouped_row_sum
+from mmsae.models.kernels.sparse_decode import group_offsets, grouped_row_sum
 
 _WORKSPACE: dict[tuple, torch.Tensor] = {}
 CPU_BLOCK_ROWS = 256
@@ -45,13 +46,15 @@ def _workspace(shape: tuple[int, int], dtype: torch.dtype, device: torch.device)
 
 class _TopKEncode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_BD, W_enc_DF, b_enc_F, b_dec_D, k: int, dead_F, aux_k: int, select_dtype):
+    def forward(ctx, x_BD, W_enc_DF, b_enc_F, b_dec_D, k: int, dead_F, aux_k: int, select_dtype, masked: bool):
         xc_BD = x_BD - b_dec_D
         B, F = len(xc_BD), len(b_enc_F)
         dtype = select_dtype or xc_BD.dtype  # choose the latents in select_dtype, value them in full precision
         # [F, D]: no copy, W_enc is stored that way
         W_FD, b_F, xs_BD = W_enc_DF.to(dtype).T.contiguous(), b_enc_F.to(dtype), xc_BD.to(dtype)
-        dead_idx = dead_F.nonzero().squeeze(1) if dead_F is not None and aux_k > 0 else None
+        # AuxK: among the dead columns only (their ids read on the host), or `masked`: among all
+        # columns with the live ones at −inf, every chosen live latent then valued 0
+        dead_idx = dead_F.nonzero().squeeze(1) if dead_F is not None and aux_k > 0 and not masked else None
         # on CPU, blocks of rows: the [rows, F] pre-activations stay in cache for the selection and
         # never take B·F floats; one block on GPU
         rows = CPU_BLOCK_ROWS if dtype != torch.bfloat16 else max(256, min(1024, BF16_BLOCK_BYTES // (2 * F)))
@@ -61,13 +64,15 @@ class _TopKEncode(torch.autograd.Function):
             xc_BD.new_empty((B, k), dtype=dtype),
             torch.empty((B, k), dtype=torch.long, device=xc_BD.device),
         )
-        A = 0 if dead_idx is None else min(aux_k, len(dead_idx))
+        A = aux_k if masked else 0 if dead_idx is None else min(aux_k, len(dead_idx))
         aval_BA, aidx_BA = val_BK.new_empty((B, A)), idx_BK.new_empty((B, A))
         for lo in range(0, B, rows):
             hi = min(lo + rows, B)
             pre_bF = linear(xs_BD[lo:hi], W_FD, b_F, out=None if ws is None else ws[: hi - lo])
             val_BK[lo:hi], idx_BK[lo:hi] = topk_rows(pre_bF, k)
-            if A:
+            if masked:
+                aval_BA[lo:hi], aidx_BA[lo:hi] = pre_bF.masked_fill(~dead_F, float("-inf")).topk(A, dim=1)
+            elif A:
                 aval_BA[lo:hi], apos = pre_bF.index_select(1, dead_idx).topk(A, dim=1)
                 aidx_BA[lo:hi] = dead_idx[apos]
         if select_dtype is not None:
@@ -75,7 +80,7 @@ class _TopKEncode(torch.autograd.Function):
             if A:
                 aval_BA, aidx_BA = _exact_sorted(xc_BD, W_enc_DF, b_enc_F, aidx_BA)
         val_BK = val_BK.clamp_min(0)
-        aval_BA = aval_BA.clamp_min(0)
+        aval_BA = aval_BA.clamp_min(0) if not masked else torch.where(dead_F[aidx_BA], aval_BA.clamp_min(0), 0)
         ctx.save_for_backward(xc_BD, W_enc_DF, torch.cat([idx_BK, aidx_BA], 1), torch.cat([val_BK, aval_BA], 1) > 0)
         ctx.mark_non_differentiable(idx_BK, aidx_BA)
         ctx.k = k
@@ -88,6 +93,7 @@ class _TopKEncode(torch.autograd.Function):
         rows_N = torch.arange(len(idx_BJ), device=idx_BJ.device).repeat_interleave(idx_BJ.shape[1])
         return (
             *encoder_grads(ctx.needs_input_grad[:4], xc_BD, W_enc_DF, rows_N, idx_BJ.reshape(-1), g_BJ.reshape(-1)),
+            None,
             None,
             None,
             None,
@@ -184,8 +190,7 @@ def encoder_grads(needs: tuple[bool, ...], xc_BD, W_enc_DF, rows_N, cols_N, g_N)
     grad_x = None
     if needs[0]:  # one embedding_bag over the pairs in row order, not an [N, D] gather
         order = torch.argsort(rows_N, stable=True)
-        offsets_B = torch.zeros(len(xc_BD), dtype=torch.long, device=rows_N.device)
-        offsets_B[1:] = torch.bincount(rows_N, minlength=len(xc_BD))[:-1].cumsum(0)
+        offsets_B = group_offsets(rows_N[order], len(xc_BD))[:-1]
         grad_x = torch.nn.functional.embedding_bag(
             cols_N[order], W_enc_DF.T.contiguous(), offsets_B, mode="sum", per_sample_weights=g_N[order]
         )
@@ -230,6 +235,7 @@ def topk_encode(
     dead_F: torch.Tensor | None = None,
     aux_k: int = 0,
     select_dtype: torch.dtype | None = None,
+    masked: bool | None = None,
 ):
     """(idx_BK, val_BK, aux_idx_BA, aux_val_BA): the k largest ReLU'd pre-activations of each row
     (largest first) and, when `dead_F` has dead latents and aux_k > 0, the top min(aux_k, n_dead)
@@ -237,11 +243,21 @@ def topk_encode(
 
     `select_dtype` (e.g. torch.bfloat16) runs the encoder GEMM in that precision (fp32
     accumulation inside the kernel) to *choose* the latents; their values, and every gradient,
-    are then computed in the input's precision. Only near-ties at the k-th place can differ."""
+    are then computed in the input's precision. Only near-ties at the k-th place can differ.
+
+    On CPU the AuxK selection has min(aux_k, n_dead) columns, found among the dead latents alone.
+    Elsewhere counting the dead latents would make the host wait for the device on every step, so
+    it has min(aux_k, F) columns, chosen among all latents with the live ones masked out; a column
+    that falls on a live latent (fewer dead than aux_k) holds value 0, which adds nothing to the
+    AuxK loss or its gradient. `masked` forces either (None: by device)."""
+    if masked is None:
+        masked = not reads_are_free(x_BD)
     A = 0
     if dead_F is not None and aux_k > 0:
-        A = min(aux_k, int(dead_F.sum()))
-    return _TopKEncode.apply(x_BD, W_enc_DF, b_enc_F, b_dec_D, k, dead_F if A else None, A, select_dtype)
+        A = min(aux_k, len(dead_F)) if masked else min(aux_k, int(dead_F.sum()))
+    return _TopKEncode.apply(
+        x_BD, W_enc_DF, b_enc_F, b_dec_D, k, dead_F if A else None, A, select_dtype, bool(masked and A)
+    )
 
 
 def batch_topk_encode(
