@@ -96,11 +96,13 @@ def test_world_clip_trains_on_cuda_and_embeds_as_on_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["topk", "matryoshka"])
-def test_an_ordinary_cuda_step_never_waits_for_the_device(tmp_path, arch):
-    """CUDA's own sync detector (`set_sync_debug_mode`) sees no operation that makes the host wait
-    for the GPU in steps that neither log nor checkpoint: batches come from page-locked memory,
-    the non-finite flag is copied back asynchronously, AuxK's selection counts nothing (the CPU
-    twin of this check is tests/train/test_host_syncs.py)."""
+def test_an_ordinary_cuda_step_waits_for_the_device_once(tmp_path, arch):
+    """CUDA's own sync detector (`set_sync_debug_mode`) sees one synchronising operation in a step
+    that neither logs nor checkpoints: AuxK's count of dead latents, in `topk_encode`. Batches come
+    from page-locked memory and the non-finite flag is copied back asynchronously (the CPU twin of
+    this check is tests/train/test_host_syncs.py)."""
+    import warnings
+
     store = _store(tmp_path / "s")
     cfg = TrainConfig(
         arch=arch,
@@ -121,11 +123,16 @@ def test_an_ordinary_cuda_step_never_waits_for_the_device(tmp_path, arch):
     staged = [next(batches) for _ in range(6)]
     assert all(a.is_pinned() for b in staged for a in b)
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for batch in staged:
-            t.step(state, batch)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for batch in staged:
+                t.step(state, batch)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == len(staged), [(w.filename, w.lineno) for w in syncs]
+    assert all(w.filename.endswith("sparse_encode.py") for w in syncs), [(w.filename, w.lineno) for w in syncs]
     assert bool((state.since_fired_F >= t.dead_after).any())  # AuxK ran
     t.close(state)

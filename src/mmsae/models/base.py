@@ -332,20 +332,13 @@ def auxk_loss(
 
 
 def auxk_from_selection(
-    W_dec_FD: torch.Tensor,
-    idx_BA: torch.Tensor,
-    val_BA: torch.Tensor,
-    x_BD: torch.Tensor,
-    x_hat_BD: torch.Tensor,
-    dead_F: torch.Tensor | None = None,
+    W_dec_FD: torch.Tensor, idx_BA: torch.Tensor, val_BA: torch.Tensor, x_BD: torch.Tensor, x_hat_BD: torch.Tensor
 ) -> torch.Tensor:
-    """The AuxK loss once its dead latents are chosen (an empty selection, the usual case on CPU,
-    gives 0 without computing the residual). With `dead_F` the loss is 0 when no latent is dead:
-    off the CPU `topk_encode` selects without counting them, so its selection is never empty."""
+    """The AuxK loss once its dead latents are chosen (an empty selection, the usual case, gives 0
+    without computing the residual)."""
     if idx_BA.shape[1] == 0:
         return x_BD.new_zeros(())
     target_BD = (x_BD - x_hat_BD).detach()
     recon_BD = decode_topk(idx_BA, val_BA, W_dec_FD)
     denom = (target_BD - target_BD.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
-    loss = (recon_BD - target_BD).pow(2).sum(dim=-1).mean() / denom
-    return loss if dead_F is None else loss * dead_F.any()
+    return (recon_BD - target_BD).pow(2).sum(dim=-1).mean() / denom

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from mmsae.models.base import (
     ALL,
@@ -25,6 +24,7 @@ from mmsae.models.base import (
     fired_latents,
     recon_loss,
 )
+from mmsae.models.kernels.select import batch_top_n
 from mmsae.models.kernels.sparse_decode import decode_csr
 from mmsae.models.kernels.sparse_encode import batch_topk_encode
 
@@ -95,10 +95,9 @@ class BatchTopKSAE(SparseAutoencoder):
         kept = []
         for xs in batches:
             x_BD = xs[ALL]
-            pre_N = F.relu(self.pre_acts(x_BD)).flatten()
-            n = min(len(x_BD) * self.cfg.k, int((pre_N > 0).sum()))
-            if n:
-                kept.append(float(torch.topk(pre_N, n, sorted=False).values.min()))
+            _, _, vals_N = batch_top_n(self.pre_acts(x_BD).contiguous(), len(x_BD) * self.cfg.k)
+            if len(vals_N):
+                kept.append(float(vals_N.min()))
         if kept:
             self.threshold.fill_(sum(kept) / len(kept))
 

@@ -147,7 +147,7 @@ class JumpReLUSAE(SparseAutoencoder):
             "mse": mse.detach(),
             "l0_penalty": l0_now.detach(),
             "l0_coef": lam,
-            "threshold": float(threshold_F.detach().mean()),
+            "threshold": threshold_F.detach().mean(),
         }
         return LossOutput(mse + lam * l0, x_hat_BD, fired_F, l0_now, parts)
 

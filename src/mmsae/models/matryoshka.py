@@ -85,7 +85,7 @@ class MatryoshkaSAE(TopKSAE):
             total = total + w * mse
             parts[f"mse_k{k}"] = mse.detach()
         loss = total / sum(weights)
-        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD, dead_F)
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD)
         fired_F = fired_latents(idx_BK, val_BK, self.cfg.dict_size)
         l0 = (val_BK > 0).float().sum(dim=-1).mean()
         parts["mse"] = parts[f"mse_k{ks[-1]}"]

@@ -211,7 +211,7 @@ class MultiModalSAE(PairedSAE):
                 self._hidden(x, m), self.W_enc, self.b_enc, zero_S, cfg.k, dead_F, cfg.aux_k
             )
             x_hat = decode_topk(idx_BK, val_BK, W_dec) + getattr(self, f"b_dec_{m}")
-            aux = aux + auxk_from_selection(W_dec, aidx, aval, x, x_hat, dead_F)
+            aux = aux + auxk_from_selection(W_dec, aidx, aval, x, x_hat)
             sel[m], recons[m] = (idx_BK, val_BK), x_hat
             parts[f"mse_{m}"] = recon_loss(x, x_hat)
             fired_F |= fired_latents(idx_BK, val_BK, cfg.dict_size)

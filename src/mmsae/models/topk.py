@@ -73,7 +73,7 @@ class TopKSAE(SparseAutoencoder):
         )
         x_hat_BD = self.decode_sparse(idx_BK, val_BK)
         mse = recon_loss(x_BD, x_hat_BD)
-        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD, dead_F)
+        aux = auxk_from_selection(self.W_dec, aux_idx, aux_val, x_BD, x_hat_BD)
         fired_F = fired_latents(idx_BK, val_BK, self.cfg.dict_size)
         l0 = (val_BK > 0).float().sum(dim=-1).mean()
         return LossOutput(

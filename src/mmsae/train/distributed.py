@@ -72,6 +72,16 @@ class DistContext:
         dist.all_reduce(as_int, op=dist.ReduceOp.MAX)
         return as_int.bool()
 
+    def sum_(self, counts: torch.Tensor) -> torch.Tensor:
+        """Elementwise sum of integer counts over ranks."""
+        if not self.active:
+            return counts
+        import torch.distributed as dist
+
+        total = counts.to(torch.int64)
+        dist.all_reduce(total)
+        return total
+
     def broadcast_(self, module: torch.nn.Module) -> None:
         """Rank 0's parameters and buffers everywhere."""
         if not self.active:

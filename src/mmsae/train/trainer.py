@@ -384,7 +384,8 @@ class Trainer:
         out = sae.training_loss(xs, dead_F, step, self.total_steps)
         n_examples = len(batch[0])
         bad = self.dist.any_(~torch.isfinite(out.loss.detach()).reshape(()))
-        skips = bool(opt.defaults.get("fused"))  # the fused AdamW skips a step whose found_inf is set
+        # the fused AdamW skips a step whose found_inf is set (a resumed optimizer keeps its saved groups')
+        skips = all(g.get("fused") for g in opt.param_groups)
         if not skips and bool(bad):  # an optimizer that cannot skip: read the flag now
             self._stop_non_finite(step, batch, f"the loss is {float(out.loss.detach())}")
         opt.zero_grad(set_to_none=True)
@@ -405,6 +406,7 @@ class Trainer:
         state.rows_done += n_examples * len(xs) * self.dist.world
 
         if step % cfg.log_every == 0 or step == self.total_steps - 1:
+            self._settle(state)  # this step reads anyway: a non-finite one stops before it is logged
             recons = out.recons or {self.groups[0]: out.x_hat_BD}
             with torch.no_grad():
                 fvus = {g: float((recons[g] - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for g, x in xs.items()}
@@ -430,17 +432,14 @@ class Trainer:
                 log.log(scalars, step + 1)
         state.bar.update(1)
         state.step = step + 1
-        if (
-            self.dist.main
-            and cfg.checkpoint_every
-            and state.step % cfg.checkpoint_every == 0
-            and state.step < self.total_steps
-        ):
-            state.log_f.flush()
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < self.total_steps:
+            # on every rank (their weights are the same), so that all stop at the same step
             self._settle(state)
             if not all(bool(torch.isfinite(p).all()) for p in sae.parameters()):
                 self._stop_non_finite(step, batch, "the weights hold NaN/inf after this step")
-            self._checkpoint(sae, opt, sched, state.step, state.stats, state.since_fired_F)
+            if self.dist.main:
+                state.log_f.flush()
+                self._checkpoint(sae, opt, sched, state.step, state.stats, state.since_fired_F)
 
     def _settle(self, state: _State, new=None) -> None:
         """Read the non-finite flags of earlier steps (all of them without `new`; with it, all but
@@ -452,7 +451,7 @@ class Trainer:
         while len(state.unchecked) > keep:
             bad_host, copied, loss, step, batch = state.unchecked.pop(0)
             if copied is not None:
-                copied.synchronize()  # waits for that step's copy only, not for the steps queued since
+                copied.synchronize()  # waits for that step's work, not for the steps queued since
             if bad_host.numpy().any():
                 self._stop_non_finite(step, batch, f"the loss is {float(loss)}")
 
@@ -464,12 +463,13 @@ class Trainer:
             return t, None
         host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
         copied = torch.cuda.Event()
-        copied.record()
+        copied.record(torch.cuda.current_stream(self.device))  # the copy's stream: under torchrun not cuda:0's
         return host, copied
 
     def _stop_non_finite(self, step: int, batch, what: str) -> None:
         """One line: the step, whether the input batch was the cause, and what is kept."""
         bad = sum(int((~np.isfinite(np.asarray(a, dtype=np.float32))).any(axis=1).sum()) for a in batch)
+        bad = int(self.dist.sum_(torch.tensor([bad], device=self.device)))  # every rank stops here together
         cause = (
             f"its input batch holds {bad} row(s) with NaN/inf (`mmsae info {self.store.root} --check` lists them)"
             if bad

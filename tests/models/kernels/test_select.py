@@ -71,3 +71,61 @@ def test_one_thread_equals_two():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, topk_rows(pre, 32)[1])
+
+
+def batch_reference(pre, n):
+    """BatchTopK's selection written out: a stable descending sort of the flattened positive
+    entries (ties to the earlier entry), its first n, back in row-major order."""
+    flat = pre.reshape(-1)
+    order = torch.sort(flat, descending=True, stable=True).indices
+    order = order[flat[order] > 0][:n].sort().values
+    F = pre.shape[1]
+    return order // F, order % F, flat[order]
+
+
+def _batch_calls(monkeypatch):
+    """The kernel's answer, and whether the kernel gave it (not the PyTorch fallback)."""
+    calls = []
+    kernel = select.compiled_kernel("_batch_select_kernel", "batch_top_n")
+
+    def counting(*args):
+        out = kernel(*args)
+        calls.append(int(out[0]))
+        return out
+
+    monkeypatch.setattr(select, "compiled_kernel", lambda m, name: counting if name == "batch_top_n" else None)
+    return calls
+
+
+@pytest.mark.parametrize("shape,n", [((4096, 512), 4096 * 8), ((256, 1024), 256 * 32), ((37, 300), 50), ((5, 64), 1)])
+def test_batch_top_n_equals_a_stable_sort(monkeypatch, shape, n):
+    calls = _batch_calls(monkeypatch)
+    g = torch.Generator().manual_seed(shape[0])
+    pre = torch.randn(shape, generator=g) * 2 - 0.5
+    for got, want in zip(select.batch_top_n(pre, n), batch_reference(pre, n), strict=True):
+        assert torch.equal(got, want)
+    assert calls == [0]  # the kernel answered
+
+
+def test_batch_top_n_ties_go_to_earlier_entries(monkeypatch):
+    calls = _batch_calls(monkeypatch)
+    g = torch.Generator().manual_seed(1)
+    pre = torch.randint(-3, 4, (512, 256), generator=g).float()  # thousands of entries tie at the n-th value
+    pre[7] = 0.0
+    for n in (1000, 20_000, 512 * 256):  # the last: more than there are positive entries
+        for got, want in zip(select.batch_top_n(pre, n), batch_reference(pre, n), strict=True):
+            assert torch.equal(got, want)
+    assert calls == [0, 0, 0]
+
+
+def test_batch_top_n_falls_back_when_the_sample_misleads(monkeypatch):
+    """The 64 sampled rows (every 8th of 512) are far larger than the rest: the bound they give
+    lets too few entries through, so PyTorch answers, with the same selection."""
+    calls = _batch_calls(monkeypatch)
+    g = torch.Generator().manual_seed(2)
+    pre = torch.rand(512, 128, generator=g)
+    pre[::8] += 10.0
+    n = 64 * 128 + 500
+    rows, cols, vals = select.batch_top_n(pre, n)
+    want = batch_reference(pre, n)
+    assert calls == [1] and torch.equal(vals.sort().values, want[2].sort().values) and len(rows) == n

@@ -20,7 +20,7 @@ import torch
 
 from mmsae.device import reads_are_free
 from mmsae.models.kernels.gemm import linear, onednn_enabled
-from mmsae.models.kernels.select import topk_rows
+from mmsae.models.kernels.select import batch_top_n, topk_rows
 from mmsae.models.kernels.sparse_decode import group_offsets, grouped_row_sum
 
 _WORKSPACE: dict[tuple, torch.Tensor] = {}
@@ -52,8 +52,8 @@ class _TopKEncode(torch.autograd.Function):
         dtype = select_dtype or xc_BD.dtype  # choose the latents in select_dtype, value them in full precision
         # [F, D]: no copy, W_enc is stored that way
         W_FD, b_F, xs_BD = W_enc_DF.to(dtype).T.contiguous(), b_enc_F.to(dtype), xc_BD.to(dtype)
-        # AuxK: among the dead columns only (their ids read on the host), or `masked`: among all
-        # columns with the live ones at −inf, every chosen live latent then valued 0
+        # AuxK (aux_k = min(aux_k, dead latents) here): among the dead columns, their ids read on
+        # the host, or `masked`: among all columns with the live ones at −inf
         dead_idx = dead_F.nonzero().squeeze(1) if dead_F is not None and aux_k > 0 and not masked else None
         # on CPU, blocks of rows: the [rows, F] pre-activations stay in cache for the selection and
         # never take B·F floats; one block on GPU
@@ -64,14 +64,14 @@ class _TopKEncode(torch.autograd.Function):
             xc_BD.new_empty((B, k), dtype=dtype),
             torch.empty((B, k), dtype=torch.long, device=xc_BD.device),
         )
-        A = aux_k if masked else 0 if dead_idx is None else min(aux_k, len(dead_idx))
+        A = aux_k if dead_F is not None else 0
         aval_BA, aidx_BA = val_BK.new_empty((B, A)), idx_BK.new_empty((B, A))
         for lo in range(0, B, rows):
             hi = min(lo + rows, B)
             pre_bF = linear(xs_BD[lo:hi], W_FD, b_F, out=None if ws is None else ws[: hi - lo])
             val_BK[lo:hi], idx_BK[lo:hi] = topk_rows(pre_bF, k)
-            if masked:
-                aval_BA[lo:hi], aidx_BA[lo:hi] = pre_bF.masked_fill(~dead_F, float("-inf")).topk(A, dim=1)
+            if A and masked:  # in place: the block's pre-activations are not used again
+                aval_BA[lo:hi], aidx_BA[lo:hi] = pre_bF.masked_fill_(~dead_F, float("-inf")).topk(A, dim=1)
             elif A:
                 aval_BA[lo:hi], apos = pre_bF.index_select(1, dead_idx).topk(A, dim=1)
                 aidx_BA[lo:hi] = dead_idx[apos]
@@ -80,7 +80,7 @@ class _TopKEncode(torch.autograd.Function):
             if A:
                 aval_BA, aidx_BA = _exact_sorted(xc_BD, W_enc_DF, b_enc_F, aidx_BA)
         val_BK = val_BK.clamp_min(0)
-        aval_BA = aval_BA.clamp_min(0) if not masked else torch.where(dead_F[aidx_BA], aval_BA.clamp_min(0), 0)
+        aval_BA = aval_BA.clamp_min(0)
         ctx.save_for_backward(xc_BD, W_enc_DF, torch.cat([idx_BK, aidx_BA], 1), torch.cat([val_BK, aval_BA], 1) > 0)
         ctx.mark_non_differentiable(idx_BK, aidx_BA)
         ctx.k = k
@@ -109,11 +109,7 @@ class _BatchTopKEncode(torch.autograd.Function):
         xc_BD = x_BD - b_dec_D
         B, F = len(xc_BD), len(b_enc_F)
         pre_BF = linear(xc_BD, W_enc_DF.T, b_enc_F, out=_workspace((B, F), xc_BD.dtype, xc_BD.device)).clamp_min_(0)
-        flat_val, flat_idx = torch.topk(pre_BF.view(-1), n, sorted=False)
-        keep = flat_val > 0
-        flat_val, flat_idx = flat_val[keep], flat_idx[keep]
-        order = torch.argsort(flat_idx)  # row-major: by row, latents ascending within a row (CSR order)
-        rows_N, cols_N, vals_N = flat_idx[order] // F, flat_idx[order] % F, flat_val[order]
+        rows_N, cols_N, vals_N = batch_top_n(pre_BF, n)  # by row, latents ascending within a row (CSR order)
         if dead_F is not None and aux_k > 0:  # (the ReLU above does not change the AuxK choice's values)
             dead_idx = dead_F.nonzero().squeeze(1)
             aval_BA, apos_BA = pre_BF.index_select(1, dead_idx).topk(aux_k, dim=1)
@@ -245,19 +241,17 @@ def topk_encode(
     accumulation inside the kernel) to *choose* the latents; their values, and every gradient,
     are then computed in the input's precision. Only near-ties at the k-th place can differ.
 
-    On CPU the AuxK selection has min(aux_k, n_dead) columns, found among the dead latents alone.
-    Elsewhere counting the dead latents would make the host wait for the device on every step, so
-    it has min(aux_k, F) columns, chosen among all latents with the live ones masked out; a column
-    that falls on a live latent (fewer dead than aux_k) holds value 0, which adds nothing to the
-    AuxK loss or its gradient. `masked` forces either (None: by device)."""
+    The AuxK selection has min(aux_k, n_dead) columns: counting the dead latents is the one read
+    on the host here, made before any of the step's work (on a GPU it waits only for the step
+    before; sparsify's step makes the same read). On CPU they are chosen among the dead columns
+    (their ids read too, then gathered); elsewhere among all columns with the live ones masked,
+    which reads nothing more. `masked` forces either (None: by device)."""
     if masked is None:
         masked = not reads_are_free(x_BD)
     A = 0
     if dead_F is not None and aux_k > 0:
-        A = min(aux_k, len(dead_F)) if masked else min(aux_k, int(dead_F.sum()))
-    return _TopKEncode.apply(
-        x_BD, W_enc_DF, b_enc_F, b_dec_D, k, dead_F if A else None, A, select_dtype, bool(masked and A)
-    )
+        A = min(aux_k, int(dead_F.sum()))
+    return _TopKEncode.apply(x_BD, W_enc_DF, b_enc_F, b_dec_D, k, dead_F if A else None, A, select_dtype, masked)
 
 
 def batch_topk_encode(
