@@ -119,13 +119,45 @@ def test_batch_top_n_ties_go_to_earlier_entries(monkeypatch):
 
 
 def test_batch_top_n_falls_back_when_the_sample_misleads(monkeypatch):
-    """The 64 sampled rows (every 8th of 512) are far larger than the rest: the bound they give
-    lets too few entries through, so PyTorch answers, with the same selection."""
+    """The sampled rows (every 9th of 512: the stride is odd) are far larger than the rest: the
+    bound they give lets too few entries through, so PyTorch answers, with the same selection."""
     calls = _batch_calls(monkeypatch)
     g = torch.Generator().manual_seed(2)
     pre = torch.rand(512, 128, generator=g)
-    pre[::8] += 10.0
-    n = 64 * 128 + 500
+    pre[::9] += 10.0
+    n = 57 * 128 + 500
     rows, cols, vals = select.batch_top_n(pre, n)
     want = batch_reference(pre, n)
     assert calls == [1] and torch.equal(vals.sort().values, want[2].sort().values) and len(rows) == n
+
+
+def test_batch_top_n_never_selects_nan_on_either_path(monkeypatch):
+    """NaN is skipped by the kernel and by the fallback (which a misleading sample forces here)."""
+    g = torch.Generator().manual_seed(4)
+    pre = torch.rand(512, 128, generator=g)
+    pre[::9] += 10.0
+    pre.view(-1)[1::37] = float("nan")
+    n = 57 * 128 + 500
+    calls = _batch_calls(monkeypatch)
+    want = batch_reference(torch.nan_to_num(pre, nan=0.0), n)
+    got = select.batch_top_n(pre, n)
+    assert calls == [1] and len(got[0]) == n and not got[2].isnan().any()
+    assert torch.equal(got[2].sort().values, want[2].sort().values)
+    small = torch.rand(100, 100, generator=g)
+    small[0, :5] = float("nan")
+    for got, want in zip(select.batch_top_n(small, 10), batch_reference(torch.nan_to_num(small), 10), strict=True):
+        assert torch.equal(got, want)
+    assert calls == [1, 0]
+
+
+def test_batch_top_n_one_thread_equals_two():
+    """The kernel runs as many blocks as threads (from torch's count); the answer is the same."""
+    pre = torch.randint(-2, 6, (777, 300), generator=torch.Generator().manual_seed(5)).float()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = select.batch_top_n(pre, 5000)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, select.batch_top_n(pre, 5000), strict=True):
+        assert torch.equal(a, b)

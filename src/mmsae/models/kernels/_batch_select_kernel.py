@@ -26,7 +26,7 @@ def batch_top_n(pre, n, n_blocks):  # pragma: no cover - compiled
     empty_i = np.empty(0, np.int64)
     empty_v = np.empty(0, pre.dtype)
     # 1. a lower bound t of the n-th largest value, from a sample of whole rows
-    step = max(1, B // SAMPLE_ROWS)
+    step = max(1, B // SAMPLE_ROWS) | 1  # odd: rows with a power-of-two period do not line up with it
     n_sampled = (B + step - 1) // step
     sample = np.empty(n_sampled * F, pre.dtype)
     m = 0
@@ -43,7 +43,8 @@ def batch_top_n(pre, n, n_blocks):  # pragma: no cover - compiled
     passing = 0  # sampled entries ≥ t: at least `want`, more where many tie at t
     for i in range(m):
         passing += sample[i] >= t
-    # 2. every entry ≥ t, block by block in row order (so their concatenation is in flat order)
+    # 2. every entry ≥ t, block by block in row order (so their concatenation is in flat order);
+    # the buffers are twice the expected size, and only the part written is ever touched
     cap = int(2 * passing * (B / n_sampled) / n_blocks) + 2 * F + 1024
     cand_i = np.empty((n_blocks, cap), np.int64)
     cand_v = np.empty((n_blocks, cap), pre.dtype)

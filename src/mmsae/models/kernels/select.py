@@ -75,7 +75,9 @@ def batch_top_n(pre_BF: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
         status, rows, cols, vals = kernel(pre_BF.detach().numpy(), n, threads)
         if status == 0:
             return torch.from_numpy(rows), torch.from_numpy(cols), torch.from_numpy(vals)
-    flat_val, flat_idx = torch.topk(pre_BF.reshape(-1), min(n, B * F), sorted=False)
+    flat = pre_BF.reshape(-1)
+    flat = torch.where(flat > 0, flat, 0)  # NaN out of the running: topk ranks it above everything
+    flat_val, flat_idx = torch.topk(flat, min(n, B * F), sorted=False)
     keep = flat_val > 0
     flat_val, flat_idx = flat_val[keep], flat_idx[keep]
     order = torch.argsort(flat_idx)  # row-major: by row, latents ascending within a row (CSR order)
