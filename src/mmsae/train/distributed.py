@@ -64,23 +64,21 @@ class DistContext:
 
     def any_(self, mask: torch.Tensor) -> torch.Tensor:
         """Elementwise OR of a bool mask over ranks."""
-        if not self.active:
-            return mask
-        import torch.distributed as dist
-
-        as_int = mask.to(torch.int32)
-        dist.all_reduce(as_int, op=dist.ReduceOp.MAX)
-        return as_int.bool()
+        return self._reduce(mask, torch.int32, "MAX").bool()
 
     def sum_(self, counts: torch.Tensor) -> torch.Tensor:
         """Elementwise sum of integer counts over ranks."""
+        return self._reduce(counts, torch.int64, "SUM")
+
+    def _reduce(self, t: torch.Tensor, dtype: torch.dtype, op: str) -> torch.Tensor:
+        """`t` as `dtype`, all-reduced over ranks with `op` (a `ReduceOp` name); `t` itself alone."""
         if not self.active:
-            return counts
+            return t
         import torch.distributed as dist
 
-        total = counts.to(torch.int64)
-        dist.all_reduce(total)
-        return total
+        out = t.to(dtype)
+        dist.all_reduce(out, op=getattr(dist.ReduceOp, op))
+        return out
 
     def broadcast_(self, module: torch.nn.Module) -> None:
         """Rank 0's parameters and buffers everywhere."""

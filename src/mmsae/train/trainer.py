@@ -373,10 +373,11 @@ class Trainer:
     def step(self, state: _State, batch) -> None:
         """One optimizer step on one batch (a tuple of [B, D] arrays, one per input group).
 
-        Nothing here reads a device value on the host except on logging and checkpoint steps, so
-        on a GPU the host queues step t + 1 while the device still runs step t. A non-finite loss
-        is caught without a read: the fused optimizer skips the update on the device
-        (`found_inf`), and the host reads the flag one step later (`_settle`)."""
+        Outside logging and checkpoint steps the trainer reads no device value on the host (the
+        model's loss may: TopK's AuxK counts the dead latents), so on a GPU the host queues
+        step t + 1 while the device still runs step t. A non-finite loss is caught without a
+        read: the fused optimizer skips the update on the device (`found_inf`), and the host
+        reads the flag one step later (`_settle`)."""
         cfg, sae, opt, sched = self.cfg, state.sae, state.opt, state.sched
         step = state.step
         dead_F = state.since_fired_F >= self.dead_after

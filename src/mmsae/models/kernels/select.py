@@ -57,9 +57,9 @@ def batch_top_n(pre_BF: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     """(rows_N, cols_N, vals_N): the n largest positive entries of the whole [B, F] block (all
     positive ones when fewer), in row-major order: BatchTopK's selection.
 
-    `torch.topk` over the B·F flattened values is a single-threaded partial sort (~150 ms at
-    B = F = 4096 on this project's CPUs), and its result must then be sorted back into row order.
-    On CPU the compiled kernel (`_batch_select_kernel`) instead reads 64 rows to bound the n-th
+    `torch.topk` over the B·F flattened values is a single-threaded partial sort on CPU, and its
+    result must then be sorted back into row order (docs/performance.md#batchtopk-selection).
+    The compiled kernel (`_batch_select_kernel`) instead reads about 64 rows to bound the n-th
     largest value from below, collects every entry above the bound in one parallel pass (in
     row-major order already), and finds the exact n-th value among those few candidates; ties
     at it go to the earlier entries. Elsewhere, for other dtypes, without numba, or when the
